@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian machine for Berth: Python dependencies, a running Docker
+# engine, and local example images (no registry needed). Idempotent: every step
+# checks whether it is already done, so the quickstart, the test command and CI
+# can all call it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${BERTH_VENV:-$ROOT/.venv}
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated -eq 0 ]; then apt-get update -qq; apt_updated=1; fi
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# 1. A Docker engine. Use the one DOCKER_HOST points at if it answers; otherwise
+#    install Debian's docker.io and start dockerd in the background.
+if ! docker info >/dev/null 2>&1; then
+  if ! command -v dockerd >/dev/null 2>&1; then apt_install docker.io; fi
+  if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: /var/log/berth-dockerd.log)"
+    setsid dockerd >/var/log/berth-dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { log "dockerd did not come up"; tail -20 /var/log/berth-dockerd.log >&2; exit 1; }
+  fi
+fi
+
+# 2. Local example images built from Debian's busybox-static: no registry involved.
+#    berth-example/busybox:1 and :2 are the same rootfs under two tags, so tests can
+#    change a deployment's image without a registry.
+IMAGE_VERSION=2  # bump when the rootfs below changes
+if [ "$(docker image inspect -f '{{index .Config.Labels "io.berth.example-version"}}' berth-example/busybox:1 2>/dev/null)" != "$IMAGE_VERSION" ]; then
+  apt_install busybox-static
+  rootfs=$(mktemp -d)
+  trap 'rm -rf "$rootfs"' EXIT
+  mkdir -p "$rootfs"/{bin,etc,tmp,www,proc,sys,dev}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in sh ash cat echo env false hostname httpd id kill ls mkdir nc ps rm sleep test true wget; do
+    ln -s busybox "$rootfs/bin/$applet"
+  done
+  echo 'root:x:0:0:root:/:/bin/sh' > "$rootfs/etc/passwd"
+  echo 'root:x:0:' > "$rootfs/etc/group"
+  echo '<h1>hello from berth</h1>' > "$rootfs/www/index.html"
+  # PID 1 gets no default signal handlers, so httpd alone would ignore SIGTERM and every
+  # stop would wait for the kill timeout: a tiny init that exits on TERM.
+  cat > "$rootfs/bin/serve" <<'SERVE'
+#!/bin/sh
+trap 'kill $child 2>/dev/null; exit 0' TERM INT
+httpd -f -p "${PORT:-8080}" -h /www &
+child=$!
+wait $child
+SERVE
+  chmod 755 "$rootfs/bin/serve"
+  log "importing berth-example/busybox:1"
+  tar -C "$rootfs" -c . | docker import \
+    -c 'ENV PATH=/bin' -c 'WORKDIR /' -c "LABEL io.berth.example-version=$IMAGE_VERSION" \
+    -c 'CMD ["/bin/serve"]' \
+    - berth-example/busybox:1 >/dev/null
+fi
+docker tag berth-example/busybox:1 berth-example/busybox:2
+
+# 3. Python: a virtualenv with Berth and its test dependencies.
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtualenv $VENV"
+  python3 -m venv "$VENV"
+fi
+stamp="$VENV/.berth-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  log "installing Berth and its dependencies into $VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]"
+  touch "$stamp"
+fi
+log "ready: docker $(docker version --format '{{.Server.Version}}'), $("$VENV/bin/python" --version)"
