@@ -1,0 +1,144 @@
+"""Berth's settings: one pydantic-settings class, read from `BERTH_*` environment variables.
+
+Called by the CLI (`controller.cli`) once per process; everything else receives the
+`Settings` object it needs. Docker is reached through the standard `DOCKER_HOST`
+variable (docker-py reads it), so it has no field here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable named `BERTH_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "libpq URL of the Postgres holding `deployments`. Unset means: start (or reuse) an "
+            "embedded Postgres in `data_dir`, so a first run needs no setup."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path("/var/lib/berth"),
+        description=(
+            "Directory owned by Berth for the embedded Postgres. Kept short because the "
+            "Postgres unix socket lives inside it and socket paths are limited to ~100 bytes."
+        ),
+    )
+    http_addr: str = Field(
+        default="127.0.0.1:9321",
+        description=(
+            "host:port of the HTTP endpoint (/healthz, /metrics). Loopback by default so "
+            "nothing is exposed unasked; a distinct port per daemon lets several run on one host. "
+            "Port 0 picks a free port."
+        ),
+    )
+    cluster: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        description=(
+            "Name of this Berth installation, stamped on its containers as `io.berth.cluster`. "
+            "Two installations sharing one Docker engine never touch each other's containers. "
+            "Containers without the label count as `default`'s."
+        ),
+    )
+    resync_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds between full resyncs. Events wake Berth at once; the resync only catches "
+            "what events missed, and costs two calls (one SQL query, one Docker list), so 30 s "
+            "bounds staleness without measurable load."
+        ),
+    )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description=(
+            "Deployments reconciled at once (worker threads). 8 keeps a 2-core Docker engine "
+            "busy without queueing requests inside it; one slow deployment holds one worker only."
+        ),
+    )
+    health_check_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds a deployment may stay in `health_check` before it is failed and retried. "
+            "Five minutes covers slow-starting services with a generous start_period."
+        ),
+    )
+    health_poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds between re-checks while waiting for health. Docker health events wake "
+            "Berth first; this is the backstop."
+        ),
+    )
+    retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first retry of a transient failure; doubles per failure.",
+    )
+    retry_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Ceiling in seconds of the retry backoff, the same 5 minutes as Kubernetes' "
+            "CrashLoopBackOff, so a broken dependency is probed a few times an hour."
+        ),
+    )
+    repair_window_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Drift repairs of the same generation closer together than this many seconds back "
+            "off exponentially, so a container that keeps dying cannot make Berth hammer Docker."
+        ),
+    )
+    stop_timeout_s: int = Field(
+        default=10,
+        ge=0,
+        description=(
+            "Seconds a container gets between SIGTERM and SIGKILL when Berth removes it "
+            "(Docker's own default)."
+        ),
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "Seconds the daemon waits on SIGTERM for in-flight actions before abandoning them; "
+            "below systemd's 90 s default stop timeout with room to spare."
+        ),
+    )
+    log_format: str = Field(
+        default="auto",
+        pattern=r"^(auto|json|console)$",
+        description="`json`, `console`, or `auto` (console on a terminal, JSON otherwise).",
+    )
+    log_level: str = Field(default="info", description="Lowest level logged.")
+
+    @field_validator("http_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9321")
+        return value
+
+    @property
+    def http_host(self) -> str:
+        return self.http_addr.rpartition(":")[0].strip("[]")
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http_addr.rpartition(":")[2])
