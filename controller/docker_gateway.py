@@ -1,0 +1,257 @@
+"""The Docker gateway: the only module that imports docker-py.
+
+Called by the executor (create, start, remove, images), the reconciler (one list call per
+pass) and the watchers (the events stream). Uses the low-level `APIClient`: its list call
+returns labels, state and health for every container in one request, where the high-level
+client would inspect each one. Driver errors become Berth's typed errors, chained with
+`raise ... from`; idempotent calls are retried with tenacity on transient errors only.
+Every call treats "already done" as success: a create whose name exists with the same
+labels returns that container, a start of a running container and a remove of a missing
+one succeed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from controller.errors import (
+    DockerConflict,
+    DockerRejected,
+    DockerServerError,
+    DockerUnavailable,
+    ImageUnavailable,
+    NameTaken,
+    retry_transient,
+)
+from controller.planner import ObservedContainer
+from controller.spec import (
+    DEFAULT_CLUSTER,
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_REPLICA,
+    LABEL_SPEC_HASH,
+)
+
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_PERMANENT_START_FAILURES = ("executable file not found", "no such file or directory", "permission denied")
+
+
+def _translate(error: Exception, what: str) -> Exception:
+    if isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return DockerUnavailable(f"{what}: Docker engine unreachable: {error}")
+    if isinstance(error, docker.errors.APIError):
+        explanation = str(error.explanation or error)
+        status = error.status_code or 500
+        if status == 409:
+            return DockerConflict(f"{what}: {explanation}")
+        if status >= 500 and not any(p in explanation for p in _PERMANENT_START_FAILURES):
+            return DockerServerError(f"{what}: {explanation}")
+        return DockerRejected(f"{what}: {explanation}")
+    if isinstance(error, docker.errors.DockerException):
+        return DockerUnavailable(f"{what}: {error}")
+    return error
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+        raise _translate(error, what) from error
+
+
+def _health(status_text: str) -> str:
+    match = _HEALTH_IN_STATUS.search(status_text or "")
+    if not match:
+        return "none"
+    return "starting" if match.group(1) == "health: starting" else match.group(1)
+
+
+def observed_from_summary(summary: dict[str, Any]) -> ObservedContainer:
+    """Parse one entry of Docker's container list into what the planner sees."""
+    labels = summary.get("Labels") or {}
+    replica_text = labels.get(LABEL_REPLICA, "")
+    names = summary.get("Names") or [""]
+    return ObservedContainer(
+        id=summary["Id"],
+        name=names[0].lstrip("/"),
+        deployment=labels.get(LABEL_DEPLOYMENT),
+        replica=int(replica_text) if replica_text.isdigit() else None,
+        spec_hash=labels.get(LABEL_SPEC_HASH),
+        cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
+        state=summary.get("State", "unknown"),
+        health=_health(summary.get("Status", "")),
+        created=int(summary.get("Created", 0)),
+    )
+
+
+class DockerGateway:
+    """Thread-safe wrapper of one `APIClient` (its connection pool serves every worker)."""
+
+    def __init__(self, pool_size: int = 10, timeout_s: int = 60) -> None:
+        with _translated("connect"):
+            self.api = docker.APIClient(
+                version="auto", timeout=timeout_s, max_pool_size=pool_size,
+                **docker.utils.kwargs_from_env(),
+            )
+        self._event_streams: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.close_event_streams()
+        self.api.close()
+
+    @retry_transient
+    def ping(self) -> None:
+        with _translated("ping"):
+            self.api.ping()
+
+    @retry_transient
+    def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]:
+        """Every container carrying a deployment label (of one deployment if named): one call."""
+        label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
+        with _translated("list containers"):
+            summaries = self.api.containers(all=True, filters={"label": [label]})
+        return [observed_from_summary(summary) for summary in summaries]
+
+    @retry_transient
+    def image_present(self, image: str) -> bool:
+        try:
+            with _translated(f"inspect image {image}"):
+                self.api.inspect_image(image)
+            return True
+        except DockerRejected:  # 404: not here
+            return False
+
+    def ensure_image(self, image: str) -> str:
+        """Make sure `image` is present: 'present' if it was, 'pulled' if pulled, else raise."""
+        if self.image_present(image):
+            return "present"
+        repository, tag = docker.utils.parse_repository_tag(image)
+        try:
+            with _translated(f"pull {image}"):
+                self.api.pull(repository, tag=tag or "latest")
+        except (DockerRejected, DockerServerError, DockerConflict) as error:
+            raise ImageUnavailable(
+                f"image {image!r} is not present locally and could not be pulled: {error}"
+            ) from error
+        if not self.image_present(image):
+            raise ImageUnavailable(f"image {image!r} is still missing after a pull")
+        return "pulled"
+
+    @retry_transient
+    def create(self, config: dict[str, Any]) -> str:
+        """Create a container (not started); return its id. A repeat finds the first one."""
+        name = config["name"]
+        host_config = self.api.create_host_config(port_bindings=config["port_bindings"] or None)
+        try:
+            with _translated(f"create {name}"):
+                created = self.api.create_container(
+                    image=config["image"],
+                    command=config["command"],
+                    environment=config["environment"],
+                    labels=config["labels"],
+                    ports=config["ports"] or None,
+                    healthcheck=config["healthcheck"],
+                    host_config=host_config,
+                    name=name,
+                    detach=True,
+                )
+            return str(created["Id"])
+        except DockerConflict:
+            return self._existing_with_same_identity(name, config["labels"])
+
+    def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
+        with _translated(f"inspect {name}"):
+            existing = self.api.inspect_container(name)
+        found = existing["Config"].get("Labels") or {}
+        if LABEL_DEPLOYMENT not in found:
+            raise NameTaken(
+                f"container name {name!r} is held by a container without Berth's labels "
+                f"({existing['Id'][:12]}); Berth never touches it: rename or remove it"
+            )
+        identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH)
+        if all(found.get(key) == labels.get(key) for key in identity) and (
+            found.get(LABEL_CLUSTER, DEFAULT_CLUSTER) == labels.get(LABEL_CLUSTER)
+        ):
+            return str(existing["Id"])
+        raise DockerConflict(f"container name {name!r} is still held by an older container")
+
+    @retry_transient
+    def start(self, container_id: str, from_state: str = "created") -> None:
+        with _translated(f"start {container_id[:12]}"):
+            if from_state == "paused":
+                self.api.unpause(container_id)
+            else:
+                self.api.start(container_id)
+
+    @retry_transient
+    def remove(self, container_id: str, stop_timeout_s: int) -> None:
+        """Stop gracefully, then remove with its anonymous volumes. Missing = done."""
+        try:
+            with _translated(f"remove {container_id[:12]}"):
+                try:
+                    self.api.stop(container_id, timeout=stop_timeout_s)
+                except docker.errors.APIError as error:
+                    if error.status_code not in (304, 409):  # already stopped / paused
+                        raise
+                self.api.remove_container(container_id, v=True, force=True)
+        except DockerRejected as error:
+            if "No such container" in str(error) or "is already in progress" in str(error):
+                return
+            raise
+        except DockerConflict as error:
+            if "already in progress" in str(error):
+                return
+            raise
+
+    def inspect_state(self, container_id: str) -> dict[str, Any]:
+        """The `State` block of one container (exit code, health log) for failure messages."""
+        with _translated(f"inspect {container_id[:12]}"):
+            return dict(self.api.inspect_container(container_id).get("State") or {})
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        with _translated(f"logs {container_id[:12]}"):
+            output = self.api.logs(container_id, tail=lines, stdout=True, stderr=True)
+        return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
+    def container_events(self) -> Iterator[tuple[str, str, str]]:
+        """Open the events stream now; iterate (deployment, cluster, action) until closed or lost."""
+        with _translated("events"):
+            stream = self.api.events(
+                decode=True, filters={"type": "container", "label": [LABEL_DEPLOYMENT]}
+            )
+        with self._lock:
+            self._event_streams.add(stream)
+        return self._iterate_events(stream)
+
+    def _iterate_events(self, stream: Any) -> Iterator[tuple[str, str, str]]:
+        try:
+            with _translated("events"):
+                for event in stream:
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    deployment = attributes.get(LABEL_DEPLOYMENT)
+                    cluster = attributes.get(LABEL_CLUSTER, DEFAULT_CLUSTER)
+                    if deployment:
+                        yield deployment, cluster, str(event.get("Action", ""))
+        finally:
+            with self._lock:
+                self._event_streams.discard(stream)
+            stream.close()
+
+    def close_event_streams(self) -> None:
+        with self._lock:
+            streams = list(self._event_streams)
+        for stream in streams:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - closing a dead socket may fail; nothing to do
+                pass

@@ -1,0 +1,86 @@
+-- Named queries used by controller/database.py. Each starts with "-- name: NAME";
+-- parameters are psycopg named placeholders.
+
+-- name: select_deployments
+-- Every deployment with its status, plus statuses whose deployment was deleted
+-- (spec columns null): the whole desired state in one query for a full resync.
+SELECT coalesce(d.name, s.name) AS name,
+       d.name IS NOT NULL AS present,
+       d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
+       s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
+       s.failure_kind, s.attempts, s.next_attempt_at
+FROM deployments d
+FULL JOIN deployment_status s ON s.name = d.name;
+
+-- name: select_deployment
+SELECT wanted.name,
+       d.name IS NOT NULL AS present,
+       d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
+       s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
+       s.failure_kind, s.attempts, s.next_attempt_at
+FROM (SELECT %(name)s::text AS name) wanted
+LEFT JOIN deployments d ON d.name = wanted.name
+LEFT JOIN deployment_status s ON s.name = wanted.name
+WHERE d.name IS NOT NULL OR s.name IS NOT NULL;
+
+-- name: ensure_status
+INSERT INTO deployment_status (name, desired_replicas)
+VALUES (%(name)s, %(desired_replicas)s)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: write_status
+UPDATE deployment_status
+SET phase = %(phase)s,
+    phase_progress = %(phase_progress)s,
+    phase_metadata = %(phase_metadata)s,
+    phase_updated_at = CASE WHEN phase IS DISTINCT FROM %(phase)s THEN now() ELSE phase_updated_at END,
+    observed_generation = %(observed_generation)s,
+    desired_replicas = %(desired_replicas)s,
+    ready_replicas = %(ready_replicas)s,
+    message = %(message)s,
+    failure_kind = %(failure_kind)s,
+    attempts = %(attempts)s,
+    next_attempt_at = %(next_attempt_at)s,
+    last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
+    updated_at = now()
+WHERE name = %(name)s;
+
+-- name: insert_event
+INSERT INTO deployment_events
+    (deployment, generation, kind, level, phase_from, phase_to, action, message, metadata)
+VALUES (%(deployment)s, %(generation)s, %(kind)s, %(level)s, %(phase_from)s, %(phase_to)s,
+        %(action)s, %(message)s, %(metadata)s);
+
+-- name: delete_status
+DELETE FROM deployment_status WHERE name = %(name)s;
+
+-- name: upsert_deployment
+INSERT INTO deployments AS d (name, image, command, env, ports, replicas, healthcheck, labels)
+VALUES (%(name)s, %(image)s, %(command)s, %(env)s, %(ports)s, %(replicas)s, %(healthcheck)s, %(labels)s)
+ON CONFLICT (name) DO UPDATE
+SET image = excluded.image, command = excluded.command, env = excluded.env,
+    ports = excluded.ports, replicas = excluded.replicas,
+    healthcheck = excluded.healthcheck, labels = excluded.labels
+RETURNING d.generation, (xmax = 0) AS inserted;
+
+-- name: delete_deployment
+DELETE FROM deployments WHERE name = %(name)s RETURNING name;
+
+-- name: select_overview
+SELECT * FROM deployment_overview ORDER BY name;
+
+-- name: select_overview_one
+SELECT * FROM deployment_overview WHERE name = %(name)s;
+
+-- name: select_spec
+SELECT name, image, command, env, ports, replicas, healthcheck, labels, generation,
+       created_at, updated_at
+FROM deployments WHERE name = %(name)s;
+
+-- name: select_status
+SELECT * FROM deployment_status WHERE name = %(name)s;
+
+-- name: select_events
+SELECT id, at, generation, kind, level, phase_from, phase_to, action, message, metadata
+FROM deployment_events WHERE deployment = %(name)s
+ORDER BY id DESC LIMIT %(limit)s;
