@@ -1,0 +1,177 @@
+"""The daemon (`berth run`): wires the gateways, the work queue, workers, watchers and resync.
+
+Called by the CLI. `start()` returns once everything runs (integration tests use it in
+process); `run_until_signalled()` adds SIGTERM/SIGINT handling for the real daemon.
+Threads: N workers (BERTH_CONCURRENCY) taking deployment names from the work queue,
+one NOTIFY listener, one Docker events follower, the apscheduler thread running the full
+resync (never overlapping itself), and the HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.database import Database
+from controller.docker_gateway import DockerGateway
+from controller.errors import BerthError
+from controller.http_server import HttpEndpoint
+from controller.metrics import QUEUE_DEPTH
+from controller.reconciler import Reconciler
+from controller.settings import Settings
+from controller.watchers import watch_database, watch_docker
+from controller.workqueue import WorkQueue
+
+log = structlog.get_logger("berth.daemon")
+RESYNC_JOB = "full-resync"
+
+
+class Daemon:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.stopping = threading.Event()
+        self.database = Database(database_url, pool_size=settings.concurrency + 2)
+        self.docker = DockerGateway(pool_size=settings.concurrency + 4)
+        self.queue = WorkQueue(settings.retry_base_s, settings.retry_max_s)
+        self.reconciler = Reconciler(settings, self.database, self.docker, self.queue, self.stopping)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.http = HttpEndpoint(
+            settings.http_host, settings.http_port, self._alive, self._ready, self._status
+        )
+        self._threads: list[threading.Thread] = []
+        self._last_resync_ok: float | None = None
+        self._resync_lock = threading.Lock()
+        self._resync_again = threading.Event()
+        self._started_at = time.monotonic()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        applied = self.database.migrate()
+        if applied:
+            log.info("migrations applied", versions=applied)
+        self.docker.ping()
+        self.http.start()
+        for index in range(self.settings.concurrency):
+            self._spawn(f"worker-{index}", self._work)
+        self._spawn("listen", watch_database, self.database_url, self.queue, self.stopping,
+                    self.request_resync)
+        self._spawn("docker-events", watch_docker, self.docker, self.settings.cluster,
+                    self.queue, self.stopping, self.request_resync)
+        self.scheduler.add_job(
+            self._resync, "interval", seconds=self.settings.resync_interval_s, id=RESYNC_JOB,
+            max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
+        )
+        self.scheduler.start()
+        log.info("berth started", cluster=self.settings.cluster, http=f"{self.settings.http_host}:{self.http.port}",
+                 concurrency=self.settings.concurrency)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop taking work, let in-flight passes end (they stop between actions), close."""
+        if self.stopping.is_set():
+            return
+        log.info("berth stopping")
+        self.stopping.set()
+        self.scheduler.shutdown(wait=False)
+        self.queue.shut_down()
+        self.docker.close_event_streams()
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning("abandoning threads still busy at shutdown", threads=stuck)
+        self.http.stop()
+        self.database.close()
+        self.docker.close()
+        log.info("berth stopped")
+
+    def run_until_signalled(self) -> None:
+        signalled = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal received", signal=signal.Signals(signum).name)
+            signalled.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not signalled.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- work -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            name = self.queue.get()
+            if name is None:
+                return
+            try:
+                self.reconciler.reconcile(name)
+            finally:
+                self.queue.done(name)
+                QUEUE_DEPTH.set(self.queue.pending())
+
+    def _resync(self) -> None:
+        """Run a full resync; a request arriving meanwhile makes it run once more, never twice at once."""
+        if not self._resync_lock.acquire(blocking=False):
+            self._resync_again.set()
+            return
+        try:
+            while not self.stopping.is_set():
+                self._resync_again.clear()
+                try:
+                    self.reconciler.full_resync()
+                    self._last_resync_ok = time.monotonic()
+                except BerthError as error:
+                    log.warning("full resync failed", error=str(error))
+                QUEUE_DEPTH.set(self.queue.pending())
+                if not self._resync_again.is_set():
+                    break
+        finally:
+            self._resync_lock.release()
+
+    def request_resync(self) -> None:
+        """Run a full resync now (after a watcher subscribes); the interval carries on."""
+        if not self.stopping.is_set():
+            threading.Thread(target=self._resync, name="resync-now", daemon=True).start()
+
+    # --- health -----------------------------------------------------------------------------
+    def _alive(self) -> tuple[bool, str]:
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self.stopping.is_set():
+            return False, f"threads died: {', '.join(dead)}"
+        limit = 3 * self.settings.resync_interval_s + 30
+        last = self._last_resync_ok or self._started_at
+        if time.monotonic() - last > limit:
+            return False, f"no successful full resync for over {limit:g}s"
+        return True, "ok"
+
+    def _ready(self) -> tuple[bool, str]:
+        try:
+            self.database.schema_version()
+            self.docker.ping()
+        except BerthError as error:
+            return False, str(error)
+        return True, "ok"
+
+    def _status(self) -> dict[str, Any]:
+        phases: dict[str, int] = {}
+        for row in self.database.overview():
+            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
+        return {"cluster": self.settings.cluster, "phases": phases,
+                "queue_pending": self.queue.pending(), "in_flight": self.queue.in_flight()}

@@ -1,0 +1,192 @@
+"""The executor: the one place where planned actions become Docker changes.
+
+Called by the reconciler with one deployment's actions. It walks the phases
+pulling_image -> creating -> starting (skipping those with nothing to do), applies each
+action through the Docker gateway, and records every phase transition and every action
+in `deployment_events` through a `PhaseTracker`. Each action is an "ensure": repeating it
+after a crash finds its work already done (see RECONCILIATION.md, "Idempotency").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import structlog
+
+from controller.database import Database, Event, StatusWrite
+from controller.docker_gateway import DockerGateway
+from controller.errors import BerthError
+from controller.metrics import ACTIONS
+from controller.planner import Action, CreateReplica, RemoveContainer, StartContainer
+from controller.spec import DeploymentSpec, container_config, container_name
+
+log = structlog.get_logger("berth.executor")
+
+
+class Abandoned(BerthError):
+    """The daemon is stopping; the pass stopped between two actions (safe: level-triggered)."""
+
+
+@dataclass
+class PhaseTracker:
+    """Writes one deployment's status row and events; only writes what changed."""
+
+    database: Database
+    status: StatusWrite
+    written: bool = False
+    pending_events: list[Event] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        return self.status.phase
+
+    def enter(self, phase: str, message: str = "", **metadata: Any) -> None:
+        """Move to `phase` (progress 0), with a phase event when it is a change."""
+        previous = self.status.phase
+        self.status = replace(
+            self.status, phase=phase, phase_progress=0, phase_metadata=metadata, message=message
+        )
+        if phase != "failed":
+            self.status = replace(self.status, failure_kind=None, next_attempt_at=None)
+        if phase == "active":
+            self.status = replace(self.status, phase_progress=100)
+        if previous != phase:
+            level = "error" if phase == "failed" else "info"
+            self.pending_events.append(
+                Event(
+                    deployment=self.status.name, kind="phase", level=level,
+                    generation=self.status.observed_generation, phase_from=previous,
+                    phase_to=phase, message=message or f"{previous} -> {phase}",
+                    metadata=metadata,
+                )
+            )
+        self.flush()
+
+    def progress(self, done: int, total: int, **metadata: Any) -> None:
+        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        merged = {**self.status.phase_metadata, **metadata}
+        self.status = replace(self.status, phase_progress=percent, phase_metadata=merged)
+        self.flush()
+
+    def action(self, action: str, message: str, level: str = "info", **metadata: Any) -> None:
+        log.info(message, deployment=self.status.name, action=action, **metadata)
+        self.pending_events.append(
+            Event(
+                deployment=self.status.name, kind="action", level=level, action=action,
+                generation=self.status.observed_generation, message=message, metadata=metadata,
+            )
+        )
+
+    def note(self, message: str, level: str = "info", **metadata: Any) -> None:
+        self.pending_events.append(
+            Event(
+                deployment=self.status.name, kind="note" if level == "info" else "error",
+                level=level, generation=self.status.observed_generation, message=message,
+                metadata=metadata,
+            )
+        )
+
+    def update(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
+
+    def flush(self) -> None:
+        self.database.record(self.status, self.pending_events)
+        self.pending_events = []
+        self.written = True
+
+
+class Executor:
+    """Applies one deployment's plan; stops between actions when `stopping` is set."""
+
+    def __init__(
+        self,
+        docker: DockerGateway,
+        cluster: str,
+        stop_timeout_s: int,
+        stopping: threading.Event,
+    ) -> None:
+        self.docker = docker
+        self.cluster = cluster
+        self.stop_timeout_s = stop_timeout_s
+        self.stopping = stopping
+
+    def _check_stopping(self) -> None:
+        if self.stopping.is_set():
+            raise Abandoned("daemon stopping")
+
+    def apply(
+        self,
+        tracker: PhaseTracker,
+        spec: DeploymentSpec,
+        generation: int,
+        actions: Sequence[Action],
+    ) -> None:
+        creates = [a for a in actions if isinstance(a, CreateReplica)]
+        removes = [a for a in actions if isinstance(a, RemoveContainer)]
+        starts: list[tuple[str, str, str, int, str]] = [
+            (a.container_id, a.container_name, a.from_state, a.replica, f"was {a.from_state}")
+            for a in actions
+            if isinstance(a, StartContainer)
+        ]
+        if creates:
+            self._check_stopping()
+            tracker.enter("pulling_image", f"ensuring image {spec.image}", image=spec.image)
+            outcome = self.docker.ensure_image(spec.image)
+            tracker.action("image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome)
+            tracker.progress(1, 1)
+        changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
+        if changes:
+            tracker.enter(
+                "creating",
+                f"removing {len(removes)}, creating {len(creates)} container(s)",
+                to_remove=len(removes), to_create=len(creates),
+            )
+            for done, action in enumerate(changes, start=1):
+                self._check_stopping()
+                if isinstance(action, RemoveContainer):
+                    self._remove(tracker, action)
+                else:
+                    container_id = self._create(tracker, spec, generation, action.replica)
+                    name = container_name(spec.name, action.replica, self.cluster)
+                    starts.append((container_id, name, "created", action.replica, "new"))
+                tracker.progress(done, len(changes))
+        if starts:
+            tracker.enter("starting", f"starting {len(starts)} container(s)", to_start=len(starts))
+            for done, (container_id, name, from_state, replica, reason) in enumerate(starts, 1):
+                self._check_stopping()
+                self.docker.start(container_id, from_state)
+                verb = "unpaused" if from_state == "paused" else "started"
+                tracker.action("start", f"{verb} {name} ({reason})", container=name,
+                               container_id=container_id[:12], replica=replica)
+                ACTIONS.labels(kind="start", result="ok").inc()
+                tracker.progress(done, len(starts))
+
+    def _remove(self, tracker: PhaseTracker, action: RemoveContainer) -> None:
+        self.docker.remove(action.container_id, self.stop_timeout_s)
+        tracker.action(
+            "remove", f"removed {action.container_name} ({action.reason.value})",
+            container=action.container_name, container_id=action.container_id[:12],
+            replica=action.replica, reason=action.reason.value,
+        )
+        ACTIONS.labels(kind="remove", result="ok").inc()
+
+    def _create(self, tracker: PhaseTracker, spec: DeploymentSpec, generation: int, replica: int) -> str:
+        config = container_config(spec, replica, self.cluster, generation)
+        container_id = self.docker.create(config)
+        tracker.action(
+            "create", f"created {config['name']} (spec {spec.spec_hash})",
+            container=config["name"], container_id=container_id[:12], replica=replica,
+            spec_hash=spec.spec_hash,
+        )
+        ACTIONS.labels(kind="create", result="ok").inc()
+        return container_id
+
+    def teardown(self, tracker: PhaseTracker, removals: Sequence[RemoveContainer]) -> None:
+        tracker.enter("deleting", f"removing {len(removals)} container(s)", to_remove=len(removals))
+        for done, action in enumerate(removals, start=1):
+            self._check_stopping()
+            self._remove(tracker, action)
+            tracker.progress(done, len(removals))

@@ -1,0 +1,57 @@
+"""Prometheus metrics: every `berth_*` series, declared once, with bounded labels only.
+
+Imported by the modules that count things (reconciler, executor, daemon); served by
+`controller.http_server`. Deployment names are never labels: they are unbounded.
+Every known label combination is created at import so no series is missing at start.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from controller import __version__
+
+PHASES = ("queued", "pulling_image", "creating", "starting", "health_check", "active", "failed", "deleting")
+ACTION_KINDS = ("create", "start", "remove")
+RESULTS = ("ok", "error")
+ERROR_KINDS = ("transient", "permanent", "unexpected")
+
+BUILD_INFO = Info("berth_build", "Berth's version")
+BUILD_INFO.info({"version": __version__})
+
+RECONCILE_PASSES = Counter(
+    "berth_reconcile_passes_total", "Reconcile passes, by scope", ["scope"]
+)
+RECONCILE_DURATION = Histogram(
+    "berth_reconcile_duration_seconds", "Duration of reconcile passes, by scope", ["scope"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RECONCILE_ERRORS = Counter(
+    "berth_reconcile_errors_total", "Failed deployment passes, by error kind", ["kind"]
+)
+ACTIONS = Counter(
+    "berth_actions_total", "Docker changes applied, by kind and result", ["kind", "result"]
+)
+DEPLOYMENTS_BY_PHASE = Gauge(
+    "berth_deployments", "Deployments by phase at the last full resync", ["phase"]
+)
+REPLICAS_DESIRED = Gauge("berth_replicas_desired", "Sum of desired replicas at the last full resync")
+REPLICAS_READY = Gauge("berth_replicas_ready", "Sum of ready replicas at the last full resync")
+DRIFT_DETECTED = Counter(
+    "berth_drift_detected_total", "Deployments found needing work by a full resync"
+)
+LAST_FULL_RESYNC = Gauge(
+    "berth_last_full_resync_timestamp_seconds", "Unix time of the last successful full resync"
+)
+QUEUE_DEPTH = Gauge("berth_workqueue_depth", "Deployments waiting in the work queue")
+
+for _scope in ("full", "deployment"):
+    RECONCILE_PASSES.labels(scope=_scope)
+    RECONCILE_DURATION.labels(scope=_scope)
+for _kind in ERROR_KINDS:
+    RECONCILE_ERRORS.labels(kind=_kind)
+for _action in ACTION_KINDS:
+    for _result in RESULTS:
+        ACTIONS.labels(kind=_action, result=_result)
+for _phase in PHASES:
+    DEPLOYMENTS_BY_PHASE.labels(phase=_phase)

@@ -1,0 +1,89 @@
+"""The watchers: turn Postgres notifications and Docker events into work-queue entries.
+
+Started by the daemon, each in its own thread. `watch_database` LISTENs on
+`berth_deployments` (the payload is a deployment name); `watch_docker` follows the
+Docker events stream for labelled containers. Both reconnect with backoff when their
+connection drops, and call `on_reconnect` (a full resync) once they are back, because
+anything may have changed while they were deaf.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+
+from controller.database import listen
+from controller.docker_gateway import DockerGateway
+from controller.errors import BerthError
+from controller.workqueue import WorkQueue
+
+log = structlog.get_logger("berth.watchers")
+
+# Docker container events that can change what Berth observes; exec_* (one per health
+# probe), attach, resize, top... are frequent and irrelevant.
+RELEVANT_DOCKER_ACTIONS = frozenset(
+    {"create", "start", "restart", "die", "stop", "kill", "oom", "pause", "unpause",
+     "destroy", "rename", "update", "health_status"}
+)
+
+
+def _backoff(attempt: int) -> float:
+    return float(min(0.2 * 2 ** min(attempt, 6), 10.0))
+
+
+def watch_database(
+    url: str,
+    queue: WorkQueue,
+    stopping: threading.Event,
+    on_subscribed: Callable[[], None],
+) -> None:
+    """Follow NOTIFY until `stopping`; call `on_subscribed` (a full resync) after each LISTEN."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            subscribed = False
+            for payload in listen(url, poll_s=0.5):
+                if stopping.is_set():
+                    return
+                if payload is None:
+                    if not subscribed:
+                        subscribed, attempt = True, 0
+                        log.info("listening on berth_deployments")
+                        on_subscribed()
+                    continue
+                queue.add(payload)
+        except BerthError as error:
+            attempt += 1
+            log.warning("database listener lost", error=str(error), attempt=attempt)
+            stopping.wait(_backoff(attempt))
+
+
+def watch_docker(
+    docker: DockerGateway,
+    cluster: str,
+    queue: WorkQueue,
+    stopping: threading.Event,
+    on_subscribed: Callable[[], None],
+) -> None:
+    """Follow Docker events until `stopping`; call `on_subscribed` after each (re)connect."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            events = docker.container_events()
+            log.info("following docker events")
+            on_subscribed()
+            attempt = 0
+            for deployment, event_cluster, action in events:
+                if event_cluster == cluster and action.split(":")[0] in RELEVANT_DOCKER_ACTIONS:
+                    queue.add(deployment)
+            if stopping.is_set():
+                return
+            attempt += 1  # the stream ended: the engine restarted or closed it
+        except BerthError as error:
+            if stopping.is_set():
+                return
+            attempt += 1
+            log.warning("docker event stream lost", error=str(error), attempt=attempt)
+        stopping.wait(_backoff(attempt))
