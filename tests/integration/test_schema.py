@@ -1,0 +1,101 @@
+"""The SQL interface itself: constraints that name the field, generation, migrations."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from controller.database import Database
+from tests.integration.conftest import Sql
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"name": "Bad_Name"}, "deployments.name: must be a lowercase DNS label"),
+        ({"name": "a" * 64}, "deployments.name"),
+        ({"image": "with space"}, "deployments.image"),
+        ({"replicas": -1}, "deployments.replicas: must be between 0 and 1000"),
+        ({"replicas": 1001}, "deployments.replicas"),
+        ({"command": []}, "deployments.command"),
+        ({"env": ["not", "an", "object"]}, "deployments.env: must be a JSON object"),
+        ({"env": {"A": 1}}, "deployments.env.A: must be a string"),
+        ({"labels": {"io.berth.replica": "3"}}, "deployments.labels.io.berth.replica"),
+        ({"ports": {"container": 80}}, "deployments.ports: must be a JSON array"),
+        ({"ports": [{"container": 0}]}, "deployments.ports[0].container: must be an integer from 1 to 65535"),
+        ({"ports": [{"container": 80}, {"container": "x"}]}, "deployments.ports[1].container"),
+        ({"ports": [{"container": 80, "host": 99999}]}, "deployments.ports[0].host"),
+        ({"ports": [{"container": 80, "protocol": "sctp"}]}, "deployments.ports[0].protocol"),
+        ({"ports": [{"container": 80, "extra": 1}]}, "deployments.ports[0].extra"),
+        ({"ports": [{"container": 80}, {"container": 80}]}, "deployments.ports[1]: publishes 80/tcp twice"),
+        ({"ports": [{"container": 80, "host": 8080}], "replicas": 2}, "deployments.ports[0].host: a fixed host port"),
+        ({"healthcheck": {"test": "wget"}}, "deployments.healthcheck.test"),
+        ({"healthcheck": {"test": ["CMD-SHELL", "a", "b"]}}, "deployments.healthcheck.test"),
+        ({"healthcheck": {"test": ["CMD", "true"], "interval_s": 0}}, "deployments.healthcheck.interval_s"),
+        ({"healthcheck": {"test": ["CMD", "true"], "retries": 1.5}}, "deployments.healthcheck.retries"),
+        ({"healthcheck": {"test": ["CMD", "true"], "every": 1}}, "deployments.healthcheck.every"),
+    ],
+)
+def test_invalid_rows_are_refused_naming_the_field(sql: Sql, columns: dict[str, Any], message: str) -> None:
+    values = {"name": "web", **columns}
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        sql.insert(**values)
+    assert message in str(caught.value)
+    assert sql("SELECT count(*) AS n FROM deployments")[0]["n"] == 0
+
+
+def test_missing_image_is_refused(sql: Sql) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation, match="deployments.image: is required"):
+        sql("INSERT INTO deployments (name) VALUES ('web')")
+
+
+def test_generation_is_owned_by_the_database(sql: Sql) -> None:
+    sql("INSERT INTO deployments (name, image, generation) VALUES ('web', 'x:1', 42)")
+    assert sql("SELECT generation FROM deployments")[0]["generation"] == 1
+    sql("UPDATE deployments SET replicas = 3 WHERE name = 'web'")
+    sql("UPDATE deployments SET replicas = 3 WHERE name = 'web'")  # no change: no bump
+    sql("UPDATE deployments SET generation = 99 WHERE name = 'web'")  # by hand: ignored
+    assert sql("SELECT generation FROM deployments")[0]["generation"] == 2
+    sql("UPDATE deployments SET env = '{\"A\": \"1\"}' WHERE name = 'web'")
+    assert sql("SELECT generation FROM deployments")[0]["generation"] == 3
+
+
+def test_changes_notify_with_the_deployment_name(sql: Sql) -> None:
+    with psycopg.connect(sql.url, autocommit=True) as listener:
+        listener.execute("LISTEN berth_deployments")
+        sql.insert("web")
+        sql("DELETE FROM deployments WHERE name = 'web'")
+        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=2)]
+    assert payloads == ["web", "web"]
+
+
+def test_events_are_append_only(sql: Sql) -> None:
+    sql("INSERT INTO deployment_events (deployment, kind, level, message) VALUES ('w', 'note', 'info', 'x')")
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        sql("UPDATE deployment_events SET message = 'rewritten'")
+
+
+def test_migrations_are_safe_when_daemons_start_together(database_url: str) -> None:
+    errors: list[BaseException] = []
+    applied: list[list[int]] = []
+
+    def migrate() -> None:
+        try:
+            database = Database(database_url, pool_size=2)
+            applied.append(database.migrate())
+            database.close()
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+
+    threads = [threading.Thread(target=migrate) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert sorted(applied, key=len) == [[]] * 5 + [[1]]

@@ -1,0 +1,76 @@
+"""The deployment spec: validation messages name the field; the hash ignores replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.errors import InvalidSpec
+from controller.spec import DeploymentSpec, container_config, container_name, parse_spec
+
+BASE: dict[str, Any] = {"name": "web", "image": "berth-example/busybox:1"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"name": "Web"}, "name"),
+        ({"name": "-web"}, "name"),
+        ({"name": "a" * 64}, "name"),
+        ({"image": ""}, "image"),
+        ({"image": "has space"}, "image"),
+        ({"replicas": -1}, "replicas"),
+        ({"ports": [{"container": 0}]}, "ports[0].container"),
+        ({"ports": [{"container": 80, "protocol": "sctp"}]}, "ports[0].protocol"),
+        ({"ports": [{"container": 80, "host": 70000}]}, "ports[0].host"),
+        ({"env": {"A": 1}}, "env.A"),
+        ({"labels": {"io.berth.replica": "1"}}, "labels"),
+        ({"healthcheck": {"test": ["WGET", "x"]}}, "healthcheck.test"),
+        ({"healthcheck": {"test": ["CMD", "true"], "retries": 0}}, "healthcheck.retries"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_invalid_specs_name_the_field(changes: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidSpec) as caught:
+        parse_spec({**BASE, **changes})
+    assert str(caught.value).startswith(field), str(caught.value)
+
+
+def test_fixed_host_port_with_several_replicas_is_refused() -> None:
+    with pytest.raises(InvalidSpec, match="fixed host port"):
+        parse_spec({**BASE, "replicas": 2, "ports": [{"container": 80, "host": 8080}]})
+
+
+def test_hash_ignores_replicas_but_not_the_container_shape() -> None:
+    one = parse_spec(BASE)
+    assert one.spec_hash == parse_spec({**BASE, "replicas": 5}).spec_hash
+    for change in ({"image": "other:1"}, {"env": {"A": "b"}}, {"command": ["sleep", "1"]},
+                   {"ports": [{"container": 80}]}, {"labels": {"team": "x"}},
+                   {"healthcheck": {"test": ["CMD", "true"]}}):
+        assert parse_spec({**BASE, **change}).spec_hash != one.spec_hash, change
+
+
+def test_hash_is_stable_across_key_order() -> None:
+    a = parse_spec({**BASE, "env": {"A": "1", "B": "2"}})
+    b = parse_spec({**BASE, "env": {"B": "2", "A": "1"}})
+    assert a.spec_hash == b.spec_hash
+
+
+def test_container_config_carries_berth_labels_and_docker_units() -> None:
+    spec = DeploymentSpec.model_validate({
+        **BASE, "labels": {"team": "x"}, "ports": [{"container": 8080, "protocol": "udp"}],
+        "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_s": 0.5},
+    })
+    config = container_config(spec, 3, "blue", 7)
+    assert config["name"] == "berth-blue-web-3"
+    assert config["labels"] == {
+        "team": "x", "io.berth.deployment": "web", "io.berth.replica": "3",
+        "io.berth.spec-hash": spec.spec_hash, "io.berth.cluster": "blue", "io.berth.generation": "7",
+    }
+    assert config["port_bindings"] == {"8080/udp": None}
+    assert config["healthcheck"]["interval"] == 500_000_000
+
+
+def test_default_cluster_keeps_short_names() -> None:
+    assert container_name("web", 0) == "berth-web-0"

@@ -1,0 +1,81 @@
+"""The work queue: dedup, one in flight per key, delays and backoff (with a fake clock)."""
+
+from __future__ import annotations
+
+import threading
+
+from controller.backoff import RepairBackoff
+from controller.workqueue import WorkQueue
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_added_twice_is_handed_out_once() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    queue.add("a")
+    queue.add("b")
+    assert [queue.get(0), queue.get(0), queue.get(0)] == ["a", "b", None]
+
+
+def test_a_key_added_while_in_flight_comes_back_after_done() -> None:
+    queue = WorkQueue()
+    queue.add("a")
+    assert queue.get(0) == "a"
+    queue.add("a")
+    assert queue.get(0) is None, "never two workers on one key"
+    queue.done("a")
+    assert queue.get(0) == "a"
+
+
+def test_delayed_keys_wait_for_their_time() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    queue.add_after("later", 5)
+    assert queue.get(0) is None
+    clock.now = 5.0
+    assert queue.get(0) == "later"
+
+
+def test_backoff_doubles_and_caps_and_forget_resets() -> None:
+    queue = WorkQueue(base_delay_s=1, max_delay_s=8)
+    assert [queue.add_rate_limited("k") for _ in range(6)] == [1, 2, 4, 8, 8, 8]
+    queue.forget("k")
+    assert queue.add_rate_limited("k") == 1
+
+
+def test_shut_down_wakes_waiting_workers() -> None:
+    queue = WorkQueue()
+    results: list[str | None] = []
+    worker = threading.Thread(target=lambda: results.append(queue.get()))
+    worker.start()
+    queue.shut_down()
+    worker.join(5)
+    assert results == [None]
+
+
+def test_repairs_in_quick_succession_back_off() -> None:
+    backoff = RepairBackoff(window_s=10, base_s=1, max_s=8)
+    assert backoff.check("web", 1, now=0) == 0
+    assert backoff.check("web", 1, now=0.5) == 1  # second repair within the window: wait 1 s
+    assert backoff.check("web", 1, now=1.0) == 0.5
+    assert backoff.check("web", 1, now=1.5) == 0  # its time came
+    assert backoff.check("web", 1, now=1.6) == 2
+    assert backoff.check("web", 1, now=3.6) == 0
+    assert backoff.check("web", 1, now=3.7) == 4
+
+
+def test_a_quiet_window_or_a_new_generation_resets_the_repair_count() -> None:
+    backoff = RepairBackoff(window_s=10, base_s=1, max_s=8)
+    backoff.check("web", 1, now=0)
+    assert backoff.check("web", 1, now=0.1) == 1
+    assert backoff.check("web", 1, now=1.1) == 0
+    assert backoff.check("web", 1, now=30) == 0, "ran quietly for longer than the window"
+    assert backoff.check("web", 1, now=30.1) == 1
+    assert backoff.check("web", 2, now=30.2) == 0, "a rollout is never delayed"
