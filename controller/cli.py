@@ -64,7 +64,11 @@ def _open_database(settings: Settings) -> Database:
 
 
 output_option = click.option(
-    "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True,
+    "--output",
+    "-o",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
     help="table for people, json for scripts",
 )
 
@@ -93,8 +97,10 @@ def migrate() -> None:
     with _exit_codes():
         database = Database(database_url(settings), pool_size=2)
         applied = database.migrate()
-        click.echo(f"schema at version {database.schema_version()}"
-                   + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)"))
+        click.echo(
+            f"schema at version {database.schema_version()}"
+            + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")
+        )
 
 
 def _load_documents(path: str) -> list[dict[str, Any]]:
@@ -108,13 +114,17 @@ def _load_documents(path: str) -> list[dict[str, Any]]:
         items = document if isinstance(document, list) else [document]
         for item in items:
             if not isinstance(item, dict):
-                raise InvalidSpec(f"{path}: each deployment must be a mapping, got {type(item).__name__}")
+                raise InvalidSpec(
+                    f"{path}: each deployment must be a mapping, got {type(item).__name__}"
+                )
             flat.append(item)
     return flat
 
 
 @cli.command()
-@click.option("-f", "--filename", required=True, help="YAML or JSON file of deployments, - for stdin")
+@click.option(
+    "-f", "--filename", required=True, help="YAML or JSON file of deployments, - for stdin"
+)
 def apply(filename: str) -> None:
     """Create or update deployments from a file (one mapping, a list, or several YAML documents)."""
     settings = Settings()
@@ -133,6 +143,10 @@ def apply(filename: str) -> None:
             click.echo(f"deployment/{spec.name} {verb} (generation {generation})")
 
 
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
 @cli.command()
 @click.argument("name", required=False)
 @output_option
@@ -148,15 +162,22 @@ def get(name: str | None, output: str) -> None:
             return
         table = [("NAME", "PHASE", "PROGRESS", "READY", "GENERATION", "IMAGE", "MESSAGE")]
         for row in rows:
-            table.append((
-                row["name"], row["phase"], f"{row['phase_progress']}%",
-                f"{row['ready_replicas']}/{row['desired_replicas'] if row['desired_replicas'] is not None else '-'}",
-                f"{row['observed_generation']}/{row['generation'] or '-'}",
-                row["image"] or "-", (row["message"] or "")[:60],
-            ))
+            table.append(
+                (
+                    row["name"],
+                    row["phase"],
+                    f"{row['phase_progress']}%",
+                    f"{row['ready_replicas']}/{_or_dash(row['desired_replicas'])}",
+                    f"{row['observed_generation']}/{row['generation'] or '-'}",
+                    row["image"] or "-",
+                    (row["message"] or "")[:60],
+                )
+            )
         widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
         for line in table:
-            click.echo("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+            click.echo(
+                "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+            )
 
 
 @cli.command()
@@ -174,26 +195,46 @@ def describe(name: str, event_count: int, output: str) -> None:
             raise NotFound(f"deployment {name!r} not found")
         events = database.events(name, event_count)
         if output == "json":
-            click.echo(json.dumps({"spec": spec, "status": status, "events": events}, default=str, indent=2))
+            click.echo(
+                json.dumps(
+                    {"spec": spec, "status": status, "events": events}, default=str, indent=2
+                )
+            )
             return
         click.echo(f"Name:        {name}")
         if spec:
             click.echo(f"Image:       {spec['image']}")
             click.echo(f"Replicas:    {spec['replicas']}")
             click.echo(f"Generation:  {spec['generation']}")
-            click.echo("Spec:        " + json.dumps({k: spec[k] for k in ("command", "env", "ports", "healthcheck", "labels")}, default=str))
+            click.echo(
+                "Spec:        "
+                + json.dumps(
+                    {k: spec[k] for k in ("command", "env", "ports", "healthcheck", "labels")},
+                    default=str,
+                )
+            )
         else:
             click.echo("Spec:        (deleted; containers being removed)")
         if status:
-            click.echo(f"Phase:       {status['phase']} ({status['phase_progress']}%) since {status['phase_updated_at']}")
+            click.echo(
+                f"Phase:       {status['phase']} ({status['phase_progress']}%)"
+                f" since {status['phase_updated_at']}"
+            )
             click.echo(f"Ready:       {status['ready_replicas']}/{status['desired_replicas']}")
             click.echo(f"Observed:    generation {status['observed_generation']}")
             if status["message"]:
                 click.echo(f"Message:     {status['message']}")
         click.echo("Events (newest first):")
         for event in events:
-            transition = f"{event['phase_from'] or ''} -> {event['phase_to'] or ''}" if event["kind"] == "phase" else (event["action"] or event["kind"])
-            click.echo(f"  {event['at']:%Y-%m-%d %H:%M:%S}  {event['level']:<7} {transition:<28} {event['message']}")
+            transition = (
+                f"{event['phase_from'] or ''} -> {event['phase_to'] or ''}"
+                if event["kind"] == "phase"
+                else (event["action"] or event["kind"])
+            )
+            click.echo(
+                f"  {event['at']:%Y-%m-%d %H:%M:%S}  {event['level']:<7} {transition:<28}"
+                f" {event['message']}"
+            )
 
 
 @cli.command()
@@ -217,7 +258,7 @@ def main() -> None:
         sys.exit(EXIT_USAGE if isinstance(error, click.UsageError) else EXIT_ERROR)
     except SystemExit:
         raise
-    except Exception as error:  # noqa: BLE001 - last resort: one line, not a traceback
+    except Exception as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_ERROR)
 

@@ -41,7 +41,9 @@ class Daemon:
         self.database = Database(database_url, pool_size=settings.concurrency + 2)
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
         self.queue = WorkQueue(settings.retry_base_s, settings.retry_max_s)
-        self.reconciler = Reconciler(settings, self.database, self.docker, self.queue, self.stopping)
+        self.reconciler = Reconciler(
+            settings, self.database, self.docker, self.queue, self.stopping
+        )
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http = HttpEndpoint(
             settings.http_host, settings.http_port, self._alive, self._ready, self._status
@@ -61,17 +63,39 @@ class Daemon:
         self.http.start()
         for index in range(self.settings.concurrency):
             self._spawn(f"worker-{index}", self._work)
-        self._spawn("listen", watch_database, self.database_url, self.queue, self.stopping,
-                    self.request_resync)
-        self._spawn("docker-events", watch_docker, self.docker, self.settings.cluster,
-                    self.queue, self.stopping, self.request_resync)
+        self._spawn(
+            "listen",
+            watch_database,
+            self.database_url,
+            self.queue,
+            self.stopping,
+            self.request_resync,
+        )
+        self._spawn(
+            "docker-events",
+            watch_docker,
+            self.docker,
+            self.settings.cluster,
+            self.queue,
+            self.stopping,
+            self.request_resync,
+        )
         self.scheduler.add_job(
-            self._resync, "interval", seconds=self.settings.resync_interval_s, id=RESYNC_JOB,
-            max_instances=1, coalesce=True, next_run_time=datetime.now().astimezone(),
+            self._resync,
+            "interval",
+            seconds=self.settings.resync_interval_s,
+            id=RESYNC_JOB,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now().astimezone(),
         )
         self.scheduler.start()
-        log.info("berth started", cluster=self.settings.cluster, http=f"{self.settings.http_host}:{self.http.port}",
-                 concurrency=self.settings.concurrency)
+        log.info(
+            "berth started",
+            cluster=self.settings.cluster,
+            http=f"{self.settings.http_host}:{self.http.port}",
+            concurrency=self.settings.concurrency,
+        )
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -127,7 +151,7 @@ class Daemon:
                 QUEUE_DEPTH.set(self.queue.pending())
 
     def _resync(self) -> None:
-        """Run a full resync; a request arriving meanwhile makes it run once more, never twice at once."""
+        """A full resync; a request arriving meanwhile makes it run again after, never alongside."""
         if not self._resync_lock.acquire(blocking=False):
             self._resync_again.set()
             return
@@ -173,5 +197,9 @@ class Daemon:
         phases: dict[str, int] = {}
         for row in self.database.overview():
             phases[row["phase"]] = phases.get(row["phase"], 0) + 1
-        return {"cluster": self.settings.cluster, "phases": phases,
-                "queue_pending": self.queue.pending(), "in_flight": self.queue.in_flight()}
+        return {
+            "cluster": self.settings.cluster,
+            "phases": phases,
+            "queue_pending": self.queue.pending(),
+            "in_flight": self.queue.in_flight(),
+        }

@@ -81,7 +81,16 @@ class DeploymentRecord:
         if row["present"]:
             spec = {
                 key: row[key]
-                for key in ("name", "image", "command", "env", "ports", "replicas", "healthcheck", "labels")
+                for key in (
+                    "name",
+                    "image",
+                    "command",
+                    "env",
+                    "ports",
+                    "replicas",
+                    "healthcheck",
+                    "labels",
+                )
             }
         return cls(
             name=row["name"],
@@ -151,8 +160,10 @@ def _translated() -> Iterator[None]:
 
 
 def _adapt(params: dict[str, Any]) -> dict[str, Any]:
-    return {key: Jsonb(value) if isinstance(value, dict | list) and key != "command" else value
-            for key, value in params.items()}
+    return {
+        key: Jsonb(value) if isinstance(value, dict | list) and key != "command" else value
+        for key, value in params.items()
+    }
 
 
 class Database:
@@ -177,8 +188,12 @@ class Database:
 
     @retry_transient
     def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with _translated(), self._pool.connection(timeout=10) as conn:
-            cursor = conn.execute(queries()[query], _adapt(params or {}))
+        with (
+            _translated(),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(queries()[query], _adapt(params or {}))
             return cursor.fetchall() if cursor.description else []
 
     @retry_transient
@@ -189,7 +204,7 @@ class Database:
     # --- schema -----------------------------------------------------------------------
     @retry_transient
     def migrate(self) -> list[int]:
-        """Apply missing migrations in one transaction under an advisory lock; return new versions."""
+        """Apply missing migrations in one transaction under an advisory lock; return them."""
         applied_now: list[int] = []
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -199,7 +214,10 @@ class Database:
                 " version integer PRIMARY KEY, name text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {row["version"] for row in conn.execute("SELECT version FROM berth_schema_migrations")}
+            done = {
+                row["version"]
+                for row in conn.execute("SELECT version FROM berth_schema_migrations")
+            }
             for version, name, sql in migrations():
                 if version in done:
                     continue
@@ -220,8 +238,12 @@ class Database:
 
     @retry_transient
     def _run_sql(self, sql: str) -> list[dict[str, Any]]:
-        with _translated(), self._pool.connection(timeout=10) as conn:
-            return conn.execute(sql.encode()).fetchall()
+        with (
+            _translated(),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            return cursor.execute(sql.encode()).fetchall()
 
     # --- desired state ----------------------------------------------------------------
     def fetch_all(self) -> list[DeploymentRecord]:

@@ -12,6 +12,7 @@ one succeed.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.utils
 import requests
 
 from controller.errors import (
@@ -41,7 +43,11 @@ from controller.spec import (
 )
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-_PERMANENT_START_FAILURES = ("executable file not found", "no such file or directory", "permission denied")
+_PERMANENT_START_FAILURES = (
+    "executable file not found",
+    "no such file or directory",
+    "permission denied",
+)
 
 
 def _translate(error: Exception, what: str) -> Exception:
@@ -99,7 +105,9 @@ class DockerGateway:
     def __init__(self, pool_size: int = 10, timeout_s: int = 60) -> None:
         with _translated("connect"):
             self.api = docker.APIClient(
-                version="auto", timeout=timeout_s, max_pool_size=pool_size,
+                version="auto",
+                timeout=timeout_s,
+                max_pool_size=pool_size,
                 **docker.utils.kwargs_from_env(),
             )
         self._event_streams: set[Any] = set()
@@ -224,7 +232,7 @@ class DockerGateway:
         return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
     def container_events(self) -> Iterator[tuple[str, str, str]]:
-        """Open the events stream now; iterate (deployment, cluster, action) until closed or lost."""
+        """Open the events stream now; yield (deployment, cluster, action) until closed or lost."""
         with _translated("events"):
             stream = self.api.events(
                 decode=True, filters={"type": "container", "label": [LABEL_DEPLOYMENT]}
@@ -251,7 +259,5 @@ class DockerGateway:
         with self._lock:
             streams = list(self._event_streams)
         for stream in streams:
-            try:
+            with contextlib.suppress(Exception):  # closing a dead socket may fail; nothing to do
                 stream.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket may fail; nothing to do
-                pass

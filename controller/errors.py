@@ -32,7 +32,7 @@ class DockerConflict(TransientError):
 
 
 class DockerServerError(TransientError):
-    """The Docker engine failed a request (5xx) for a reason that may pass (port busy, engine load)."""
+    """The Docker engine failed a request (5xx) for a reason that may pass (port busy, load)."""
 
 
 class DockerRejected(PermanentError):

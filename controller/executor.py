@@ -57,9 +57,13 @@ class PhaseTracker:
             level = "error" if phase == "failed" else "info"
             self.pending_events.append(
                 Event(
-                    deployment=self.status.name, kind="phase", level=level,
-                    generation=self.status.observed_generation, phase_from=previous,
-                    phase_to=phase, message=message or f"{previous} -> {phase}",
+                    deployment=self.status.name,
+                    kind="phase",
+                    level=level,
+                    generation=self.status.observed_generation,
+                    phase_from=previous,
+                    phase_to=phase,
+                    message=message or f"{previous} -> {phase}",
                     metadata=metadata,
                 )
             )
@@ -75,16 +79,24 @@ class PhaseTracker:
         log.info(message, deployment=self.status.name, action=action, **metadata)
         self.pending_events.append(
             Event(
-                deployment=self.status.name, kind="action", level=level, action=action,
-                generation=self.status.observed_generation, message=message, metadata=metadata,
+                deployment=self.status.name,
+                kind="action",
+                level=level,
+                action=action,
+                generation=self.status.observed_generation,
+                message=message,
+                metadata=metadata,
             )
         )
 
     def note(self, message: str, level: str = "info", **metadata: Any) -> None:
         self.pending_events.append(
             Event(
-                deployment=self.status.name, kind="note" if level == "info" else "error",
-                level=level, generation=self.status.observed_generation, message=message,
+                deployment=self.status.name,
+                kind="note" if level == "info" else "error",
+                level=level,
+                generation=self.status.observed_generation,
+                message=message,
                 metadata=metadata,
             )
         )
@@ -135,14 +147,17 @@ class Executor:
             self._check_stopping()
             tracker.enter("pulling_image", f"ensuring image {spec.image}", image=spec.image)
             outcome = self.docker.ensure_image(spec.image)
-            tracker.action("image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome)
+            tracker.action(
+                "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
+            )
             tracker.progress(1, 1)
         changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
         if changes:
             tracker.enter(
                 "creating",
                 f"removing {len(removes)}, creating {len(creates)} container(s)",
-                to_remove=len(removes), to_create=len(creates),
+                to_remove=len(removes),
+                to_create=len(creates),
             )
             for done, action in enumerate(changes, start=1):
                 self._check_stopping()
@@ -159,26 +174,39 @@ class Executor:
                 self._check_stopping()
                 self.docker.start(container_id, from_state)
                 verb = "unpaused" if from_state == "paused" else "started"
-                tracker.action("start", f"{verb} {name} ({reason})", container=name,
-                               container_id=container_id[:12], replica=replica)
+                tracker.action(
+                    "start",
+                    f"{verb} {name} ({reason})",
+                    container=name,
+                    container_id=container_id[:12],
+                    replica=replica,
+                )
                 ACTIONS.labels(kind="start", result="ok").inc()
                 tracker.progress(done, len(starts))
 
     def _remove(self, tracker: PhaseTracker, action: RemoveContainer) -> None:
         self.docker.remove(action.container_id, self.stop_timeout_s)
         tracker.action(
-            "remove", f"removed {action.container_name} ({action.reason.value})",
-            container=action.container_name, container_id=action.container_id[:12],
-            replica=action.replica, reason=action.reason.value,
+            "remove",
+            f"removed {action.container_name} ({action.reason.value})",
+            container=action.container_name,
+            container_id=action.container_id[:12],
+            replica=action.replica,
+            reason=action.reason.value,
         )
         ACTIONS.labels(kind="remove", result="ok").inc()
 
-    def _create(self, tracker: PhaseTracker, spec: DeploymentSpec, generation: int, replica: int) -> str:
+    def _create(
+        self, tracker: PhaseTracker, spec: DeploymentSpec, generation: int, replica: int
+    ) -> str:
         config = container_config(spec, replica, self.cluster, generation)
         container_id = self.docker.create(config)
         tracker.action(
-            "create", f"created {config['name']} (spec {spec.spec_hash})",
-            container=config["name"], container_id=container_id[:12], replica=replica,
+            "create",
+            f"created {config['name']} (spec {spec.spec_hash})",
+            container=config["name"],
+            container_id=container_id[:12],
+            replica=replica,
             spec_hash=spec.spec_hash,
         )
         ACTIONS.labels(kind="create", result="ok").inc()

@@ -11,7 +11,16 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 
 from controller import __version__
 
-PHASES = ("queued", "pulling_image", "creating", "starting", "health_check", "active", "failed", "deleting")
+PHASES = (
+    "queued",
+    "pulling_image",
+    "creating",
+    "starting",
+    "health_check",
+    "active",
+    "failed",
+    "deleting",
+)
 ACTION_KINDS = ("create", "start", "remove")
 RESULTS = ("ok", "error")
 ERROR_KINDS = ("transient", "permanent", "unexpected")
@@ -19,11 +28,11 @@ ERROR_KINDS = ("transient", "permanent", "unexpected")
 BUILD_INFO = Info("berth_build", "Berth's version")
 BUILD_INFO.info({"version": __version__})
 
-RECONCILE_PASSES = Counter(
-    "berth_reconcile_passes_total", "Reconcile passes, by scope", ["scope"]
-)
+RECONCILE_PASSES = Counter("berth_reconcile_passes_total", "Reconcile passes, by scope", ["scope"])
 RECONCILE_DURATION = Histogram(
-    "berth_reconcile_duration_seconds", "Duration of reconcile passes, by scope", ["scope"],
+    "berth_reconcile_duration_seconds",
+    "Duration of reconcile passes, by scope",
+    ["scope"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 RECONCILE_ERRORS = Counter(
@@ -35,7 +44,9 @@ ACTIONS = Counter(
 DEPLOYMENTS_BY_PHASE = Gauge(
     "berth_deployments", "Deployments by phase at the last full resync", ["phase"]
 )
-REPLICAS_DESIRED = Gauge("berth_replicas_desired", "Sum of desired replicas at the last full resync")
+REPLICAS_DESIRED = Gauge(
+    "berth_replicas_desired", "Sum of desired replicas at the last full resync"
+)
 REPLICAS_READY = Gauge("berth_replicas_ready", "Sum of ready replicas at the last full resync")
 DRIFT_DETECTED = Counter(
     "berth_drift_detected_total", "Deployments found needing work by a full resync"

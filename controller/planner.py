@@ -102,7 +102,7 @@ def _keeper_rank(container: ObservedContainer) -> tuple[int, int, str]:
 
 
 def managed_by(containers: Iterable[ObservedContainer], cluster: str) -> list[ObservedContainer]:
-    """The containers a Berth of `cluster` may touch: labelled with a deployment and that cluster."""
+    """What a Berth of `cluster` may touch: labelled with a deployment and with that cluster."""
     return [c for c in containers if c.deployment is not None and c.cluster == cluster]
 
 
@@ -111,7 +111,11 @@ def _plan_slot(
 ) -> list[Action]:
     actions: list[Action] = []
     current = sorted(
-        (c for c in slot if c.spec_hash == deployment.spec_hash and c.state not in ("dead", "removing")),
+        (
+            c
+            for c in slot
+            if c.spec_hash == deployment.spec_hash and c.state not in ("dead", "removing")
+        ),
         key=_keeper_rank,
     )
     keeper = current[0] if current else None
@@ -151,8 +155,9 @@ def plan_deployment(
     removals: list[Action] = []
     slots: dict[int, list[ObservedContainer]] = defaultdict(list)
     for container in sorted(containers, key=lambda c: c.id):
+        reason: RemoveReason
         if container.replica is None or container.replica < 0:
-            reason: RemoveReason | None = RemoveReason.BAD_LABEL
+            reason = RemoveReason.BAD_LABEL
         elif container.replica >= deployment.replicas:
             reason = RemoveReason.SURPLUS
         else:

@@ -142,12 +142,16 @@ class Reconciler:
         REPLICAS_DESIRED.set(replicas_desired)
         REPLICAS_READY.set(replicas_ready)
         LAST_FULL_RESYNC.set(time.time())
-        log.debug("full resync", deployments=len(records), containers=len(containers), dirty=len(dirty))
+        log.debug(
+            "full resync", deployments=len(records), containers=len(containers), dirty=len(dirty)
+        )
         return dirty
 
     @staticmethod
     def _waiting_for_spec_change(record: DeploymentRecord) -> bool:
-        return record.failure_kind == "permanent" and record.observed_generation == record.generation
+        return (
+            record.failure_kind == "permanent" and record.observed_generation == record.generation
+        )
 
     @staticmethod
     def _backing_off(record: DeploymentRecord, now: datetime) -> bool:
@@ -177,7 +181,7 @@ class Reconciler:
             bound.info("pass abandoned: daemon stopping")
         except BerthError as error:
             self._fail(name, record, tracker, error)
-        except Exception as error:  # noqa: BLE001 - a bug must not kill the worker thread
+        except Exception as error:
             bound.exception("unexpected error in pass")
             RECONCILE_ERRORS.labels(kind="unexpected").inc()
             self._fail(name, record, tracker, TransientError(f"internal error: {error!r}"))
@@ -202,9 +206,13 @@ class Reconciler:
         if record.phase is None:
             self.database.ensure_status(record.name, status.desired_replicas)
             tracker.pending_events.append(
-                Event(deployment=record.name, kind="phase", phase_to="queued",
-                      generation=record.generation,
-                      message=f"new deployment (generation {record.generation})")
+                Event(
+                    deployment=record.name,
+                    kind="phase",
+                    phase_to="queued",
+                    generation=record.generation,
+                    message=f"new deployment (generation {record.generation})",
+                )
             )
         return tracker
 
@@ -233,7 +241,8 @@ class Reconciler:
                     tracker.note(
                         f"drift again within {self.settings.repair_window_s:g}s of the last "
                         f"repair ({_summarize(list(actions))}); repairing in {wait:.1f}s",
-                        level="warning", repairs_in_a_row=self.repairs.repairs_in_a_row(name),
+                        level="warning",
+                        repairs_in_a_row=self.repairs.repairs_in_a_row(name),
                     )
                     tracker.flush()
                     self.queue.add_after(name, wait)
@@ -247,7 +256,9 @@ class Reconciler:
                 )
             self.executor.apply(tracker, spec, generation, actions)
             containers = managed_by(self.docker.list_managed(name), self.cluster)
-        self._settle(record, tracker, spec, desired, containers, changed=bool(actions) or new_generation)
+        self._settle(
+            record, tracker, spec, desired, containers, changed=bool(actions) or new_generation
+        )
 
     def _settle(
         self,
@@ -290,7 +301,9 @@ class Reconciler:
                 state = self.docker.inspect_state(container.id)
                 log_entries = (state.get("Health") or {}).get("Log") or []
                 if log_entries:
-                    detail += f", last check: {str(log_entries[-1].get('Output', '')).strip()[:200]}"
+                    detail += (
+                        f", last check: {str(log_entries[-1].get('Output', '')).strip()[:200]}"
+                    )
                 if state.get("ExitCode"):
                     detail += f", exit code {state['ExitCode']}"
             except BerthError:
@@ -304,11 +317,16 @@ class Reconciler:
     def _teardown(
         self, name: str, record: DeploymentRecord | None, containers: list[ObservedContainer]
     ) -> None:
-        removals = [a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)]
+        removals = [
+            a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)
+        ]
         status = StatusWrite(
-            name=name, phase=(record.phase if record else None) or "queued", phase_progress=0,
+            name=name,
+            phase=(record.phase if record else None) or "queued",
+            phase_progress=0,
             observed_generation=record.observed_generation if record else 0,
-            desired_replicas=0, ready_replicas=0,
+            desired_replicas=0,
+            ready_replicas=0,
         )
         tracker = PhaseTracker(self.database, status)
         if removals:
@@ -317,8 +335,15 @@ class Reconciler:
         if record is not None:
             self.database.forget(
                 name,
-                [Event(deployment=name, kind="phase", phase_from=tracker.phase, phase_to=None,
-                       message=f"deleted: {len(removals)} container(s) removed")],
+                [
+                    Event(
+                        deployment=name,
+                        kind="phase",
+                        phase_from=tracker.phase,
+                        phase_to=None,
+                        message=f"deleted: {len(removals)} container(s) removed",
+                    )
+                ],
             )
 
     def _fail(
@@ -351,7 +376,9 @@ class Reconciler:
                 attempts=attempts,
                 next_attempt_at=self._now() + timedelta(seconds=delay) if transient else None,
             )
-            tracker.enter("failed", message, failed_in=failed_phase, error_type=type(error).__name__)
+            tracker.enter(
+                "failed", message, failed_in=failed_phase, error_type=type(error).__name__
+            )
         except BerthError as write_error:
             bound.warning("could not record failure", error=str(write_error))
         if transient:

@@ -104,7 +104,9 @@ class DeploymentSpec(BaseModel):
     def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
             if key.startswith(RESERVED_LABEL_PREFIX):
-                raise ValueError(f"label {key!r} uses the reserved prefix {RESERVED_LABEL_PREFIX!r}")
+                raise ValueError(
+                    f"label {key!r} uses the reserved prefix {RESERVED_LABEL_PREFIX!r}"
+                )
         return value
 
     @model_validator(mode="after")
@@ -119,7 +121,7 @@ class DeploymentSpec(BaseModel):
 
 
 def spec_hash(spec: DeploymentSpec) -> str:
-    """Hash of everything that shapes a container. `replicas` is left out: scaling replaces nothing."""
+    """Hash of everything that shapes a container; not `replicas`: scaling replaces nothing."""
     shaped = spec.model_dump(mode="json", exclude={"name", "replicas"})
     canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]

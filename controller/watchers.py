@@ -24,8 +24,21 @@ log = structlog.get_logger("berth.watchers")
 # Docker container events that can change what Berth observes; exec_* (one per health
 # probe), attach, resize, top... are frequent and irrelevant.
 RELEVANT_DOCKER_ACTIONS = frozenset(
-    {"create", "start", "restart", "die", "stop", "kill", "oom", "pause", "unpause",
-     "destroy", "rename", "update", "health_status"}
+    {
+        "create",
+        "start",
+        "restart",
+        "die",
+        "stop",
+        "kill",
+        "oom",
+        "pause",
+        "unpause",
+        "destroy",
+        "rename",
+        "update",
+        "health_status",
+    }
 )
 
 

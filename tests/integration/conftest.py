@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import psycopg
@@ -35,14 +35,13 @@ TEST_LABEL = "berth-test.run"
 EXAMPLE_IMAGE = "berth-example/busybox:1"
 EXAMPLE_IMAGE_2 = "berth-example/busybox:2"
 _counter = itertools.count()
-T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
-) -> T:
+    predicate: Callable[[], Any], timeout_s: float = 60.0, interval_s: float = 0.1, what: str = ""
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
@@ -51,7 +50,9 @@ def wait_for(
         if last:
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}; last={last!r}")
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what or predicate}; last={last!r}"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -110,9 +111,14 @@ class Sql:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
-    def insert(self, name: str, image: str = EXAMPLE_IMAGE, replicas: int = 1, **columns: Any) -> None:
+    def insert(
+        self, name: str, image: str = EXAMPLE_IMAGE, replicas: int = 1, **columns: Any
+    ) -> None:
         values = {"name": name, "image": image, "replicas": replicas, **columns}
-        values = {k: Jsonb(v) if isinstance(v, dict | list) and k != "command" else v for k, v in values.items()}
+        values = {
+            k: Jsonb(v) if isinstance(v, dict | list) and k != "command" else v
+            for k, v in values.items()
+        }
         names = ", ".join(values)
         placeholders = ", ".join(f"%({k})s" for k in values)
         self(f"INSERT INTO deployments ({names}) VALUES ({placeholders})", values)
@@ -123,7 +129,11 @@ class Sql:
 
     def converged(self, name: str) -> dict[str, Any] | None:
         status = self.status(name)
-        if status and status["converged"] and status["ready_replicas"] == status["desired_replicas"]:
+        if (
+            status
+            and status["converged"]
+            and status["ready_replicas"] == status["desired_replicas"]
+        ):
             return status
         return None
 
@@ -170,18 +180,19 @@ class Containers:
         self.api = api
         self.cluster = cluster
 
-    def list(self, deployment: str | None = None) -> list[dict[str, Any]]:
+    def find(self, deployment: str | None = None) -> list[dict[str, Any]]:
         labels = [f"{LABEL_CLUSTER}={self.cluster}"]
         if deployment:
             labels.append(f"io.berth.deployment={deployment}")
-        return self.api.containers(all=True, filters={"label": labels})
+        found: list[dict[str, Any]] = self.api.containers(all=True, filters={"label": labels})
+        return found
 
     def running(self, deployment: str) -> list[dict[str, Any]]:
-        return [c for c in self.list(deployment) if c["State"] == "running"]
+        return [c for c in self.find(deployment) if c["State"] == "running"]
 
     def by_replica(self, deployment: str) -> dict[int, list[dict[str, Any]]]:
         slots: dict[int, list[dict[str, Any]]] = {}
-        for container in self.list(deployment):
+        for container in self.find(deployment):
             slots.setdefault(int(container["Labels"]["io.berth.replica"]), []).append(container)
         return slots
 

@@ -16,11 +16,18 @@ from tests.integration.conftest import EXAMPLE_IMAGE, Sql, wait_for
 pytestmark = pytest.mark.integration
 
 
-def berth(database_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def berth(
+    database_url: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BERTH_DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args], input=stdin, env=env,
-        capture_output=True, text=True, timeout=60, check=False,
+        [sys.executable, "-m", "controller.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -34,7 +41,12 @@ def test_apply_get_describe_delete(daemon: Daemon, sql: Sql, tmp_path: Path) -> 
 
     listed = berth(sql.url, "get", "--output", "json")
     [row] = json.loads(listed.stdout)
-    assert (row["name"], row["phase"], row["ready_replicas"], row["desired_replicas"]) == ("cliweb", "active", 2, 2)
+    assert (row["name"], row["phase"], row["ready_replicas"], row["desired_replicas"]) == (
+        "cliweb",
+        "active",
+        2,
+        2,
+    )
     table = berth(sql.url, "get").stdout
     assert "cliweb" in table and "active" in table and "2/2" in table
 

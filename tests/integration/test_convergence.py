@@ -26,10 +26,12 @@ HEALTHCHECK = {
 
 
 def spec_hashes(containers: Containers, name: str) -> set[str]:
-    return {c["Labels"]["io.berth.spec-hash"] for c in containers.list(name)}
+    return {c["Labels"]["io.berth.spec-hash"] for c in containers.find(name)}
 
 
-def test_insert_creates_a_running_labelled_container(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_insert_creates_a_running_labelled_container(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("web", ports=[{"container": 8080}], env={"GREETING": "hi"})
     status = wait_for(lambda: sql.converged("web"), what="web converged")
     assert status["phase"] == "active" and status["ready_replicas"] == 1
@@ -42,10 +44,21 @@ def test_insert_creates_a_running_labelled_container(daemon: Daemon, sql: Sql, c
     inspected = containers.api.inspect_container(container["Id"])
     assert "GREETING=hi" in inspected["Config"]["Env"]
     assert "8080/tcp" in inspected["HostConfig"]["PortBindings"]
-    phases = [row["phase_to"] for row in sql(
-        "SELECT phase_to FROM deployment_events WHERE deployment = 'web' AND kind = 'phase' ORDER BY id")]
-    assert phases == ["queued", "pulling_image", "creating", "starting", "health_check", "active"] or \
-        phases == ["queued", "pulling_image", "creating", "starting", "active"]
+    phases = [
+        row["phase_to"]
+        for row in sql(
+            "SELECT phase_to FROM deployment_events"
+            " WHERE deployment = 'web' AND kind = 'phase' ORDER BY id"
+        )
+    ]
+    assert phases == [
+        "queued",
+        "pulling_image",
+        "creating",
+        "starting",
+        "health_check",
+        "active",
+    ] or phases == ["queued", "pulling_image", "creating", "starting", "active"]
 
 
 @pytest.mark.parametrize(
@@ -61,71 +74,97 @@ def test_spec_change_replaces_containers(
 ) -> None:
     sql.insert("app", replicas=2)
     wait_for(lambda: sql.converged("app"), what="app converged")
-    before_ids = {c["Id"] for c in containers.list("app")}
+    before_ids = {c["Id"] for c in containers.find("app")}
     before_hashes = spec_hashes(containers, "app")
     from psycopg.types.json import Jsonb
 
-    sql(f"UPDATE deployments SET {column} = %s WHERE name = 'app'",
-        [Jsonb(value) if isinstance(value, dict) else value])
+    sql(
+        f"UPDATE deployments SET {column} = %s WHERE name = 'app'",
+        [Jsonb(value) if isinstance(value, dict) else value],
+    )
     status = wait_for(
-        lambda: (s := sql.converged("app")) and s["generation"] == 2 and s, what="app at generation 2"
+        lambda: (s := sql.converged("app")) and s["generation"] == 2 and s,
+        what="app at generation 2",
     )
     assert status["observed_generation"] == 2
-    after = containers.list("app")
+    after = containers.find("app")
     assert len(after) == 2 and all(c["State"] == "running" for c in after)
     assert not before_ids & {c["Id"] for c in after}
     assert spec_hashes(containers, "app").isdisjoint(before_hashes)
 
 
-def test_scale_up_and_down_without_replacing(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_scale_up_and_down_without_replacing(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("scaled", replicas=1)
     wait_for(lambda: sql.converged("scaled"), what="1 replica")
-    first_id = containers.list("scaled")[0]["Id"]
+    first_id = containers.find("scaled")[0]["Id"]
     sql("UPDATE deployments SET replicas = 3 WHERE name = 'scaled'")
     wait_for(lambda: (s := sql.converged("scaled")) and s["ready_replicas"] == 3, what="3 replicas")
     slots = containers.by_replica("scaled")
     assert sorted(slots) == [0, 1, 2] and all(len(c) == 1 for c in slots.values())
     assert slots[0][0]["Id"] == first_id, "scaling up must not replace existing replicas"
     sql("UPDATE deployments SET replicas = 0 WHERE name = 'scaled'")
-    wait_for(lambda: (s := sql.converged("scaled")) and s["desired_replicas"] == 0, what="0 replicas")
-    assert containers.list("scaled") == []
+    wait_for(
+        lambda: (s := sql.converged("scaled")) and s["desired_replicas"] == 0, what="0 replicas"
+    )
+    assert containers.find("scaled") == []
 
 
-def test_delete_removes_containers_and_status(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_delete_removes_containers_and_status(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("doomed", replicas=2)
     wait_for(lambda: sql.converged("doomed"), what="doomed converged")
     sql("DELETE FROM deployments WHERE name = 'doomed'")
-    wait_for(lambda: not containers.list("doomed"), what="containers removed")
+    wait_for(lambda: not containers.find("doomed"), what="containers removed")
     wait_for(lambda: sql.status("doomed") is None, what="status row dropped")
-    removed = sql("SELECT count(*) AS n FROM deployment_events WHERE deployment = 'doomed' AND action = 'remove'")
+    removed = sql(
+        "SELECT count(*) AS n FROM deployment_events"
+        " WHERE deployment = 'doomed' AND action = 'remove'"
+    )
     assert removed[0]["n"] == 2
 
 
-def test_force_removed_container_is_recreated(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_force_removed_container_is_recreated(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("drift", replicas=2)
     wait_for(lambda: sql.converged("drift"), what="drift converged")
     victim = containers.by_replica("drift")[1][0]["Id"]
     containers.api.remove_container(victim, force=True)
     wait_for(
-        lambda: len(containers.running("drift")) == 2 and victim not in {c["Id"] for c in containers.list("drift")},
+        lambda: (
+            len(containers.running("drift")) == 2
+            and victim not in {c["Id"] for c in containers.find("drift")}
+        ),
         what="replica 1 recreated",
     )
     wait_for(lambda: sql.converged("drift"), what="converged again")
     assert sorted(containers.by_replica("drift")) == [0, 1]
 
 
-def test_stopped_container_is_started_again(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_stopped_container_is_started_again(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("stopper")
     wait_for(lambda: sql.converged("stopper"), what="converged")
-    [container] = containers.list("stopper")
+    [container] = containers.find("stopper")
     containers.api.stop(container["Id"], timeout=1)
-    wait_for(lambda: [c["Id"] for c in containers.running("stopper")] == [container["Id"]],
-             what="the same container running again")
-    events = sql("SELECT message FROM deployment_events WHERE deployment = 'stopper' AND action = 'start' ORDER BY id")
+    wait_for(
+        lambda: [c["Id"] for c in containers.running("stopper")] == [container["Id"]],
+        what="the same container running again",
+    )
+    events = sql(
+        "SELECT message FROM deployment_events"
+        " WHERE deployment = 'stopper' AND action = 'start' ORDER BY id"
+    )
     assert "was exited" in events[-1]["message"]
 
 
-def test_stray_managed_containers_are_removed(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_stray_managed_containers_are_removed(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("keeper")
     wait_for(lambda: sql.converged("keeper"), what="keeper converged")
     cluster_label = {"io.berth.cluster": containers.cluster}
@@ -135,12 +174,21 @@ def test_stray_managed_containers_are_removed(daemon: Daemon, sql: Sql, containe
     )
     surplus = containers.run_unmanaged(
         f"stray-surplus-{containers.cluster}",
-        {**cluster_label, "io.berth.deployment": "keeper", "io.berth.replica": "7",
-         "io.berth.spec-hash": "0000000000000000"},
+        {
+            **cluster_label,
+            "io.berth.deployment": "keeper",
+            "io.berth.replica": "7",
+            "io.berth.spec-hash": "0000000000000000",
+        },
     )
-    remaining = lambda: {c["Id"] for c in containers.api.containers(all=True)}  # noqa: E731
-    wait_for(lambda: orphan not in remaining() and surplus not in remaining(), what="strays removed")
-    assert len(containers.list("keeper")) == 1
+
+    def remaining() -> set[str]:
+        return {c["Id"] for c in containers.api.containers(all=True)}
+
+    wait_for(
+        lambda: orphan not in remaining() and surplus not in remaining(), what="strays removed"
+    )
+    assert len(containers.find("keeper")) == 1
 
 
 def test_unmanaged_containers_survive(daemon: Daemon, sql: Sql, containers: Containers) -> None:
@@ -155,7 +203,9 @@ def test_unmanaged_containers_survive(daemon: Daemon, sql: Sql, containers: Cont
     sql.insert("neighbour", replicas=2)
     wait_for(lambda: sql.converged("neighbour"), what="neighbour converged")
     daemon.request_resync()
-    wait_for(lambda: daemon.reconciler is not None and sql.converged("neighbour"), what="resync done")
+    wait_for(
+        lambda: daemon.reconciler is not None and sql.converged("neighbour"), what="resync done"
+    )
     for container_id in (bystander, squatter):
         assert containers.api.inspect_container(container_id)["State"]["Running"]
 
@@ -172,13 +222,15 @@ def test_missing_image_fails_clearly_while_others_converge(
     assert "berth-example/does-not-exist:1" in status["message"]
     assert "not present locally" in status["message"]
     assert status["failure_kind"] == "permanent"
-    assert containers.list("broken") == []
+    assert containers.find("broken") == []
     # Fixing the spec retries at once.
     sql("UPDATE deployments SET image = %s WHERE name = 'broken'", [EXAMPLE_IMAGE])
     wait_for(lambda: sql.converged("broken"), what="broken fixed")
 
 
-def test_failed_update_keeps_old_containers(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_failed_update_keeps_old_containers(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     sql.insert("careful", replicas=2)
     wait_for(lambda: sql.converged("careful"), what="converged")
     before = {c["Id"] for c in containers.running("careful")}
@@ -191,29 +243,39 @@ def test_healthcheck_gates_readiness(daemon: Daemon, sql: Sql, containers: Conta
     sql.insert("healthy", replicas=2, healthcheck=HEALTHCHECK)
     status = wait_for(lambda: sql.converged("healthy"), what="healthy converged")
     assert status["ready_replicas"] == 2
-    assert all("(healthy)" in c["Status"] for c in containers.list("healthy"))
-    phases = [r["phase_to"] for r in sql(
-        "SELECT phase_to FROM deployment_events WHERE deployment = 'healthy' AND kind = 'phase' ORDER BY id")]
+    assert all("(healthy)" in c["Status"] for c in containers.find("healthy"))
+    phases = [
+        r["phase_to"]
+        for r in sql(
+            "SELECT phase_to FROM deployment_events"
+            " WHERE deployment = 'healthy' AND kind = 'phase' ORDER BY id"
+        )
+    ]
     assert phases[-2:] == ["health_check", "active"]
 
 
-def test_many_deployments_converge_and_change(daemon: Daemon, sql: Sql, containers: Containers) -> None:
+def test_many_deployments_converge_and_change(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
     names = [f"fleet-{i:02d}" for i in range(20)]
-    sql("INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), %s, 1",
-        [names, EXAMPLE_IMAGE])
+    sql(
+        "INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), %s, 1",
+        [names, EXAMPLE_IMAGE],
+    )
     wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=120, what="20 converged")
     sql("UPDATE deployments SET replicas = 2 WHERE name = ANY(%s)", [names[:5]])
-    sql("UPDATE deployments SET env = '{\"V\": \"2\"}' WHERE name = ANY(%s)", [names[5:10]])
+    sql('UPDATE deployments SET env = \'{"V": "2"}\' WHERE name = ANY(%s)', [names[5:10]])
     sql("DELETE FROM deployments WHERE name = ANY(%s)", [names[10:15]])
     expected = {n: 2 for n in names[:5]} | {n: 1 for n in names[5:10] + names[15:]}
 
     def settled() -> bool:
-        counts = Counter(c["Labels"]["io.berth.deployment"] for c in containers.list())
+        counts = Counter(c["Labels"]["io.berth.deployment"] for c in containers.find())
         return counts == expected and all(sql.converged(n) for n in expected)
 
     wait_for(settled, timeout_s=120, what="fleet settled")
     slots = Counter(
-        (c["Labels"]["io.berth.deployment"], c["Labels"]["io.berth.replica"]) for c in containers.list()
+        (c["Labels"]["io.berth.deployment"], c["Labels"]["io.berth.replica"])
+        for c in containers.find()
     )
     assert max(slots.values()) == 1, "no replica slot may hold two containers"
     assert sql("SELECT count(*) AS n FROM deployment_status")[0]["n"] == 15

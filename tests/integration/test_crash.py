@@ -21,13 +21,19 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def berth_run(database_url: str, cluster: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {
-        **os.environ, "BERTH_DATABASE_URL": database_url, "BERTH_CLUSTER": cluster,
-        "BERTH_HTTP_ADDR": "127.0.0.1:0", "BERTH_LOG_FORMAT": "json", "BERTH_STOP_TIMEOUT_S": "1",
-        "BERTH_RESYNC_INTERVAL_S": "5", "BERTH_CONCURRENCY": "4",
+        **os.environ,
+        "BERTH_DATABASE_URL": database_url,
+        "BERTH_CLUSTER": cluster,
+        "BERTH_HTTP_ADDR": "127.0.0.1:0",
+        "BERTH_LOG_FORMAT": "json",
+        "BERTH_STOP_TIMEOUT_S": "1",
+        "BERTH_RESYNC_INTERVAL_S": "5",
+        "BERTH_CONCURRENCY": "4",
     }
     log_file = log_path.open("ab")
-    process = subprocess.Popen([sys.executable, "-m", "controller.cli", "run"], env=env,
-                               stdout=log_file, stderr=log_file)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run"], env=env, stdout=log_file, stderr=log_file
+    )
     try:
         yield process
     finally:
@@ -43,19 +49,27 @@ def test_sigkill_and_restart_creates_no_duplicates(
     log_path = tmp_path / "berth.log"
     names = [f"crash-{i}" for i in range(4)]
     with berth_run(sql.url, cluster, log_path) as first:
-        sql("INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), "
-            "'berth-example/busybox:1', 5", [names])
-        wait_for(lambda: len(containers.list()) >= 3, interval_s=0.01, what="some containers created")
+        sql(
+            "INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), "
+            "'berth-example/busybox:1', 5",
+            [names],
+        )
+        wait_for(
+            lambda: len(containers.find()) >= 3, interval_s=0.01, what="some containers created"
+        )
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    half_done = len(containers.list())
+    half_done = len(containers.find())
     assert half_done < 20, "the kill must land mid-convergence for this test to mean anything"
     with berth_run(sql.url, cluster, log_path):
         wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=120, what="all converged")
-    slots = Counter((c["Labels"]["io.berth.deployment"], c["Labels"]["io.berth.replica"]) for c in containers.list())
+    slots = Counter(
+        (c["Labels"]["io.berth.deployment"], c["Labels"]["io.berth.replica"])
+        for c in containers.find()
+    )
     assert len(slots) == 20, f"expected 4 x 5 replicas, had {half_done} at the kill"
     assert set(slots.values()) == {1}, "no replica slot may hold two containers"
-    assert all(c["State"] == "running" for c in containers.list())
+    assert all(c["State"] == "running" for c in containers.find())
 
 
 def test_sigterm_stops_cleanly(sql: Sql, cluster: str, tmp_path: Path) -> None:

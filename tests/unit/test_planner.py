@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Mapping, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,6 @@ from controller.planner import (
     DesiredDeployment,
     ObservedContainer,
     RemoveContainer,
-    RemoveReason,
     StartContainer,
     plan,
     ready_replicas,
@@ -34,15 +34,22 @@ def container(
 ) -> ObservedContainer:
     ident = f"c{next(_ids):04d}"
     return ObservedContainer(
-        id=ident, name=f"n-{ident}", deployment=deployment, replica=replica,
-        spec_hash=spec_hash, cluster=cluster, state=state, health=health, created=created,
+        id=ident,
+        name=f"n-{ident}",
+        deployment=deployment,
+        replica=replica,
+        spec_hash=spec_hash,
+        cluster=cluster,
+        state=state,
+        health=health,
+        created=created,
     )
 
 
 WEB = DesiredDeployment("web", replicas=2, spec_hash="h1")
 
 
-def kinds(actions: list[object]) -> list[tuple[str, object]]:
+def kinds(actions: Sequence[object]) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     for action in actions:
         if isinstance(action, RemoveContainer):
@@ -57,39 +64,84 @@ def kinds(actions: list[object]) -> list[tuple[str, object]]:
 TABLE = [
     ("nothing exists: create every replica", [WEB], [], {"web": [("create", 0), ("create", 1)]}),
     ("converged: empty plan", [WEB], [container(replica=0), container(replica=1)], {}),
-    ("stale hash: replace", [WEB],
-     [container(replica=0, spec_hash="old"), container(replica=1)],
-     {"web": [("remove", "stale"), ("create", 0)]}),
-    ("exited: start, keep", [WEB], [container(replica=0, state="exited"), container(replica=1)],
-     {"web": [("start", 0)]}),
-    ("created but never started: start", [WEB], [container(replica=0, state="created"), container(replica=1)],
-     {"web": [("start", 0)]}),
-    ("paused: unpause through start", [WEB], [container(replica=0, state="paused"), container(replica=1)],
-     {"web": [("start", 0)]}),
-    ("dead: remove and recreate", [WEB], [container(replica=0, state="dead"), container(replica=1)],
-     {"web": [("remove", "dead"), ("create", 0)]}),
-    ("scale down: surplus removed", [DesiredDeployment("web", 1, "h1")],
-     [container(replica=0), container(replica=1), container(replica=2)],
-     {"web": [("remove", "surplus"), ("remove", "surplus")]}),
-    ("scale to zero", [DesiredDeployment("web", 0, "h1")], [container(replica=0)],
-     {"web": [("remove", "surplus")]}),
-    ("deleted deployment: orphans", [], [container(replica=0), container(replica=1)],
-     {"web": [("remove", "orphan"), ("remove", "orphan")]}),
-    ("duplicate in a slot: keep the running one", [DesiredDeployment("web", 1, "h1")],
-     [container(replica=0, state="exited"), container(replica=0)],
-     {"web": [("remove", "duplicate")]}),
-    ("unreadable replica label", [WEB], [container(replica=None), container(replica=0), container(replica=1)],
-     {"web": [("remove", "bad_replica_label")]}),
-    ("being removed: leave it, create beside", [DesiredDeployment("web", 1, "h1")],
-     [container(replica=0, state="removing")], {"web": [("create", 0)]}),
+    (
+        "stale hash: replace",
+        [WEB],
+        [container(replica=0, spec_hash="old"), container(replica=1)],
+        {"web": [("remove", "stale"), ("create", 0)]},
+    ),
+    (
+        "exited: start, keep",
+        [WEB],
+        [container(replica=0, state="exited"), container(replica=1)],
+        {"web": [("start", 0)]},
+    ),
+    (
+        "created but never started: start",
+        [WEB],
+        [container(replica=0, state="created"), container(replica=1)],
+        {"web": [("start", 0)]},
+    ),
+    (
+        "paused: unpause through start",
+        [WEB],
+        [container(replica=0, state="paused"), container(replica=1)],
+        {"web": [("start", 0)]},
+    ),
+    (
+        "dead: remove and recreate",
+        [WEB],
+        [container(replica=0, state="dead"), container(replica=1)],
+        {"web": [("remove", "dead"), ("create", 0)]},
+    ),
+    (
+        "scale down: surplus removed",
+        [DesiredDeployment("web", 1, "h1")],
+        [container(replica=0), container(replica=1), container(replica=2)],
+        {"web": [("remove", "surplus"), ("remove", "surplus")]},
+    ),
+    (
+        "scale to zero",
+        [DesiredDeployment("web", 0, "h1")],
+        [container(replica=0)],
+        {"web": [("remove", "surplus")]},
+    ),
+    (
+        "deleted deployment: orphans",
+        [],
+        [container(replica=0), container(replica=1)],
+        {"web": [("remove", "orphan"), ("remove", "orphan")]},
+    ),
+    (
+        "duplicate in a slot: keep the running one",
+        [DesiredDeployment("web", 1, "h1")],
+        [container(replica=0, state="exited"), container(replica=0)],
+        {"web": [("remove", "duplicate")]},
+    ),
+    (
+        "unreadable replica label",
+        [WEB],
+        [container(replica=None), container(replica=0), container(replica=1)],
+        {"web": [("remove", "bad_replica_label")]},
+    ),
+    (
+        "being removed: leave it, create beside",
+        [DesiredDeployment("web", 1, "h1")],
+        [container(replica=0, state="removing")],
+        {"web": [("create", 0)]},
+    ),
     ("unmanaged containers are invisible", [], [container(deployment=None, replica=None)], {}),
     ("another cluster's containers are invisible", [], [container(cluster="other")], {}),
 ]
 
 
-@pytest.mark.parametrize(("desired", "observed", "expected"), [t[1:] for t in TABLE], ids=[t[0] for t in TABLE])
+@pytest.mark.parametrize(
+    ("desired", "observed", "expected"), [t[1:] for t in TABLE], ids=[t[0] for t in TABLE]
+)
 def test_plan_table(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer], expected: dict[str, list[tuple[str, object]]]
+    desired: list[DesiredDeployment],
+    observed: list[ObservedContainer],
+    expected: dict[str, list[tuple[str, object]]],
 ) -> None:
     result = plan(desired, observed)
     assert {name: kinds(actions) for name, actions in result.items()} == expected
@@ -130,8 +182,12 @@ desired_strategy = st.dictionaries(
 
 container_strategy = st.builds(
     lambda deployment, replica, spec_hash, state, cluster, created: container(
-        deployment=deployment, replica=replica, spec_hash=spec_hash, state=state,
-        cluster=cluster, created=created,
+        deployment=deployment,
+        replica=replica,
+        spec_hash=spec_hash,
+        state=state,
+        cluster=cluster,
+        created=created,
     ),
     st.one_of(st.none(), st.sampled_from([*NAMES, "gone"])),
     st.one_of(st.none(), st.integers(-1, 5)),
@@ -143,7 +199,9 @@ container_strategy = st.builds(
 
 
 def apply_plan(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer], actions: dict[str, list[object]]
+    desired: list[DesiredDeployment],
+    observed: list[ObservedContainer],
+    actions: Mapping[str, Sequence[object]],
 ) -> list[ObservedContainer]:
     """What Docker would hold after the actions (and after in-progress removals finish)."""
     by_id = {c.id: c for c in observed if c.state != "removing"}

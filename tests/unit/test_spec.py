@@ -45,9 +45,14 @@ def test_fixed_host_port_with_several_replicas_is_refused() -> None:
 def test_hash_ignores_replicas_but_not_the_container_shape() -> None:
     one = parse_spec(BASE)
     assert one.spec_hash == parse_spec({**BASE, "replicas": 5}).spec_hash
-    for change in ({"image": "other:1"}, {"env": {"A": "b"}}, {"command": ["sleep", "1"]},
-                   {"ports": [{"container": 80}]}, {"labels": {"team": "x"}},
-                   {"healthcheck": {"test": ["CMD", "true"]}}):
+    for change in (
+        {"image": "other:1"},
+        {"env": {"A": "b"}},
+        {"command": ["sleep", "1"]},
+        {"ports": [{"container": 80}]},
+        {"labels": {"team": "x"}},
+        {"healthcheck": {"test": ["CMD", "true"]}},
+    ):
         assert parse_spec({**BASE, **change}).spec_hash != one.spec_hash, change
 
 
@@ -58,15 +63,23 @@ def test_hash_is_stable_across_key_order() -> None:
 
 
 def test_container_config_carries_berth_labels_and_docker_units() -> None:
-    spec = DeploymentSpec.model_validate({
-        **BASE, "labels": {"team": "x"}, "ports": [{"container": 8080, "protocol": "udp"}],
-        "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_s": 0.5},
-    })
+    spec = DeploymentSpec.model_validate(
+        {
+            **BASE,
+            "labels": {"team": "x"},
+            "ports": [{"container": 8080, "protocol": "udp"}],
+            "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_s": 0.5},
+        }
+    )
     config = container_config(spec, 3, "blue", 7)
     assert config["name"] == "berth-blue-web-3"
     assert config["labels"] == {
-        "team": "x", "io.berth.deployment": "web", "io.berth.replica": "3",
-        "io.berth.spec-hash": spec.spec_hash, "io.berth.cluster": "blue", "io.berth.generation": "7",
+        "team": "x",
+        "io.berth.deployment": "web",
+        "io.berth.replica": "3",
+        "io.berth.spec-hash": spec.spec_hash,
+        "io.berth.cluster": "blue",
+        "io.berth.generation": "7",
     }
     assert config["port_bindings"] == {"8080/udp": None}
     assert config["healthcheck"]["interval"] == 500_000_000
