@@ -248,6 +248,13 @@ def delete(name: str) -> None:
         click.echo(f"deployment/{name} deleted")
 
 
+@cli.command("db-url")
+def db_url() -> None:
+    """Print the database URL Berth uses (starting the embedded Postgres if that is the one)."""
+    with _exit_codes():
+        click.echo(database_url(Settings()))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)
