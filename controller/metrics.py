@@ -7,9 +7,11 @@ Every known label combination is created at import so no series is missing at st
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from controller import __version__
+
+disable_created_metrics()  # the *_created series double the output and nobody graphs them
 
 PHASES = (
     "queued",

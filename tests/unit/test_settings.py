@@ -17,7 +17,8 @@ def test_every_field_is_documented() -> None:
 
 def test_docs_configuration_matches_the_code() -> None:
     docs = Path(__file__).parents[2] / "docs" / "configuration.md"
-    assert docs.read_text() == settings_reference(), "run: python -m controller.settings > docs/configuration.md"
+    regenerate = "python -m controller.settings > docs/configuration.md"
+    assert docs.read_text() == settings_reference(), f"out of date: run {regenerate}"
 
 
 def test_environment_prefix_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:
