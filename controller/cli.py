@@ -248,6 +248,36 @@ def delete(name: str) -> None:
         click.echo(f"deployment/{name} deleted")
 
 
+@cli.command()
+@output_option
+def status(output: str) -> None:
+    """Show the cluster's leader, its term, and every replica seen in the last 30 s."""
+    settings = Settings()
+    with _exit_codes():
+        database = _open_database(settings)
+        leader = database.leader(settings.cluster)
+        nodes = database.nodes(settings.cluster)
+        if output == "json":
+            body = {"cluster": settings.cluster, "leader": leader, "nodes": nodes}
+            click.echo(json.dumps(body, default=str, indent=2))
+            return
+        click.echo(f"Cluster:  {settings.cluster}")
+        if leader:
+            holder = f"{leader['holder_host']} pid {leader['holder_pid']} ({leader['holder_id']})"
+            click.echo(f"Leader:   {holder}")
+            click.echo(f"Term:     {leader['term']} since {leader['acquired_at']}")
+        else:
+            click.echo("Leader:   none elected yet")
+        click.echo("Replicas:")
+        for node in nodes:
+            term = node["term"] if node["term"] is not None else "-"
+            click.echo(
+                f"  {node['role']:<8} {node['host']} pid {node['pid']:<7}"
+                f" http {node['http_addr']:<22} term {term!s:<4}"
+                f" seen {float(node['seen_seconds_ago']):.1f}s ago"
+            )
+
+
 @cli.command("db-url")
 def db_url() -> None:
     """Print the database URL Berth uses (starting the embedded Postgres if that is the one)."""

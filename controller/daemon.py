@@ -4,7 +4,9 @@ Called by the CLI. `start()` returns once everything runs (integration tests use
 process); `run_until_signalled()` adds SIGTERM/SIGINT handling for the real daemon.
 Threads: N workers (BERTH_CONCURRENCY) taking deployment names from the work queue,
 one NOTIFY listener, one Docker events follower, the apscheduler thread running the full
-resync (never overlapping itself), and the HTTP endpoint.
+resync (never overlapping itself), the leader election, the node reporter and the HTTP
+endpoint. Every replica runs all of them; only the leader's passes and resyncs act
+(the others end at their first `leadership.fence()`).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller import faults
 from controller.database import Database
 from controller.docker_gateway import DockerGateway
 from controller.errors import BerthError
 from controller.http_server import HttpEndpoint
-from controller.metrics import QUEUE_DEPTH
+from controller.leadership import Leadership
+from controller.metrics import IS_LEADER, LEADER_CHANGES, LEADER_TERM, QUEUE_DEPTH
 from controller.reconciler import Reconciler
 from controller.settings import Settings
 from controller.watchers import watch_database, watch_docker
@@ -31,6 +35,7 @@ from controller.workqueue import WorkQueue
 
 log = structlog.get_logger("berth.daemon")
 RESYNC_JOB = "full-resync"
+NODE_REPORT_INTERVAL_S = 2.0
 
 
 class Daemon:
@@ -38,12 +43,26 @@ class Daemon:
         self.settings = settings
         self.database_url = database_url
         self.stopping = threading.Event()
-        self.database = Database(database_url, pool_size=settings.concurrency + 2)
+        self.database = Database(
+            database_url,
+            pool_size=settings.concurrency + 2,
+            idle_in_transaction_s=settings.stop_timeout_s + 90.0,
+        )
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
         self.queue = WorkQueue(settings.retry_base_s, settings.retry_max_s)
-        self.reconciler = Reconciler(
-            settings, self.database, self.docker, self.queue, self.stopping
+        self.leadership = Leadership(
+            database_url,
+            settings.cluster,
+            heartbeat_interval_s=settings.leader_heartbeat_interval_s,
+            trust_window_s=settings.leader_trust_window_s,
+            silence_timeout_s=settings.leader_silence_timeout_s,
+            on_elected=self._on_elected,
+            on_deposed=self._on_deposed,
         )
+        self.reconciler = Reconciler(
+            settings, self.database, self.docker, self.queue, self.leadership, self.stopping
+        )
+        faults.arm(settings.crash_at)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http = HttpEndpoint(
             settings.http_host, settings.http_port, self._alive, self._ready, self._status
@@ -53,6 +72,7 @@ class Daemon:
         self._resync_lock = threading.Lock()
         self._resync_again = threading.Event()
         self._started_at = time.monotonic()
+        self._started_wall = datetime.now().astimezone()
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -61,6 +81,8 @@ class Daemon:
             log.info("migrations applied", versions=applied)
         self.docker.ping()
         self.http.start()
+        self._spawn("leadership", self.leadership.run, self.stopping)
+        self._spawn("node-report", self._report_node_loop)
         for index in range(self.settings.concurrency):
             self._spawn(f"worker-{index}", self._work)
         self._spawn(
@@ -108,6 +130,7 @@ class Daemon:
             return
         log.info("berth stopping")
         self.stopping.set()
+        self.leadership.stop()
         self.scheduler.shutdown(wait=False)
         self.queue.shut_down()
         self.docker.close_event_streams()
@@ -118,6 +141,7 @@ class Daemon:
         if stuck:
             log.warning("abandoning threads still busy at shutdown", threads=stuck)
         self.http.stop()
+        self._report_node("stopped")
         self.database.close()
         self.docker.close()
         log.info("berth stopped")
@@ -174,6 +198,41 @@ class Daemon:
         if not self.stopping.is_set():
             threading.Thread(target=self._resync, name="resync-now", daemon=True).start()
 
+    # --- leadership ------------------------------------------------------------------------
+    def _on_elected(self, term: int) -> None:
+        IS_LEADER.set(1)
+        LEADER_TERM.set(term)
+        LEADER_CHANGES.labels(change="elected").inc()
+        self._report_node("leader")
+        self.request_resync()  # resume whatever older terms left half-done
+
+    def _on_deposed(self, term: int) -> None:
+        IS_LEADER.set(0)
+        LEADER_CHANGES.labels(change="deposed").inc()
+        self._report_node("standby")
+
+    def _report_node(self, role: str | None = None) -> None:
+        term = self.leadership.term
+        try:
+            self.database.report_node(
+                {
+                    "node_id": self.leadership.node_id,
+                    "cluster": self.settings.cluster,
+                    "host": self.leadership.host,
+                    "pid": self.leadership.pid,
+                    "http_addr": f"{self.settings.http_host}:{self.http.port}",
+                    "role": role or ("leader" if term is not None else "standby"),
+                    "term": term,
+                    "started_at": self._started_wall,
+                }
+            )
+        except BerthError as error:
+            log.debug("could not report node", error=str(error))
+
+    def _report_node_loop(self) -> None:
+        while not self.stopping.wait(NODE_REPORT_INTERVAL_S):
+            self._report_node()
+
     # --- health -----------------------------------------------------------------------------
     def _alive(self) -> tuple[bool, str]:
         dead = [t.name for t in self._threads if not t.is_alive()]
@@ -181,7 +240,7 @@ class Daemon:
             return False, f"threads died: {', '.join(dead)}"
         limit = 3 * self.settings.resync_interval_s + 30
         last = self._last_resync_ok or self._started_at
-        if time.monotonic() - last > limit:
+        if self.leadership.is_leader and time.monotonic() - last > limit:
             return False, f"no successful full resync for over {limit:g}s"
         return True, "ok"
 
@@ -199,6 +258,14 @@ class Daemon:
             phases[row["phase"]] = phases.get(row["phase"], 0) + 1
         return {
             "cluster": self.settings.cluster,
+            "node": {
+                "id": self.leadership.node_id,
+                "host": self.leadership.host,
+                "pid": self.leadership.pid,
+                "role": "leader" if self.leadership.is_leader else "standby",
+                "term": self.leadership.term,
+            },
+            "leader": self.database.leader(self.settings.cluster),
             "phases": phases,
             "queue_pending": self.queue.pending(),
             "in_flight": self.queue.in_flight(),

@@ -9,12 +9,11 @@ errors into `DatabaseUnavailable` (transient, retried with tenacity) or
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
@@ -24,7 +23,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from controller.errors import DatabaseRejected, DatabaseUnavailable, retry_transient
+from controller.errors import DatabaseRejected, DatabaseUnavailable, Deposed, retry_transient
+from controller.records import DeploymentRecord, Event, Fence, StatusWrite
 
 NOTIFY_CHANNEL = "berth_deployments"
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
@@ -59,86 +59,6 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-@dataclass(frozen=True)
-class DeploymentRecord:
-    """A deployment row joined with its status row; `present` is false once deleted."""
-
-    name: str
-    present: bool
-    spec: dict[str, Any] | None
-    generation: int
-    phase: str | None
-    phase_updated_at: datetime | None
-    observed_generation: int
-    ready_replicas: int
-    failure_kind: str | None
-    attempts: int
-    next_attempt_at: datetime | None
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
-        spec = None
-        if row["present"]:
-            spec = {
-                key: row[key]
-                for key in (
-                    "name",
-                    "image",
-                    "command",
-                    "env",
-                    "ports",
-                    "replicas",
-                    "healthcheck",
-                    "labels",
-                )
-            }
-        return cls(
-            name=row["name"],
-            present=row["present"],
-            spec=spec,
-            generation=row["generation"] or 0,
-            phase=row["phase"],
-            phase_updated_at=row["phase_updated_at"],
-            observed_generation=row["observed_generation"] or 0,
-            ready_replicas=row["ready_replicas"] or 0,
-            failure_kind=row["failure_kind"],
-            attempts=row["attempts"] or 0,
-            next_attempt_at=row["next_attempt_at"],
-        )
-
-
-@dataclass(frozen=True)
-class StatusWrite:
-    """The whole status row of one deployment as the reconciler wants it."""
-
-    name: str
-    phase: str
-    phase_progress: int
-    observed_generation: int
-    desired_replicas: int
-    ready_replicas: int
-    message: str = ""
-    phase_metadata: dict[str, Any] = field(default_factory=dict)
-    failure_kind: str | None = None
-    attempts: int = 0
-    next_attempt_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Event:
-    """One deployment_events row."""
-
-    deployment: str
-    kind: str
-    message: str
-    level: str = "info"
-    generation: int | None = None
-    phase_from: str | None = None
-    phase_to: str | None = None
-    action: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
 def _translate(error: Exception) -> Exception:
     if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
         return DatabaseUnavailable(f"Postgres unavailable: {error}")
@@ -169,13 +89,23 @@ def _adapt(params: dict[str, Any]) -> dict[str, Any]:
 class Database:
     """A small connection pool plus one method per use; every method is retried when transient."""
 
-    def __init__(self, url: str, pool_size: int = 4) -> None:
+    def __init__(self, url: str, pool_size: int = 4, idle_in_transaction_s: float = 120.0) -> None:
         self.url = url
+        # A leader paused inside a fenced mutation holds the term row; Postgres ends its
+        # session after this long idle in the transaction, so a new leader is not blocked
+        # forever. It must exceed the longest Docker call made inside such a transaction.
+        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=max(2, pool_size),
-            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "options": options,
+                "application_name": "berth",
+            },
             check=ConnectionPool.check_connection,
             open=False,
             name="berth",
@@ -199,7 +129,7 @@ class Database:
     @retry_transient
     def _in_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         with _translated(), self._pool.connection(timeout=10) as conn, conn.transaction():
-            return work(conn)
+            return work(conn)  # Deposed raised inside rolls the transaction back
 
     # --- schema -----------------------------------------------------------------------
     @retry_transient
@@ -260,30 +190,105 @@ class Database:
     def delete_deployment(self, name: str) -> bool:
         return bool(self._run("delete_deployment", {"name": name}))
 
-    # --- observed state ---------------------------------------------------------------
-    def ensure_status(self, name: str, desired_replicas: int) -> None:
-        self._run("ensure_status", {"name": name, "desired_replicas": desired_replicas})
+    # --- observed state: every write is fenced by the leader's term ----------------------
+    @staticmethod
+    def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
+        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on."""
+        found = conn.execute(
+            queries()["fence_check"], {"cluster": fence.cluster, "term": fence.term}
+        ).fetchone()
+        if found is None:
+            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+        fence.check_trust()
 
-    def record(self, status: StatusWrite | None, events: Sequence[Event] = ()) -> None:
-        """Write a status row and its events atomically."""
+    def ensure_status(self, fence: Fence, name: str, desired_replicas: int) -> None:
+        params = {"name": name, "desired_replicas": desired_replicas, "leader_term": fence.term}
 
         def work(conn: psycopg.Connection[Any]) -> None:
-            if status is not None:
-                conn.execute(queries()["write_status"], _adapt(status.__dict__))
-            for event in events:
-                conn.execute(queries()["insert_event"], _adapt(event.__dict__))
+            self._fence(conn, fence)
+            conn.execute(queries()["ensure_status"], params)
 
         self._in_transaction(work)
 
-    def forget(self, name: str, events: Sequence[Event] = ()) -> None:
+    def record(
+        self, fence: Fence, status: StatusWrite | None, events: Sequence[Event] = ()
+    ) -> None:
+        """Write a status row and its events atomically, only while `fence.term` is current."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            if status is not None:
+                params = {**status.__dict__, "leader_term": fence.term}
+                conn.execute(queries()["write_status"], _adapt(params))
+            self._insert_events(conn, fence, events)
+
+        self._in_transaction(work)
+
+    def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
         """Drop the status row of a deleted deployment whose containers are gone."""
 
         def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
             conn.execute(queries()["delete_status"], {"name": name})
-            for event in events:
-                conn.execute(queries()["insert_event"], _adapt(event.__dict__))
+            self._insert_events(conn, fence, events)
 
         self._in_transaction(work)
+
+    @staticmethod
+    def _insert_events(
+        conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
+    ) -> None:
+        for event in events:
+            params = {**event.__dict__, "leader_term": fence.term}
+            conn.execute(queries()["insert_event"], _adapt(params))
+
+    @contextmanager
+    def mutation(self, fence: Fence, deployment: str, action: str, target: str) -> Iterator[None]:
+        """Wrap one Docker mutation: a committed, fenced intent first, then the call inside a
+        transaction holding the term row shared (a new leader's claim waits for it), then
+        the intent's outcome. Raises Deposed before the call if leadership was lost."""
+        intent = {
+            "cluster": fence.cluster,
+            "term": fence.term,
+            "node_id": fence.node_id,
+            "deployment": deployment,
+            "action": action,
+            "target": target,
+        }
+
+        def commit_intent(conn: psycopg.Connection[Any]) -> int:
+            self._fence(conn, fence)
+            row = conn.execute(queries()["insert_intent"], intent).fetchone()
+            assert row is not None
+            return int(row[0] if isinstance(row, tuple) else row["id"])
+
+        intent_id = self._in_transaction(commit_intent)
+        outcome = "fenced"
+        try:
+            with _translated(), self._pool.connection(timeout=10) as conn, conn.transaction():
+                self._fence(conn, fence)
+                outcome = "error"
+                yield
+                outcome = "ok"
+                conn.execute(queries()["finish_intent"], {"id": intent_id, "outcome": outcome})
+        finally:
+            if outcome != "ok":
+                with contextlib.suppress(DatabaseUnavailable, DatabaseRejected):
+                    self._run("finish_intent", {"id": intent_id, "outcome": outcome})
+
+    def prune_mutations(self, older_than_s: float) -> None:
+        self._run("prune_mutations", {"older_than_s": older_than_s})
+
+    # --- cluster membership -----------------------------------------------------------
+    def report_node(self, node: dict[str, Any]) -> None:
+        self._run("upsert_node", node)
+
+    def leader(self, cluster: str) -> dict[str, Any] | None:
+        rows = self._run("select_leader", {"cluster": cluster})
+        return rows[0] if rows else None
+
+    def nodes(self, cluster: str, within_s: float = 30.0) -> list[dict[str, Any]]:
+        return self._run("select_nodes", {"cluster": cluster, "within_s": within_s})
 
     # --- reading for the CLI ----------------------------------------------------------
     def overview(self, name: str | None = None) -> list[dict[str, Any]]:
@@ -322,3 +327,71 @@ def listen(url: str, channel: str = NOTIFY_CHANNEL, poll_s: float = 1.0) -> Iter
                     yield None
     except psycopg.Error as error:
         raise _translate(error) from error
+
+
+class LockSession:
+    """The leader-election session: a dedicated, direct connection, never pooled.
+
+    Postgres drops it (releasing the advisory lock) when the process dies, when an admin
+    terminates it, or when it stays silent for `silence_timeout_s`: idle_session_timeout
+    covers a paused or cut-off client whose kernel still answers, TCP keepalives and
+    tcp_user_timeout a vanished host.
+    """
+
+    def __init__(self, url: str, application_name: str, silence_timeout_s: float) -> None:
+        silence_ms = str(int(silence_timeout_s * 1000))
+        probe_s = str(max(1, int(silence_timeout_s / 4)))
+        with _translated():
+            self._conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=application_name,
+                keepalives=1,
+                keepalives_idle=probe_s,
+                keepalives_interval=probe_s,
+                keepalives_count=3,
+                row_factory=dict_row,
+            )
+            for name, value in (
+                ("idle_session_timeout", silence_ms),
+                ("tcp_user_timeout", silence_ms),
+                ("tcp_keepalives_idle", probe_s),
+                ("tcp_keepalives_interval", probe_s),
+                ("tcp_keepalives_count", "3"),
+                ("statement_timeout", "0"),
+            ):
+                self._conn.execute("SELECT set_config(%s, %s, false)", [name, value])
+
+    def acquire(self, key: int) -> None:
+        """Block until this session holds the advisory lock (or `cancel` is called)."""
+        with _translated():
+            self._conn.execute("SELECT pg_advisory_lock(%s)", [key])
+
+    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int:
+        """Start a new term; waits for the previous leader's in-flight fenced transactions."""
+        params = {"cluster": cluster, "node_id": node_id, "host": host, "pid": pid}
+        with _translated():
+            row = self._conn.execute(queries()["claim_term"], params).fetchone()
+        assert row is not None
+        return int(row["term"])
+
+    def limit_statements(self, timeout_s: float) -> None:
+        with _translated():
+            self._conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)", [str(int(timeout_s * 1000))]
+            )
+
+    def current_term(self, cluster: str) -> tuple[int, str] | None:
+        """(term, holder id) as Postgres has it now: the heartbeat. A plain read, no lock."""
+        with _translated():
+            row = self._conn.execute(queries()["select_leader"], {"cluster": cluster}).fetchone()
+        return (int(row["term"]), str(row["holder_id"])) if row else None
+
+    def cancel(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.cancel_safe()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()

@@ -59,6 +59,10 @@ class InvalidSpec(PermanentError):
     """A deployment row or file that does not describe a valid deployment."""
 
 
+class Deposed(BerthError):
+    """This replica is not (or no longer) the leader: it must not change anything."""
+
+
 class NotFound(BerthError):
     """The named deployment does not exist."""
 

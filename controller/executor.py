@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 
-from controller.database import Database, Event, StatusWrite
+from controller import faults
+from controller.database import Database
 from controller.docker_gateway import DockerGateway
 from controller.errors import BerthError
 from controller.metrics import ACTIONS
 from controller.planner import Action, CreateReplica, RemoveContainer, StartContainer
+from controller.records import Event, Fence, StatusWrite
 from controller.spec import DeploymentSpec, container_config, container_name
 
 log = structlog.get_logger("berth.executor")
@@ -35,6 +38,7 @@ class PhaseTracker:
     """Writes one deployment's status row and events; only writes what changed."""
 
     database: Database
+    fence: Fence
     status: StatusWrite
     written: bool = False
     pending_events: list[Event] = field(default_factory=list)
@@ -46,6 +50,7 @@ class PhaseTracker:
     def enter(self, phase: str, message: str = "", **metadata: Any) -> None:
         """Move to `phase` (progress 0), with a phase event when it is a change."""
         previous = self.status.phase
+        faults.crash_point(f"before:{phase}")
         self.status = replace(
             self.status, phase=phase, phase_progress=0, phase_metadata=metadata, message=message
         )
@@ -104,8 +109,12 @@ class PhaseTracker:
     def update(self, **changes: Any) -> None:
         self.status = replace(self.status, **changes)
 
+    def mutation(self, action: str, target: str) -> AbstractContextManager[None]:
+        """Fence one Docker mutation: committed intent, term held, trust checked."""
+        return self.database.mutation(self.fence, self.status.name, action, target)
+
     def flush(self) -> None:
-        self.database.record(self.status, self.pending_events)
+        self.database.record(self.fence, self.status, self.pending_events)
         self.pending_events = []
         self.written = True
 
@@ -146,7 +155,11 @@ class Executor:
         if creates:
             self._check_stopping()
             tracker.enter("pulling_image", f"ensuring image {spec.image}", image=spec.image)
+            # A pull changes no container and is harmless to repeat, and may take minutes:
+            # it is not held in a fenced transaction, only preceded by a trust check.
+            tracker.fence.check_trust()
             outcome = self.docker.ensure_image(spec.image)
+            faults.crash_point("after:image")
             tracker.action(
                 "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
             )
@@ -172,7 +185,9 @@ class Executor:
             tracker.enter("starting", f"starting {len(starts)} container(s)", to_start=len(starts))
             for done, (container_id, name, from_state, replica, reason) in enumerate(starts, 1):
                 self._check_stopping()
-                self.docker.start(container_id, from_state)
+                with tracker.mutation("start", name):
+                    self.docker.start(container_id, from_state)
+                    faults.crash_point("after:start")
                 verb = "unpaused" if from_state == "paused" else "started"
                 tracker.action(
                     "start",
@@ -185,7 +200,9 @@ class Executor:
                 tracker.progress(done, len(starts))
 
     def _remove(self, tracker: PhaseTracker, action: RemoveContainer) -> None:
-        self.docker.remove(action.container_id, self.stop_timeout_s)
+        with tracker.mutation("remove", action.container_name):
+            self.docker.remove(action.container_id, self.stop_timeout_s)
+            faults.crash_point("after:remove")
         tracker.action(
             "remove",
             f"removed {action.container_name} ({action.reason.value})",
@@ -200,7 +217,9 @@ class Executor:
         self, tracker: PhaseTracker, spec: DeploymentSpec, generation: int, replica: int
     ) -> str:
         config = container_config(spec, replica, self.cluster, generation)
-        container_id = self.docker.create(config)
+        with tracker.mutation("create", config["name"]):
+            container_id = self.docker.create(config)
+            faults.crash_point("after:create")
         tracker.action(
             "create",
             f"created {config['name']} (spec {spec.spec_hash})",

@@ -58,6 +58,19 @@ LAST_FULL_RESYNC = Gauge(
     "berth_last_full_resync_timestamp_seconds", "Unix time of the last successful full resync"
 )
 QUEUE_DEPTH = Gauge("berth_workqueue_depth", "Deployments waiting in the work queue")
+STUCK_DEPLOYMENTS = Gauge(
+    "berth_stuck_deployments", "Deployments found stuck in a moving phase at the last full resync"
+)
+STUCK_DETECTED = Counter(
+    "berth_stuck_detected_total", "Times a deployment was found stuck and resumed"
+)
+IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
+LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
+LEADER_CHANGES = Counter(
+    "berth_leader_changes_total",
+    "Times this replica became or stopped being the leader",
+    ["change"],
+)
 
 for _scope in ("full", "deployment"):
     RECONCILE_PASSES.labels(scope=_scope)
@@ -69,3 +82,5 @@ for _action in ACTION_KINDS:
         ACTIONS.labels(kind=_action, result=_result)
 for _phase in PHASES:
     DEPLOYMENTS_BY_PHASE.labels(phase=_phase)
+for _change in ("elected", "deposed"):
+    LEADER_CHANGES.labels(change=_change)

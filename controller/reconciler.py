@@ -20,10 +20,11 @@ from datetime import UTC, datetime, timedelta
 import structlog
 
 from controller.backoff import RepairBackoff
-from controller.database import Database, DeploymentRecord, Event, StatusWrite
+from controller.database import Database
 from controller.docker_gateway import DockerGateway
-from controller.errors import BerthError, InvalidSpec, PermanentError, TransientError
+from controller.errors import BerthError, Deposed, InvalidSpec, PermanentError, TransientError
 from controller.executor import Abandoned, Executor, PhaseTracker
+from controller.leadership import Leadership
 from controller.metrics import (
     DEPLOYMENTS_BY_PHASE,
     DRIFT_DETECTED,
@@ -34,6 +35,8 @@ from controller.metrics import (
     RECONCILE_PASSES,
     REPLICAS_DESIRED,
     REPLICAS_READY,
+    STUCK_DEPLOYMENTS,
+    STUCK_DETECTED,
 )
 from controller.planner import (
     DesiredDeployment,
@@ -44,6 +47,7 @@ from controller.planner import (
     plan_deployment,
     ready_replicas,
 )
+from controller.records import DeploymentRecord, Event, Fence, StatusWrite
 from controller.settings import Settings
 from controller.spec import DeploymentSpec, parse_spec
 from controller.workqueue import WorkQueue
@@ -53,6 +57,17 @@ log = structlog.get_logger("berth.reconciler")
 
 class HealthDeadlineExceeded(TransientError):
     """Replicas did not become ready within the health-check deadline."""
+
+
+class StuckTooOften(TransientError):
+    """A phase kept making no progress although it was resumed."""
+
+
+# Phases a pass moves through on its own; `health_check` has its own deadline, `active`
+# and `failed` are at rest.
+MOVING_PHASES = frozenset({"queued", "pulling_image", "creating", "starting", "deleting"})
+STUCK_RESUMES_BEFORE_FAILING = 3
+MUTATION_LOG_PRUNE_EVERY_S = 3600.0
 
 
 def _summarize(actions: list[object]) -> str:
@@ -69,6 +84,7 @@ class Reconciler:
         database: Database,
         docker: DockerGateway,
         queue: WorkQueue,
+        leadership: Leadership,
         stopping: threading.Event,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -77,6 +93,7 @@ class Reconciler:
         self.database = database
         self.docker = docker
         self.queue = queue
+        self.leadership = leadership
         self.cluster = settings.cluster
         self.executor = Executor(docker, settings.cluster, settings.stop_timeout_s, stopping)
         self.repairs = RepairBackoff(
@@ -84,10 +101,19 @@ class Reconciler:
         )
         self._now = wall_clock
         self._monotonic = monotonic
+        self._stuck: dict[tuple[str, int], int] = {}
+        self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
 
     # --- full resync ------------------------------------------------------------------
     def full_resync(self) -> set[str]:
-        """Read everything (one query, one list call), enqueue each deployment needing work."""
+        """Read everything (one query, one list call), enqueue each deployment needing work.
+
+        Only the leader resyncs; a follower returns at once (Deposed is not an error here).
+        """
+        try:
+            fence = self.leadership.fence()
+        except Deposed:
+            return set()
         started = self._monotonic()
         records = self.database.fetch_all()
         containers = managed_by(self.docker.list_managed(), self.cluster)
@@ -99,11 +125,14 @@ class Reconciler:
         desired: list[DesiredDeployment] = []
         dirty: set[str] = set()
         phases: dict[str, int] = dict.fromkeys(PHASES, 0)
-        replicas_desired = replicas_ready = 0
+        replicas_desired = replicas_ready = stuck = 0
         now = self._now()
         for record in records:
             if record.phase in phases:
                 phases[record.phase] += 1
+            if self._is_stuck(fence, record, now):
+                stuck += 1
+                dirty.add(record.name)
             if not record.present:
                 dirty.add(record.name)
                 continue
@@ -141,11 +170,49 @@ class Reconciler:
             DEPLOYMENTS_BY_PHASE.labels(phase=phase).set(count)
         REPLICAS_DESIRED.set(replicas_desired)
         REPLICAS_READY.set(replicas_ready)
+        STUCK_DEPLOYMENTS.set(stuck)
         LAST_FULL_RESYNC.set(time.time())
+        if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
+            self._last_prune = self._monotonic()
+            self.database.prune_mutations(self.settings.mutation_log_retention_s)
         log.debug(
             "full resync", deployments=len(records), containers=len(containers), dirty=len(dirty)
         )
         return dirty
+
+    def _is_stuck(self, fence: Fence, record: DeploymentRecord, now: datetime) -> bool:
+        """A moving phase that has not changed for its deadline: record it, resume it."""
+        if record.phase not in MOVING_PHASES or record.phase_updated_at is None:
+            return False
+        waited = (now - record.phase_updated_at).total_seconds()
+        if waited < self.settings.stuck_deadline_s:
+            return False
+        key = (record.name, record.generation)
+        self._stuck[key] = self._stuck.get(key, 0) + 1
+        STUCK_DETECTED.inc()
+        owner = (
+            f" (written by term {record.leader_term})" if record.leader_term != fence.term else ""
+        )
+        message = (
+            f"stuck in {record.phase} for {waited:.0f}s{owner}; "
+            f"resuming (time {self._stuck[key]} of {STUCK_RESUMES_BEFORE_FAILING})"
+        )
+        log.warning("stuck deployment", deployment=record.name, phase=record.phase, waited_s=waited)
+        self.database.record(
+            fence,
+            None,
+            [
+                Event(
+                    deployment=record.name,
+                    kind="error",
+                    level="warning",
+                    message=message,
+                    generation=record.generation,
+                    metadata={"phase": record.phase, "waited_s": waited},
+                )
+            ],
+        )
+        return True
 
     @staticmethod
     def _waiting_for_spec_change(record: DeploymentRecord) -> bool:
@@ -170,15 +237,27 @@ class Reconciler:
         record: DeploymentRecord | None = None
         tracker: PhaseTracker | None = None
         try:
+            fence = self.leadership.fence()
             record = self.database.fetch_one(name)
             containers = managed_by(self.docker.list_managed(name), self.cluster)
             if record is None or not record.present:
-                self._teardown(name, record, containers)
+                self._teardown(fence, name, record, containers)
                 return
-            tracker = self._tracker(record)
+            tracker = self._tracker(fence, record)
+            stuck = self._stuck.get((name, record.generation), 0)
+            if stuck >= STUCK_RESUMES_BEFORE_FAILING:
+                self._stuck.pop((name, record.generation), None)
+                raise StuckTooOften(
+                    f"stuck in {record.phase} {stuck} times although resumed; "
+                    f"deadline {self.settings.stuck_deadline_s:g}s"
+                )
             self._converge(record, tracker, containers)
+            if tracker.phase in ("active", "failed"):
+                self._stuck.pop((name, record.generation), None)
         except Abandoned:
             bound.info("pass abandoned: daemon stopping")
+        except Deposed as error:
+            bound.info("pass abandoned: not the leader", reason=str(error))
         except BerthError as error:
             self._fail(name, record, tracker, error)
         except Exception as error:
@@ -189,7 +268,7 @@ class Reconciler:
             RECONCILE_PASSES.labels(scope="deployment").inc()
             RECONCILE_DURATION.labels(scope="deployment").observe(self._monotonic() - started)
 
-    def _tracker(self, record: DeploymentRecord) -> PhaseTracker:
+    def _tracker(self, fence: Fence, record: DeploymentRecord) -> PhaseTracker:
         assert record.spec is not None
         status = StatusWrite(
             name=record.name,
@@ -202,9 +281,9 @@ class Reconciler:
             attempts=record.attempts,
             next_attempt_at=record.next_attempt_at,
         )
-        tracker = PhaseTracker(self.database, status)
+        tracker = PhaseTracker(self.database, fence, status)
         if record.phase is None:
-            self.database.ensure_status(record.name, status.desired_replicas)
+            self.database.ensure_status(fence, record.name, status.desired_replicas)
             tracker.pending_events.append(
                 Event(
                     deployment=record.name,
@@ -315,7 +394,11 @@ class Reconciler:
         )
 
     def _teardown(
-        self, name: str, record: DeploymentRecord | None, containers: list[ObservedContainer]
+        self,
+        fence: Fence,
+        name: str,
+        record: DeploymentRecord | None,
+        containers: list[ObservedContainer],
     ) -> None:
         removals = [
             a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)
@@ -328,12 +411,13 @@ class Reconciler:
             desired_replicas=0,
             ready_replicas=0,
         )
-        tracker = PhaseTracker(self.database, status)
+        tracker = PhaseTracker(self.database, fence, status)
         if removals:
             self.executor.teardown(tracker, removals)
         self.repairs.forget(name)
         if record is not None:
             self.database.forget(
+                fence,
                 name,
                 [
                     Event(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -120,6 +120,58 @@ class Settings(BaseSettings):
             "below systemd's 90 s default stop timeout with room to spare."
         ),
     )
+    leader_heartbeat_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Seconds between the leader's heartbeats on its lock session. Each one extends its "
+            "trust window; 0.5 s keeps four heartbeats inside the 2 s window."
+        ),
+    )
+    leader_trust_window_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds the leader trusts its leadership after sending its last successful "
+            "heartbeat (monotonic clock); past it, it stops mutating and steps down. Must be "
+            "at least twice the heartbeat interval and below the silence timeout."
+        ),
+    )
+    leader_silence_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        description=(
+            "Seconds of silence after which Postgres ends the leader's lock session "
+            "(idle_session_timeout, tcp_user_timeout, keepalives) and frees the lock. Longer "
+            "than the trust window, so a paused or cut-off leader has stopped trusting itself "
+            "before a follower can win; it bounds failover after a pause or a partition."
+        ),
+    )
+    stuck_deadline_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds a moving phase (queued, pulling_image, creating, starting, deleting) may "
+            "go without change before the deployment counts as stuck and is resumed; the "
+            "third time it is failed. Kubernetes' progressDeadlineSeconds default."
+        ),
+    )
+    mutation_log_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "Seconds the mutation log (berth_mutations) keeps entries; pruned hourly by the "
+            "leader. A week covers post-incident review."
+        ),
+    )
+    crash_at: str | None = Field(
+        default=None,
+        description=(
+            "Fault injection for tests only: kill the daemon with SIGKILL at a named point, "
+            "`before:<phase>` or `after:<create|start|remove|image>`, optionally `#N` for the "
+            "N-th time. Unset in production."
+        ),
+    )
     log_format: str = Field(
         default="auto",
         pattern=r"^(auto|json|console)$",
@@ -130,6 +182,16 @@ class Settings(BaseSettings):
         pattern=r"^(debug|info|warning|error)$",
         description="Lowest level logged: debug, info, warning or error. Info logs every action.",
     )
+
+    @model_validator(mode="after")
+    def _leader_timing(self) -> Settings:
+        if self.leader_trust_window_s < 2 * self.leader_heartbeat_interval_s:
+            raise ValueError(
+                "leader_trust_window_s must be at least 2x leader_heartbeat_interval_s"
+            )
+        if self.leader_silence_timeout_s <= self.leader_trust_window_s:
+            raise ValueError("leader_silence_timeout_s must exceed leader_trust_window_s")
+        return self
 
     @field_validator("http_addr")
     @classmethod

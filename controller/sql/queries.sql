@@ -8,7 +8,7 @@ SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
-       s.failure_kind, s.attempts, s.next_attempt_at
+       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term
 FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name;
 
@@ -17,15 +17,15 @@ SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
-       s.failure_kind, s.attempts, s.next_attempt_at
+       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
 WHERE d.name IS NOT NULL OR s.name IS NOT NULL;
 
 -- name: ensure_status
-INSERT INTO deployment_status (name, desired_replicas)
-VALUES (%(name)s, %(desired_replicas)s)
+INSERT INTO deployment_status (name, desired_replicas, leader_term)
+VALUES (%(name)s, %(desired_replicas)s, %(leader_term)s)
 ON CONFLICT (name) DO NOTHING;
 
 -- name: write_status
@@ -41,15 +41,16 @@ SET phase = %(phase)s,
     failure_kind = %(failure_kind)s,
     attempts = %(attempts)s,
     next_attempt_at = %(next_attempt_at)s,
+    leader_term = %(leader_term)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
     updated_at = now()
 WHERE name = %(name)s;
 
 -- name: insert_event
 INSERT INTO deployment_events
-    (deployment, generation, kind, level, phase_from, phase_to, action, message, metadata)
+    (deployment, generation, kind, level, phase_from, phase_to, action, message, metadata, leader_term)
 VALUES (%(deployment)s, %(generation)s, %(kind)s, %(level)s, %(phase_from)s, %(phase_to)s,
-        %(action)s, %(message)s, %(metadata)s);
+        %(action)s, %(message)s, %(metadata)s, %(leader_term)s);
 
 -- name: delete_status
 DELETE FROM deployment_status WHERE name = %(name)s;
@@ -84,3 +85,45 @@ SELECT * FROM deployment_status WHERE name = %(name)s;
 SELECT id, at, generation, kind, level, phase_from, phase_to, action, message, metadata
 FROM deployment_events WHERE deployment = %(name)s
 ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: fence_check
+-- Every write of the leader starts with this in its transaction: it finds nothing once a
+-- newer term was claimed, and the shared row lock makes a claim wait for the transaction.
+SELECT term FROM berth_leader WHERE cluster = %(cluster)s AND term = %(term)s FOR SHARE;
+
+-- name: claim_term
+INSERT INTO berth_leader AS l (cluster, term, holder_id, holder_host, holder_pid, acquired_at)
+VALUES (%(cluster)s, 1, %(node_id)s, %(host)s, %(pid)s, now())
+ON CONFLICT (cluster) DO UPDATE
+SET term = l.term + 1, holder_id = excluded.holder_id, holder_host = excluded.holder_host,
+    holder_pid = excluded.holder_pid, acquired_at = now()
+RETURNING term;
+
+-- name: select_leader
+SELECT cluster, term, holder_id, holder_host, holder_pid, acquired_at
+FROM berth_leader WHERE cluster = %(cluster)s;
+
+-- name: insert_intent
+INSERT INTO berth_mutations (cluster, term, node_id, deployment, action, target)
+VALUES (%(cluster)s, %(term)s, %(node_id)s, %(deployment)s, %(action)s, %(target)s)
+RETURNING id;
+
+-- name: finish_intent
+UPDATE berth_mutations SET finished_at = clock_timestamp(), outcome = %(outcome)s
+WHERE id = %(id)s;
+
+-- name: prune_mutations
+DELETE FROM berth_mutations WHERE started_at < now() - make_interval(secs => %(older_than_s)s);
+
+-- name: upsert_node
+INSERT INTO berth_nodes AS n (node_id, cluster, host, pid, http_addr, role, term, started_at, seen_at)
+VALUES (%(node_id)s, %(cluster)s, %(host)s, %(pid)s, %(http_addr)s, %(role)s, %(term)s, %(started_at)s, now())
+ON CONFLICT (node_id) DO UPDATE
+SET role = excluded.role, term = excluded.term, http_addr = excluded.http_addr, seen_at = now();
+
+-- name: select_nodes
+SELECT node_id, host, pid, http_addr, role, term, started_at, seen_at,
+       extract(epoch FROM now() - seen_at) AS seen_seconds_ago
+FROM berth_nodes
+WHERE cluster = %(cluster)s AND seen_at > now() - make_interval(secs => %(within_s)s)
+ORDER BY role, host, pid;

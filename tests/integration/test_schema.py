@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from controller.database import Database
+from controller.database import Database, migrations
 from tests.integration.conftest import Sql
 
 pytestmark = pytest.mark.integration
@@ -118,4 +118,6 @@ def test_migrations_are_safe_when_daemons_start_together(database_url: str) -> N
     for thread in threads:
         thread.join(60)
     assert errors == []
-    assert sorted(applied, key=len) == [[]] * 5 + [[1]]
+    every_version = [version for version, _, _ in migrations()]
+    assert len(every_version) >= 2
+    assert sorted(applied, key=len) == [[]] * 5 + [every_version]
