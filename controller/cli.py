@@ -278,6 +278,28 @@ def status(output: str) -> None:
             )
 
 
+@cli.group()
+def bench() -> None:
+    """Benchmarks: print figures (they assert nothing). See README, Benchmarks."""
+
+
+@bench.command("failover")
+@click.option("--trials", default=10, show_default=True)
+@click.option("--replicas", "replica_count", default=3, show_default=True)
+@click.option("--deployments", default=10, show_default=True)
+@click.option(
+    "--database-url", default=None, help="external Postgres; default: a temporary embedded one"
+)
+def bench_failover(
+    trials: int, replica_count: int, deployments: int, database_url: str | None
+) -> None:
+    """SIGKILL the leader N times: kill -> new leader acting, kill -> reconverged."""
+    from controller import bench as benchmarks
+
+    result = benchmarks.failover(trials, replica_count, deployments, database_url)
+    benchmarks.print_failover(result, replica_count, deployments)
+
+
 @cli.command("db-url")
 def db_url() -> None:
     """Print the database URL Berth uses (starting the embedded Postgres if that is the one)."""

@@ -167,6 +167,17 @@ class Database:
         return int(rows[0]["v"])
 
     @retry_transient
+    def _run_sql_params(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """Ad-hoc SQL for benchmarks and operators' tools, never for the loop."""
+        with (
+            _translated(),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(sql.encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
+    @retry_transient
     def _run_sql(self, sql: str) -> list[dict[str, Any]]:
         with (
             _translated(),

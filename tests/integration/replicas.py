@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
-import sys
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.bench import free_port, spawn_replica
 from tests.integration.conftest import Sql, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -61,27 +53,7 @@ class ReplicaSet:
     def start(self, **env_overrides: str) -> Replica:
         port = free_port()
         log_path = self.folder / f"berth-{len(self.replicas)}.log"
-        env = {
-            **os.environ,
-            "BERTH_DATABASE_URL": self.sql.url,
-            "BERTH_CLUSTER": self.cluster,
-            "BERTH_HTTP_ADDR": f"127.0.0.1:{port}",
-            "BERTH_LOG_FORMAT": "json",
-            "BERTH_STOP_TIMEOUT_S": "1",
-            "BERTH_RESYNC_INTERVAL_S": "5",
-            "BERTH_CONCURRENCY": "4",
-            "BERTH_RETRY_BASE_S": "0.5",
-            "BERTH_RETRY_MAX_S": "5",
-            "BERTH_HEALTH_POLL_INTERVAL_S": "0.5",
-            **env_overrides,
-        }
-        with log_path.open("ab") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "controller.cli", "run"],
-                env=env,
-                stdout=log_file,
-                stderr=log_file,
-            )
+        process = spawn_replica(self.sql.url, self.cluster, port, log_path, **env_overrides)
         replica = Replica(process, port, log_path)
         self.replicas.append(replica)
         wait_for(lambda: replica.status() is not None or not replica.alive(), what="replica up")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.bench import spawn_replica
 from tests.integration.conftest import Containers, Sql, wait_for
 
 pytestmark = pytest.mark.integration
@@ -20,27 +19,13 @@ pytestmark = pytest.mark.integration
 
 @contextmanager
 def berth_run(database_url: str, cluster: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "BERTH_DATABASE_URL": database_url,
-        "BERTH_CLUSTER": cluster,
-        "BERTH_HTTP_ADDR": "127.0.0.1:0",
-        "BERTH_LOG_FORMAT": "json",
-        "BERTH_STOP_TIMEOUT_S": "1",
-        "BERTH_RESYNC_INTERVAL_S": "5",
-        "BERTH_CONCURRENCY": "4",
-    }
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "run"], env=env, stdout=log_file, stderr=log_file
-    )
+    process = spawn_replica(database_url, cluster, 0, log_path)
     try:
         yield process
     finally:
         if process.poll() is None:
             process.kill()
         process.wait(30)
-        log_file.close()
 
 
 def test_sigkill_and_restart_creates_no_duplicates(

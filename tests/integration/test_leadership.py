@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import random
 import signal
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -55,6 +63,22 @@ def test_exactly_one_leader_among_three(replicas: ReplicaSet) -> None:
         what="three nodes reported",
     )
     assert sorted(n["role"] for n in nodes) == ["leader", "standby", "standby"]
+    shown = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "status", "-o", "json"],
+        env={
+            **os.environ,
+            "BERTH_DATABASE_URL": replicas.sql.url,
+            "BERTH_CLUSTER": replicas.cluster,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    body = json.loads(shown.stdout)
+    assert body["leader"]["term"] == replicas.term()
+    assert body["leader"]["holder_pid"] == leader.pid
+    assert sorted(node["role"] for node in body["nodes"]) == ["leader", "standby", "standby"]
 
 
 def test_sigkill_leader_a_follower_takes_over_and_acts(
@@ -243,3 +267,110 @@ def test_crash_at_a_phase_boundary_is_resumed_by_the_next_leader(
     assert len(hashes) == 1
     events = sql("SELECT count(*) AS n FROM deployment_events WHERE deployment = 'resumed'")
     assert events[0]["n"] > 0
+
+
+def test_chaos_random_leader_kills_while_deployments_change(
+    replicas: ReplicaSet, sql: Sql, containers: Containers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = random.Random(20261122)
+    for _ in range(3):
+        replicas.start()
+    replicas.wait_for_leader()
+    desired = {f"chaos-{i:02d}": rng.randint(1, 2) for i in range(20)}
+    sql(
+        "INSERT INTO deployments (name, image, replicas) "
+        "SELECT unnest(%s::text[]), 'berth-example/busybox:1', unnest(%s::int[])",
+        [list(desired), list(desired.values())],
+    )
+    double_slots: list[tuple[str, str]] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            slots = Counter(
+                (c["Labels"]["io.berth.deployment"], c["Labels"]["io.berth.replica"])
+                for c in containers.find()
+            )
+            double_slots.extend(slot for slot, count in slots.items() if count > 1)
+            sampling.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    kills = 0
+    try:
+        for round_number in range(6):
+            name = rng.choice(sorted(desired))
+            change = rng.choice(["scale", "env", "delete", "insert"])
+            if change == "scale":
+                desired[name] = rng.randint(0, 3)
+                sql("UPDATE deployments SET replicas = %s WHERE name = %s", [desired[name], name])
+            elif change == "env":
+                sql(
+                    "UPDATE deployments SET env = %s WHERE name = %s",
+                    [f'{{"ROUND": "{round_number}"}}', name],
+                )
+            elif change == "delete":
+                del desired[name]
+                sql("DELETE FROM deployments WHERE name = %s", [name])
+            else:
+                new_name = f"chaos-new-{round_number}"
+                desired[new_name] = 1
+                sql.insert(new_name)
+            term = replicas.term()
+            # Kill mid-work when there is work; a change may need none (scale to the same).
+            before = len(replicas.mutations())
+            with contextlib.suppress(AssertionError):
+                wait_for(
+                    lambda before=before: len(replicas.mutations()) > before,  # type: ignore[misc]
+                    timeout_s=5,
+                    interval_s=0.01,
+                    what="the leader at work",
+                )
+            leader = replicas.leader()
+            if leader is not None:
+                leader.process.send_signal(signal.SIGKILL)
+                kills += 1
+            replicas.start()
+            replicas.wait_for_leader(other_than_term=term)
+
+        def settled() -> bool:
+            counts = Counter(c["Labels"]["io.berth.deployment"] for c in containers.find())
+            wanted = {name: count for name, count in desired.items() if count}
+            return counts == wanted and all(sql.converged(name) for name in desired)
+
+        wait_for(settled, timeout_s=180, what="every deployment converged after the chaos")
+    finally:
+        sampling.set()
+        sampler.join()
+    assert kills >= 5
+    assert double_slots == [], f"replica slots that held two containers: {set(double_slots)}"
+    leftover = {c["Labels"]["io.berth.deployment"] for c in containers.find()} - set(desired)
+    assert leftover == set(), "orphans"
+    statuses = {r["name"] for r in sql("SELECT name FROM deployment_status")}
+    assert statuses == set(desired)
+    report(capsys, f"chaos: {kills} leader kills, final term {replicas.term()}, converged")
+
+
+def test_failover_benchmark_smoke() -> None:
+    """The benchmark must not rot: one short trial, figures printed, exit 0."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "bench",
+            "failover",
+            "--trials",
+            "1",
+            "--replicas",
+            "2",
+            "--deployments",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "kill -> new leader's first mutation" in result.stdout

