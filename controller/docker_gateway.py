@@ -202,6 +202,11 @@ class DockerGateway:
                 self.api.start(container_id)
 
     @retry_transient
+    def restart(self, container_id: str, stop_timeout_s: int) -> None:
+        with _translated(f"restart {container_id[:12]}"):
+            self.api.restart(container_id, timeout=stop_timeout_s)
+
+    @retry_transient
     def remove(self, container_id: str, stop_timeout_s: int) -> None:
         """Stop gracefully, then remove with its anonymous volumes. Missing = done."""
         try:

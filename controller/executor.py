@@ -10,8 +10,8 @@ after a crash finds its work already done (see RECONCILIATION.md, "Idempotency")
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,7 +22,13 @@ from controller.database import Database
 from controller.docker_gateway import DockerGateway
 from controller.errors import BerthError
 from controller.metrics import ACTIONS
-from controller.planner import Action, CreateReplica, RemoveContainer, StartContainer
+from controller.planner import (
+    Action,
+    CreateReplica,
+    RemoveContainer,
+    RestartContainer,
+    StartContainer,
+)
 from controller.records import Event, Fence, StatusWrite
 from controller.spec import DeploymentSpec, container_config, container_name
 
@@ -109,9 +115,16 @@ class PhaseTracker:
     def update(self, **changes: Any) -> None:
         self.status = replace(self.status, **changes)
 
-    def mutation(self, action: str, target: str) -> AbstractContextManager[None]:
-        """Fence one Docker mutation: committed intent, term held, trust checked."""
-        return self.database.mutation(self.fence, self.status.name, action, target)
+    @contextmanager
+    def mutation(self, action: str, target: str) -> Iterator[None]:
+        """Fence one Docker mutation (committed intent, term held, trust checked); count it."""
+        with self.database.mutation(self.fence, self.status.name, action, target):
+            try:
+                yield
+            except BerthError:
+                ACTIONS.labels(kind=action, result="error").inc()
+                raise
+        ACTIONS.labels(kind=action, result="ok").inc()
 
     def flush(self) -> None:
         self.database.record(self.fence, self.status, self.pending_events)
@@ -144,14 +157,30 @@ class Executor:
         spec: DeploymentSpec,
         generation: int,
         actions: Sequence[Action],
+        notes: Mapping[int, str] | None = None,
     ) -> None:
+        """Apply `actions`; `notes` (by replica) explain restarts in their events."""
+        notes = notes or {}
         creates = [a for a in actions if isinstance(a, CreateReplica)]
         removes = [a for a in actions if isinstance(a, RemoveContainer)]
-        starts: list[tuple[str, str, str, int, str]] = [
-            (a.container_id, a.container_name, a.from_state, a.replica, f"was {a.from_state}")
-            for a in actions
-            if isinstance(a, StartContainer)
-        ]
+        starts: list[tuple[str, str, str, int, str]] = []
+        for action in actions:
+            if isinstance(action, StartContainer):
+                reason = notes.get(action.replica, f"was {action.from_state}")
+                starts.append(
+                    (
+                        action.container_id,
+                        action.container_name,
+                        action.from_state,
+                        action.replica,
+                        reason,
+                    )
+                )
+            elif isinstance(action, RestartContainer):
+                reason = notes.get(action.replica, "unhealthy")
+                starts.append(
+                    (action.container_id, action.container_name, "running", action.replica, reason)
+                )
         if creates:
             self._check_stopping()
             tracker.enter("pulling_image", f"ensuring image {spec.image}", image=spec.image)
@@ -179,24 +208,28 @@ class Executor:
                 else:
                     container_id = self._create(tracker, spec, generation, action.replica)
                     name = container_name(spec.name, action.replica, self.cluster)
-                    starts.append((container_id, name, "created", action.replica, "new"))
+                    reason = notes.get(action.replica, "new")
+                    starts.append((container_id, name, "created", action.replica, reason))
                 tracker.progress(done, len(changes))
         if starts:
             tracker.enter("starting", f"starting {len(starts)} container(s)", to_start=len(starts))
             for done, (container_id, name, from_state, replica, reason) in enumerate(starts, 1):
                 self._check_stopping()
-                with tracker.mutation("start", name):
-                    self.docker.start(container_id, from_state)
-                    faults.crash_point("after:start")
-                verb = "unpaused" if from_state == "paused" else "started"
+                kind = "restart" if from_state == "running" else "start"
+                with tracker.mutation(kind, name):
+                    if kind == "restart":
+                        self.docker.restart(container_id, self.stop_timeout_s)
+                    else:
+                        self.docker.start(container_id, from_state)
+                    faults.crash_point(f"after:{kind}")
+                verb = {"paused": "unpaused", "running": "restarted"}.get(from_state, "started")
                 tracker.action(
-                    "start",
+                    kind,
                     f"{verb} {name} ({reason})",
                     container=name,
                     container_id=container_id[:12],
                     replica=replica,
                 )
-                ACTIONS.labels(kind="start", result="ok").inc()
                 tracker.progress(done, len(starts))
 
     def _remove(self, tracker: PhaseTracker, action: RemoveContainer) -> None:
@@ -211,7 +244,6 @@ class Executor:
             replica=action.replica,
             reason=action.reason.value,
         )
-        ACTIONS.labels(kind="remove", result="ok").inc()
 
     def _create(
         self, tracker: PhaseTracker, spec: DeploymentSpec, generation: int, replica: int
@@ -228,7 +260,6 @@ class Executor:
             replica=replica,
             spec_hash=spec.spec_hash,
         )
-        ACTIONS.labels(kind="create", result="ok").inc()
         return container_id
 
     def teardown(self, tracker: PhaseTracker, removals: Sequence[RemoveContainer]) -> None:

@@ -21,10 +21,12 @@ PHASES = (
     "starting",
     "health_check",
     "active",
+    "degraded",
     "failed",
     "deleting",
 )
-ACTION_KINDS = ("create", "start", "remove")
+ACTION_KINDS = ("create", "start", "restart", "remove")
+RESTART_REASONS = ("exited", "unhealthy")
 RESULTS = ("ok", "error")
 ERROR_KINDS = ("transient", "permanent", "unexpected")
 
@@ -64,6 +66,12 @@ STUCK_DEPLOYMENTS = Gauge(
 STUCK_DETECTED = Counter(
     "berth_stuck_detected_total", "Times a deployment was found stuck and resumed"
 )
+CONTAINER_RESTARTS = Counter(
+    "berth_container_restarts_total", "Replica restarts by Berth, by reason", ["reason"]
+)
+REPLICAS_IN_BACKOFF = Gauge(
+    "berth_replicas_in_backoff", "Replicas waiting out a restart backoff at the last full resync"
+)
 IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
 LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
 LEADER_CHANGES = Counter(
@@ -82,5 +90,7 @@ for _action in ACTION_KINDS:
         ACTIONS.labels(kind=_action, result=_result)
 for _phase in PHASES:
     DEPLOYMENTS_BY_PHASE.labels(phase=_phase)
+for _reason in RESTART_REASONS:
+    CONTAINER_RESTARTS.labels(reason=_reason)
 for _change in ("elected", "deposed"):
     LEADER_CHANGES.labels(change=_change)

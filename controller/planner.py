@@ -9,6 +9,7 @@ Rules, per deployment, per replica slot 0..replicas-1:
 - keep one container whose spec hash is current, preferring a running one, then the oldest;
 - remove every other container in the slot (stale hash, duplicates, dead ones);
 - create the slot's container when none is kept; start (or unpause) the kept one if stopped;
+  restart the kept one if it runs but is unhealthy;
 - remove containers of slots >= replicas (surplus), with unreadable replica labels, and of
   deployments that are no longer desired (orphans).
 Containers without a deployment label, or of another Berth cluster, never appear in a plan.
@@ -59,6 +60,7 @@ class RemoveReason(StrEnum):
     DUPLICATE = "duplicate"
     DEAD = "dead"
     BAD_LABEL = "bad_replica_label"
+    CRASH_LOOP = "crash_loop"
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,31 @@ class StartContainer:
     kind = "start"
 
 
-Action = RemoveContainer | CreateReplica | StartContainer
+@dataclass(frozen=True)
+class RestartContainer:
+    """The kept container runs but its healthcheck says unhealthy."""
+
+    deployment: str
+    replica: int
+    container_id: str
+    container_name: str
+
+    kind = "restart"
+
+
+Action = RemoveContainer | CreateReplica | StartContainer | RestartContainer
+
+
+def restart_reason(action: Action) -> str | None:
+    """Why an action restarts a failed replica (`exited`, `unhealthy`), or None if it does not.
+
+    Starting a container that was only created, or unpausing one, is not a restart."""
+    if isinstance(action, RestartContainer):
+        return "unhealthy"
+    if isinstance(action, StartContainer) and action.from_state == "exited":
+        return "exited"
+    return None
+
 
 _STARTABLE = frozenset({"created", "exited", "paused"})
 _KEEPER_PREFERENCE = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4}
@@ -137,6 +163,8 @@ def _plan_slot(
         actions.append(
             StartContainer(deployment.name, replica, keeper.id, keeper.name, keeper.state)
         )
+    elif keeper.state == "running" and keeper.health == "unhealthy":
+        actions.append(RestartContainer(deployment.name, replica, keeper.id, keeper.name))
     return actions
 
 

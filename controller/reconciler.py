@@ -19,13 +19,14 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from controller.backoff import RepairBackoff
+from controller.crashloop import RestartPolicy, dump_states, load_states
 from controller.database import Database
 from controller.docker_gateway import DockerGateway
 from controller.errors import BerthError, Deposed, InvalidSpec, PermanentError, TransientError
 from controller.executor import Abandoned, Executor, PhaseTracker
 from controller.leadership import Leadership
 from controller.metrics import (
+    CONTAINER_RESTARTS,
     DEPLOYMENTS_BY_PHASE,
     DRIFT_DETECTED,
     LAST_FULL_RESYNC,
@@ -48,6 +49,7 @@ from controller.planner import (
     ready_replicas,
 )
 from controller.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.restarts import Gated, RestartGate, Waiting
 from controller.settings import Settings
 from controller.spec import DeploymentSpec, parse_spec
 from controller.workqueue import WorkQueue
@@ -96,8 +98,15 @@ class Reconciler:
         self.leadership = leadership
         self.cluster = settings.cluster
         self.executor = Executor(docker, settings.cluster, settings.stop_timeout_s, stopping)
-        self.repairs = RepairBackoff(
-            settings.repair_window_s, settings.retry_base_s, settings.retry_max_s
+        self.restarts = RestartGate(
+            docker,
+            RestartPolicy(
+                initial_backoff_s=settings.restart_backoff_initial_s,
+                max_backoff_s=settings.restart_backoff_max_s,
+                reset_after_s=settings.restart_backoff_reset_s,
+                recreate_after=settings.recreate_after_restarts,
+            ),
+            settings.log_tail_lines,
         )
         self._now = wall_clock
         self._monotonic = monotonic
@@ -313,31 +322,51 @@ class Reconciler:
         actions = plan_deployment(desired, name, containers)
         new_generation = record.observed_generation != generation
         tracker.update(observed_generation=generation, desired_replicas=spec.replicas)
+        previous = {} if new_generation else load_states(record.replica_restarts)
+        gated = self.restarts.apply(actions, previous, spec.replicas, self._now().timestamp())
+        self._record_restarts(tracker, record, gated, new_generation)
+        actions = gated.actions
         if actions:
-            if not new_generation and record.phase == "active":
-                wait = self.repairs.check(name, generation, self._monotonic())
-                if wait > 0:
-                    tracker.note(
-                        f"drift again within {self.settings.repair_window_s:g}s of the last "
-                        f"repair ({_summarize(list(actions))}); repairing in {wait:.1f}s",
-                        level="warning",
-                        repairs_in_a_row=self.repairs.repairs_in_a_row(name),
-                    )
-                    tracker.flush()
-                    self.queue.add_after(name, wait)
-                    return
-                tracker.note(f"drift repair: {_summarize(list(actions))}", level="warning")
             if new_generation or record.phase != "queued":
                 tracker.enter(
                     "queued",
                     f"generation {generation}: {_summarize(list(actions))}",
                     actions=len(actions),
                 )
-            self.executor.apply(tracker, spec, generation, actions)
+            self.executor.apply(tracker, spec, generation, actions, gated.notes)
             containers = managed_by(self.docker.list_managed(name), self.cluster)
         self._settle(
-            record, tracker, spec, desired, containers, changed=bool(actions) or new_generation
+            record,
+            tracker,
+            spec,
+            desired,
+            containers,
+            changed=bool(actions) or new_generation,
+            waiting=gated.waiting,
         )
+
+    def _record_restarts(
+        self, tracker: PhaseTracker, record: DeploymentRecord, gated: Gated, new_generation: bool
+    ) -> None:
+        """Keep the per-replica restart state and count; one warning event per restart."""
+        count = (0 if new_generation else record.restart_count) + len(gated.restarted)
+        tracker.update(replica_restarts=dump_states(gated.states), restart_count=count)
+        for restart in gated.restarted:
+            CONTAINER_RESTARTS.labels(reason=restart.reason).inc()
+            verb = "recreating" if restart.recreated else "restarting"
+            tracker.note(
+                f"replica {restart.replica} {restart.diagnosis.summary(restart.reason)}; "
+                f"{verb} {restart.container_name} (restart {restart.restarts}; "
+                f"the next would wait {restart.next_backoff_s:g}s)",
+                level="warning",
+                replica=restart.replica,
+                reason=restart.reason,
+                restarts=restart.restarts,
+                exit_code=restart.diagnosis.exit_code,
+                oom_killed=restart.diagnosis.oom_killed,
+                health_output=restart.diagnosis.health_output,
+                log_tail=restart.diagnosis.log_tail,
+            )
 
     def _settle(
         self,
@@ -347,6 +376,7 @@ class Reconciler:
         desired: DesiredDeployment,
         containers: list[ObservedContainer],
         changed: bool,
+        waiting: list[Waiting],
     ) -> None:
         ready = ready_replicas(desired, containers)
         if ready >= desired.replicas:
@@ -355,6 +385,9 @@ class Reconciler:
                 tracker.enter("active", f"{ready}/{desired.replicas} replicas ready")
             return
         tracker.update(ready_replicas=ready)
+        if waiting:
+            self._degraded(tracker, desired, ready, waiting)
+            return
         if tracker.phase == "health_check" and record.phase_updated_at is not None:
             waited = self._now() - record.phase_updated_at
             if waited > timedelta(seconds=self.settings.health_check_deadline_s):
@@ -367,6 +400,25 @@ class Reconciler:
             )
         tracker.progress(ready, desired.replicas, ready=ready)
         self.queue.add_after(record.name, self.settings.health_poll_interval_s)
+
+    def _degraded(
+        self, tracker: PhaseTracker, desired: DesiredDeployment, ready: int, waiting: list[Waiting]
+    ) -> None:
+        """Replicas waiting out a restart backoff: say which, why, and until when."""
+        details = "; ".join(
+            f"replica {w.replica} ({w.container_name}) {w.diagnosis.summary(w.reason)}, "
+            f"restarted {w.restarts}x, next restart in {w.wait_s:.0f}s"
+            for w in waiting
+        )
+        message = f"crash-looping: {ready}/{desired.replicas} ready; {details}"
+        tracker.enter(
+            "degraded",
+            message,
+            crash_looping=[w.replica for w in waiting],
+            next_restart_in_s=round(min(w.wait_s for w in waiting), 1),
+        )
+        tracker.progress(ready, desired.replicas)
+        self.queue.add_after(desired.name, min(w.wait_s for w in waiting))
 
     def _not_ready_report(
         self, desired: DesiredDeployment, containers: list[ObservedContainer], waited: timedelta
@@ -414,7 +466,6 @@ class Reconciler:
         tracker = PhaseTracker(self.database, fence, status)
         if removals:
             self.executor.teardown(tracker, removals)
-        self.repairs.forget(name)
         if record is not None:
             self.database.forget(
                 fence,

@@ -28,6 +28,8 @@ class DeploymentRecord:
     attempts: int
     next_attempt_at: datetime | None
     leader_term: int = 0
+    restart_count: int = 0
+    replica_restarts: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
@@ -59,6 +61,8 @@ class DeploymentRecord:
             attempts=row["attempts"] or 0,
             next_attempt_at=row["next_attempt_at"],
             leader_term=row.get("leader_term") or 0,
+            restart_count=row.get("restart_count") or 0,
+            replica_restarts=row.get("replica_restarts") or {},
         )
 
 
@@ -77,6 +81,8 @@ class StatusWrite:
     failure_kind: str | None = None
     attempts: int = 0
     next_attempt_at: datetime | None = None
+    restart_count: int = 0
+    replica_restarts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -96,12 +96,44 @@ class Settings(BaseSettings):
             "CrashLoopBackOff, so a broken dependency is probed a few times an hour."
         ),
     )
-    repair_window_s: float = Field(
+    restart_backoff_initial_s: float = Field(
         default=10.0,
         ge=0,
         description=(
-            "Drift repairs of the same generation closer together than this many seconds back "
-            "off exponentially, so a container that keeps dying cannot make Berth hammer Docker."
+            "Seconds before the second restart of a replica that keeps exiting or turning "
+            "unhealthy (the first is immediate); doubles per restart. Kubernetes' "
+            "CrashLoopBackOff starts at 10 s too."
+        ),
+    )
+    restart_backoff_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Ceiling in seconds of the restart backoff: CrashLoopBackOff's 5 minutes.",
+    )
+    restart_backoff_reset_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds a replica must go without a restart before its count starts over "
+            "(Kubernetes resets after 10 minutes of running)."
+        ),
+    )
+    recreate_after_restarts: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Restarts in a row after which the replica's container is recreated instead of "
+            "restarted (a fresh filesystem), while the backoff keeps growing. 3 gives a plain "
+            "restart a fair chance first."
+        ),
+    )
+    log_tail_lines: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description=(
+            "Lines of a failing container's log kept in its restart event, so the operator sees "
+            "why without opening Docker. 20 fits a stack trace's end in a readable row."
         ),
     )
     stop_timeout_s: int = Field(

@@ -42,6 +42,14 @@ RELEVANT_DOCKER_ACTIONS = frozenset(
 )
 
 
+# Docker emits `die`, `stop`, `kill`, `oom`, `destroy` and `health_status` before its container
+# list shows the new state (the list reads a view updated a moment later; seen on 20.10):
+# a pass woken by the event alone can still see the old state. These events also schedule
+# a second look after this many seconds.
+STATE_CHANGE_ACTIONS = frozenset({"die", "stop", "kill", "oom", "destroy", "health_status"})
+RECHECK_AFTER_EVENT_S = 0.5
+
+
 def _backoff(attempt: int) -> float:
     return float(min(0.2 * 2 ** min(attempt, 6), 10.0))
 
@@ -89,8 +97,12 @@ def watch_docker(
             on_subscribed()
             attempt = 0
             for deployment, event_cluster, action in events:
-                if event_cluster == cluster and action.split(":")[0] in RELEVANT_DOCKER_ACTIONS:
-                    queue.add(deployment)
+                kind = action.split(":")[0]
+                if event_cluster != cluster or kind not in RELEVANT_DOCKER_ACTIONS:
+                    continue
+                queue.add(deployment)
+                if kind in STATE_CHANGE_ACTIONS:
+                    queue.add_after(deployment, RECHECK_AFTER_EVENT_S)
             if stopping.is_set():
                 return
             attempt += 1  # the stream ended: the engine restarted or closed it

@@ -8,7 +8,8 @@ SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
-       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term
+       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
+       s.restart_count, s.replica_restarts
 FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name;
 
@@ -17,7 +18,8 @@ SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
-       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term
+       s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
+       s.restart_count, s.replica_restarts
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
@@ -42,6 +44,8 @@ SET phase = %(phase)s,
     attempts = %(attempts)s,
     next_attempt_at = %(next_attempt_at)s,
     leader_term = %(leader_term)s,
+    restart_count = %(restart_count)s,
+    replica_restarts = %(replica_restarts)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
     updated_at = now()
 WHERE name = %(name)s;

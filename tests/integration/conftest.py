@@ -173,6 +173,22 @@ def daemon(cluster: str, database_url: str, sql: Sql) -> Iterator[Daemon]:
     running.stop()
 
 
+@pytest.fixture
+def start_daemon(cluster: str, database_url: str, sql: Sql) -> Iterator[Callable[..., Daemon]]:
+    """Start an in-process daemon with settings overridden for this test; stopped after."""
+    started: list[Daemon] = []
+
+    def start(**overrides: Any) -> Daemon:
+        running = Daemon(settings_for(cluster, database_url, **overrides), database_url)
+        running.start()
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        running.stop()
+
+
 class Containers:
     """This test's containers as Docker reports them."""
 

@@ -15,6 +15,7 @@ from controller.planner import (
     DesiredDeployment,
     ObservedContainer,
     RemoveContainer,
+    RestartContainer,
     StartContainer,
     plan,
     ready_replicas,
@@ -58,6 +59,8 @@ def kinds(actions: Sequence[object]) -> list[tuple[str, object]]:
             out.append(("create", action.replica))
         elif isinstance(action, StartContainer):
             out.append(("start", action.replica))
+        elif isinstance(action, RestartContainer):
+            out.append(("restart", action.replica))
     return out
 
 
@@ -87,6 +90,12 @@ TABLE = [
         [WEB],
         [container(replica=0, state="paused"), container(replica=1)],
         {"web": [("start", 0)]},
+    ),
+    (
+        "unhealthy: restart",
+        [WEB],
+        [container(replica=0, health="unhealthy"), container(replica=1)],
+        {"web": [("restart", 0)]},
     ),
     (
         "dead: remove and recreate",
@@ -181,13 +190,14 @@ desired_strategy = st.dictionaries(
 ).map(lambda d: [DesiredDeployment(n, r, h) for n, (r, h) in sorted(d.items())])
 
 container_strategy = st.builds(
-    lambda deployment, replica, spec_hash, state, cluster, created: container(
+    lambda deployment, replica, spec_hash, state, cluster, created, health: container(
         deployment=deployment,
         replica=replica,
         spec_hash=spec_hash,
         state=state,
         cluster=cluster,
         created=created,
+        health=health,
     ),
     st.one_of(st.none(), st.sampled_from([*NAMES, "gone"])),
     st.one_of(st.none(), st.integers(-1, 5)),
@@ -195,6 +205,7 @@ container_strategy = st.builds(
     st.sampled_from(STATES),
     st.sampled_from(["default", "default", "other"]),
     st.integers(0, 3),
+    st.sampled_from(["none", "healthy", "starting", "unhealthy"]),
 )
 
 
@@ -213,9 +224,10 @@ def apply_plan(
             elif isinstance(action, CreateReplica):
                 new = container(action.deployment, action.replica, hashes[action.deployment])
                 by_id[new.id] = new
-            elif isinstance(action, StartContainer):
+            elif isinstance(action, StartContainer | RestartContainer):
                 old = by_id[action.container_id]
-                by_id[old.id] = ObservedContainer(**{**old.__dict__, "state": "running"})
+                restarted = {**old.__dict__, "state": "running", "health": "starting"}
+                by_id[old.id] = ObservedContainer(**restarted)
     return list(by_id.values())
 
 
@@ -231,6 +243,7 @@ def test_applying_the_plan_yields_the_desired_state(
         assert sorted(c.replica for c in mine) == list(range(deployment.replicas))  # type: ignore[type-var]
         assert all(c.spec_hash == deployment.spec_hash for c in mine)
         assert all(c.state in ("running", "restarting") for c in mine)
+        assert all(c.health != "unhealthy" or c.state == "restarting" for c in mine)
     assert {c.deployment for c in managed} <= {d.name for d in desired}
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-from controller.backoff import RepairBackoff
 from controller.workqueue import WorkQueue
 
 
@@ -58,24 +57,3 @@ def test_shut_down_wakes_waiting_workers() -> None:
     queue.shut_down()
     worker.join(5)
     assert results == [None]
-
-
-def test_repairs_in_quick_succession_back_off() -> None:
-    backoff = RepairBackoff(window_s=10, base_s=1, max_s=8)
-    assert backoff.check("web", 1, now=0) == 0
-    assert backoff.check("web", 1, now=0.5) == 1  # second repair within the window: wait 1 s
-    assert backoff.check("web", 1, now=1.0) == 0.5
-    assert backoff.check("web", 1, now=1.5) == 0  # its time came
-    assert backoff.check("web", 1, now=1.6) == 2
-    assert backoff.check("web", 1, now=3.6) == 0
-    assert backoff.check("web", 1, now=3.7) == 4
-
-
-def test_a_quiet_window_or_a_new_generation_resets_the_repair_count() -> None:
-    backoff = RepairBackoff(window_s=10, base_s=1, max_s=8)
-    backoff.check("web", 1, now=0)
-    assert backoff.check("web", 1, now=0.1) == 1
-    assert backoff.check("web", 1, now=1.1) == 0
-    assert backoff.check("web", 1, now=30) == 0, "ran quietly for longer than the window"
-    assert backoff.check("web", 1, now=30.1) == 1
-    assert backoff.check("web", 2, now=30.2) == 0, "a rollout is never delayed"
