@@ -27,6 +27,7 @@ from controller.docker_gateway import DockerGateway
 from controller.errors import BerthError
 from controller.http_server import HttpEndpoint
 from controller.leadership import Leadership
+from controller.logs import set_node
 from controller.metrics import IS_LEADER, LEADER_CHANGES, LEADER_TERM, QUEUE_DEPTH
 from controller.reconciler import Reconciler
 from controller.settings import Settings
@@ -63,6 +64,7 @@ class Daemon:
             settings, self.database, self.docker, self.queue, self.leadership, self.stopping
         )
         faults.arm(settings.crash_at)
+        set_node(self.leadership.node_id)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.http = HttpEndpoint(
             settings.http_host, settings.http_port, self._alive, self._ready, self._status

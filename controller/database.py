@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -24,6 +25,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from controller.errors import DatabaseRejected, DatabaseUnavailable, Deposed, retry_transient
+from controller.metrics import POSTGRES_DURATION, POSTGRES_ERRORS, declare_postgres_operations
 from controller.records import DeploymentRecord, Event, Fence, StatusWrite
 
 NOTIFY_CHANNEL = "berth_deployments"
@@ -38,6 +40,22 @@ def advisory_key(name: str) -> int:
 
 
 MIGRATION_LOCK_NAME = "berth.migrations"
+# Operations timed besides the named queries (the label `operation` stays bounded).
+OPERATIONS = (
+    "connect",
+    "migrate",
+    "sql",
+    "ensure_status",
+    "record",
+    "forget",
+    "intent",
+    "mutation",
+    "lock_connect",
+    "lock_acquire",
+    "claim_term",
+    "heartbeat",
+    "listen",
+)
 
 
 @cache
@@ -70,13 +88,19 @@ def _translate(error: Exception) -> Exception:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
+def _translated(operation: str, timed: bool = True) -> Iterator[None]:
+    """Time one operation (bounded label: a query name or a fixed word) and translate errors."""
+    started = time.perf_counter()
     try:
         yield
-    except psycopg.Error as error:
-        raise _translate(error) from error
-    except PoolTimeout as error:
-        raise _translate(error) from error
+    except (psycopg.Error, PoolTimeout) as error:
+        translated = _translate(error)
+        kind = "transient" if isinstance(translated, DatabaseUnavailable) else "permanent"
+        POSTGRES_ERRORS.labels(operation=operation, kind=kind).inc()
+        raise translated from error
+    finally:
+        if timed:
+            POSTGRES_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
 
 
 def _adapt(params: dict[str, Any]) -> dict[str, Any]:
@@ -91,6 +115,7 @@ class Database:
 
     def __init__(self, url: str, pool_size: int = 4, idle_in_transaction_s: float = 120.0) -> None:
         self.url = url
+        declare_postgres_operations(tuple(queries()) + OPERATIONS)
         # A leader paused inside a fenced mutation holds the term row; Postgres ends its
         # session after this long idle in the transaction, so a new leader is not blocked
         # forever. It must exceed the longest Docker call made inside such a transaction.
@@ -110,7 +135,7 @@ class Database:
             open=False,
             name="berth",
         )
-        with _translated():
+        with _translated("connect"):
             self._pool.open(wait=True, timeout=15)
 
     def close(self) -> None:
@@ -119,7 +144,7 @@ class Database:
     @retry_transient
     def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with (
-            _translated(),
+            _translated(query),
             self._pool.connection(timeout=10) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
@@ -127,8 +152,8 @@ class Database:
             return cursor.fetchall() if cursor.description else []
 
     @retry_transient
-    def _in_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        with _translated(), self._pool.connection(timeout=10) as conn, conn.transaction():
+    def _in_transaction(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with _translated(operation), self._pool.connection(timeout=10) as conn, conn.transaction():
             return work(conn)  # Deposed raised inside rolls the transaction back
 
     # --- schema -----------------------------------------------------------------------
@@ -158,7 +183,7 @@ class Database:
                 )
                 applied_now.append(version)
 
-        with _translated(), self._pool.connection(timeout=10) as conn, conn.transaction():
+        with _translated("migrate"), self._pool.connection(timeout=10) as conn, conn.transaction():
             work(conn)
         return applied_now
 
@@ -170,7 +195,7 @@ class Database:
     def _run_sql_params(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """Ad-hoc SQL for benchmarks and operators' tools, never for the loop."""
         with (
-            _translated(),
+            _translated("sql"),
             self._pool.connection(timeout=10) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
@@ -180,7 +205,7 @@ class Database:
     @retry_transient
     def _run_sql(self, sql: str) -> list[dict[str, Any]]:
         with (
-            _translated(),
+            _translated("sql"),
             self._pool.connection(timeout=10) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
@@ -219,7 +244,7 @@ class Database:
             self._fence(conn, fence)
             conn.execute(queries()["ensure_status"], params)
 
-        self._in_transaction(work)
+        self._in_transaction("ensure_status", work)
 
     def record(
         self, fence: Fence, status: StatusWrite | None, events: Sequence[Event] = ()
@@ -233,7 +258,7 @@ class Database:
                 conn.execute(queries()["write_status"], _adapt(params))
             self._insert_events(conn, fence, events)
 
-        self._in_transaction(work)
+        self._in_transaction("record", work)
 
     def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
         """Drop the status row of a deleted deployment whose containers are gone."""
@@ -243,7 +268,7 @@ class Database:
             conn.execute(queries()["delete_status"], {"name": name})
             self._insert_events(conn, fence, events)
 
-        self._in_transaction(work)
+        self._in_transaction("forget", work)
 
     @staticmethod
     def _insert_events(
@@ -273,10 +298,14 @@ class Database:
             assert row is not None
             return int(row[0] if isinstance(row, tuple) else row["id"])
 
-        intent_id = self._in_transaction(commit_intent)
+        intent_id = self._in_transaction("intent", commit_intent)
         outcome = "fenced"
         try:
-            with _translated(), self._pool.connection(timeout=10) as conn, conn.transaction():
+            with (
+                _translated("mutation"),
+                self._pool.connection(timeout=10) as conn,
+                conn.transaction(),
+            ):
                 self._fence(conn, fence)
                 outcome = "error"
                 yield
@@ -325,19 +354,19 @@ def listen(url: str, channel: str = NOTIFY_CHANNEL, poll_s: float = 1.0) -> Iter
     Uses its own connection (LISTEN needs a session). Raises DatabaseUnavailable when the
     connection is lost; the caller reconnects and resyncs.
     """
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f"LISTEN {channel}")
-            yield None  # listening: anything changed from now on will be notified
-            while True:
-                received = False
-                for notify in conn.notifies(timeout=poll_s):
-                    received = True
-                    yield notify.payload
-                if not received:
-                    yield None
-    except psycopg.Error as error:
-        raise _translate(error) from error
+    with (
+        _translated("listen", timed=False),
+        psycopg.connect(url, autocommit=True, connect_timeout=5) as conn,
+    ):
+        conn.execute(f"LISTEN {channel}")
+        yield None  # listening: anything changed from now on will be notified
+        while True:
+            received = False
+            for notify in conn.notifies(timeout=poll_s):
+                received = True
+                yield notify.payload
+            if not received:
+                yield None
 
 
 class LockSession:
@@ -352,7 +381,7 @@ class LockSession:
     def __init__(self, url: str, application_name: str, silence_timeout_s: float) -> None:
         silence_ms = str(int(silence_timeout_s * 1000))
         probe_s = str(max(1, int(silence_timeout_s / 4)))
-        with _translated():
+        with _translated("lock_connect"):
             self._conn = psycopg.connect(
                 url,
                 autocommit=True,
@@ -376,26 +405,26 @@ class LockSession:
 
     def acquire(self, key: int) -> None:
         """Block until this session holds the advisory lock (or `cancel` is called)."""
-        with _translated():
+        with _translated("lock_acquire", timed=False):  # waiting is the point, not latency
             self._conn.execute("SELECT pg_advisory_lock(%s)", [key])
 
     def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int:
         """Start a new term; waits for the previous leader's in-flight fenced transactions."""
         params = {"cluster": cluster, "node_id": node_id, "host": host, "pid": pid}
-        with _translated():
+        with _translated("claim_term"):
             row = self._conn.execute(queries()["claim_term"], params).fetchone()
         assert row is not None
         return int(row["term"])
 
     def limit_statements(self, timeout_s: float) -> None:
-        with _translated():
+        with _translated("lock_connect"):
             self._conn.execute(
                 "SELECT set_config('statement_timeout', %s, false)", [str(int(timeout_s * 1000))]
             )
 
     def current_term(self, cluster: str) -> tuple[int, str] | None:
         """(term, holder id) as Postgres has it now: the heartbeat. A plain read, no lock."""
-        with _translated():
+        with _translated("heartbeat"):
             row = self._conn.execute(queries()["select_leader"], {"cluster": cluster}).fetchone()
         return (int(row["term"]), str(row["holder_id"])) if row else None
 

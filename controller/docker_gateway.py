@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -31,8 +32,10 @@ from controller.errors import (
     DockerUnavailable,
     ImageUnavailable,
     NameTaken,
+    TransientError,
     retry_transient,
 )
+from controller.metrics import DOCKER_DURATION, DOCKER_ERRORS
 from controller.planner import ObservedContainer
 from controller.spec import (
     DEFAULT_CLUSTER,
@@ -67,11 +70,19 @@ def _translate(error: Exception, what: str) -> Exception:
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
+def _translated(call: str, detail: str = "", timed: bool = True) -> Iterator[None]:
+    """Time one Docker call (bounded label `call`) and turn driver errors into Berth's."""
+    started = time.perf_counter()
     try:
         yield
     except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-        raise _translate(error, what) from error
+        translated = _translate(error, f"{call} {detail}".strip())
+        kind = "transient" if isinstance(translated, TransientError) else "permanent"
+        DOCKER_ERRORS.labels(call=call, kind=kind).inc()
+        raise translated from error
+    finally:
+        if timed:
+            DOCKER_DURATION.labels(call=call).observe(time.perf_counter() - started)
 
 
 def _health(status_text: str) -> str:
@@ -126,14 +137,14 @@ class DockerGateway:
     def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]:
         """Every container carrying a deployment label (of one deployment if named): one call."""
         label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
-        with _translated("list containers"):
+        with _translated("list"):
             summaries = self.api.containers(all=True, filters={"label": [label]})
         return [observed_from_summary(summary) for summary in summaries]
 
     @retry_transient
     def image_present(self, image: str) -> bool:
         try:
-            with _translated(f"inspect image {image}"):
+            with _translated("inspect_image", image):
                 self.api.inspect_image(image)
             return True
         except DockerRejected:  # 404: not here
@@ -145,7 +156,7 @@ class DockerGateway:
             return "present"
         repository, tag = docker.utils.parse_repository_tag(image)
         try:
-            with _translated(f"pull {image}"):
+            with _translated("pull", image):
                 self.api.pull(repository, tag=tag or "latest")
         except (DockerRejected, DockerServerError, DockerConflict) as error:
             raise ImageUnavailable(
@@ -161,7 +172,7 @@ class DockerGateway:
         name = config["name"]
         host_config = self.api.create_host_config(port_bindings=config["port_bindings"] or None)
         try:
-            with _translated(f"create {name}"):
+            with _translated("create", name):
                 created = self.api.create_container(
                     image=config["image"],
                     command=config["command"],
@@ -178,7 +189,7 @@ class DockerGateway:
             return self._existing_with_same_identity(name, config["labels"])
 
     def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
-        with _translated(f"inspect {name}"):
+        with _translated("inspect", name):
             existing = self.api.inspect_container(name)
         found = existing["Config"].get("Labels") or {}
         if LABEL_DEPLOYMENT not in found:
@@ -195,7 +206,7 @@ class DockerGateway:
 
     @retry_transient
     def start(self, container_id: str, from_state: str = "created") -> None:
-        with _translated(f"start {container_id[:12]}"):
+        with _translated("start", container_id[:12]):
             if from_state == "paused":
                 self.api.unpause(container_id)
             else:
@@ -203,14 +214,14 @@ class DockerGateway:
 
     @retry_transient
     def restart(self, container_id: str, stop_timeout_s: int) -> None:
-        with _translated(f"restart {container_id[:12]}"):
+        with _translated("restart", container_id[:12]):
             self.api.restart(container_id, timeout=stop_timeout_s)
 
     @retry_transient
     def remove(self, container_id: str, stop_timeout_s: int) -> None:
         """Stop gracefully, then remove with its anonymous volumes. Missing = done."""
         try:
-            with _translated(f"remove {container_id[:12]}"):
+            with _translated("remove", container_id[:12]):
                 try:
                     self.api.stop(container_id, timeout=stop_timeout_s)
                 except docker.errors.APIError as error:
@@ -228,11 +239,11 @@ class DockerGateway:
 
     def inspect_state(self, container_id: str) -> dict[str, Any]:
         """The `State` block of one container (exit code, health log) for failure messages."""
-        with _translated(f"inspect {container_id[:12]}"):
+        with _translated("inspect", container_id[:12]):
             return dict(self.api.inspect_container(container_id).get("State") or {})
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
-        with _translated(f"logs {container_id[:12]}"):
+        with _translated("logs", container_id[:12]):
             output = self.api.logs(container_id, tail=lines, stdout=True, stderr=True)
         return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
@@ -248,7 +259,7 @@ class DockerGateway:
 
     def _iterate_events(self, stream: Any) -> Iterator[tuple[str, str, str]]:
         try:
-            with _translated("events"):
+            with _translated("events", timed=False):  # a stream lasting hours is no latency
                 for event in stream:
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
                     deployment = attributes.get(LABEL_DEPLOYMENT)

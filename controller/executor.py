@@ -57,6 +57,7 @@ class PhaseTracker:
         """Move to `phase` (progress 0), with a phase event when it is a change."""
         previous = self.status.phase
         faults.crash_point(f"before:{phase}")
+        structlog.contextvars.bind_contextvars(phase=phase)
         self.status = replace(
             self.status, phase=phase, phase_progress=0, phase_metadata=metadata, message=message
         )

@@ -72,6 +72,40 @@ CONTAINER_RESTARTS = Counter(
 REPLICAS_IN_BACKOFF = Gauge(
     "berth_replicas_in_backoff", "Replicas waiting out a restart backoff at the last full resync"
 )
+DOCKER_CALLS = (
+    "connect",
+    "ping",
+    "list",
+    "inspect_image",
+    "pull",
+    "create",
+    "inspect",
+    "start",
+    "restart",
+    "remove",
+    "logs",
+    "events",
+)
+DOCKER_DURATION = Histogram(
+    "berth_docker_request_duration_seconds",
+    "Docker API calls by Berth, by call",
+    ["call"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DOCKER_ERRORS = Counter(
+    "berth_docker_errors_total", "Failed Docker API calls, by call and error kind", ["call", "kind"]
+)
+POSTGRES_DURATION = Histogram(
+    "berth_postgres_query_duration_seconds",
+    "Postgres statements and transactions by Berth, by operation",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POSTGRES_ERRORS = Counter(
+    "berth_postgres_errors_total",
+    "Failed Postgres operations, by operation and error kind",
+    ["operation", "kind"],
+)
 IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
 LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
 LEADER_CHANGES = Counter(
@@ -90,6 +124,20 @@ for _action in ACTION_KINDS:
         ACTIONS.labels(kind=_action, result=_result)
 for _phase in PHASES:
     DEPLOYMENTS_BY_PHASE.labels(phase=_phase)
+for _call in DOCKER_CALLS:
+    DOCKER_DURATION.labels(call=_call)
+    for _kind in ("transient", "permanent"):
+        DOCKER_ERRORS.labels(call=_call, kind=_kind)
+
+
+def declare_postgres_operations(operations: tuple[str, ...]) -> None:
+    """Create every operation's series at start (called by the gateway with its query names)."""
+    for operation in operations:
+        POSTGRES_DURATION.labels(operation=operation)
+        for kind in ("transient", "permanent"):
+            POSTGRES_ERRORS.labels(operation=operation, kind=kind)
+
+
 for _reason in RESTART_REASONS:
     CONTAINER_RESTARTS.labels(reason=_reason)
 for _change in ("elected", "deposed"):

@@ -242,11 +242,13 @@ class Reconciler:
     def reconcile(self, name: str) -> None:
         """One pass for one deployment. Never raises: errors become its `failed` status."""
         started = self._monotonic()
-        bound = log.bind(deployment=name)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(deployment=name)
         record: DeploymentRecord | None = None
         tracker: PhaseTracker | None = None
         try:
             fence = self.leadership.fence()
+            structlog.contextvars.bind_contextvars(term=fence.term)
             record = self.database.fetch_one(name)
             containers = managed_by(self.docker.list_managed(name), self.cluster)
             if record is None or not record.present:
@@ -264,16 +266,17 @@ class Reconciler:
             if tracker.phase in ("active", "failed"):
                 self._stuck.pop((name, record.generation), None)
         except Abandoned:
-            bound.info("pass abandoned: daemon stopping")
+            log.info("pass abandoned: daemon stopping")
         except Deposed as error:
-            bound.info("pass abandoned: not the leader", reason=str(error))
+            log.info("pass abandoned: not the leader", reason=str(error))
         except BerthError as error:
             self._fail(name, record, tracker, error)
         except Exception as error:
-            bound.exception("unexpected error in pass")
+            log.exception("unexpected error in pass")
             RECONCILE_ERRORS.labels(kind="unexpected").inc()
             self._fail(name, record, tracker, TransientError(f"internal error: {error!r}"))
         finally:
+            structlog.contextvars.clear_contextvars()
             RECONCILE_PASSES.labels(scope="deployment").inc()
             RECONCILE_DURATION.labels(scope="deployment").observe(self._monotonic() - started)
 

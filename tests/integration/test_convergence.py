@@ -159,7 +159,7 @@ def test_stopped_container_is_started_again(
         "SELECT message FROM deployment_events"
         " WHERE deployment = 'stopper' AND action = 'start' ORDER BY id"
     )
-    assert "was exited" in events[-1]["message"]
+    assert "(exited; restart 1)" in events[-1]["message"]
 
 
 def test_stray_managed_containers_are_removed(
