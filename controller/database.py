@@ -66,6 +66,9 @@ def queries() -> dict[str, str]:
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
 
 
+declare_postgres_operations(tuple(queries()) + OPERATIONS)
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every numbered migration, in order."""
     folder = resources.files("controller").joinpath("sql/migrations")
@@ -115,7 +118,6 @@ class Database:
 
     def __init__(self, url: str, pool_size: int = 4, idle_in_transaction_s: float = 120.0) -> None:
         self.url = url
-        declare_postgres_operations(tuple(queries()) + OPERATIONS)
         # A leader paused inside a fenced mutation holds the term row; Postgres ends its
         # session after this long idle in the transaction, so a new leader is not blocked
         # forever. It must exceed the longest Docker call made inside such a transaction.

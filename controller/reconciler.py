@@ -35,6 +35,7 @@ from controller.metrics import (
     RECONCILE_ERRORS,
     RECONCILE_PASSES,
     REPLICAS_DESIRED,
+    REPLICAS_IN_BACKOFF,
     REPLICAS_READY,
     STUCK_DEPLOYMENTS,
     STUCK_DETECTED,
@@ -134,11 +135,16 @@ class Reconciler:
         desired: list[DesiredDeployment] = []
         dirty: set[str] = set()
         phases: dict[str, int] = dict.fromkeys(PHASES, 0)
-        replicas_desired = replicas_ready = stuck = 0
+        replicas_desired = replicas_ready = stuck = in_backoff = 0
         now = self._now()
         for record in records:
             if record.phase in phases:
                 phases[record.phase] += 1
+            in_backoff += sum(
+                1
+                for state in load_states(record.replica_restarts).values()
+                if state.next_restart_at is not None and state.next_restart_at > now.timestamp()
+            )
             if self._is_stuck(fence, record, now):
                 stuck += 1
                 dirty.add(record.name)
@@ -180,6 +186,7 @@ class Reconciler:
         REPLICAS_DESIRED.set(replicas_desired)
         REPLICAS_READY.set(replicas_ready)
         STUCK_DEPLOYMENTS.set(stuck)
+        REPLICAS_IN_BACKOFF.set(in_backoff)
         LAST_FULL_RESYNC.set(time.time())
         if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
             self._last_prune = self._monotonic()

@@ -65,7 +65,11 @@ SERVE
 fi
 docker tag berth-example/busybox:1 berth-example/busybox:2
 
-# 3. Python: a virtualenv with Berth and its test dependencies.
+# 3. Prometheus (server and promtool) from Debian, for the alert-rule tests and the
+#    end-to-end scrape test. Nothing is started here; the tests run their own server.
+command -v promtool >/dev/null 2>&1 || apt_install prometheus
+
+# 4. Python: a virtualenv with Berth and its test dependencies.
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"
   python3 -m venv "$VENV"
