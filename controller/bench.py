@@ -4,7 +4,12 @@ Called by the CLI. Each scenario sets up what it needs on this machine (an embed
 Postgres unless --database-url is given, the local Docker engine), runs, prints a table,
 and removes every container it made (they carry its own `io.berth.cluster`).
 
-Scenarios:
+Scenarios (the first five in `controller.bench_scenarios`):
+- cold: N deployments inserted at once -> running; vs docker-py and a Swarm service;
+- latency: one INSERT -> running, repeated; vs one docker-py create+start;
+- update: new image for N deployments -> replaced; vs docker-py stop/rm/create/start;
+- steady: N converged deployments: full-resync cost, idle CPU, memory;
+- planner: the pure planner on 1k/10k/100k synthetic deployments;
 - failover: N trials of SIGKILL-ing the leader of a replica set while deployments change;
   reports kill -> new leader's first mutation and kill -> everything converged again.
 """
@@ -19,14 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from controller.database import Database
 from controller.docker_gateway import DockerGateway
+from controller.planner import ObservedContainer
 
 BENCH_IMAGE = "berth-example/busybox:1"
 
@@ -86,8 +95,8 @@ class FailoverResult:
     to_converged_s: list[float]
 
 
-class _Bench:
-    """A database, a cluster name and a folder for logs; cleans up containers at the end."""
+class Environment:
+    """A database, a cluster of this run's own, daemons, and cleanup of every container."""
 
     def __init__(self, database_url: str | None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="bb", dir="/tmp"))
@@ -102,9 +111,32 @@ class _Bench:
         self.database = Database(database_url, pool_size=2)
         self.database.migrate()
         self.docker = DockerGateway()
+        self.processes: list[subprocess.Popen[bytes]] = []
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         return self.database._run_sql_params(query, params)
+
+    def start_daemon(self, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+        """A `berth run` of this cluster; returns once it leads (if no other daemon does)."""
+        port = free_port()
+        process = spawn_replica(self.url, self.cluster, port, self.folder / "berth.log", **env)
+        self.processes.append(process)
+        poll(
+            lambda: self.sql("SELECT 1 FROM berth_leader WHERE cluster = %s", [self.cluster]),
+            timeout_s=60,
+            interval_s=0.05,
+        )
+        return process, port
+
+    def containers(self, deployment: str | None = None) -> list[ObservedContainer]:
+        return [c for c in self.docker.list_managed(deployment) if c.cluster == self.cluster]
+
+    def running(self, healthy: bool = False) -> int:
+        return sum(
+            1
+            for c in self.containers()
+            if c.state == "running" and (not healthy or c.health == "healthy")
+        )
 
     def converged(self, names: list[str]) -> bool:
         rows = self.sql(
@@ -114,10 +146,29 @@ class _Bench:
         )
         return int(rows[0]["n"]) == len(names)
 
+    def clear(self, timeout_s: float = 600) -> None:
+        """Delete every deployment and wait until Berth removed their containers."""
+        self.sql("DELETE FROM deployments")
+        poll(lambda: not self.containers(), timeout_s=timeout_s, interval_s=0.1)
+
+    @staticmethod
+    def metrics(port: int) -> dict[str, float]:
+        """The daemon's /metrics as {'name{labels}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return values
+
     def close(self) -> None:
-        for container in self.docker.list_managed():
-            if container.cluster == self.cluster:
-                self.docker.remove(container.id, stop_timeout_s=0)
+        for process in self.processes:
+            process.kill()
+            process.wait(10)
+        for container in self.containers():
+            self.docker.remove(container.id, stop_timeout_s=0)
         self.database.close()
         self.docker.close()
         if self._server is not None:
@@ -127,8 +178,8 @@ class _Bench:
 def failover(
     trials: int, replicas: int, deployments: int, database_url: str | None
 ) -> FailoverResult:
-    bench = _Bench(database_url)
-    processes: list[subprocess.Popen[bytes]] = []
+    bench = Environment(database_url)
+    processes = bench.processes
 
     def start() -> None:
         log_path = bench.folder / "berth.log"
@@ -172,12 +223,10 @@ def failover(
             poll(lambda: bench.converged(names), timeout_s=120)
             result.to_converged_s.append(time.monotonic() - killed)
             victim.wait(10)
+            processes.remove(victim)
             start()
         return result
     finally:
-        for process in processes:
-            process.kill()
-            process.wait(10)
         bench.close()
 
 
@@ -196,3 +245,88 @@ def print_failover(result: FailoverResult, replicas: int, deployments: int) -> N
     print("anchors: controller-runtime's default lease fails over in up to 15 s; Oban 30-60 s")
     if len(result.to_first_action_s) > 1:
         print(f"stdev of first-action: {statistics.stdev(result.to_first_action_s) * 1000:.0f}ms")
+
+
+SCENARIOS = ("planner", "latency", "cold", "update", "steady", "failover")
+
+
+@dataclass
+class BenchOptions:
+    deployments: int = 100
+    threads: int = 8
+    trials: int = 50
+    swarm: bool = True
+    healthcheck_variant: bool = True
+    steady_deployments: int = 1000
+    idle_s: float = 60.0
+    planner_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    failover_trials: int = 10
+    database_url: str | None = None
+
+    @classmethod
+    def smoke(cls, database_url: str | None = None) -> BenchOptions:
+        """Small enough to run in the test suite: proves each scenario still works."""
+        return cls(
+            deployments=3,
+            threads=2,
+            trials=3,
+            swarm=True,
+            healthcheck_variant=True,
+            steady_deployments=4,
+            idle_s=1.0,
+            planner_sizes=(100, 1_000),
+            failover_trials=1,
+            database_url=database_url,
+        )
+
+
+def run(names: list[str], options: BenchOptions) -> None:
+    """Run the named scenarios in one process, printing each table as it completes."""
+    from controller import bench_scenarios as scenarios
+
+    print(
+        f"berth bench: {', '.join(names)}; {os.cpu_count()} cores; "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    if "planner" in names:
+        print("\n== planner: plan() on synthetic fleets (1% missing, 1% stale)")
+        for line in scenarios.planner(list(options.planner_sizes)):
+            print(line)
+    docker_scenarios = [n for n in names if n in ("latency", "cold", "update", "steady")]
+    if docker_scenarios:
+        env = Environment(options.database_url)
+        try:
+            _, port = env.start_daemon(
+                BERTH_CONCURRENCY=str(options.threads), BERTH_RESYNC_INTERVAL_S="5"
+            )
+            if "latency" in names:
+                scenarios.print_rows("latency", scenarios.latency(env, options.trials))
+            if "cold" in names:
+                rows = scenarios.cold(
+                    env, options.deployments, options.threads, False, options.swarm
+                )
+                env.clear()
+                if options.healthcheck_variant:
+                    rows += scenarios.cold(env, options.deployments, options.threads, True, False)
+                    env.clear()
+                scenarios.print_rows("cold converge", rows)
+            if "update" in names:
+                scenarios.print_rows(
+                    "update", scenarios.update(env, options.deployments, options.threads)
+                )
+                env.clear()
+            if "steady" in names:
+                print("\n== steady state")
+                for line in scenarios.steady(env, options.steady_deployments, port, options.idle_s):
+                    print(line)
+        finally:
+            env.close()
+    if "failover" in names:
+        result = failover(
+            options.failover_trials,
+            3,
+            10 if options.failover_trials > 1 else 2,
+            options.database_url,
+        )
+        print()
+        print_failover(result, 3, 10 if options.failover_trials > 1 else 2)

@@ -283,6 +283,53 @@ def bench() -> None:
     """Benchmarks: print figures (they assert nothing). See README, Benchmarks."""
 
 
+@bench.command("run")
+@click.argument("scenarios", nargs=-1)
+@click.option("--smoke", is_flag=True, help="tiny sizes: check that every scenario still works")
+@click.option("--deployments", default=100, show_default=True, help="cold/update size")
+@click.option(
+    "--threads", default=8, show_default=True, help="parallelism, Berth's and docker-py's"
+)
+@click.option("--trials", default=50, show_default=True, help="latency trials")
+@click.option("--steady-deployments", default=1000, show_default=True)
+@click.option("--idle-seconds", default=60.0, show_default=True)
+@click.option("--no-swarm", is_flag=True, help="skip the Swarm baseline")
+@click.option(
+    "--database-url", default=None, help="external Postgres; default: a temporary embedded one"
+)
+def bench_run(
+    scenarios: tuple[str, ...],
+    smoke: bool,
+    deployments: int,
+    threads: int,
+    trials: int,
+    steady_deployments: int,
+    idle_seconds: float,
+    no_swarm: bool,
+    database_url: str | None,
+) -> None:
+    """Run benchmark SCENARIOS (default: all): planner latency cold update steady failover."""
+    from controller import bench as benchmarks
+
+    names = list(scenarios) or list(benchmarks.SCENARIOS)
+    unknown = set(names) - set(benchmarks.SCENARIOS)
+    if unknown:
+        raise click.UsageError(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    if smoke:
+        options = benchmarks.BenchOptions.smoke(database_url)
+    else:
+        options = benchmarks.BenchOptions(
+            deployments=deployments,
+            threads=threads,
+            trials=trials,
+            steady_deployments=steady_deployments,
+            idle_s=idle_seconds,
+            database_url=database_url,
+        )
+    options.swarm = options.swarm and not no_swarm
+    benchmarks.run(names, options)
+
+
 @bench.command("failover")
 @click.option("--trials", default=10, show_default=True)
 @click.option("--replicas", "replica_count", default=3, show_default=True)

@@ -1,0 +1,37 @@
+"""Benchmarks must not rot: every scenario runs once at tiny sizes (figures unchecked)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "bench",
+            "run",
+            "--smoke",
+            "planner",
+            "latency",
+            "cold",
+            "update",
+            "steady",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for heading in ("== planner", "== latency", "== cold converge", "== update", "== steady state"):
+        assert heading in result.stdout, heading
+    assert "Swarm" in result.stdout
+    assert "full resync wall time" in result.stdout
