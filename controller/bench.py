@@ -305,11 +305,12 @@ def run(names: list[str], options: BenchOptions) -> None:
                 rows = scenarios.cold(
                     env, options.deployments, options.threads, False, options.swarm
                 )
+                scenarios.print_rows("cold converge", rows)
                 env.clear()
                 if options.healthcheck_variant:
-                    rows += scenarios.cold(env, options.deployments, options.threads, True, False)
+                    rows = scenarios.cold(env, options.deployments, options.threads, True, False)
+                    scenarios.print_rows("cold converge, with a healthcheck", rows)
                     env.clear()
-                scenarios.print_rows("cold converge", rows)
             if "update" in names:
                 scenarios.print_rows(
                     "update", scenarios.update(env, options.deployments, options.threads)

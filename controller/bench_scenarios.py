@@ -19,16 +19,19 @@ from controller.bench import BENCH_IMAGE, Environment, percentile, poll
 from controller.planner import DesiredDeployment, ObservedContainer, plan
 
 BENCH_IMAGE_2 = "berth-example/busybox:2"
+# Probing 100 containers every second saturates a 2-core machine (probes time out and
+# replicas turn unhealthy); every 3 s with a 10 s timeout does not. Berth and the
+# docker-py floor use the same probe.
 HEALTHCHECK_ROW = {
     "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
-    "interval_s": 1,
-    "timeout_s": 2,
+    "interval_s": 3,
+    "timeout_s": 10,
     "retries": 3,
 }
 HEALTHCHECK_DOCKER = {
     "test": HEALTHCHECK_ROW["test"],
-    "interval": 1_000_000_000,
-    "timeout": 2_000_000_000,
+    "interval": 3_000_000_000,
+    "timeout": 10_000_000_000,
     "retries": 3,
 }
 

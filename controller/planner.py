@@ -17,6 +17,7 @@ Containers without a deployment label, or of another Berth cluster, never appear
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -168,12 +169,35 @@ def _plan_slot(
     return actions
 
 
+def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedContainer]) -> bool:
+    """The common case, checked without sorting or allocating much: one running, healthy
+    enough, current container in each slot and nothing else."""
+    if len(containers) != deployment.replicas:
+        return False
+    seen: set[int] = set()
+    for container in containers:
+        replica = container.replica
+        if (
+            container.spec_hash != deployment.spec_hash
+            or container.state != "running"
+            or container.health == "unhealthy"
+            or replica is None
+            or not 0 <= replica < deployment.replicas
+            or replica in seen
+        ):
+            return False
+        seen.add(replica)
+    return True
+
+
 def plan_deployment(
     deployment: DesiredDeployment | None,
     name: str,
     containers: Sequence[ObservedContainer],
 ) -> list[Action]:
     """Actions for one deployment (`None` = deleted) given only its own containers."""
+    if deployment is not None and _converged(deployment, containers):
+        return []
     if deployment is None:
         return [
             RemoveContainer(name, c.replica, c.id, c.name, RemoveReason.ORPHAN)
@@ -210,17 +234,38 @@ def plan(
 
     Within a deployment the order is: removals of containers outside the wanted slots, then
     per slot its removals before its create or start. Deployments are independent.
+
+    The planner creates no reference cycles, so the cyclic garbage collector is paused while
+    it runs: at 100k deployments its repeated scans of the growing heap cost as much as the
+    planning itself (RECONCILIATION.md, "What the hot path costs").
     """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(desired, observed, cluster)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _plan(
+    desired: Iterable[DesiredDeployment],
+    observed: Iterable[ObservedContainer],
+    cluster: str,
+) -> dict[str, list[Action]]:
     by_name: Mapping[str, DesiredDeployment] = {d.name: d for d in desired}
     grouped: dict[str, list[ObservedContainer]] = defaultdict(list)
     for container in managed_by(observed, cluster):
         assert container.deployment is not None
         grouped[container.deployment].append(container)
     result: dict[str, list[Action]] = {}
-    for name in sorted(set(by_name) | set(grouped)):
-        actions = plan_deployment(by_name.get(name), name, grouped.get(name, ()))
+    no_containers: tuple[ObservedContainer, ...] = ()
+    for name, deployment in by_name.items():
+        actions = plan_deployment(deployment, name, grouped.get(name, no_containers))
         if actions:
             result[name] = actions
+    for name in sorted(grouped.keys() - by_name.keys()):  # orphans: deleted deployments
+        result[name] = plan_deployment(None, name, grouped[name])
     return result
 
 

@@ -17,6 +17,7 @@ import pytest
 from controller.bench import free_port
 from controller.daemon import Daemon
 from tests.integration.conftest import Sql, wait_for
+from tests.unit.test_dashboard import REQUIRED_FAMILIES
 
 pytestmark = pytest.mark.integration
 ALERTS = Path(__file__).parents[2] / "deploy" / "prometheus" / "alerts.yml"
@@ -41,28 +42,7 @@ def test_health_readiness_status_and_metrics(daemon: Daemon, sql: Sql) -> None:
     assert status["node"]["role"] == "leader" and status["leader"]["term"] >= 1
     code, metrics = get(f"{base}/metrics")
     assert code == 200
-    for family in (
-        "berth_reconcile_passes_total",
-        "berth_reconcile_duration_seconds",
-        "berth_reconcile_errors_total",
-        "berth_actions_total",
-        "berth_deployments",
-        "berth_replicas_desired",
-        "berth_replicas_ready",
-        "berth_drift_detected_total",
-        "berth_stuck_deployments",
-        "berth_container_restarts_total",
-        "berth_replicas_in_backoff",
-        "berth_last_full_resync_timestamp_seconds",
-        "berth_leader",
-        "berth_leader_term",
-        "berth_leader_changes_total",
-        "berth_docker_request_duration_seconds",
-        "berth_docker_errors_total",
-        "berth_postgres_query_duration_seconds",
-        "berth_postgres_errors_total",
-        "berth_build_info",
-    ):
+    for family in REQUIRED_FAMILIES:
         assert (
             f"# TYPE {family}" in metrics or f"# TYPE {family.removesuffix('_total')}" in metrics
         ), family

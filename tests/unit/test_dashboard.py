@@ -12,6 +12,30 @@ from prometheus_client import REGISTRY
 
 ROOT = Path(__file__).parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
+# The metric families the observability issue asks for; the dashboard must show each, and
+# the daemon must export each (tests/integration/test_observability.py).
+REQUIRED_FAMILIES = (
+    "berth_reconcile_passes_total",
+    "berth_reconcile_duration_seconds",
+    "berth_reconcile_errors_total",
+    "berth_actions_total",
+    "berth_deployments",
+    "berth_replicas_desired",
+    "berth_replicas_ready",
+    "berth_drift_detected_total",
+    "berth_stuck_deployments",
+    "berth_container_restarts_total",
+    "berth_replicas_in_backoff",
+    "berth_last_full_resync_timestamp_seconds",
+    "berth_leader",
+    "berth_leader_term",
+    "berth_leader_changes_total",
+    "berth_docker_request_duration_seconds",
+    "berth_docker_errors_total",
+    "berth_postgres_query_duration_seconds",
+    "berth_postgres_errors_total",
+    "berth_build_info",
+)
 PROMQL_WORDS = {
     "by",
     "without",
@@ -102,29 +126,8 @@ def test_dashboard_queries_only_exported_metrics() -> None:
             assert names, target["expr"]
             assert names <= exported, f"{panel['title']}: {names - exported}"
             used |= names
-    # The dashboard covers the metrics the issue lists.
-    for required in (
-        "berth_reconcile_passes_total",
-        "berth_reconcile_duration_seconds_bucket",
-        "berth_reconcile_errors_total",
-        "berth_actions_total",
-        "berth_deployments",
-        "berth_replicas_desired",
-        "berth_replicas_ready",
-        "berth_drift_detected_total",
-        "berth_stuck_deployments",
-        "berth_container_restarts_total",
-        "berth_last_full_resync_timestamp_seconds",
-        "berth_leader",
-        "berth_leader_term",
-        "berth_leader_changes_total",
-        "berth_docker_request_duration_seconds_bucket",
-        "berth_docker_errors_total",
-        "berth_postgres_query_duration_seconds_bucket",
-        "berth_postgres_errors_total",
-        "berth_build_info",
-    ):
-        assert required in used, required
+    for family in REQUIRED_FAMILIES:
+        assert any(name == family or name.startswith(f"{family}_") for name in used), family
 
 
 def test_provisioning_points_at_the_dashboard() -> None:
