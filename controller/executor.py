@@ -48,13 +48,22 @@ class PhaseTracker:
     status: StatusWrite
     written: bool = False
     pending_events: list[Event] = field(default_factory=list)
+    create_row: bool = False
 
     @property
     def phase(self) -> str:
         return self.status.phase
 
+    def stage(self, phase: str, message: str = "", **metadata: Any) -> None:
+        """Like `enter`, but written with the next write (for a phase left at once)."""
+        self._move(phase, message, metadata)
+
     def enter(self, phase: str, message: str = "", **metadata: Any) -> None:
         """Move to `phase` (progress 0), with a phase event when it is a change."""
+        self._move(phase, message, metadata)
+        self.flush()
+
+    def _move(self, phase: str, message: str, metadata: dict[str, Any]) -> None:
         previous = self.status.phase
         faults.crash_point(f"before:{phase}")
         structlog.contextvars.bind_contextvars(phase=phase)
@@ -79,13 +88,14 @@ class PhaseTracker:
                     metadata=metadata,
                 )
             )
-        self.flush()
 
     def progress(self, done: int, total: int, **metadata: Any) -> None:
+        """Record progress; at 100% it rides along with the next write (the next phase's)."""
         percent = 100 if total <= 0 else min(100, done * 100 // total)
         merged = {**self.status.phase_metadata, **metadata}
         self.status = replace(self.status, phase_progress=percent, phase_metadata=merged)
-        self.flush()
+        if done < total:
+            self.flush()
 
     def action(self, action: str, message: str, level: str = "info", **metadata: Any) -> None:
         log.info(message, deployment=self.status.name, action=action, **metadata)
@@ -128,7 +138,8 @@ class PhaseTracker:
         ACTIONS.labels(kind=action, result="ok").inc()
 
     def flush(self) -> None:
-        self.database.record(self.fence, self.status, self.pending_events)
+        self.database.record(self.fence, self.status, self.pending_events, self.create_row)
+        self.create_row = False
         self.pending_events = []
         self.written = True
 

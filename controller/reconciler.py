@@ -302,7 +302,7 @@ class Reconciler:
         )
         tracker = PhaseTracker(self.database, fence, status)
         if record.phase is None:
-            self.database.ensure_status(fence, record.name, status.desired_replicas)
+            tracker.create_row = True
             tracker.pending_events.append(
                 Event(
                     deployment=record.name,
@@ -318,8 +318,19 @@ class Reconciler:
         self, record: DeploymentRecord, tracker: PhaseTracker, containers: list[ObservedContainer]
     ) -> None:
         name, generation = record.name, record.generation
-        if tracker.pending_events:
-            tracker.flush()
+        self._converge_unflushed(record, tracker, containers, name, generation)
+        if tracker.pending_events or tracker.create_row:
+            tracker.flush()  # a new deployment's row and whatever is still unwritten
+        # (on an error, _fail's write carries them instead)
+
+    def _converge_unflushed(
+        self,
+        record: DeploymentRecord,
+        tracker: PhaseTracker,
+        containers: list[ObservedContainer],
+        name: str,
+        generation: int,
+    ) -> None:
         if self._waiting_for_spec_change(record):
             return
         if self._backing_off(record, self._now()):
@@ -338,7 +349,7 @@ class Reconciler:
         actions = gated.actions
         if actions:
             if new_generation or record.phase != "queued":
-                tracker.enter(
+                tracker.stage(
                     "queued",
                     f"generation {generation}: {_summarize(list(actions))}",
                     actions=len(actions),

@@ -21,12 +21,13 @@ from controller.workqueue import WorkQueue
 
 log = structlog.get_logger("berth.watchers")
 
-# Docker container events that can change what Berth observes; exec_* (one per health
-# probe), attach, resize, top... are frequent and irrelevant.
+# Docker container events that can make what Berth observes wrong. Not `create` and
+# `start`: Berth causes nearly all of them itself, an outside start only makes things more
+# right, and an outside create of a labelled container is caught by the next resync (reacting
+# to them doubled the passes of a cold converge). Not exec_* (one per health probe), attach,
+# resize, top...
 RELEVANT_DOCKER_ACTIONS = frozenset(
     {
-        "create",
-        "start",
         "restart",
         "die",
         "stop",
