@@ -115,6 +115,8 @@ def _check_idle_connection(conn: psycopg.Connection[Any]) -> None:
         raise psycopg.OperationalError("connection is closed")
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     if readable:
+        # Close it: libpq has not noticed, and the pool would lend the same one again.
+        conn.close()
         raise psycopg.OperationalError("connection was closed by the server")
 
 

@@ -492,13 +492,14 @@ class Reconciler:
                 fence,
                 name,
                 [
+                    *tracker.pending_events,  # the last removal's event rides along
                     Event(
                         deployment=name,
                         kind="phase",
                         phase_from=tracker.phase,
                         phase_to=None,
                         message=f"deleted: {len(removals)} container(s) removed",
-                    )
+                    ),
                 ],
             )
 
