@@ -211,7 +211,15 @@ def steady(env: Environment, count: int, port: int, idle_s: float) -> list[str]:
     def resyncs(metrics: dict[str, float]) -> float:
         return metrics.get('berth_reconcile_passes_total{scope="full"}', 0.0)
 
-    time.sleep(2)  # let the last health/event re-checks drain before counting
+    # Wait for quiescence: the converge's last delayed re-checks must have run, or their
+    # passes (and their Docker list calls) would be counted as the resync's.
+    def quiet_for(seconds: float) -> bool:
+        key = 'berth_reconcile_passes_total{scope="deployment"}'
+        first = env.metrics(port).get(key, 0.0)
+        time.sleep(seconds)
+        return env.metrics(port).get(key, 0.0) == first
+
+    poll(lambda: quiet_for(5.0), timeout_s=600, interval_s=0.0)
     before = env.metrics(port)
     poll(lambda: resyncs(env.metrics(port)) >= resyncs(before) + 3, timeout_s=600, interval_s=0.2)
     after = env.metrics(port)

@@ -201,7 +201,7 @@ class Reconciler:
         if record.phase not in MOVING_PHASES or record.phase_updated_at is None:
             return False
         waited = (now - record.phase_updated_at).total_seconds()
-        if waited < self.settings.stuck_deadline_s:
+        if waited < self.settings.stuck_deadline_s_for(record.phase):
             return False
         key = (record.name, record.generation)
         self._stuck[key] = self._stuck.get(key, 0) + 1
@@ -265,9 +265,10 @@ class Reconciler:
             stuck = self._stuck.get((name, record.generation), 0)
             if stuck >= STUCK_RESUMES_BEFORE_FAILING:
                 self._stuck.pop((name, record.generation), None)
+                deadline = self.settings.stuck_deadline_s_for(record.phase or "")
                 raise StuckTooOften(
                     f"stuck in {record.phase} {stuck} times although resumed; "
-                    f"deadline {self.settings.stuck_deadline_s:g}s"
+                    f"deadline {deadline:g}s"
                 )
             self._converge(record, tracker, containers)
             if tracker.phase in ("active", "failed"):

@@ -188,6 +188,14 @@ class Settings(BaseSettings):
             "third time it is failed. Kubernetes' progressDeadlineSeconds default."
         ),
     )
+    stuck_deadline_by_phase_s: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Per-phase overrides of the stuck deadline in seconds, as JSON, e.g. "
+            '`{"pulling_image": 1800}` where pulls through a slow registry are normal. '
+            "Phases not named use BERTH_STUCK_DEADLINE_S."
+        ),
+    )
     mutation_log_retention_s: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
@@ -225,6 +233,20 @@ class Settings(BaseSettings):
             raise ValueError("leader_silence_timeout_s must exceed leader_trust_window_s")
         return self
 
+    @field_validator("stuck_deadline_by_phase_s")
+    @classmethod
+    def _moving_phases(cls, value: dict[str, float]) -> dict[str, float]:
+        moving = {"queued", "pulling_image", "creating", "starting", "deleting"}
+        unknown = set(value) - moving
+        if unknown:
+            raise ValueError(f"not moving phases: {sorted(unknown)}; use {sorted(moving)}")
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("deadlines must be > 0 seconds")
+        return value
+
+    def stuck_deadline_s_for(self, phase: str) -> float:
+        return self.stuck_deadline_by_phase_s.get(phase, self.stuck_deadline_s)
+
     @field_validator("http_addr")
     @classmethod
     def _host_port(cls, value: str) -> str:
@@ -255,7 +277,8 @@ def settings_reference() -> str:
         "| --- | --- | --- |",
     ]
     for name, field in Settings.model_fields.items():
-        default = "(unset)" if field.default is None else field.default
+        value = field.get_default(call_default_factory=True)
+        default = "(unset)" if value is None else value
         lines.append(f"| `BERTH_{name.upper()}` | `{default}` | {field.description} |")
     return "\n".join(lines) + "\n"
 

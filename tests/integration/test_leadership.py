@@ -13,11 +13,12 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.daemon import Daemon
 from tests.integration.conftest import Containers, Sql, wait_for
 from tests.integration.replicas import ReplicaSet
 
@@ -374,3 +375,26 @@ def test_failover_benchmark_smoke() -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "kill -> new leader's first mutation" in result.stdout
+
+
+def test_a_stuck_phase_is_reported_and_resumed(
+    start_daemon: Callable[..., Daemon], sql: Sql, containers: Containers
+) -> None:
+    """A deployment left in `creating` long ago by an older term (as a crashed leader
+    would leave it, its container never made) is found stuck, recorded, and finished."""
+    sql.insert("left-behind", replicas=2)
+    sql(
+        "INSERT INTO deployment_status (name, phase, phase_updated_at, observed_generation,"
+        " desired_replicas, leader_term) VALUES ('left-behind', 'creating',"
+        " now() - interval '2 hours', 1, 2, 0)"
+    )
+    start_daemon(stuck_deadline_by_phase_s={"creating": 60})
+    status = wait_for(lambda: sql.converged("left-behind"), what="resumed and converged")
+    assert status["ready_replicas"] == 2
+    [stuck] = sql(
+        "SELECT message, metadata FROM deployment_events WHERE deployment = 'left-behind'"
+        " AND kind = 'error' AND message LIKE 'stuck%'"
+    )
+    assert "stuck in creating for" in stuck["message"]
+    assert "(written by term 0)" in stuck["message"]
+    assert len(containers.find("left-behind")) == 2

@@ -30,3 +30,13 @@ def test_environment_prefix_and_validation(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("BERTH_HTTP_ADDR", "nonsense")
     with pytest.raises(ValidationError, match="http_addr"):
         Settings()
+
+
+def test_stuck_deadlines_per_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BERTH_STUCK_DEADLINE_BY_PHASE_S", '{"pulling_image": 1800}')
+    settings = Settings()
+    assert settings.stuck_deadline_s_for("pulling_image") == 1800
+    assert settings.stuck_deadline_s_for("creating") == settings.stuck_deadline_s == 600
+    monkeypatch.setenv("BERTH_STUCK_DEADLINE_BY_PHASE_S", '{"active": 5}')
+    with pytest.raises(ValidationError, match="not moving phases"):
+        Settings()
