@@ -7,12 +7,11 @@ shared machine: compare ratios within one run, not absolute numbers across runs.
 
 from __future__ import annotations
 
-import statistics
+import json
 import time
 import tracemalloc
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from controller import bench_baselines as baselines
 from controller.bench import BENCH_IMAGE, Environment, percentile, poll
@@ -64,7 +63,7 @@ def _insert(env: Environment, names: list[str], image: str, healthcheck: bool) -
     env.sql(
         "INSERT INTO deployments (name, image, replicas, healthcheck) "
         "SELECT unnest(%s::text[]), %s, 1, %s::jsonb",
-        [names, image, __import__("json").dumps(HEALTHCHECK_ROW) if healthcheck else None],
+        [names, image, json.dumps(HEALTHCHECK_ROW) if healthcheck else None],
     )
 
 
@@ -315,11 +314,3 @@ def planner(sizes: list[int]) -> list[str]:
             f"   x{per / base:.2f} per deployment vs {sizes[0]}"
         )
     return lines
-
-
-def summarize(values: list[float]) -> dict[str, Any]:
-    return {
-        "p50": percentile(values, 0.5),
-        "p99": percentile(values, 0.99),
-        "mean": statistics.fmean(values),
-    }

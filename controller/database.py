@@ -204,7 +204,9 @@ class Database:
         return applied_now
 
     def schema_version(self) -> int:
-        rows = self._run_sql("SELECT coalesce(max(version), 0) AS v FROM berth_schema_migrations")
+        rows = self._run_sql_params(
+            "SELECT coalesce(max(version), 0) AS v FROM berth_schema_migrations"
+        )
         return int(rows[0]["v"])
 
     @retry_transient
@@ -217,15 +219,6 @@ class Database:
         ):
             cursor.execute(sql.encode(), params)
             return cursor.fetchall() if cursor.description else []
-
-    @retry_transient
-    def _run_sql(self, sql: str) -> list[dict[str, Any]]:
-        with (
-            _translated("sql"),
-            self._pool.connection(timeout=10) as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            return cursor.execute(sql.encode()).fetchall()
 
     # --- desired state ----------------------------------------------------------------
     def fetch_all(self) -> list[DeploymentRecord]:

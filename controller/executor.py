@@ -46,7 +46,6 @@ class PhaseTracker:
     database: Database
     fence: Fence
     status: StatusWrite
-    written: bool = False
     pending_events: list[Event] = field(default_factory=list)
     create_row: bool = False
 
@@ -141,7 +140,6 @@ class PhaseTracker:
         self.database.record(self.fence, self.status, self.pending_events, self.create_row)
         self.create_row = False
         self.pending_events = []
-        self.written = True
 
 
 class Executor:

@@ -1,13 +1,14 @@
 """A work queue of deployment names, after client-go's: deduplicating, one in flight per key.
 
 Called by the daemon's watchers and resync (`add`), by the reconciler's retry paths
-(`add_after`, `add_rate_limited`) and by the worker threads (`get`, `done`).
+(`add_after`, `backoff_s`) and by the worker threads (`get`, `done`).
 
 Guarantees:
 - a key waiting in the queue is queued once, however often it is added;
 - a key is handed to one worker at a time; added while in flight, it is handed out again
   after `done`, so no change is lost and no deployment is reconciled twice at once;
-- `add_rate_limited` delays a key by base * 2^(failures-1), capped; `forget` resets it.
+- `backoff_s(n)` is the delay after the n-th consecutive failure: base * 2^(n-1), capped
+  (the reconciler keeps the failure count in Postgres, so it survives a leader change).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ class WorkQueue:
         self._in_flight: set[str] = set()
         self._delayed: list[tuple[float, int, str]] = []
         self._sequence = itertools.count()
-        self._failures: dict[str, int] = {}
         self._closed = False
 
     def add(self, key: str) -> None:
@@ -65,23 +65,6 @@ class WorkQueue:
         """Delay after the `failures`-th consecutive failure."""
         exponent = min(max(failures - 1, 0), 30)
         return float(min(self._base * (2**exponent), self._max))
-
-    def add_rate_limited(self, key: str) -> float:
-        """Re-add after an exponential delay per consecutive failure; return the delay."""
-        with self._cond:
-            failures = self._failures.get(key, 0) + 1
-            self._failures[key] = failures
-        delay = self.backoff_s(failures)
-        self.add_after(key, delay)
-        return delay
-
-    def failures(self, key: str) -> int:
-        with self._cond:
-            return self._failures.get(key, 0)
-
-    def forget(self, key: str) -> None:
-        with self._cond:
-            self._failures.pop(key, None)
 
     def get(self, timeout_s: float | None = None) -> str | None:
         """The next key to work on, or None once shut down (or after `timeout_s`)."""

@@ -42,11 +42,10 @@ def test_delayed_keys_wait_for_their_time() -> None:
     assert queue.get(0) == "later"
 
 
-def test_backoff_doubles_and_caps_and_forget_resets() -> None:
+def test_backoff_doubles_and_caps() -> None:
     queue = WorkQueue(base_delay_s=1, max_delay_s=8)
-    assert [queue.add_rate_limited("k") for _ in range(6)] == [1, 2, 4, 8, 8, 8]
-    queue.forget("k")
-    assert queue.add_rate_limited("k") == 1
+    assert [queue.backoff_s(failures) for failures in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+    assert queue.backoff_s(10_000) == 8, "no overflow for a long outage"
 
 
 def test_shut_down_wakes_waiting_workers() -> None:
