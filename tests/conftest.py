@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from controller.logs import configure
+from controller.observability.logs import configure
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 configure(level="info", fmt="json")

@@ -1,5 +1,6 @@
--- Named queries used by controller/database.py. Each starts with "-- name: NAME";
--- parameters are psycopg named placeholders.
+-- Named queries used by the Postgres gateway (controller/gateways/). Each starts with
+-- "-- name: NAME"; parameters are psycopg named placeholders. Every statement Berth's loop
+-- runs is here; the in-memory fake (tests/fakes.py) answers the same names.
 
 -- name: select_deployments
 -- Every deployment with its status, plus statuses whose deployment was deleted
@@ -9,7 +10,8 @@ SELECT coalesce(d.name, s.name) AS name,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
-       s.restart_count, s.replica_restarts
+       s.restart_count, s.replica_restarts,
+       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes
 FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name;
 
@@ -19,7 +21,8 @@ SELECT wanted.name,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
-       s.restart_count, s.replica_restarts
+       s.restart_count, s.replica_restarts,
+       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
@@ -47,6 +50,8 @@ SET phase = %(phase)s,
     restart_count = %(restart_count)s,
     replica_restarts = %(replica_restarts)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
+    -- a settled phase ends the generation's stuck count (see mark_stuck)
+    stuck_resumes = CASE WHEN %(phase)s IN ('active', 'failed') THEN 0 ELSE stuck_resumes END,
     updated_at = now()
 WHERE name = %(name)s;
 
@@ -131,3 +136,40 @@ SELECT node_id, host, pid, http_addr, role, term, started_at, seen_at,
 FROM berth_nodes
 WHERE cluster = %(cluster)s AND seen_at > now() - make_interval(secs => %(within_s)s)
 ORDER BY role, host, pid;
+
+-- name: mark_stuck
+-- A moving phase found stuck and resumed once more; the count belongs to one generation.
+UPDATE deployment_status
+SET stuck_resumes = CASE WHEN stuck_generation = %(generation)s THEN stuck_resumes + 1 ELSE 1 END,
+    stuck_generation = %(generation)s
+WHERE name = %(name)s;
+
+-- name: lock_migrations
+-- Migrations run one process at a time (a transaction-scoped advisory lock).
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS berth_schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: select_migrations
+SELECT version FROM berth_schema_migrations;
+
+-- name: insert_migration
+INSERT INTO berth_schema_migrations (version, name) VALUES (%(version)s, %(name)s);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM berth_schema_migrations;
+
+-- name: listen
+LISTEN berth_deployments;
+
+-- name: set_session_setting
+SELECT set_config(%(name)s, %(value)s, false);
+
+-- name: advisory_lock
+-- The leader election: blocks until this session holds the cluster's lock.
+SELECT pg_advisory_lock(%(key)s);

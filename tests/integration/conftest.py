@@ -26,9 +26,9 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from controller.daemon import Daemon
-from controller.settings import Settings
-from controller.spec import LABEL_CLUSTER
+from controller.app.daemon import Daemon
+from controller.model.names import LABEL_CLUSTER
+from controller.model.settings import Settings
 
 RUN_ID = uuid.uuid4().hex[:6]
 TEST_LABEL = "berth-test.run"
@@ -140,7 +140,7 @@ class Sql:
 
 @pytest.fixture
 def sql(database_url: str) -> Sql:
-    from controller.database import Database
+    from controller.gateways.postgres import Database
 
     database = Database(database_url, pool_size=2)
     database.migrate()

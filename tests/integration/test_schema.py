@@ -8,7 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from controller.database import Database, migrations
+from controller.gateways.postgres import Database
+from controller.gateways.postgres_sql import migrations
 from tests.integration.conftest import Sql
 
 pytestmark = pytest.mark.integration

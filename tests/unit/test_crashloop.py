@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import itertools
 
-from controller.crashloop import ReplicaRestarts, RestartPolicy, decide, dump_states, load_states
+from controller.policy.crashloop import (
+    ReplicaRestarts,
+    RestartPolicy,
+    decide,
+    dump_states,
+    load_states,
+)
 
 POLICY = RestartPolicy(initial_backoff_s=10, max_backoff_s=300, reset_after_s=600, recreate_after=3)
 

@@ -53,8 +53,8 @@ PROMQL_WORDS = {
 
 def exported_metric_names() -> set[str]:
     """Every sample name Berth's registry exposes (with _bucket, _count, _sum, _total...)."""
-    import controller.database
-    import controller.metrics  # noqa: F401
+    import controller.gateways.postgres
+    import controller.observability.metrics  # noqa: F401
 
     return {sample.name for family in REGISTRY.collect() for sample in family.samples}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.docker_gateway import observed_from_summary
+from controller.gateways.docker_engine import observed_from_summary
 
 
 def summary(

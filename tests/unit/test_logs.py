@@ -8,7 +8,7 @@ import logging
 import pytest
 import structlog
 
-from controller.logs import configure, set_node
+from controller.observability.logs import configure, set_node
 
 
 def test_json_lines_carry_bound_context(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.planner import (
+from controller.model.containers import ObservedContainer
+from controller.policy.planner import (
     CreateReplica,
     DesiredDeployment,
-    ObservedContainer,
     RemoveContainer,
     RestartContainer,
     StartContainer,

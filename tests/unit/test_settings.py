@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from controller.settings import Settings, settings_reference
+from controller.model.phases import Phase
+from controller.model.settings import Settings, settings_reference
 
 
 def test_every_field_is_documented() -> None:
@@ -17,7 +18,7 @@ def test_every_field_is_documented() -> None:
 
 def test_docs_configuration_matches_the_code() -> None:
     docs = Path(__file__).parents[2] / "docs" / "configuration.md"
-    regenerate = "python -m controller.settings > docs/configuration.md"
+    regenerate = "python -m controller.model.settings > docs/configuration.md"
     assert docs.read_text() == settings_reference(), f"out of date: run {regenerate}"
 
 
@@ -35,8 +36,8 @@ def test_environment_prefix_and_validation(monkeypatch: pytest.MonkeyPatch) -> N
 def test_stuck_deadlines_per_phase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BERTH_STUCK_DEADLINE_BY_PHASE_S", '{"pulling_image": 1800}')
     settings = Settings()
-    assert settings.stuck_deadline_s_for("pulling_image") == 1800
-    assert settings.stuck_deadline_s_for("creating") == settings.stuck_deadline_s == 600
+    assert settings.stuck_deadline_s_for(Phase.PULLING_IMAGE) == 1800
+    assert settings.stuck_deadline_s_for(Phase.CREATING) == settings.stuck_deadline_s == 600
     monkeypatch.setenv("BERTH_STUCK_DEADLINE_BY_PHASE_S", '{"active": 5}')
     with pytest.raises(ValidationError, match="not moving phases"):
         Settings()

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from controller.errors import InvalidSpec
-from controller.spec import DeploymentSpec, container_config, container_name, parse_spec
+from controller.gateways.docker_engine import docker_arguments
+from controller.model.errors import InvalidSpec
+from controller.model.names import container_name
+from controller.model.spec import DeploymentSpec, container_request, parse_spec
 
 BASE: dict[str, Any] = {"name": "web", "image": "berth-example/busybox:1"}
 
@@ -71,9 +73,9 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
             "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_s": 0.5},
         }
     )
-    config = container_config(spec, 3, "blue", 7)
-    assert config["name"] == "berth-blue-web-3"
-    assert config["labels"] == {
+    request = container_request(spec, 3, "blue", 7)
+    assert request.name == "berth-blue-web-3"
+    assert request.labels == {
         "team": "x",
         "io.berth.deployment": "web",
         "io.berth.replica": "3",
@@ -81,8 +83,12 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
         "io.berth.cluster": "blue",
         "io.berth.generation": "7",
     }
-    assert config["port_bindings"] == {"8080/udp": None}
-    assert config["healthcheck"]["interval"] == 500_000_000
+    # The Docker gateway turns Berth's request into Docker's arguments and units.
+    arguments = docker_arguments(request)
+    assert arguments["port_bindings"] == {"8080/udp": None}
+    assert arguments["ports"] == [(8080, "udp")]
+    assert arguments["healthcheck"]["interval"] == 500_000_000
+    assert arguments["labels"] == request.labels
 
 
 def test_default_cluster_keeps_short_names() -> None:

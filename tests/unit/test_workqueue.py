@@ -1,10 +1,10 @@
-"""The work queue: dedup, one in flight per key, delays and backoff (with a fake clock)."""
+"""The work queue: dedup, one in flight per key, delays (with a fake clock)."""
 
 from __future__ import annotations
 
 import threading
 
-from controller.workqueue import WorkQueue
+from controller.loop.workqueue import WorkQueue
 
 
 class FakeClock:
@@ -40,12 +40,6 @@ def test_delayed_keys_wait_for_their_time() -> None:
     assert queue.get(0) is None
     clock.now = 5.0
     assert queue.get(0) == "later"
-
-
-def test_backoff_doubles_and_caps() -> None:
-    queue = WorkQueue(base_delay_s=1, max_delay_s=8)
-    assert [queue.backoff_s(failures) for failures in range(1, 7)] == [1, 2, 4, 8, 8, 8]
-    assert queue.backoff_s(10_000) == 8, "no overflow for a long outage"
 
 
 def test_shut_down_wakes_waiting_workers() -> None:

@@ -1,0 +1,244 @@
+"""The daemon (`berth run`): wires the gateways, the work queue, workers, watchers and resync.
+
+Called by the CLI. `start()` returns once everything runs (integration tests use it in
+process); `run_until_signalled()` adds SIGTERM/SIGINT handling for the real daemon.
+The loop itself is `controller.loop.controller.Controller`; this module only builds and
+wires it. Threads: N workers (BERTH_CONCURRENCY) running the controller's passes,
+one NOTIFY listener, one Docker events follower, the apscheduler thread running the full
+resync (never overlapping itself), the leader election, the node reporter and the HTTP
+endpoint. Every replica runs all of them; only the leader's passes and resyncs act
+(the others end at their first `leadership.fence()`).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from controller.app.http_server import HttpEndpoint
+from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.postgres import Database
+from controller.loop import faults
+from controller.loop.controller import Controller
+from controller.loop.leadership import Leadership
+from controller.loop.reconciler import Reconciler
+from controller.loop.resync import FullResync
+from controller.loop.watchers import watch_database, watch_docker
+from controller.loop.workqueue import WorkQueue
+from controller.model.errors import BerthError
+from controller.model.settings import Settings
+from controller.observability.logs import set_node
+from controller.observability.metrics import IS_LEADER, LEADER_CHANGES, LEADER_TERM
+
+log = structlog.get_logger("berth.daemon")
+RESYNC_JOB = "full-resync"
+NODE_REPORT_INTERVAL_S = 2.0
+
+
+class Daemon:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.stopping = threading.Event()
+        self.database = Database(
+            database_url,
+            pool_size=settings.concurrency + 2,
+            idle_in_transaction_s=settings.stop_timeout_s + 90.0,
+        )
+        self.docker = DockerGateway(pool_size=settings.concurrency + 4)
+        self.queue = WorkQueue()
+        self.leadership = Leadership(
+            database_url,
+            settings.cluster,
+            heartbeat_interval_s=settings.leader_heartbeat_interval_s,
+            trust_window_s=settings.leader_trust_window_s,
+            silence_timeout_s=settings.leader_silence_timeout_s,
+            on_elected=self._on_elected,
+            on_deposed=self._on_deposed,
+        )
+        self.reconciler = Reconciler(
+            settings, self.database, self.docker, self.leadership, self.stopping
+        )
+        self.controller = Controller(
+            self.reconciler,
+            FullResync(settings, self.database, self.docker, self.leadership),
+            self.queue,
+            self.stopping,
+        )
+        faults.arm(settings.crash_at)
+        set_node(self.leadership.node_id)
+        self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.http = HttpEndpoint(
+            settings.http_host, settings.http_port, self._alive, self._ready, self._status
+        )
+        self._threads: list[threading.Thread] = []
+        self._started_at = time.monotonic()
+        self._started_wall = datetime.now().astimezone()
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        applied = self.database.migrate()
+        if applied:
+            log.info("migrations applied", versions=applied)
+        self.docker.ping()
+        self.http.start()
+        self._spawn("leadership", self.leadership.run, self.stopping)
+        self._spawn("node-report", self._report_node_loop)
+        for index in range(self.settings.concurrency):
+            self._spawn(f"worker-{index}", self.controller.work)
+        self._spawn(
+            "listen",
+            watch_database,
+            self.database_url,
+            self.queue,
+            self.stopping,
+            self.controller.request_resync,
+        )
+        self._spawn(
+            "docker-events",
+            watch_docker,
+            self.docker,
+            self.settings.cluster,
+            self.queue,
+            self.stopping,
+            self.controller.request_resync,
+        )
+        self.scheduler.add_job(
+            self.controller.resync,
+            "interval",
+            seconds=self.settings.resync_interval_s,
+            id=RESYNC_JOB,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=datetime.now().astimezone(),
+        )
+        self.scheduler.start()
+        log.info(
+            "berth started",
+            cluster=self.settings.cluster,
+            http=f"{self.settings.http_host}:{self.http.port}",
+            concurrency=self.settings.concurrency,
+        )
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop taking work, let in-flight passes end (they stop between actions), close."""
+        if self.stopping.is_set():
+            return
+        log.info("berth stopping")
+        self.stopping.set()
+        self.leadership.stop()
+        self.scheduler.shutdown(wait=False)
+        self.queue.shut_down()
+        self.docker.close_event_streams()
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in self._threads if t.is_alive()]
+        if stuck:
+            log.warning("abandoning threads still busy at shutdown", threads=stuck)
+        self.http.stop()
+        self._report_node("stopped")
+        self.database.close()
+        self.docker.close()
+        log.info("berth stopped")
+
+    def run_until_signalled(self) -> None:
+        signalled = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal received", signal=signal.Signals(signum).name)
+            signalled.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        self.start()
+        try:
+            while not signalled.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- leadership ------------------------------------------------------------------------
+    def _on_elected(self, term: int) -> None:
+        IS_LEADER.set(1)
+        LEADER_TERM.set(term)
+        LEADER_CHANGES.labels(change="elected").inc()
+        self._report_node("leader")
+        self.controller.request_resync()  # resume whatever older terms left half-done
+
+    def _on_deposed(self, term: int) -> None:
+        IS_LEADER.set(0)
+        LEADER_CHANGES.labels(change="deposed").inc()
+        self._report_node("standby")
+
+    def _report_node(self, role: str | None = None) -> None:
+        term = self.leadership.term
+        try:
+            self.database.report_node(
+                {
+                    "node_id": self.leadership.node_id,
+                    "cluster": self.settings.cluster,
+                    "host": self.leadership.host,
+                    "pid": self.leadership.pid,
+                    "http_addr": f"{self.settings.http_host}:{self.http.port}",
+                    "role": role or ("leader" if term is not None else "standby"),
+                    "term": term,
+                    "started_at": self._started_wall,
+                }
+            )
+        except BerthError as error:
+            log.debug("could not report node", error=str(error))
+
+    def _report_node_loop(self) -> None:
+        while not self.stopping.wait(NODE_REPORT_INTERVAL_S):
+            self._report_node()
+
+    # --- health -----------------------------------------------------------------------------
+    def _alive(self) -> tuple[bool, str]:
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if dead and not self.stopping.is_set():
+            return False, f"threads died: {', '.join(dead)}"
+        limit = 3 * self.settings.resync_interval_s + 30
+        last = self.controller.last_resync_ok or self._started_at
+        if self.leadership.is_leader and time.monotonic() - last > limit:
+            return False, f"no successful full resync for over {limit:g}s"
+        return True, "ok"
+
+    def _ready(self) -> tuple[bool, str]:
+        try:
+            self.database.schema_version()
+            self.docker.ping()
+        except BerthError as error:
+            return False, str(error)
+        return True, "ok"
+
+    def _status(self) -> dict[str, Any]:
+        phases: dict[str, int] = {}
+        for row in self.database.overview():
+            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
+        return {
+            "cluster": self.settings.cluster,
+            "node": {
+                "id": self.leadership.node_id,
+                "host": self.leadership.host,
+                "pid": self.leadership.pid,
+                "role": "leader" if self.leadership.is_leader else "standby",
+                "term": self.leadership.term,
+            },
+            "leader": self.database.leader(self.settings.cluster),
+            "phases": phases,
+            "queue_pending": self.queue.pending(),
+            "in_flight": self.queue.in_flight(),
+        }

@@ -1,0 +1,163 @@
+"""Benchmark baselines: what Berth is compared with, driven through raw docker-py.
+
+Called by `controller.bench.scenarios`. This module imports docker-py directly, outside the
+gateway, on purpose: the floor *is* "a script calling the Docker API with docker-py", so it
+must not carry Berth's gateway (retries, error translation, metrics). Its containers carry
+`berth-bench.baseline=<run>` and never `io.berth.deployment`, so no Berth touches them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import docker
+import docker.types
+import docker.utils
+
+BASELINE_LABEL = "berth-bench.baseline"
+
+
+def _client() -> docker.APIClient:
+    return docker.APIClient(version="auto", max_pool_size=32, **docker.utils.kwargs_from_env())
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 600, interval_s: float = 0.02) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("baseline did not finish")
+        time.sleep(interval_s)
+
+
+def _ready_count(api: docker.APIClient, run: str, healthy: bool) -> int:
+    listed = api.containers(filters={"label": [f"{BASELINE_LABEL}={run}"], "status": "running"})
+    if healthy:
+        return sum(1 for c in listed if "(healthy)" in c.get("Status", ""))
+    return len(listed)
+
+
+def remove_baseline(run: str) -> None:
+    api = _client()
+    for container in api.containers(all=True, filters={"label": [f"{BASELINE_LABEL}={run}"]}):
+        api.remove_container(container["Id"], force=True)
+    api.close()
+
+
+def docker_py_create_start(
+    count: int, threads: int, image: str, run: str, healthcheck: dict[str, Any] | None = None
+) -> float:
+    """Seconds to create and start `count` containers with `threads` in parallel, until all
+    run (and are healthy, with a healthcheck). The floor for a cold converge."""
+    api = _client()
+
+    def one(index: int) -> None:
+        created = api.create_container(
+            image,
+            name=f"bench-{run}-{index}",
+            labels={BASELINE_LABEL: run},
+            healthcheck=healthcheck,
+            host_config=api.create_host_config(),
+        )
+        api.start(created["Id"])
+
+    # Like Berth's side of the benchmark, wait on Docker's events, not by polling its list.
+    events = api.events(
+        decode=True, filters={"type": "container", "label": [f"{BASELINE_LABEL}={run}"]}
+    )
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    if healthcheck is not None:
+        healthy: set[str] = set()
+        for event in events:
+            if event.get("Action") == "health_status: healthy":
+                healthy.add(event["Actor"]["ID"])
+                if len(healthy) >= count:
+                    break
+    elapsed = time.monotonic() - started
+    events.close()
+    assert _ready_count(api, run, healthcheck is not None) >= count
+    api.close()
+    return elapsed
+
+
+def docker_py_replace(count: int, threads: int, image: str, run: str) -> float:
+    """Seconds to replace `count` running baseline containers (remove, create, start)."""
+    api = _client()
+    existing = api.containers(filters={"label": [f"{BASELINE_LABEL}={run}"]})
+
+    def one(container: dict[str, Any]) -> None:
+        name = container["Names"][0].lstrip("/")
+        api.stop(container["Id"], timeout=10)
+        api.remove_container(container["Id"], force=True)
+        created = api.create_container(image, name=name, labels={BASELINE_LABEL: run})
+        api.start(created["Id"])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, existing))
+    _wait(lambda: _ready_count(api, run, False) >= count)
+    elapsed = time.monotonic() - started
+    api.close()
+    return elapsed
+
+
+def docker_py_single(image: str, run: str, index: int) -> float:
+    """Seconds for one create + start of one container (the latency floor)."""
+    api = _client()
+    started = time.monotonic()
+    created = api.create_container(
+        image, name=f"bench-{run}-single-{index}", labels={BASELINE_LABEL: run}
+    )
+    api.start(created["Id"])
+    elapsed = time.monotonic() - started
+    api.close()
+    return elapsed
+
+
+def swarm_service(count: int, image: str, run: str, timeout_s: float = 900) -> float | None:
+    """Seconds for a Swarm service of `count` replicas to report count/count running.
+
+    Initialises swarm mode on the engine if needed and leaves it again afterwards if it
+    did. Returns None if swarm mode cannot be used here."""
+    client = docker.from_env(version="auto")
+    joined_here = False
+    try:
+        if client.info().get("Swarm", {}).get("LocalNodeState") != "active":
+            client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+            joined_here = True
+        started = time.monotonic()
+        service = client.services.create(
+            image,
+            name=f"bench-{run}",
+            mode=docker.types.ServiceMode("replicated", replicas=count),
+            labels={BASELINE_LABEL: run},
+            container_labels={BASELINE_LABEL: run},
+        )
+
+        def all_running() -> bool:
+            tasks = service.tasks(filters={"desired-state": "running"})
+            return sum(1 for t in tasks if t["Status"]["State"] == "running") >= count
+
+        _wait(all_running, timeout_s=timeout_s, interval_s=0.1)
+        elapsed = time.monotonic() - started
+        service.remove()
+        _wait(
+            lambda: (
+                not client.containers.list(
+                    all=True, sparse=True, filters={"label": f"{BASELINE_LABEL}={run}"}
+                )
+            ),
+            timeout_s=300,
+            interval_s=0.2,
+        )
+        return elapsed
+    except docker.errors.APIError:
+        return None
+    finally:
+        if joined_here:
+            client.swarm.leave(force=True)
+        client.close()

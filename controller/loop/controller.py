@@ -1,0 +1,104 @@
+"""The controller loop: the one owner of the work queue, requeueing and the pass metrics.
+
+Started by the daemon (`controller.app.daemon`): `work()` runs in each worker thread,
+`resync()` on the scheduler's interval and `request_resync()` when a watcher subscribes or
+this replica is elected. Watchers add names with `enqueue`. A worker takes a name, runs
+one pass (`Reconciler.reconcile`), and acts on the returned `Outcome`: requeue after
+`requeue_after`, or wait for the next event. Nothing else schedules a pass, so what
+happens next to a deployment is decided in one place (controller-runtime's controller).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+
+from controller.loop.reconciler import Reconciler
+from controller.loop.resync import FullResync
+from controller.loop.workqueue import WorkQueue
+from controller.model.errors import BerthError
+from controller.model.outcome import Outcome
+from controller.observability.metrics import (
+    QUEUE_DEPTH,
+    RECONCILE_DURATION,
+    RECONCILE_ERRORS,
+    RECONCILE_PASSES,
+)
+
+log = structlog.get_logger("berth.controller")
+
+
+class Controller:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        resync: FullResync,
+        queue: WorkQueue,
+        stopping: threading.Event,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reconciler = reconciler
+        self.full_resync = resync
+        self.queue = queue
+        self.stopping = stopping
+        self._monotonic = monotonic
+        self.last_resync_ok: float | None = None
+        self._resync_lock = threading.Lock()
+        self._resync_again = threading.Event()
+
+    # --- passes -------------------------------------------------------------------------------
+    def enqueue(self, name: str, after_s: float = 0.0) -> None:
+        self.queue.add_after(name, after_s)
+
+    def work(self) -> None:
+        """A worker thread: passes until the queue shuts down."""
+        while True:
+            name = self.queue.get()
+            if name is None:
+                return
+            try:
+                self.process(name)
+            finally:
+                self.queue.done(name)
+                QUEUE_DEPTH.set(self.queue.pending())
+
+    def process(self, name: str) -> Outcome:
+        """One pass for `name`, then what its outcome asks for."""
+        started = self._monotonic()
+        outcome = self.reconciler.reconcile(name)
+        RECONCILE_PASSES.labels(scope="deployment").inc()
+        RECONCILE_DURATION.labels(scope="deployment").observe(self._monotonic() - started)
+        if outcome.failed:
+            RECONCILE_ERRORS.labels(kind=str(outcome.result)).inc()
+        if outcome.requeue_after is not None:
+            self.queue.add_after(name, outcome.requeue_after)
+        return outcome
+
+    # --- full resyncs -------------------------------------------------------------------------
+    def resync(self) -> None:
+        """A full resync; a request arriving meanwhile makes it run again after, never alongside."""
+        if not self._resync_lock.acquire(blocking=False):
+            self._resync_again.set()
+            return
+        try:
+            while not self.stopping.is_set():
+                self._resync_again.clear()
+                try:
+                    for name in sorted(self.full_resync.run()):
+                        self.queue.add(name)
+                    self.last_resync_ok = self._monotonic()
+                except BerthError as error:
+                    log.warning("full resync failed", error=str(error))
+                QUEUE_DEPTH.set(self.queue.pending())
+                if not self._resync_again.is_set():
+                    break
+        finally:
+            self._resync_lock.release()
+
+    def request_resync(self) -> None:
+        """Run a full resync now (after a watcher subscribes); the interval carries on."""
+        if not self.stopping.is_set():
+            threading.Thread(target=self.resync, name="resync-now", daemon=True).start()

@@ -1,0 +1,203 @@
+"""The executor: the one place where planned actions become Docker changes.
+
+Called by the reconciler with one deployment's actions. It walks the phases
+pulling_image -> creating -> starting (skipping those with nothing to do), applies each
+action through the container engine (the Docker gateway), and records every phase
+transition and every action through the pass's `StatusWriter`. Each action is an
+"ensure": repeating it after a crash finds its work already done (see RECONCILIATION.md,
+"Idempotency").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from controller.loop import faults
+from controller.loop.ports import ContainerEngine
+from controller.loop.status import StatusWriter
+from controller.model.errors import Abandoned
+from controller.model.phases import Phase
+from controller.model.spec import DeploymentSpec, container_request
+from controller.policy.planner import (
+    Action,
+    CreateReplica,
+    RemoveContainer,
+    RestartContainer,
+    StartContainer,
+)
+
+
+@dataclass(frozen=True)
+class _Start:
+    container_id: str
+    name: str
+    from_state: str
+    replica: int
+    reason: str
+
+
+def starting_message(starts: Sequence[_Start], restart_notes: Mapping[int, str]) -> str:
+    """Say why containers start: a restart names its replica, its cause and its count."""
+    restarts = [
+        f"restarting {restart_notes[s.replica]}" for s in starts if s.replica in restart_notes
+    ]
+    if restarts and len(restarts) == len(starts):
+        return "; ".join(restarts)
+    if restarts:
+        return f"starting {len(starts)} container(s): " + "; ".join(restarts)
+    return f"starting {len(starts)} container(s)"
+
+
+class Executor:
+    """Applies one deployment's plan; stops between actions when `stopping` is set."""
+
+    def __init__(
+        self,
+        docker: ContainerEngine,
+        cluster: str,
+        stop_timeout_s: int,
+        stopping: threading.Event,
+    ) -> None:
+        self.docker = docker
+        self.cluster = cluster
+        self.stop_timeout_s = stop_timeout_s
+        self.stopping = stopping
+
+    def _check_stopping(self) -> None:
+        if self.stopping.is_set():
+            raise Abandoned("daemon stopping")
+
+    def apply(
+        self,
+        writer: StatusWriter,
+        spec: DeploymentSpec,
+        generation: int,
+        actions: Sequence[Action],
+        notes: Mapping[int, str] | None = None,
+        restart_notes: Mapping[int, str] | None = None,
+    ) -> None:
+        """Apply `actions`; `notes` (by replica) explain restarts in their events, and
+        `restart_notes` the restarts in the `starting` message."""
+        notes = notes or {}
+        creates = [a for a in actions if isinstance(a, CreateReplica)]
+        removes = [a for a in actions if isinstance(a, RemoveContainer)]
+        starts: list[_Start] = []
+        for action in actions:
+            if isinstance(action, StartContainer):
+                reason = notes.get(action.replica, f"was {action.from_state}")
+                starts.append(
+                    _Start(
+                        action.container_id,
+                        action.container_name,
+                        action.from_state,
+                        action.replica,
+                        reason,
+                    )
+                )
+            elif isinstance(action, RestartContainer):
+                reason = notes.get(action.replica, "unhealthy")
+                starts.append(
+                    _Start(
+                        action.container_id,
+                        action.container_name,
+                        "running",
+                        action.replica,
+                        reason,
+                    )
+                )
+        if creates:
+            self._check_stopping()
+            writer.enter(Phase.PULLING_IMAGE, f"ensuring image {spec.image}", image=spec.image)
+            # A pull changes no container and is harmless to repeat, and may take minutes:
+            # it is not held in a fenced transaction, only preceded by a trust check.
+            writer.fence.check_trust()
+            outcome = self.docker.ensure_image(spec.image)
+            faults.crash_point("after:image")
+            writer.action(
+                "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
+            )
+            writer.progress(1, 1)
+        changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
+        if changes:
+            writer.enter(
+                Phase.CREATING,
+                f"removing {len(removes)}, creating {len(creates)} container(s)",
+                to_remove=len(removes),
+                to_create=len(creates),
+            )
+            for done, action in enumerate(changes, start=1):
+                self._check_stopping()
+                if isinstance(action, RemoveContainer):
+                    self._remove(writer, action)
+                else:
+                    container_id, name = self._create(writer, spec, generation, action.replica)
+                    reason = notes.get(action.replica, "new")
+                    starts.append(_Start(container_id, name, "created", action.replica, reason))
+                writer.progress(done, len(changes))
+        if starts:
+            writer.enter(
+                Phase.STARTING,
+                starting_message(starts, restart_notes or {}),
+                to_start=len(starts),
+            )
+            for done, start in enumerate(starts, 1):
+                self._check_stopping()
+                kind = "restart" if start.from_state == "running" else "start"
+                with writer.mutation(kind, start.name):
+                    if kind == "restart":
+                        self.docker.restart(start.container_id, self.stop_timeout_s)
+                    else:
+                        self.docker.start(start.container_id, start.from_state)
+                    faults.crash_point(f"after:{kind}")
+                verb = {"paused": "unpaused", "running": "restarted"}.get(
+                    start.from_state, "started"
+                )
+                writer.action(
+                    kind,
+                    f"{verb} {start.name} ({start.reason})",
+                    container=start.name,
+                    container_id=start.container_id[:12],
+                    replica=start.replica,
+                )
+                writer.progress(done, len(starts))
+
+    def _remove(self, writer: StatusWriter, action: RemoveContainer) -> None:
+        with writer.mutation("remove", action.container_name):
+            self.docker.remove(action.container_id, self.stop_timeout_s)
+            faults.crash_point("after:remove")
+        writer.action(
+            "remove",
+            f"removed {action.container_name} ({action.reason.value})",
+            container=action.container_name,
+            container_id=action.container_id[:12],
+            replica=action.replica,
+            reason=action.reason.value,
+        )
+
+    def _create(
+        self, writer: StatusWriter, spec: DeploymentSpec, generation: int, replica: int
+    ) -> tuple[str, str]:
+        request = container_request(spec, replica, self.cluster, generation)
+        with writer.mutation("create", request.name):
+            container_id = self.docker.create(request)
+            faults.crash_point("after:create")
+        writer.action(
+            "create",
+            f"created {request.name} (spec {spec.spec_hash})",
+            container=request.name,
+            container_id=container_id[:12],
+            replica=replica,
+            spec_hash=spec.spec_hash,
+        )
+        return container_id, request.name
+
+    def teardown(self, writer: StatusWriter, removals: Sequence[RemoveContainer]) -> None:
+        writer.enter(
+            Phase.DELETING, f"removing {len(removals)} container(s)", to_remove=len(removals)
+        )
+        for done, action in enumerate(removals, start=1):
+            self._check_stopping()
+            self._remove(writer, action)
+            writer.progress(done, len(removals))

@@ -1,0 +1,75 @@
+"""What the loop needs of the outside world, as protocols: the two gateways and leadership.
+
+The real implementations are `controller.gateways.postgres.Database`,
+`controller.gateways.docker_engine.DockerGateway` and `controller.loop.leadership.Leadership`;
+the in-memory fakes in tests/fakes.py answer the same calls, so the loop's behaviour is
+unit-tested in seconds. Imported by the reconciler, the resync, the executor, the status
+writer and the restart gate for their type hints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
+from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+
+
+class StateStore(Protocol):
+    """Desired state in, observed state out: the loop's view of Postgres."""
+
+    def fetch_all(self) -> list[DeploymentRecord]: ...
+
+    def fetch_one(self, name: str) -> DeploymentRecord | None: ...
+
+    def record(
+        self,
+        fence: Fence,
+        status: StatusWrite | None,
+        events: Sequence[Event] = (),
+        create_row: bool = False,
+    ) -> None: ...
+
+    def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None: ...
+
+    def mutation(
+        self, fence: Fence, deployment: str, action: str, target: str
+    ) -> AbstractContextManager[None]: ...
+
+    def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...
+
+    def prune_mutations(self, older_than_s: float) -> None: ...
+
+
+class ContainerEngine(Protocol):
+    """The loop's view of Docker."""
+
+    def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]: ...
+
+    def ensure_image(self, image: str) -> str: ...
+
+    def create(self, request: ContainerRequest) -> str: ...
+
+    def start(self, container_id: str, from_state: str = "created") -> None: ...
+
+    def restart(self, container_id: str, stop_timeout_s: int) -> None: ...
+
+    def remove(self, container_id: str, stop_timeout_s: int) -> None: ...
+
+    def inspect_state(self, container_id: str) -> ContainerState: ...
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str: ...
+
+
+class EventSource(Protocol):
+    """Docker's event stream, for the watcher."""
+
+    def container_events(self) -> Iterator[tuple[str, str, str]]: ...
+
+
+class FenceSource(Protocol):
+    """Leadership: a proof of the current term, or Deposed."""
+
+    def fence(self) -> Fence: ...

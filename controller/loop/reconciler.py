@@ -1,0 +1,338 @@
+"""The reconciler: one pass for one deployment, returning its `Outcome`.
+
+Called by the controller loop (`controller.loop.controller`) for each name the work queue
+hands out. A pass observes (the deployment's row and its containers: one SQL query, one
+filtered Docker list), decides (the pure planner, the restart gate's policy and
+`controller.policy.settle`), acts (the executor) and records (the `StatusWriter`), then
+returns where it left the deployment and when to look again. It never touches the work
+queue: requeueing is the controller's. Errors never escape: a failed pass is recorded as
+`failed` with the retry the policy chose, and returned as a failed outcome.
+See RECONCILIATION.md, "One pass".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from controller.loop.executor import Executor
+from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.loop.restarts import Gated, RestartGate, Waiting
+from controller.loop.status import StatusWriter
+from controller.model.containers import ObservedContainer
+from controller.model.errors import (
+    Abandoned,
+    BerthError,
+    Deposed,
+    HealthDeadlineExceeded,
+    PermanentError,
+    StuckTooOften,
+    TransientError,
+)
+from controller.model.outcome import Outcome, Result
+from controller.model.phases import Phase
+from controller.model.records import DeploymentRecord, Fence
+from controller.model.settings import Settings
+from controller.model.spec import DeploymentSpec, parse_spec
+from controller.observability.metrics import CONTAINER_RESTARTS
+from controller.policy import settle as policy
+from controller.policy.backoff import backoff_s
+from controller.policy.crashloop import RestartPolicy, dump_states, load_states
+from controller.policy.planner import (
+    Action,
+    DesiredDeployment,
+    RemoveContainer,
+    managed_by,
+    plan_deployment,
+    ready_replicas,
+)
+
+log = structlog.get_logger("berth.reconciler")
+
+
+def summarize(actions: Sequence[Action]) -> str:
+    counts: dict[str, int] = defaultdict(int)
+    for action in actions:
+        counts[action.kind] += 1
+    return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+
+
+class Reconciler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        docker: ContainerEngine,
+        leadership: FenceSource,
+        stopping: threading.Event,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.docker = docker
+        self.leadership = leadership
+        self.cluster = settings.cluster
+        self.retry = policy.RetryPolicy(settings.retry_base_s, settings.retry_max_s)
+        self.executor = Executor(docker, settings.cluster, settings.stop_timeout_s, stopping)
+        self.restarts = RestartGate(
+            docker,
+            RestartPolicy(
+                initial_backoff_s=settings.restart_backoff_initial_s,
+                max_backoff_s=settings.restart_backoff_max_s,
+                reset_after_s=settings.restart_backoff_reset_s,
+                recreate_after=settings.recreate_after_restarts,
+            ),
+            settings.log_tail_lines,
+        )
+        self._now = wall_clock
+
+    def reconcile(self, name: str) -> Outcome:
+        """One pass for one deployment. Never raises: errors become its `failed` status."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(deployment=name)
+        record: DeploymentRecord | None = None
+        writer: StatusWriter | None = None
+        try:
+            fence = self.leadership.fence()
+            structlog.contextvars.bind_contextvars(term=fence.term)
+            record = self.store.fetch_one(name)
+            containers = self._containers(name)
+            if record is None or not record.present:
+                return self._teardown(fence, name, record, containers)
+            assert record.spec is not None
+            writer = StatusWriter.for_record(
+                self.store, fence, record, int(record.spec.get("replicas") or 0)
+            )
+            if policy.stuck_too_often(record):
+                deadline = self.settings.stuck_deadline_s_for(record.phase)
+                raise StuckTooOften(
+                    f"stuck in {record.phase} {record.stuck_resumes} times although resumed; "
+                    f"deadline {deadline:g}s"
+                )
+            outcome = self._converge(record, writer, containers)
+            writer.finish()  # a new deployment's row and whatever is still unwritten
+            return outcome
+        except Abandoned:
+            log.info("pass abandoned: daemon stopping")
+            return Outcome.skipped(Result.ABANDONED, "daemon stopping")
+        except Deposed as error:
+            log.info("pass abandoned: not the leader", reason=str(error))
+            return Outcome.skipped(Result.DEPOSED, str(error))
+        except BerthError as error:
+            return self._fail(name, record, writer, error)
+        except Exception as error:
+            log.exception("unexpected error in pass")
+            outcome = self._fail(name, record, writer, TransientError(f"internal error: {error!r}"))
+            return Outcome(Result.UNEXPECTED, outcome.phase, outcome.message, outcome.requeue_after)
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    def _containers(self, name: str) -> list[ObservedContainer]:
+        return managed_by(self.docker.list_managed(name), self.cluster)
+
+    # --- a present deployment -----------------------------------------------------------------
+    def _converge(
+        self, record: DeploymentRecord, writer: StatusWriter, containers: list[ObservedContainer]
+    ) -> Outcome:
+        if policy.waiting_for_spec_change(record):
+            return Outcome(Result.DONE, record.phase, "waiting for a spec change", terminal=True)
+        wait_s = policy.backing_off(record, self._now())
+        if wait_s is not None:
+            return Outcome.again(record.phase or Phase.FAILED, wait_s, "backing off")
+        assert record.spec is not None
+        spec = parse_spec(record.spec)
+        name, generation = record.name, record.generation
+        desired = DesiredDeployment(name, spec.replicas, spec.spec_hash)
+        actions = plan_deployment(desired, name, containers)
+        new_generation = record.observed_generation != generation
+        writer.observe(generation, spec.replicas)
+        previous = {} if new_generation else load_states(record.replica_restarts)
+        gated = self.restarts.apply(actions, previous, spec.replicas, self._now().timestamp())
+        self._record_restarts(writer, record, gated, new_generation)
+        if gated.actions:
+            if new_generation or record.phase != Phase.QUEUED:
+                writer.stage(
+                    Phase.QUEUED,
+                    f"generation {generation}: {summarize(gated.actions)}",
+                    actions=len(gated.actions),
+                )
+            self.executor.apply(
+                writer, spec, generation, gated.actions, gated.notes, gated.restart_notes
+            )
+            containers = self._containers(name)
+        return self._settle(
+            record,
+            writer,
+            spec,
+            desired,
+            containers,
+            changed=bool(gated.actions) or new_generation,
+            waiting=gated.waiting,
+        )
+
+    def _record_restarts(
+        self, writer: StatusWriter, record: DeploymentRecord, gated: Gated, new_generation: bool
+    ) -> None:
+        """Keep the per-replica restart state and count; one warning event per restart."""
+        count = (0 if new_generation else record.restart_count) + len(gated.restarted)
+        writer.restarts(dump_states(gated.states), count)
+        for restart in gated.restarted:
+            CONTAINER_RESTARTS.labels(reason=restart.reason).inc()
+            verb = "recreating" if restart.recreated else "restarting"
+            writer.note(
+                f"replica {restart.replica} {restart.diagnosis.summary(restart.reason)}; "
+                f"{verb} {restart.container_name} (restart {restart.restarts}; "
+                f"the next would wait {restart.next_backoff_s:g}s)",
+                level="warning",
+                replica=restart.replica,
+                reason=restart.reason,
+                restarts=restart.restarts,
+                exit_code=restart.diagnosis.exit_code,
+                oom_killed=restart.diagnosis.oom_killed,
+                health_output=restart.diagnosis.health_output,
+                log_tail=restart.diagnosis.log_tail,
+            )
+
+    def _settle(
+        self,
+        record: DeploymentRecord,
+        writer: StatusWriter,
+        spec: DeploymentSpec,
+        desired: DesiredDeployment,
+        containers: list[ObservedContainer],
+        changed: bool,
+        waiting: list[Waiting],
+    ) -> Outcome:
+        ready = ready_replicas(desired, containers)
+        now = self._now()
+        settlement = policy.settle(
+            ready=ready,
+            desired=desired.replicas,
+            current_phase=writer.phase,
+            recorded=record,
+            changed=changed,
+            restart_waits_s=[w.wait_s for w in waiting],
+            now=now,
+            health_deadline_s=self.settings.health_check_deadline_s,
+            health_poll_s=self.settings.health_poll_interval_s,
+        )
+        message = f"{ready}/{desired.replicas} replicas ready"
+        if settlement.phase == Phase.ACTIVE:
+            if settlement.write:
+                writer.ready(ready, converged=True)
+                writer.enter(Phase.ACTIVE, message)
+            return Outcome.done(Phase.ACTIVE, message)
+        writer.ready(ready)
+        if settlement.deadline_exceeded_after_s is not None:
+            raise HealthDeadlineExceeded(
+                self._not_ready_report(desired, containers, settlement.deadline_exceeded_after_s)
+            )
+        if settlement.phase == Phase.DEGRADED:
+            message = self._degraded(writer, desired, ready, waiting, now)
+        else:
+            if writer.phase != Phase.HEALTH_CHECK:
+                writer.enter(Phase.HEALTH_CHECK, message, healthcheck=spec.healthcheck is not None)
+            writer.progress(ready, desired.replicas, ready=ready)
+        assert settlement.requeue_after is not None
+        return Outcome.again(settlement.phase, settlement.requeue_after, message)
+
+    def _degraded(
+        self,
+        writer: StatusWriter,
+        desired: DesiredDeployment,
+        ready: int,
+        waiting: list[Waiting],
+        now: datetime,
+    ) -> str:
+        """Replicas waiting out a restart backoff: say which, why, and until when (an
+        absolute time, which stays true between writes)."""
+        details = "; ".join(
+            f"replica {w.replica} ({w.container_name}) {w.diagnosis.summary(w.reason)}, "
+            f"restarted {w.restarts}x, next restart at "
+            f"{policy.clock_time(datetime.fromtimestamp(now.timestamp() + w.wait_s, UTC))}"
+            for w in waiting
+        )
+        message = f"crash-looping: {ready}/{desired.replicas} ready; {details}"
+        next_restart = datetime.fromtimestamp(now.timestamp() + min(w.wait_s for w in waiting), UTC)
+        writer.enter(
+            Phase.DEGRADED,
+            message,
+            crash_looping=[w.replica for w in waiting],
+            next_restart_at=next_restart.isoformat(),
+        )
+        writer.progress(ready, desired.replicas)
+        return message
+
+    def _not_ready_report(
+        self, desired: DesiredDeployment, containers: list[ObservedContainer], waited_s: float
+    ) -> str:
+        problems = []
+        for container in containers:
+            if container.ready or container.spec_hash != desired.spec_hash:
+                continue
+            detail = f"{container.name}: {container.state}, health {container.health}"
+            try:
+                state = self.docker.inspect_state(container.id)
+                if state.health_output:
+                    detail += f", last check: {state.health_output[:200]}"
+                if state.exit_code:
+                    detail += f", exit code {state.exit_code}"
+            except BerthError:
+                pass
+            problems.append(detail)
+        return (
+            f"replicas not ready after {waited_s:.0f}s "
+            f"(deadline {self.settings.health_check_deadline_s:g}s): " + "; ".join(problems)
+        )
+
+    # --- a deleted deployment -----------------------------------------------------------------
+    def _teardown(
+        self,
+        fence: Fence,
+        name: str,
+        record: DeploymentRecord | None,
+        containers: list[ObservedContainer],
+    ) -> Outcome:
+        removals = [
+            a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)
+        ]
+        writer = StatusWriter.for_teardown(self.store, fence, name, record)
+        if removals:
+            self.executor.teardown(writer, removals)
+        if record is not None:
+            writer.forget(len(removals))
+        return Outcome.done(None, f"deleted: {len(removals)} container(s) removed")
+
+    # --- a failed pass ------------------------------------------------------------------------
+    def _fail(
+        self,
+        name: str,
+        record: DeploymentRecord | None,
+        writer: StatusWriter | None,
+        error: BerthError,
+    ) -> Outcome:
+        permanent = isinstance(error, PermanentError)
+        failure = policy.fail(
+            str(error), permanent, record.attempts if record else 0, self._now(), self.retry
+        )
+        result = Result.PERMANENT if permanent else Result.TRANSIENT
+        bound = log.bind(
+            deployment=name, error_type=type(error).__name__, attempts=failure.attempts
+        )
+        if writer is None or record is None or not record.present:
+            # Nothing records this failure, so it is retried whatever its kind.
+            delay = backoff_s(failure.attempts, self.retry.base_s, self.retry.max_s)
+            bound.warning("pass failed", error=str(error), retry_in_s=delay)
+            return Outcome(result, None, str(error), delay)
+        bound.warning("pass failed", error=failure.message)
+        try:
+            writer.failed(failure, type(error).__name__)
+        except BerthError as write_error:
+            bound.warning("could not record failure", error=str(write_error))
+        return Outcome(
+            result, Phase.FAILED, failure.message, failure.retry_after_s, terminal=permanent
+        )

@@ -1,0 +1,168 @@
+"""Restart gating: which planned restarts may run now, and why replicas keep failing.
+
+Called by the reconciler after planning. For every restart (a container that exited
+while it should run, or runs unhealthy) it asks the pure policy (`controller.policy.crashloop`)
+whether the replica may restart now, turns restarts past `recreate_after` into a
+remove + create, and gathers what an operator needs to see without opening Docker: the
+exit code, OOM kill, the last healthcheck output and the log tail. Replicas that must
+wait are reported back so the deployment can show `degraded` with that diagnosis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from controller.loop.ports import ContainerEngine
+from controller.model.errors import BerthError
+from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide
+from controller.policy.planner import (
+    Action,
+    CreateReplica,
+    RemoveContainer,
+    RemoveReason,
+    RestartContainer,
+    StartContainer,
+    restart_reason,
+)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    exit_code: int | None = None
+    oom_killed: bool = False
+    health_output: str = ""
+    log_tail: str = ""
+
+    def summary(self, reason: str) -> str:
+        parts = [f"exited with code {self.exit_code}" if reason == "exited" else "unhealthy"]
+        if self.oom_killed:
+            parts.append("OOM-killed")
+        if self.health_output:
+            parts.append(f"last health check: {self.health_output[:160]}")
+        if self.log_tail:
+            last_line = self.log_tail.strip().splitlines()[-1][:160]
+            parts.append(f"last log line: {last_line}")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    replica: int
+    container_name: str
+    reason: str
+    wait_s: float
+    restarts: int
+    diagnosis: Diagnosis
+
+
+@dataclass(frozen=True)
+class Restarted:
+    replica: int
+    container_name: str
+    reason: str
+    restarts: int
+    recreated: bool
+    next_backoff_s: float
+    diagnosis: Diagnosis
+
+
+@dataclass
+class Gated:
+    actions: list[Action] = field(default_factory=list)
+    notes: dict[int, str] = field(default_factory=dict)
+    waiting: list[Waiting] = field(default_factory=list)
+    restarted: list[Restarted] = field(default_factory=list)
+    states: dict[int, ReplicaRestarts] = field(default_factory=dict)
+
+    @property
+    def restart_notes(self) -> dict[int, str]:
+        """Per restarted replica, why and which time: "unhealthy replica 0, restart 3"."""
+        return {
+            r.replica: f"{r.reason} replica {r.replica}, restart {r.restarts}"
+            + (" (recreated)" if r.recreated else "")
+            for r in self.restarted
+        }
+
+
+class RestartGate:
+    def __init__(self, docker: ContainerEngine, policy: RestartPolicy, log_tail_lines: int) -> None:
+        self.docker = docker
+        self.policy = policy
+        self.log_tail_lines = log_tail_lines
+
+    def diagnose(self, container_id: str) -> Diagnosis:
+        try:
+            state = self.docker.inspect_state(container_id)
+            tail = (
+                self.docker.logs_tail(container_id, self.log_tail_lines)
+                if self.log_tail_lines
+                else ""
+            )
+        except BerthError:
+            return Diagnosis()
+        return Diagnosis(
+            exit_code=state.exit_code,
+            oom_killed=state.oom_killed,
+            health_output=state.health_output,
+            log_tail=tail.strip(),
+        )
+
+    def apply(
+        self,
+        actions: Sequence[Action],
+        states: dict[int, ReplicaRestarts],
+        replicas: int,
+        now: float,
+    ) -> Gated:
+        gated = Gated(states={r: s for r, s in states.items() if r < replicas})
+        for action in actions:
+            reason = restart_reason(action)
+            if reason is None or not isinstance(action, StartContainer | RestartContainer):
+                gated.actions.append(action)
+                continue
+            diagnosis = self.diagnose(action.container_id)
+            previous = gated.states.get(action.replica, ReplicaRestarts())
+            decision = decide(previous, now, self.policy, reason, diagnosis.exit_code)
+            gated.states[action.replica] = decision.state
+            if not decision.allowed:
+                gated.waiting.append(
+                    Waiting(
+                        action.replica,
+                        action.container_name,
+                        reason,
+                        decision.wait_s,
+                        decision.state.restarts,
+                        diagnosis,
+                    )
+                )
+                continue
+            restarts = decision.state.restarts
+            if decision.recreate:
+                gated.actions.append(
+                    RemoveContainer(
+                        action.deployment,
+                        action.replica,
+                        action.container_id,
+                        action.container_name,
+                        RemoveReason.CRASH_LOOP,
+                    )
+                )
+                gated.actions.append(CreateReplica(action.deployment, action.replica))
+            else:
+                gated.actions.append(action)
+            gated.notes[action.replica] = f"{reason}; restart {restarts}" + (
+                ", recreated" if decision.recreate else ""
+            )
+            gated.restarted.append(
+                Restarted(
+                    action.replica,
+                    action.container_name,
+                    reason,
+                    restarts,
+                    decision.recreate,
+                    self.policy.backoff_s(restarts + 1),
+                    diagnosis,
+                )
+            )
+        return gated

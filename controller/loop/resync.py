@@ -1,0 +1,178 @@
+"""The full resync: read everything once, find the deployments needing work, mark stuck ones.
+
+Called by the controller loop (`controller.loop.controller`) periodically, when a watcher
+(re)subscribes, and when this replica is elected. One SQL query and one Docker list call
+cover every deployment; the pure planner and `controller.policy.settle` decide which need
+a pass. It also sets the fleet gauges, records stuck phases in Postgres (the count
+survives a leader change) and prunes the mutation log hourly. It returns the names; the
+controller queues them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import structlog
+
+from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.model.containers import ObservedContainer
+from controller.model.errors import Deposed, InvalidSpec
+from controller.model.phases import Phase
+from controller.model.records import DeploymentRecord, Event, Fence
+from controller.model.settings import Settings
+from controller.model.spec import parse_spec
+from controller.observability.metrics import (
+    DEPLOYMENTS_BY_PHASE,
+    DRIFT_DETECTED,
+    LAST_FULL_RESYNC,
+    RECONCILE_DURATION,
+    RECONCILE_PASSES,
+    REPLICAS_DESIRED,
+    REPLICAS_IN_BACKOFF,
+    REPLICAS_READY,
+    STUCK_DEPLOYMENTS,
+    STUCK_DETECTED,
+)
+from controller.policy import settle as policy
+from controller.policy.crashloop import load_states
+from controller.policy.planner import DesiredDeployment, managed_by, plan, ready_replicas
+
+log = structlog.get_logger("berth.resync")
+MUTATION_LOG_PRUNE_EVERY_S = 3600.0
+
+
+@dataclass
+class Fleet:
+    """What one full resync saw: the gauges' values."""
+
+    phases: dict[Phase, int] = field(default_factory=lambda: dict.fromkeys(Phase, 0))
+    replicas_desired: int = 0
+    replicas_ready: int = 0
+    stuck: int = 0
+    in_backoff: int = 0
+
+
+class FullResync:
+    def __init__(
+        self,
+        settings: Settings,
+        store: StateStore,
+        docker: ContainerEngine,
+        leadership: FenceSource,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.docker = docker
+        self.leadership = leadership
+        self.cluster = settings.cluster
+        self._now = wall_clock
+        self._monotonic = monotonic
+        self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
+
+    def run(self) -> set[str]:
+        """The names of every deployment needing a pass (empty on a follower)."""
+        try:
+            fence = self.leadership.fence()
+        except Deposed:
+            return set()
+        started = self._monotonic()
+        records = self.store.fetch_all()
+        containers = managed_by(self.docker.list_managed(), self.cluster)
+        by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)
+        for container in containers:
+            assert container.deployment is not None
+            by_deployment[container.deployment].append(container)
+
+        desired: list[DesiredDeployment] = []
+        dirty: set[str] = set()
+        fleet = Fleet()
+        now = self._now()
+        for record in records:
+            if record.phase is not None:
+                fleet.phases[record.phase] += 1
+            fleet.in_backoff += sum(
+                1
+                for state in load_states(record.replica_restarts).values()
+                if state.next_restart_at is not None and state.next_restart_at > now.timestamp()
+            )
+            if self._mark_if_stuck(fence, record, now):
+                fleet.stuck += 1
+                dirty.add(record.name)
+            if not record.present:
+                dirty.add(record.name)
+                continue
+            assert record.spec is not None
+            if policy.waiting_for_spec_change(record) or policy.backing_off(record, now):
+                continue
+            try:
+                spec = parse_spec(record.spec)
+            except InvalidSpec:
+                dirty.add(record.name)
+                continue
+            deployment = DesiredDeployment(record.name, spec.replicas, spec.spec_hash)
+            desired.append(deployment)
+            ready = ready_replicas(deployment, by_deployment.get(record.name, ()))
+            fleet.replicas_desired += spec.replicas
+            fleet.replicas_ready += ready
+            converged = (
+                record.phase == Phase.ACTIVE
+                and record.observed_generation == record.generation
+                and record.ready_replicas == ready
+            )
+            if not converged:
+                dirty.add(record.name)
+        known = {record.name for record in records}
+        planned = plan(desired, containers, self.cluster)
+        skipped = known - {d.name for d in desired} - dirty  # failed, waiting: leave them be
+        dirty |= set(planned) - skipped
+
+        RECONCILE_PASSES.labels(scope="full").inc()
+        RECONCILE_DURATION.labels(scope="full").observe(self._monotonic() - started)
+        DRIFT_DETECTED.inc(len(dirty))
+        self._publish(fleet)
+        if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
+            self._last_prune = self._monotonic()
+            self.store.prune_mutations(self.settings.mutation_log_retention_s)
+        log.debug(
+            "full resync", deployments=len(records), containers=len(containers), dirty=len(dirty)
+        )
+        return dirty
+
+    @staticmethod
+    def _publish(fleet: Fleet) -> None:
+        for phase, count in fleet.phases.items():
+            DEPLOYMENTS_BY_PHASE.labels(phase=str(phase)).set(count)
+        REPLICAS_DESIRED.set(fleet.replicas_desired)
+        REPLICAS_READY.set(fleet.replicas_ready)
+        STUCK_DEPLOYMENTS.set(fleet.stuck)
+        REPLICAS_IN_BACKOFF.set(fleet.in_backoff)
+        LAST_FULL_RESYNC.set(time.time())
+
+    def _mark_if_stuck(self, fence: Fence, record: DeploymentRecord, now: datetime) -> bool:
+        """A moving phase unchanged past its deadline: count it in Postgres, say so, resume."""
+        waited = policy.stuck_for(record, now, self.settings.stuck_deadline_s_for(record.phase))
+        if waited is None:
+            return False
+        STUCK_DETECTED.inc()
+        message = policy.stuck_message(record, waited, fence.term)
+        log.warning("stuck deployment", deployment=record.name, phase=record.phase, waited_s=waited)
+        self.store.mark_stuck(
+            fence,
+            record.name,
+            record.generation,
+            Event(
+                deployment=record.name,
+                kind="error",
+                level="warning",
+                message=message,
+                generation=record.generation,
+                metadata={"phase": str(record.phase), "waited_s": waited},
+            ),
+        )
+        return True

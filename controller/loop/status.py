@@ -1,0 +1,240 @@
+"""The status writer: the one owner of a deployment's status row and its events in a pass.
+
+Created by the reconciler at the start of a pass (`StatusWriter.for_record`, or
+`for_teardown` for a deleted deployment) and handed to the executor. Nobody else sets the
+status's fields: callers say what happened (`enter`, `progress`, `action`, `note`,
+`observe`, `restarts`, `ready`, `failed`) and the writer decides what to write and when.
+Every write goes through the fenced `StateStore.record` (term row held, trust checked),
+the status row and the events of one step in one transaction; it only writes on a phase
+change, on progress short of 100% (100% rides along with the next phase's write) and when
+the pass ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import structlog
+
+from controller.loop import faults
+from controller.loop.ports import StateStore
+from controller.model.errors import BerthError
+from controller.model.phases import Phase
+from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.observability.metrics import ACTIONS
+from controller.policy.settle import Failure
+
+log = structlog.get_logger("berth.status")
+
+
+class StatusWriter:
+    """Writes one deployment's status row and events; only writes what changed."""
+
+    def __init__(self, store: StateStore, fence: Fence, status: StatusWrite) -> None:
+        self._store = store
+        self.fence = fence
+        self._status = status
+        self._pending: list[Event] = []
+        self._create_row = False
+
+    @classmethod
+    def for_record(
+        cls, store: StateStore, fence: Fence, record: DeploymentRecord, desired_replicas: int
+    ) -> StatusWriter:
+        """The writer of a present deployment, starting from its recorded status; a
+        deployment seen for the first time gets its row and a `queued` event."""
+        writer = cls(
+            store,
+            fence,
+            StatusWrite(
+                name=record.name,
+                phase=record.phase or Phase.QUEUED,
+                phase_progress=0,
+                observed_generation=record.observed_generation,
+                desired_replicas=desired_replicas,
+                ready_replicas=record.ready_replicas,
+                failure_kind=record.failure_kind,
+                attempts=record.attempts,
+                next_attempt_at=record.next_attempt_at,
+                restart_count=record.restart_count,
+                replica_restarts=record.replica_restarts,
+            ),
+        )
+        if record.phase is None:
+            writer._create_row = True
+            writer._pending.append(
+                Event(
+                    deployment=record.name,
+                    kind="phase",
+                    phase_to=Phase.QUEUED,
+                    generation=record.generation,
+                    message=f"new deployment (generation {record.generation})",
+                )
+            )
+        return writer
+
+    @classmethod
+    def for_teardown(
+        cls, store: StateStore, fence: Fence, name: str, record: DeploymentRecord | None
+    ) -> StatusWriter:
+        return cls(
+            store,
+            fence,
+            StatusWrite(
+                name=name,
+                phase=(record.phase if record else None) or Phase.QUEUED,
+                phase_progress=0,
+                observed_generation=record.observed_generation if record else 0,
+                desired_replicas=0,
+                ready_replicas=0,
+            ),
+        )
+
+    # --- reading ---------------------------------------------------------------------------
+    @property
+    def phase(self) -> Phase:
+        return self._status.phase
+
+    @property
+    def status(self) -> StatusWrite:
+        return self._status
+
+    # --- phases ----------------------------------------------------------------------------
+    def stage(self, phase: Phase, message: str = "", **metadata: Any) -> None:
+        """Like `enter`, but written with the next write (for a phase left at once)."""
+        self._move(phase, message, metadata)
+
+    def enter(self, phase: Phase, message: str = "", **metadata: Any) -> None:
+        """Move to `phase` (progress 0), with a phase event when it is a change; write."""
+        self._move(phase, message, metadata)
+        self.flush()
+
+    def _move(self, phase: Phase, message: str, metadata: dict[str, Any]) -> None:
+        previous = self._status.phase
+        faults.crash_point(f"before:{phase}")
+        structlog.contextvars.bind_contextvars(phase=str(phase))
+        status = replace(
+            self._status, phase=phase, phase_progress=0, phase_metadata=metadata, message=message
+        )
+        if phase != Phase.FAILED:
+            status = replace(status, failure_kind=None, next_attempt_at=None)
+        if phase == Phase.ACTIVE:
+            status = replace(status, phase_progress=100)
+        self._status = status
+        if previous != phase:
+            self._pending.append(
+                Event(
+                    deployment=status.name,
+                    kind="phase",
+                    level="error" if phase == Phase.FAILED else "info",
+                    generation=status.observed_generation,
+                    phase_from=previous,
+                    phase_to=phase,
+                    message=message or f"{previous} -> {phase}",
+                    metadata=metadata,
+                )
+            )
+
+    def progress(self, done: int, total: int, **metadata: Any) -> None:
+        """Record progress; at 100% it rides along with the next write (the next phase's)."""
+        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        merged = {**self._status.phase_metadata, **metadata}
+        self._status = replace(self._status, phase_progress=percent, phase_metadata=merged)
+        if done < total:
+            self.flush()
+
+    # --- facts of the pass -----------------------------------------------------------------
+    def observe(self, generation: int, desired_replicas: int) -> None:
+        """The pass works on `generation` of a spec wanting `desired_replicas`."""
+        self._status = replace(
+            self._status, observed_generation=generation, desired_replicas=desired_replicas
+        )
+
+    def restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
+        self._status = replace(
+            self._status, replica_restarts=replica_restarts, restart_count=restart_count
+        )
+
+    def ready(self, ready_replicas: int, converged: bool = False) -> None:
+        """Ready replicas now; `converged` also ends the failure streak (attempts = 0)."""
+        self._status = replace(self._status, ready_replicas=ready_replicas)
+        if converged:
+            self._status = replace(self._status, attempts=0)
+
+    def failed(self, failure: Failure, error_type: str) -> None:
+        """Record a failed pass: `failed` with the reason, the streak and the next attempt."""
+        failed_in = self._status.phase
+        self._status = replace(
+            self._status,
+            failure_kind=failure.kind,
+            attempts=failure.attempts,
+            next_attempt_at=failure.next_attempt_at,
+        )
+        self.enter(Phase.FAILED, failure.message, failed_in=str(failed_in), error_type=error_type)
+
+    # --- events ----------------------------------------------------------------------------
+    def action(self, action: str, message: str, level: str = "info", **metadata: Any) -> None:
+        log.info(message, deployment=self._status.name, action=action, **metadata)
+        self._pending.append(
+            Event(
+                deployment=self._status.name,
+                kind="action",
+                level=level,
+                action=action,
+                generation=self._status.observed_generation,
+                message=message,
+                metadata=metadata,
+            )
+        )
+
+    def note(self, message: str, level: str = "info", **metadata: Any) -> None:
+        self._pending.append(
+            Event(
+                deployment=self._status.name,
+                kind="note" if level == "info" else "error",
+                level=level,
+                generation=self._status.observed_generation,
+                message=message,
+                metadata=metadata,
+            )
+        )
+
+    # --- writing ---------------------------------------------------------------------------
+    @contextmanager
+    def mutation(self, action: str, target: str) -> Iterator[None]:
+        """Fence one Docker mutation (committed intent, term held, trust checked); count it."""
+        with self._store.mutation(self.fence, self._status.name, action, target):
+            try:
+                yield
+            except BerthError:
+                ACTIONS.labels(kind=action, result="error").inc()
+                raise
+        ACTIONS.labels(kind=action, result="ok").inc()
+
+    def flush(self) -> None:
+        self._store.record(self.fence, self._status, self._pending, self._create_row)
+        self._create_row = False
+        self._pending = []
+
+    def finish(self) -> None:
+        """End of a pass: write a new deployment's row and whatever is still unwritten."""
+        if self._pending or self._create_row:
+            self.flush()
+
+    def forget(self, removed: int) -> None:
+        """A deleted deployment whose containers are gone: drop its row, keep its events."""
+        events = [
+            *self._pending,  # the last removal's event rides along
+            Event(
+                deployment=self._status.name,
+                kind="phase",
+                phase_from=self._status.phase,
+                phase_to=None,
+                message=f"deleted: {removed} container(s) removed",
+            ),
+        ]
+        self._store.forget(self.fence, self._status.name, events)
+        self._pending = []

@@ -1,0 +1,122 @@
+"""The watchers: turn Postgres notifications and Docker events into work-queue entries.
+
+Started by the daemon, each in its own thread; they only add names to the work queue
+(the controller loop decides everything else). `watch_database` LISTENs on
+`berth_deployments` (the payload is a deployment name); `watch_docker` follows the
+Docker events stream for labelled containers. Both reconnect with backoff when their
+connection drops, and call `on_reconnect` (a full resync) once they are back, because
+anything may have changed while they were deaf.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+
+from controller.gateways.lock_session import listen
+from controller.loop.ports import EventSource
+from controller.loop.workqueue import WorkQueue
+from controller.model.errors import BerthError
+from controller.policy.backoff import backoff_s
+
+log = structlog.get_logger("berth.watchers")
+
+# Docker container events that can make what Berth observes wrong. Not `create` and
+# `start`: Berth causes nearly all of them itself, an outside start only makes things more
+# right, and an outside create of a labelled container is caught by the next resync (reacting
+# to them doubled the passes of a cold converge). Not exec_* (one per health probe), attach,
+# resize, top...
+RELEVANT_DOCKER_ACTIONS = frozenset(
+    {
+        "restart",
+        "die",
+        "stop",
+        "kill",
+        "oom",
+        "pause",
+        "unpause",
+        "destroy",
+        "rename",
+        "update",
+        "health_status",
+    }
+)
+
+
+# Docker emits `die`, `stop`, `kill`, `oom`, `destroy` and `health_status` before its container
+# list shows the new state (the list reads a view updated a moment later; seen on 20.10):
+# a pass woken by the event alone can still see the old state. These events also schedule
+# a second look after this many seconds.
+STATE_CHANGE_ACTIONS = frozenset({"die", "stop", "kill", "oom", "destroy", "health_status"})
+RECHECK_AFTER_EVENT_S = 0.5
+
+
+RECONNECT_BASE_S = 0.2
+RECONNECT_MAX_S = 10.0
+
+
+def _backoff(attempt: int) -> float:
+    """Wait before reconnect `attempt` (1-based): 0.4 s doubling to 10 s."""
+    return backoff_s(attempt + 1, RECONNECT_BASE_S, RECONNECT_MAX_S)
+
+
+def watch_database(
+    url: str,
+    queue: WorkQueue,
+    stopping: threading.Event,
+    on_subscribed: Callable[[], None],
+) -> None:
+    """Follow NOTIFY until `stopping`; call `on_subscribed` (a full resync) after each LISTEN."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            subscribed = False
+            for payload in listen(url, poll_s=0.5):
+                if stopping.is_set():
+                    return
+                if payload is None:
+                    if not subscribed:
+                        subscribed, attempt = True, 0
+                        log.info("listening on berth_deployments")
+                        on_subscribed()
+                    continue
+                queue.add(payload)
+        except BerthError as error:
+            attempt += 1
+            log.warning("database listener lost", error=str(error), attempt=attempt)
+            stopping.wait(_backoff(attempt))
+
+
+def watch_docker(
+    docker: EventSource,
+    cluster: str,
+    queue: WorkQueue,
+    stopping: threading.Event,
+    on_subscribed: Callable[[], None],
+) -> None:
+    """Follow Docker events until `stopping`; call `on_subscribed` after each (re)connect."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            events = docker.container_events()
+            log.info("following docker events")
+            on_subscribed()
+            attempt = 0
+            for deployment, event_cluster, action in events:
+                kind = action.split(":")[0]
+                if event_cluster != cluster or kind not in RELEVANT_DOCKER_ACTIONS:
+                    continue
+                queue.add(deployment)
+                if kind in STATE_CHANGE_ACTIONS:
+                    queue.add_after(deployment, RECHECK_AFTER_EVENT_S)
+            if stopping.is_set():
+                return
+            attempt += 1  # the stream ended: the engine restarted or closed it
+        except BerthError as error:
+            if stopping.is_set():
+                return
+            attempt += 1
+            log.warning("docker event stream lost", error=str(error), attempt=attempt)
+        stopping.wait(_backoff(attempt))

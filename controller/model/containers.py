@@ -1,0 +1,74 @@
+"""Containers as Berth sees them: typed values the Docker gateway hands out and takes in.
+
+Pure data. `ObservedContainer` is one entry of the container list (the planner's input),
+`ContainerState` what an inspect tells about a failed replica, `ContainerRequest` the
+replica Berth wants created (the Docker gateway turns it into Docker's arguments).
+Produced by `controller.gateways.docker_engine` and `controller.model.spec`; read by the
+planner, the reconciler and the restart gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.model.names import DEFAULT_CLUSTER
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    """One container as the Docker list call reports it, with Berth's labels parsed."""
+
+    id: str
+    name: str
+    deployment: str | None
+    replica: int | None
+    spec_hash: str | None
+    cluster: str = DEFAULT_CLUSTER
+    state: str = "running"
+    health: str = "none"
+    created: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in ("none", "healthy")
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    """What an inspect tells about one container: why it stopped or is unhealthy."""
+
+    status: str = "unknown"
+    exit_code: int | None = None
+    oom_killed: bool = False
+    health_output: str = ""
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    container: int
+    protocol: str = "tcp"
+    host: int | None = None  # None: Docker picks a free port
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """A Docker healthcheck; times in seconds (the gateway converts them)."""
+
+    test: tuple[str, ...]
+    interval_s: float
+    timeout_s: float
+    retries: int
+    start_period_s: float
+
+
+@dataclass(frozen=True)
+class ContainerRequest:
+    """One replica to create: everything Docker needs, in Berth's words."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] | None
+    environment: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    ports: tuple[PublishedPort, ...] = ()
+    healthcheck: HealthProbe | None = None

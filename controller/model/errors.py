@@ -1,0 +1,77 @@
+"""Berth's own error types, kopf-style: transient errors are retried, permanent ones are not.
+
+Pure data, imported everywhere. The gateways (`controller.gateways.postgres`,
+`controller.gateways.docker_engine`) are the only modules that see driver exceptions; they
+translate them into these, chained with `raise ... from`, and retry transient ones
+(`controller.gateways.retry`). The policy layer decides a failed pass's fate by type.
+"""
+
+from __future__ import annotations
+
+
+class BerthError(Exception):
+    """Base of every error Berth raises on purpose."""
+
+
+class TransientError(BerthError):
+    """Might succeed if tried again later (network, restarts, races, busy resources)."""
+
+
+class PermanentError(BerthError):
+    """Will fail again until something changes the input (usually the spec)."""
+
+
+class DockerUnavailable(TransientError):
+    """The Docker engine did not answer."""
+
+
+class DockerConflict(TransientError):
+    """Docker refused because of concurrent change (name taken by a container being removed...)."""
+
+
+class DockerServerError(TransientError):
+    """The Docker engine failed a request (5xx) for a reason that may pass (port busy, load)."""
+
+
+class DockerRejected(PermanentError):
+    """Docker refused the request as invalid (bad port binding, bad command...)."""
+
+
+class ImageUnavailable(PermanentError):
+    """The image is not present locally and could not be pulled."""
+
+
+class NameTaken(PermanentError):
+    """A container without Berth's labels holds the name Berth needs; Berth never touches it."""
+
+
+class DatabaseUnavailable(TransientError):
+    """Postgres did not answer or dropped the connection."""
+
+
+class DatabaseRejected(PermanentError):
+    """Postgres refused a statement (constraint violation, bad input)."""
+
+
+class InvalidSpec(PermanentError):
+    """A deployment row or file that does not describe a valid deployment."""
+
+
+class Deposed(BerthError):
+    """This replica is not (or no longer) the leader: it must not change anything."""
+
+
+class Abandoned(BerthError):
+    """The daemon is stopping; a pass stopped between two actions (safe: level-triggered)."""
+
+
+class HealthDeadlineExceeded(TransientError):
+    """Replicas did not become ready within the health-check deadline."""
+
+
+class StuckTooOften(TransientError):
+    """A phase kept making no progress although it was resumed."""
+
+
+class NotFound(BerthError):
+    """The named deployment does not exist."""

@@ -1,0 +1,34 @@
+"""Names: the one pattern for deployment and cluster names, and Berth's container labels.
+
+Imported by the spec, the settings and the Docker gateway. The database checks the same
+pattern (`deployments_name_dns_label` in sql/migrations/0001_schema.sql); a unit test keeps
+the SQL text equal to `NAME_REGEX`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# A lowercase DNS label (RFC 1123): usable as a container name part and a DNS alias.
+NAME_REGEX = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+NAME_PATTERN = re.compile(NAME_REGEX)
+NAME_RULE = "must be a lowercase DNS label: a-z, 0-9 and '-', 1-63 characters"
+
+LABEL_DEPLOYMENT = "io.berth.deployment"
+LABEL_REPLICA = "io.berth.replica"
+LABEL_SPEC_HASH = "io.berth.spec-hash"
+LABEL_CLUSTER = "io.berth.cluster"
+LABEL_GENERATION = "io.berth.generation"
+RESERVED_LABEL_PREFIX = "io.berth."
+DEFAULT_CLUSTER = "default"
+
+
+def container_name(deployment: str, replica: int, cluster: str = DEFAULT_CLUSTER) -> str:
+    """Deterministic name: Docker's unique names make a repeated create find the first one.
+
+    Another cluster's containers carry its name too, so two Berth installations sharing an
+    engine never contend for a name.
+    """
+    if cluster == DEFAULT_CLUSTER:
+        return f"berth-{deployment}-{replica}"
+    return f"berth-{cluster}-{deployment}-{replica}"

@@ -1,0 +1,33 @@
+"""The phases of a deployment: one vocabulary for code, metrics, settings and SQL.
+
+Imported by the status writer, the reconciler, the policy layer, the metrics and the
+settings. The database's CHECK constraint `deployment_status_phase_known` lists the same
+values; tests/unit/test_vocabulary.py keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Phase(StrEnum):
+    """Where a deployment is; `deployment_status.phase` holds the value."""
+
+    QUEUED = "queued"
+    PULLING_IMAGE = "pulling_image"
+    CREATING = "creating"
+    STARTING = "starting"
+    HEALTH_CHECK = "health_check"
+    ACTIVE = "active"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+    DELETING = "deleting"
+
+
+# Phases a pass moves through on its own: a deployment that stays in one of them past its
+# deadline is stuck. `health_check` has its own deadline; the others are at rest.
+MOVING_PHASES = frozenset(
+    {Phase.QUEUED, Phase.PULLING_IMAGE, Phase.CREATING, Phase.STARTING, Phase.DELETING}
+)
+# Phases that end a pass's work for a generation (the stuck counter starts over).
+SETTLED_PHASES = frozenset({Phase.ACTIVE, Phase.FAILED})

@@ -1,0 +1,122 @@
+"""Plain records exchanged with the Postgres gateway: rows in, writes out, and the fence.
+
+Pure data, no driver: produced and taken by the Postgres gateway
+(`controller.gateways.postgres`); read by the reconciler, the resync, the status writer
+and the leadership module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from controller.model.phases import Phase
+
+
+@dataclass(frozen=True)
+class DeploymentRecord:
+    """A deployment row joined with its status row; `present` is false once deleted."""
+
+    name: str
+    present: bool
+    spec: dict[str, Any] | None
+    generation: int
+    phase: Phase | None
+    phase_updated_at: datetime | None
+    observed_generation: int
+    ready_replicas: int
+    failure_kind: str | None
+    attempts: int
+    next_attempt_at: datetime | None
+    leader_term: int = 0
+    restart_count: int = 0
+    replica_restarts: dict[str, Any] = field(default_factory=dict)
+    # Times the current generation was found stuck and resumed (persisted: a new leader
+    # continues the count).
+    stuck_resumes: int = 0
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
+        spec = None
+        if row["present"]:
+            spec = {
+                key: row[key]
+                for key in (
+                    "name",
+                    "image",
+                    "command",
+                    "env",
+                    "ports",
+                    "replicas",
+                    "healthcheck",
+                    "labels",
+                )
+            }
+        return cls(
+            name=row["name"],
+            present=row["present"],
+            spec=spec,
+            generation=row["generation"] or 0,
+            phase=Phase(row["phase"]) if row["phase"] is not None else None,
+            phase_updated_at=row["phase_updated_at"],
+            observed_generation=row["observed_generation"] or 0,
+            ready_replicas=row["ready_replicas"] or 0,
+            failure_kind=row["failure_kind"],
+            attempts=row["attempts"] or 0,
+            next_attempt_at=row["next_attempt_at"],
+            leader_term=row.get("leader_term") or 0,
+            restart_count=row.get("restart_count") or 0,
+            replica_restarts=row.get("replica_restarts") or {},
+            stuck_resumes=row.get("stuck_resumes") or 0,
+        )
+
+
+@dataclass(frozen=True)
+class StatusWrite:
+    """The whole status row of one deployment as the reconciler wants it."""
+
+    name: str
+    phase: Phase
+    phase_progress: int
+    observed_generation: int
+    desired_replicas: int
+    ready_replicas: int
+    message: str = ""
+    phase_metadata: dict[str, Any] = field(default_factory=dict)
+    failure_kind: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    restart_count: int = 0
+    replica_restarts: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One deployment_events row."""
+
+    deployment: str
+    kind: str
+    message: str
+    level: str = "info"
+    generation: int | None = None
+    phase_from: Phase | None = None
+    phase_to: Phase | None = None
+    action: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    leader_term: int | None = None
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof of leadership for one term: every write and Docker mutation is checked against it.
+
+    `check_trust` raises Deposed once the leader's trust window has lapsed (monotonic
+    clock); the database re-checks `term` inside each write's own transaction.
+    """
+
+    cluster: str
+    term: int
+    node_id: str
+    check_trust: Callable[[], None]

@@ -1,0 +1,293 @@
+"""Berth's settings: one pydantic-settings class, read from `BERTH_*` environment variables.
+
+Called by the CLI (`controller.app.cli`) once per process; everything else receives the
+`Settings` object it needs. Docker is reached through the standard `DOCKER_HOST`
+variable (docker-py reads it), so it has no field here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controller.model.names import NAME_REGEX
+from controller.model.phases import MOVING_PHASES, Phase
+
+
+class Settings(BaseSettings):
+    """Every field is an environment variable named `BERTH_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "libpq URL of the Postgres holding `deployments`. Unset means: start (or reuse) an "
+            "embedded Postgres in `data_dir`, so a first run needs no setup."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path("/var/lib/berth"),
+        description=(
+            "Directory owned by Berth for the embedded Postgres. Kept short because the "
+            "Postgres unix socket lives inside it and socket paths are limited to ~100 bytes."
+        ),
+    )
+    http_addr: str = Field(
+        default="127.0.0.1:9321",
+        description=(
+            "host:port of the HTTP endpoint (/healthz, /metrics). Loopback by default so "
+            "nothing is exposed unasked; a distinct port per daemon lets several run on one host. "
+            "Port 0 picks a free port."
+        ),
+    )
+    cluster: str = Field(
+        default="default",
+        pattern=NAME_REGEX,
+        description=(
+            "Name of this Berth installation, stamped on its containers as `io.berth.cluster`. "
+            "Two installations sharing one Docker engine never touch each other's containers. "
+            "Containers without the label count as `default`'s."
+        ),
+    )
+    resync_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds between full resyncs. Events wake Berth at once; the resync only catches "
+            "what events missed, and costs two calls (one SQL query, one Docker list), so 30 s "
+            "bounds staleness without measurable load."
+        ),
+    )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description=(
+            "Deployments reconciled at once (worker threads). 8 keeps a 2-core Docker engine "
+            "busy without queueing requests inside it; one slow deployment holds one worker only."
+        ),
+    )
+    health_check_deadline_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds a deployment may stay in `health_check` before it is failed and retried. "
+            "Five minutes covers slow-starting services with a generous start_period."
+        ),
+    )
+    health_poll_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds between re-checks while waiting for health. Docker health events wake "
+            "Berth first; this is the backstop."
+        ),
+    )
+    retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first retry of a transient failure; doubles per failure.",
+    )
+    retry_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Ceiling in seconds of the retry backoff, the same 5 minutes as Kubernetes' "
+            "CrashLoopBackOff, so a broken dependency is probed a few times an hour."
+        ),
+    )
+    restart_backoff_initial_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Seconds before the second restart of a replica that keeps exiting or turning "
+            "unhealthy (the first is immediate); doubles per restart. Kubernetes' "
+            "CrashLoopBackOff starts at 10 s too."
+        ),
+    )
+    restart_backoff_max_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Ceiling in seconds of the restart backoff: CrashLoopBackOff's 5 minutes.",
+    )
+    restart_backoff_reset_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds a replica must go without a restart before its count starts over "
+            "(Kubernetes resets after 10 minutes of running)."
+        ),
+    )
+    recreate_after_restarts: int = Field(
+        default=3,
+        ge=0,
+        description=(
+            "Restarts in a row after which the replica's container is recreated instead of "
+            "restarted (a fresh filesystem), while the backoff keeps growing. 3 gives a plain "
+            "restart a fair chance first."
+        ),
+    )
+    log_tail_lines: int = Field(
+        default=20,
+        ge=0,
+        le=1000,
+        description=(
+            "Lines of a failing container's log kept in its restart event, so the operator sees "
+            "why without opening Docker. 20 fits a stack trace's end in a readable row."
+        ),
+    )
+    stop_timeout_s: int = Field(
+        default=10,
+        ge=0,
+        description=(
+            "Seconds a container gets between SIGTERM and SIGKILL when Berth removes it "
+            "(Docker's own default)."
+        ),
+    )
+    shutdown_grace_s: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "Seconds the daemon waits on SIGTERM for in-flight actions before abandoning them; "
+            "below systemd's 90 s default stop timeout with room to spare."
+        ),
+    )
+    leader_heartbeat_interval_s: float = Field(
+        default=0.5,
+        gt=0,
+        description=(
+            "Seconds between the leader's heartbeats on its lock session. Each one extends its "
+            "trust window; 0.5 s keeps four heartbeats inside the 2 s window."
+        ),
+    )
+    leader_trust_window_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds the leader trusts its leadership after sending its last successful "
+            "heartbeat (monotonic clock); past it, it stops mutating and steps down. Must be "
+            "at least twice the heartbeat interval and below the silence timeout."
+        ),
+    )
+    leader_silence_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        description=(
+            "Seconds of silence after which Postgres ends the leader's lock session "
+            "(idle_session_timeout, tcp_user_timeout, keepalives) and frees the lock. Longer "
+            "than the trust window, so a paused or cut-off leader has stopped trusting itself "
+            "before a follower can win; it bounds failover after a pause or a partition."
+        ),
+    )
+    stuck_deadline_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds a moving phase (queued, pulling_image, creating, starting, deleting) may "
+            "go without change before the deployment counts as stuck and is resumed; the "
+            "third time it is failed. Kubernetes' progressDeadlineSeconds default."
+        ),
+    )
+    stuck_deadline_by_phase_s: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Per-phase overrides of the stuck deadline in seconds, as JSON, e.g. "
+            '`{"pulling_image": 1800}` where pulls through a slow registry are normal. '
+            "Phases not named use BERTH_STUCK_DEADLINE_S."
+        ),
+    )
+    mutation_log_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description=(
+            "Seconds the mutation log (berth_mutations) keeps entries; pruned hourly by the "
+            "leader. A week covers post-incident review."
+        ),
+    )
+    crash_at: str | None = Field(
+        default=None,
+        description=(
+            "Fault injection for tests only: kill the daemon with SIGKILL at a named point, "
+            "`before:<phase>` or `after:<create|start|remove|image>`, optionally `#N` for the "
+            "N-th time. Unset in production."
+        ),
+    )
+    log_format: str = Field(
+        default="auto",
+        pattern=r"^(auto|json|console)$",
+        description="`json`, `console`, or `auto` (console on a terminal, JSON otherwise).",
+    )
+    log_level: str = Field(
+        default="info",
+        pattern=r"^(debug|info|warning|error)$",
+        description="Lowest level logged: debug, info, warning or error. Info logs every action.",
+    )
+
+    @model_validator(mode="after")
+    def _leader_timing(self) -> Settings:
+        if self.leader_trust_window_s < 2 * self.leader_heartbeat_interval_s:
+            raise ValueError(
+                "leader_trust_window_s must be at least 2x leader_heartbeat_interval_s"
+            )
+        if self.leader_silence_timeout_s <= self.leader_trust_window_s:
+            raise ValueError("leader_silence_timeout_s must exceed leader_trust_window_s")
+        return self
+
+    @field_validator("stuck_deadline_by_phase_s")
+    @classmethod
+    def _moving_phases(cls, value: dict[str, float]) -> dict[str, float]:
+        moving = {str(phase) for phase in MOVING_PHASES}
+        unknown = set(value) - moving
+        if unknown:
+            raise ValueError(f"not moving phases: {sorted(unknown)}; use {sorted(moving)}")
+        if any(seconds <= 0 for seconds in value.values()):
+            raise ValueError("deadlines must be > 0 seconds")
+        return value
+
+    def stuck_deadline_s_for(self, phase: Phase | None) -> float:
+        if phase is None:
+            return self.stuck_deadline_s
+        return self.stuck_deadline_by_phase_s.get(str(phase), self.stuck_deadline_s)
+
+    @field_validator("http_addr")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:9321")
+        return value
+
+    @property
+    def http_host(self) -> str:
+        return self.http_addr.rpartition(":")[0].strip("[]")
+
+    @property
+    def http_port(self) -> int:
+        return int(self.http_addr.rpartition(":")[2])
+
+
+def settings_reference() -> str:
+    """docs/configuration.md, generated from the fields above so the two cannot disagree."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting is an environment variable. Generated by",
+        "`python -m controller.model.settings`; a unit test keeps this file equal to the code.",
+        "Docker is reached through the standard `DOCKER_HOST` (and `DOCKER_TLS_VERIFY`,",
+        "`DOCKER_CERT_PATH`) variables.",
+        "",
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for name, field in Settings.model_fields.items():
+        value = field.get_default(call_default_factory=True)
+        default = "(unset)" if value is None else value
+        lines.append(f"| `BERTH_{name.upper()}` | `{default}` | {field.description} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_reference(), end="")

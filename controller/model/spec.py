@@ -1,0 +1,173 @@
+"""The deployment spec: its validated model, its hash, and the containers it describes.
+
+Pure: no I/O. Called by the CLI (`berth apply` validates files before they reach the
+database), by the reconciler (rows are parsed before anything is created) and by the
+executor, which turns a spec into `ContainerRequest`s for the Docker gateway. The database
+enforces the same rules with its own constraints (`sql/migrations/0001_schema.sql`); this
+model keeps the error messages equally precise on the client side.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from controller.model.containers import ContainerRequest, HealthProbe, PublishedPort
+from controller.model.errors import InvalidSpec
+from controller.model.names import (
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_GENERATION,
+    LABEL_REPLICA,
+    LABEL_SPEC_HASH,
+    NAME_PATTERN,
+    NAME_RULE,
+    RESERVED_LABEL_PREFIX,
+    container_name,
+)
+
+MAX_REPLICAS = 1000
+
+
+class Port(BaseModel):
+    """One published port: `container` inside, `host` outside (null = Docker picks one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    container: int = Field(ge=1, le=65535)
+    host: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class HealthCheck(BaseModel):
+    """Docker healthcheck: `test` is `["CMD", ...]` or `["CMD-SHELL", "..."]`; times in seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    test: list[str] = Field(min_length=2)
+    interval_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=1)
+    start_period_s: float = Field(default=0.0, ge=0)
+
+    @field_validator("test")
+    @classmethod
+    def _test_form(cls, value: list[str]) -> list[str]:
+        if value[0] not in ("CMD", "CMD-SHELL"):
+            raise ValueError('must start with "CMD" or "CMD-SHELL"')
+        if value[0] == "CMD-SHELL" and len(value) != 2:
+            raise ValueError('"CMD-SHELL" takes exactly one shell string')
+        return value
+
+
+class DeploymentSpec(BaseModel):
+    """What an operator declares: one row of `deployments`, minus bookkeeping columns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    image: str = Field(min_length=1)
+    command: list[str] | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    ports: list[Port] = Field(default_factory=list)
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    healthcheck: HealthCheck | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(NAME_RULE)
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_text(cls, value: str) -> str:
+        if value != value.strip() or any(ch.isspace() for ch in value):
+            raise ValueError("must not contain whitespace")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(RESERVED_LABEL_PREFIX):
+                raise ValueError(
+                    f"label {key!r} uses the reserved prefix {RESERVED_LABEL_PREFIX!r}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _fixed_host_ports_need_one_replica(self) -> DeploymentSpec:
+        if self.replicas > 1 and any(port.host is not None for port in self.ports):
+            raise ValueError("ports: a fixed host port can serve only one replica (replicas <= 1)")
+        return self
+
+    @property
+    def spec_hash(self) -> str:
+        return spec_hash(self)
+
+
+def spec_hash(spec: DeploymentSpec) -> str:
+    """Hash of everything that shapes a container; not `replicas`: scaling replaces nothing."""
+    shaped = spec.model_dump(mode="json", exclude={"name", "replicas"})
+    canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def container_request(
+    spec: DeploymentSpec, replica: int, cluster: str, generation: int
+) -> ContainerRequest:
+    """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create."""
+    labels = dict(spec.labels)
+    labels.update(
+        {
+            LABEL_DEPLOYMENT: spec.name,
+            LABEL_REPLICA: str(replica),
+            LABEL_SPEC_HASH: spec.spec_hash,
+            LABEL_CLUSTER: cluster,
+            LABEL_GENERATION: str(generation),
+        }
+    )
+    probe = None
+    if spec.healthcheck is not None:
+        check = spec.healthcheck
+        probe = HealthProbe(
+            tuple(check.test),
+            check.interval_s,
+            check.timeout_s,
+            check.retries,
+            check.start_period_s,
+        )
+    return ContainerRequest(
+        name=container_name(spec.name, replica, cluster),
+        image=spec.image,
+        command=tuple(spec.command) if spec.command is not None else None,
+        environment=dict(spec.env),
+        labels=labels,
+        ports=tuple(PublishedPort(p.container, p.protocol, p.host) for p in spec.ports),
+        healthcheck=probe,
+    )
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, each naming its field path like `ports[0].container`."""
+    lines = []
+    for problem in error.errors():
+        path = ""
+        for part in problem["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        lines.append(f"{path or 'spec'}: {problem['msg']}")
+    return "; ".join(lines)
+
+
+def parse_spec(data: dict[str, Any]) -> DeploymentSpec:
+    """Validate a mapping into a spec, or raise InvalidSpec naming each bad field."""
+    try:
+        return DeploymentSpec.model_validate(data)
+    except ValidationError as error:
+        raise InvalidSpec(describe_validation_error(error)) from error

@@ -1,0 +1,137 @@
+"""Prometheus metrics: every `berth_*` series, declared once, with bounded labels only.
+
+Imported by the modules that count things (the controller loop, resync, status writer,
+gateways, daemon); served by
+`controller.app.http_server`. Deployment names are never labels: they are unbounded.
+Every known label combination is created at import so no series is missing at start.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
+
+from controller import __version__
+from controller.model.outcome import FAILURES
+from controller.model.phases import Phase
+
+# The *_created series double the output and nobody graphs them (untyped in the library).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+PHASES = tuple(str(phase) for phase in Phase)
+ACTION_KINDS = ("create", "start", "restart", "remove")
+RESTART_REASONS = ("exited", "unhealthy")
+RESULTS = ("ok", "error")
+ERROR_KINDS = tuple(sorted(str(result) for result in FAILURES))
+
+BUILD_INFO = Info("berth_build", "Berth's version")
+BUILD_INFO.info({"version": __version__})
+
+RECONCILE_PASSES = Counter("berth_reconcile_passes_total", "Reconcile passes, by scope", ["scope"])
+RECONCILE_DURATION = Histogram(
+    "berth_reconcile_duration_seconds",
+    "Duration of reconcile passes, by scope",
+    ["scope"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+RECONCILE_ERRORS = Counter(
+    "berth_reconcile_errors_total", "Failed deployment passes, by error kind", ["kind"]
+)
+ACTIONS = Counter(
+    "berth_actions_total", "Docker changes applied, by kind and result", ["kind", "result"]
+)
+DEPLOYMENTS_BY_PHASE = Gauge(
+    "berth_deployments", "Deployments by phase at the last full resync", ["phase"]
+)
+REPLICAS_DESIRED = Gauge(
+    "berth_replicas_desired", "Sum of desired replicas at the last full resync"
+)
+REPLICAS_READY = Gauge("berth_replicas_ready", "Sum of ready replicas at the last full resync")
+DRIFT_DETECTED = Counter(
+    "berth_drift_detected_total", "Deployments found needing work by a full resync"
+)
+LAST_FULL_RESYNC = Gauge(
+    "berth_last_full_resync_timestamp_seconds", "Unix time of the last successful full resync"
+)
+QUEUE_DEPTH = Gauge("berth_workqueue_depth", "Deployments waiting in the work queue")
+STUCK_DEPLOYMENTS = Gauge(
+    "berth_stuck_deployments", "Deployments found stuck in a moving phase at the last full resync"
+)
+STUCK_DETECTED = Counter(
+    "berth_stuck_detected_total", "Times a deployment was found stuck and resumed"
+)
+CONTAINER_RESTARTS = Counter(
+    "berth_container_restarts_total", "Replica restarts by Berth, by reason", ["reason"]
+)
+REPLICAS_IN_BACKOFF = Gauge(
+    "berth_replicas_in_backoff", "Replicas waiting out a restart backoff at the last full resync"
+)
+DOCKER_CALLS = (
+    "connect",
+    "ping",
+    "list",
+    "inspect_image",
+    "pull",
+    "create",
+    "inspect",
+    "start",
+    "restart",
+    "remove",
+    "logs",
+    "events",
+)
+DOCKER_DURATION = Histogram(
+    "berth_docker_request_duration_seconds",
+    "Docker API calls by Berth, by call",
+    ["call"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+DOCKER_ERRORS = Counter(
+    "berth_docker_errors_total", "Failed Docker API calls, by call and error kind", ["call", "kind"]
+)
+POSTGRES_DURATION = Histogram(
+    "berth_postgres_query_duration_seconds",
+    "Postgres statements and transactions by Berth, by operation",
+    ["operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+POSTGRES_ERRORS = Counter(
+    "berth_postgres_errors_total",
+    "Failed Postgres operations, by operation and error kind",
+    ["operation", "kind"],
+)
+IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
+LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
+LEADER_CHANGES = Counter(
+    "berth_leader_changes_total",
+    "Times this replica became or stopped being the leader",
+    ["change"],
+)
+
+for _scope in ("full", "deployment"):
+    RECONCILE_PASSES.labels(scope=_scope)
+    RECONCILE_DURATION.labels(scope=_scope)
+for _kind in ERROR_KINDS:
+    RECONCILE_ERRORS.labels(kind=_kind)
+for _action in ACTION_KINDS:
+    for _result in RESULTS:
+        ACTIONS.labels(kind=_action, result=_result)
+for _phase in PHASES:
+    DEPLOYMENTS_BY_PHASE.labels(phase=_phase)
+for _call in DOCKER_CALLS:
+    DOCKER_DURATION.labels(call=_call)
+    for _kind in ("transient", "permanent"):
+        DOCKER_ERRORS.labels(call=_call, kind=_kind)
+
+
+def declare_postgres_operations(operations: tuple[str, ...]) -> None:
+    """Create every operation's series at start (called by the gateway with its query names)."""
+    for operation in operations:
+        POSTGRES_DURATION.labels(operation=operation)
+        for kind in ("transient", "permanent"):
+            POSTGRES_ERRORS.labels(operation=operation, kind=kind)
+
+
+for _reason in RESTART_REASONS:
+    CONTAINER_RESTARTS.labels(reason=_reason)
+for _change in ("elected", "deposed"):
+    LEADER_CHANGES.labels(change=_change)

@@ -1,0 +1,265 @@
+"""The planner: a pure function from (desired deployments, observed containers) to actions.
+
+No I/O and no clock, so it is tested with tables and hypothesis properties
+(tests/unit/test_planner.py). The full resync (`controller.loop.resync`) calls `plan` over
+everything; the reconciler (`controller.loop.reconciler`) calls `plan_deployment` for one
+deployment before it acts; the effects of the actions are applied in one place,
+`controller.loop.executor`.
+
+Rules, per deployment, per replica slot 0..replicas-1:
+- keep one container whose spec hash is current, preferring a running one, then the oldest;
+- remove every other container in the slot (stale hash, duplicates, dead ones);
+- create the slot's container when none is kept; start (or unpause) the kept one if stopped;
+  restart the kept one if it runs but is unhealthy;
+- remove containers of slots >= replicas (surplus), with unreadable replica labels, and of
+  deployments that are no longer desired (orphans).
+Containers without a deployment label, or of another Berth cluster, never appear in a plan.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from controller.model.containers import ObservedContainer
+from controller.model.names import DEFAULT_CLUSTER
+
+
+@dataclass(frozen=True)
+class DesiredDeployment:
+    """The part of a deployment row the planner needs."""
+
+    name: str
+    replicas: int
+    spec_hash: str
+
+
+class RemoveReason(StrEnum):
+    ORPHAN = "orphan"
+    SURPLUS = "surplus"
+    STALE = "stale"
+    DUPLICATE = "duplicate"
+    DEAD = "dead"
+    BAD_LABEL = "bad_replica_label"
+    CRASH_LOOP = "crash_loop"
+
+
+@dataclass(frozen=True)
+class RemoveContainer:
+    deployment: str
+    replica: int | None
+    container_id: str
+    container_name: str
+    reason: RemoveReason
+
+    kind = "remove"
+
+
+@dataclass(frozen=True)
+class CreateReplica:
+    deployment: str
+    replica: int
+
+    kind = "create"
+
+
+@dataclass(frozen=True)
+class StartContainer:
+    deployment: str
+    replica: int
+    container_id: str
+    container_name: str
+    from_state: str
+
+    kind = "start"
+
+
+@dataclass(frozen=True)
+class RestartContainer:
+    """The kept container runs but its healthcheck says unhealthy."""
+
+    deployment: str
+    replica: int
+    container_id: str
+    container_name: str
+
+    kind = "restart"
+
+
+Action = RemoveContainer | CreateReplica | StartContainer | RestartContainer
+
+
+def restart_reason(action: Action) -> str | None:
+    """Why an action restarts a failed replica (`exited`, `unhealthy`), or None if it does not.
+
+    Starting a container that was only created, or unpausing one, is not a restart."""
+    if isinstance(action, RestartContainer):
+        return "unhealthy"
+    if isinstance(action, StartContainer) and action.from_state == "exited":
+        return "exited"
+    return None
+
+
+_STARTABLE = frozenset({"created", "exited", "paused"})
+_KEEPER_PREFERENCE = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4}
+
+
+def _keeper_rank(container: ObservedContainer) -> tuple[int, int, str]:
+    return (_KEEPER_PREFERENCE.get(container.state, 9), container.created, container.id)
+
+
+def managed_by(containers: Iterable[ObservedContainer], cluster: str) -> list[ObservedContainer]:
+    """What a Berth of `cluster` may touch: labelled with a deployment and with that cluster."""
+    return [c for c in containers if c.deployment is not None and c.cluster == cluster]
+
+
+def _plan_slot(
+    deployment: DesiredDeployment, replica: int, slot: Sequence[ObservedContainer]
+) -> list[Action]:
+    actions: list[Action] = []
+    current = sorted(
+        (
+            c
+            for c in slot
+            if c.spec_hash == deployment.spec_hash and c.state not in ("dead", "removing")
+        ),
+        key=_keeper_rank,
+    )
+    keeper = current[0] if current else None
+    for container in slot:
+        if container is keeper or container.state == "removing":
+            continue
+        if container.spec_hash != deployment.spec_hash:
+            reason = RemoveReason.STALE
+        elif container.state == "dead":
+            reason = RemoveReason.DEAD
+        else:
+            reason = RemoveReason.DUPLICATE
+        actions.append(
+            RemoveContainer(deployment.name, replica, container.id, container.name, reason)
+        )
+    if keeper is None:
+        actions.append(CreateReplica(deployment.name, replica))
+    elif keeper.state in _STARTABLE:
+        actions.append(
+            StartContainer(deployment.name, replica, keeper.id, keeper.name, keeper.state)
+        )
+    elif keeper.state == "running" and keeper.health == "unhealthy":
+        actions.append(RestartContainer(deployment.name, replica, keeper.id, keeper.name))
+    return actions
+
+
+def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedContainer]) -> bool:
+    """The common case, checked without sorting or allocating much: one running, healthy
+    enough, current container in each slot and nothing else."""
+    if len(containers) != deployment.replicas:
+        return False
+    seen: set[int] = set()
+    for container in containers:
+        replica = container.replica
+        if (
+            container.spec_hash != deployment.spec_hash
+            or container.state != "running"
+            or container.health == "unhealthy"
+            or replica is None
+            or not 0 <= replica < deployment.replicas
+            or replica in seen
+        ):
+            return False
+        seen.add(replica)
+    return True
+
+
+def plan_deployment(
+    deployment: DesiredDeployment | None,
+    name: str,
+    containers: Sequence[ObservedContainer],
+) -> list[Action]:
+    """Actions for one deployment (`None` = deleted) given only its own containers."""
+    if deployment is not None and _converged(deployment, containers):
+        return []
+    if deployment is None:
+        return [
+            RemoveContainer(name, c.replica, c.id, c.name, RemoveReason.ORPHAN)
+            for c in sorted(containers, key=lambda c: c.id)
+            if c.state != "removing"
+        ]
+    removals: list[Action] = []
+    slots: dict[int, list[ObservedContainer]] = defaultdict(list)
+    for container in sorted(containers, key=lambda c: c.id):
+        reason: RemoveReason
+        if container.replica is None or container.replica < 0:
+            reason = RemoveReason.BAD_LABEL
+        elif container.replica >= deployment.replicas:
+            reason = RemoveReason.SURPLUS
+        else:
+            slots[container.replica].append(container)
+            continue
+        if container.state != "removing":
+            removals.append(
+                RemoveContainer(name, container.replica, container.id, container.name, reason)
+            )
+    slot_actions: list[Action] = []
+    for replica in range(deployment.replicas):
+        slot_actions.extend(_plan_slot(deployment, replica, slots.get(replica, ())))
+    return removals + slot_actions
+
+
+def plan(
+    desired: Iterable[DesiredDeployment],
+    observed: Iterable[ObservedContainer],
+    cluster: str = DEFAULT_CLUSTER,
+) -> dict[str, list[Action]]:
+    """Every deployment that needs work, mapped to its actions (empty dict = converged).
+
+    Within a deployment the order is: removals of containers outside the wanted slots, then
+    per slot its removals before its create or start. Deployments are independent.
+
+    The planner creates no reference cycles, so the cyclic garbage collector is paused while
+    it runs: at 100k deployments its repeated scans of the growing heap cost as much as the
+    planning itself (RECONCILIATION.md, "What the hot path costs").
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan(desired, observed, cluster)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _plan(
+    desired: Iterable[DesiredDeployment],
+    observed: Iterable[ObservedContainer],
+    cluster: str,
+) -> dict[str, list[Action]]:
+    by_name: Mapping[str, DesiredDeployment] = {d.name: d for d in desired}
+    grouped: dict[str, list[ObservedContainer]] = defaultdict(list)
+    for container in managed_by(observed, cluster):
+        assert container.deployment is not None
+        grouped[container.deployment].append(container)
+    result: dict[str, list[Action]] = {}
+    no_containers: tuple[ObservedContainer, ...] = ()
+    for name, deployment in by_name.items():
+        actions = plan_deployment(deployment, name, grouped.get(name, no_containers))
+        if actions:
+            result[name] = actions
+    for name in sorted(grouped.keys() - by_name.keys()):  # orphans: deleted deployments
+        result[name] = plan_deployment(None, name, grouped[name])
+    return result
+
+
+def ready_replicas(deployment: DesiredDeployment, containers: Iterable[ObservedContainer]) -> int:
+    """Slots 0..replicas-1 served by a ready container of the current spec hash."""
+    slots = {
+        c.replica
+        for c in containers
+        if c.spec_hash == deployment.spec_hash
+        and c.replica is not None
+        and 0 <= c.replica < deployment.replicas
+        and c.ready
+    }
+    return len(slots)

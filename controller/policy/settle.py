@@ -1,0 +1,147 @@
+"""Pure decisions of a pass, beside the planner: settle, fail and back off, stuck, deadlines.
+
+No I/O: every function takes the clock reading (`now`) as a parameter, so each is tested
+with tables and hypothesis (tests/unit/test_settle.py). Called by the reconciler
+(`controller.loop.reconciler`) after it has observed and acted, and by the full resync
+(`controller.loop.resync`) when it looks for work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from controller.model.phases import MOVING_PHASES, Phase
+from controller.model.records import DeploymentRecord
+from controller.policy.backoff import backoff_s
+
+# A phase found stuck this many times (each time resumed) fails the pass.
+STUCK_RESUMES_BEFORE_FAILING = 3
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A failed pass waits backoff_s(attempt, base_s, max_s) before the next."""
+
+    base_s: float = 1.0
+    max_s: float = 300.0
+
+
+# --- before acting: is this deployment's work on hold? ---------------------------------------
+def waiting_for_spec_change(record: DeploymentRecord) -> bool:
+    """A permanent failure of the current generation: nothing but a change can cure it."""
+    return record.failure_kind == "permanent" and record.observed_generation == record.generation
+
+
+def backing_off(record: DeploymentRecord, now: datetime) -> float | None:
+    """Seconds left of a transient failure's backoff for the current generation, or None."""
+    if (
+        record.failure_kind != "transient"
+        or record.observed_generation != record.generation
+        or record.next_attempt_at is None
+        or record.next_attempt_at <= now
+    ):
+        return None
+    return (record.next_attempt_at - now).total_seconds()
+
+
+def stuck_for(record: DeploymentRecord, now: datetime, deadline_s: float) -> float | None:
+    """Seconds a moving phase has gone without change, if past its deadline; else None."""
+    if record.phase not in MOVING_PHASES or record.phase_updated_at is None:
+        return None
+    waited = (now - record.phase_updated_at).total_seconds()
+    return waited if waited >= deadline_s else None
+
+
+def stuck_too_often(record: DeploymentRecord) -> bool:
+    return record.stuck_resumes >= STUCK_RESUMES_BEFORE_FAILING
+
+
+def stuck_message(record: DeploymentRecord, waited_s: float, current_term: int) -> str:
+    owner = f" (written by term {record.leader_term})" if record.leader_term != current_term else ""
+    return (
+        f"stuck in {record.phase} for {waited_s:.0f}s{owner}; "
+        f"resuming (time {record.stuck_resumes + 1} of {STUCK_RESUMES_BEFORE_FAILING})"
+    )
+
+
+# --- after acting: where does the deployment stand? ------------------------------------------
+@dataclass(frozen=True)
+class Settlement:
+    """Where a pass leaves a deployment once its actions are done.
+
+    `write` is false when nothing changed since the last write (a converged deployment's
+    pass writes nothing); `requeue_after` is None when no look is due before an event.
+    """
+
+    phase: Phase
+    write: bool
+    requeue_after: float | None = None
+    deadline_exceeded_after_s: float | None = None
+
+
+def settle(
+    *,
+    ready: int,
+    desired: int,
+    current_phase: Phase,
+    recorded: DeploymentRecord,
+    changed: bool,
+    restart_waits_s: Sequence[float],
+    now: datetime,
+    health_deadline_s: float,
+    health_poll_s: float,
+) -> Settlement:
+    """Active when every replica is ready; degraded while replicas wait out a restart
+    backoff; health_check (looked at again every `health_poll_s`) while replicas come up,
+    until `health_deadline_s` in that phase has passed."""
+    if ready >= desired:
+        write = changed or recorded.phase != Phase.ACTIVE or recorded.ready_replicas != ready
+        return Settlement(Phase.ACTIVE, write)
+    if restart_waits_s:
+        return Settlement(Phase.DEGRADED, True, min(restart_waits_s))
+    if current_phase == Phase.HEALTH_CHECK and recorded.phase_updated_at is not None:
+        waited = (now - recorded.phase_updated_at).total_seconds()
+        if waited > health_deadline_s:
+            return Settlement(Phase.FAILED, True, deadline_exceeded_after_s=waited)
+    return Settlement(Phase.HEALTH_CHECK, True, health_poll_s)
+
+
+# --- a failed pass --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failure:
+    """How a failed pass is recorded and when it is tried again."""
+
+    kind: str  # "transient" | "permanent": deployment_status.failure_kind
+    attempts: int
+    retry_after_s: float | None  # None: terminal until the spec changes
+    next_attempt_at: datetime | None
+    message: str
+
+
+def fail(
+    error_message: str, permanent: bool, previous_attempts: int, now: datetime, retry: RetryPolicy
+) -> Failure:
+    attempts = previous_attempts + 1
+    if permanent:
+        return Failure(
+            "permanent",
+            attempts,
+            None,
+            None,
+            f"{error_message} (permanent: not retried until the deployment's spec changes)",
+        )
+    delay = backoff_s(attempts, retry.base_s, retry.max_s)
+    return Failure(
+        "transient",
+        attempts,
+        delay,
+        now + timedelta(seconds=delay),
+        f"{error_message} (attempt {attempts}; retrying in {delay:g}s)",
+    )
+
+
+def clock_time(moment: datetime) -> str:
+    """An absolute time for a status message, e.g. 12:03:04Z: true whenever it is read."""
+    return moment.astimezone(UTC).strftime("%H:%M:%SZ")
