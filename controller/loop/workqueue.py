@@ -93,6 +93,11 @@ class WorkQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def next_due(self) -> float | None:
+        """When the earliest delayed key becomes ready (the queue's clock), or None."""
+        with self._cond:
+            return self._delayed[0][0] if self._delayed else None
+
     def pending(self) -> int:
         with self._cond:
             return len(self._order) + len(self._delayed)

@@ -266,8 +266,14 @@ def test_crash_at_a_phase_boundary_is_resumed_by_the_next_leader(
     assert all(c["State"] == "running" for c in found)
     hashes = {c["Labels"]["io.berth.spec-hash"] for c in found}
     assert len(hashes) == 1
-    events = sql("SELECT count(*) AS n FROM deployment_events WHERE deployment = 'resumed'")
-    assert events[0]["n"] > 0
+    # The audit trail tells the story: the new leader's term wrote the last phase, `active`.
+    phases = sql(
+        "SELECT phase_to, leader_term FROM deployment_events"
+        " WHERE deployment = 'resumed' AND kind = 'phase' ORDER BY id"
+    )
+    assert phases[-1]["phase_to"] == "active"
+    assert phases[-1]["leader_term"] == replicas.term()
+    assert "queued" in [row["phase_to"] for row in phases]
 
 
 def test_chaos_random_leader_kills_while_deployments_change(

@@ -1,0 +1,462 @@
+"""In-memory fakes of the two gateways and of leadership, for loop-level unit tests.
+
+`FakeStore` answers the calls of `controller.loop.ports.StateStore` as the named queries in
+controller/sql/queries.sql do (fencing by term, phase_updated_at moving only on a phase
+change, the stuck count per generation and its reset on a settled phase), and
+`FakeEngine` those of `ContainerEngine` as the Docker gateway does (idempotent create by
+name, start of a running container, remove of a missing one). `Cluster` wires them with
+the real Reconciler, FullResync and Controller on one fake clock, and drives the queue
+single-threaded, advancing the clock to each delayed requeue, so a minute of the loop's
+life runs in milliseconds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controller.loop import faults
+from controller.loop.controller import Controller
+from controller.loop.reconciler import Reconciler
+from controller.loop.resync import FullResync
+from controller.loop.workqueue import WorkQueue
+from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
+from controller.model.errors import (
+    BerthError,
+    Deposed,
+    DockerConflict,
+    ImageUnavailable,
+    NameTaken,
+)
+from controller.model.names import (
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_REPLICA,
+    LABEL_SPEC_HASH,
+)
+from controller.model.outcome import Outcome
+from controller.model.phases import Phase
+from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.model.settings import Settings
+
+SPEC_FIELDS = ("image", "command", "env", "ports", "replicas", "healthcheck", "labels")
+EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+class SimulatedCrash(BaseException):
+    """The process died here (a BaseException, so no `except Exception` in the loop stops it)."""
+
+
+class FakeClock:
+    """One clock for wall time and monotonic time; moves only when a test moves it."""
+
+    def __init__(self) -> None:
+        self.elapsed = 0.0
+
+    def wall(self) -> datetime:
+        return EPOCH + timedelta(seconds=self.elapsed)
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += max(0.0, seconds)
+
+
+# --- Postgres -----------------------------------------------------------------------------------
+@dataclass
+class StoredStatus:
+    write: StatusWrite
+    phase_updated_at: datetime
+    leader_term: int
+    stuck_resumes: int = 0
+    stuck_generation: int | None = None
+
+
+@dataclass
+class Intent:
+    term: int
+    deployment: str
+    action: str
+    target: str
+    outcome: str | None = None
+
+
+class FakeStore:
+    """The rows of deployments, deployment_status, deployment_events and berth_mutations."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.term = 1  # berth_leader.term: a claim by a new leader bumps it
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.generations: dict[str, int] = {}
+        self.statuses: dict[str, StoredStatus] = {}
+        self.events: list[tuple[int, Event]] = []
+        self.intents: list[Intent] = []
+        self.status_writes = 0
+        self._lock = threading.Lock()
+
+    # operators' SQL: INSERT/UPDATE/DELETE on deployments (the generation trigger)
+    def apply(self, name: str, **spec: Any) -> None:
+        row = {"name": name, "replicas": 1, "env": {}, "ports": [], "labels": {}} | spec
+        row.setdefault("command", None)
+        row.setdefault("healthcheck", None)
+        if self.specs.get(name) != row:
+            self.generations[name] = self.generations.get(name, 0) + 1
+            self.specs[name] = row
+
+    def delete(self, name: str) -> None:
+        self.specs.pop(name, None)
+
+    def status(self, name: str) -> StatusWrite:
+        return self.statuses[name].write
+
+    def phase_events(self, name: str) -> list[Phase | None]:
+        return [e.phase_to for _, e in self.events if e.deployment == name and e.kind == "phase"]
+
+    # StateStore -------------------------------------------------------------------------------
+    def fetch_all(self) -> list[DeploymentRecord]:
+        names = sorted(set(self.specs) | set(self.statuses))
+        return [record for name in names if (record := self.fetch_one(name)) is not None]
+
+    def fetch_one(self, name: str) -> DeploymentRecord | None:
+        spec = self.specs.get(name)
+        stored = self.statuses.get(name)
+        if spec is None and stored is None:
+            return None
+        generation = self.generations.get(name, 0) if spec is not None else 0
+        status = stored.write if stored else None
+        stuck = 0
+        if stored is not None and stored.stuck_generation == generation:
+            stuck = stored.stuck_resumes
+        return DeploymentRecord(
+            name=name,
+            present=spec is not None,
+            spec={"name": name, **{k: spec[k] for k in SPEC_FIELDS}} if spec else None,
+            generation=generation,
+            phase=status.phase if status else None,
+            phase_updated_at=stored.phase_updated_at if stored else None,
+            observed_generation=status.observed_generation if status else 0,
+            ready_replicas=status.ready_replicas if status else 0,
+            failure_kind=status.failure_kind if status else None,
+            attempts=status.attempts if status else 0,
+            next_attempt_at=status.next_attempt_at if status else None,
+            leader_term=stored.leader_term if stored else 0,
+            restart_count=status.restart_count if status else 0,
+            replica_restarts=dict(status.replica_restarts) if status else {},
+            stuck_resumes=stuck,
+        )
+
+    def _fence(self, fence: Fence) -> None:
+        if fence.term != self.term:
+            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+        fence.check_trust()
+
+    def record(
+        self,
+        fence: Fence,
+        status: StatusWrite | None,
+        events: Sequence[Event] = (),
+        create_row: bool = False,
+    ) -> None:
+        with self._lock:
+            self._fence(fence)
+            if status is not None:
+                stored = self.statuses.get(status.name)
+                if stored is None:
+                    if not create_row:
+                        return  # UPDATE of a missing row: nothing
+                    stored = StoredStatus(
+                        StatusWrite(status.name, Phase.QUEUED, 0, 0, status.desired_replicas, 0),
+                        self.clock.wall(),
+                        fence.term,
+                    )
+                    self.statuses[status.name] = stored
+                if stored.write.phase != status.phase:
+                    stored.phase_updated_at = self.clock.wall()
+                if status.phase in (Phase.ACTIVE, Phase.FAILED):
+                    stored.stuck_resumes = 0
+                stored.write = status
+                stored.leader_term = fence.term
+                self.status_writes += 1
+            self.events.extend((fence.term, event) for event in events)
+
+    def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
+        with self._lock:
+            self._fence(fence)
+            self.statuses.pop(name, None)
+            self.events.extend((fence.term, event) for event in events)
+
+    @contextmanager
+    def mutation(self, fence: Fence, deployment: str, action: str, target: str) -> Iterator[None]:
+        with self._lock:
+            self._fence(fence)
+            intent = Intent(fence.term, deployment, action, target)
+            self.intents.append(intent)
+        with self._lock:
+            self._fence(fence)
+        intent.outcome = "error"
+        yield
+        intent.outcome = "ok"
+
+    def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
+        with self._lock:
+            self._fence(fence)
+            stored = self.statuses.get(name)
+            if stored is not None:
+                same = stored.stuck_generation == generation
+                stored.stuck_resumes = stored.stuck_resumes + 1 if same else 1
+                stored.stuck_generation = generation
+            self.events.append((fence.term, event))
+
+    def prune_mutations(self, older_than_s: float) -> None:
+        pass
+
+
+# --- Docker -------------------------------------------------------------------------------------
+@dataclass
+class FakeContainer:
+    id: str
+    request: ContainerRequest
+    created: int
+    state: str = "created"
+    started_at: float | None = None
+    exit_code: int | None = None
+
+
+@dataclass
+class Behaviour:
+    """How one deployment's containers behave once started."""
+
+    exit_code: int | None = None  # exits at once with this code
+    healthy_after_s: float | None = 0.0  # with a healthcheck: healthy after; None = never
+
+
+@dataclass
+class FakeEngine:
+    clock: FakeClock
+    images: set[str] = field(default_factory=lambda: {"berth-example/busybox:1"})
+    containers: dict[str, FakeContainer] = field(default_factory=dict)
+    behaviours: dict[str, Behaviour] = field(default_factory=dict)
+    failures: dict[str, list[BerthError]] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def fail(self, call: str, *errors: BerthError) -> None:
+        """The next calls of `call` raise these errors, one each."""
+        self.failures.setdefault(call, []).extend(errors)
+
+    def _call(self, call: str) -> None:
+        self.calls.append(call)
+        pending = self.failures.get(call)
+        if pending:
+            raise pending.pop(0)
+
+    def _health(self, container: FakeContainer) -> str:
+        if container.request.healthcheck is None or container.state != "running":
+            return "none"
+        deployment = container.request.labels[LABEL_DEPLOYMENT]
+        after = self.behaviours.get(deployment, Behaviour()).healthy_after_s
+        assert container.started_at is not None
+        if after is None:
+            return "starting"  # a probe that never passes within its start period
+        return "healthy" if self.clock.elapsed - container.started_at >= after else "starting"
+
+    def of(self, deployment: str) -> list[FakeContainer]:
+        return [
+            c for c in self.containers.values() if c.request.labels[LABEL_DEPLOYMENT] == deployment
+        ]
+
+    # ContainerEngine --------------------------------------------------------------------------
+    def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]:
+        self._call("list")
+        found = []
+        for container in self.containers.values():
+            labels = container.request.labels
+            if deployment is not None and labels.get(LABEL_DEPLOYMENT) != deployment:
+                continue
+            found.append(
+                ObservedContainer(
+                    id=container.id,
+                    name=container.request.name,
+                    deployment=labels.get(LABEL_DEPLOYMENT),
+                    replica=int(labels[LABEL_REPLICA]),
+                    spec_hash=labels.get(LABEL_SPEC_HASH),
+                    cluster=labels.get(LABEL_CLUSTER, "default"),
+                    state=container.state,
+                    health=self._health(container),
+                    created=container.created,
+                )
+            )
+        return found
+
+    def ensure_image(self, image: str) -> str:
+        self._call("image")
+        if image not in self.images:
+            raise ImageUnavailable(f"image {image!r} is not present locally")
+        return "present"
+
+    def create(self, request: ContainerRequest) -> str:
+        self._call("create")
+        for container in self.containers.values():
+            if container.request.name == request.name:
+                if LABEL_DEPLOYMENT not in container.request.labels:
+                    raise NameTaken(f"container name {request.name!r} is not Berth's")
+                if container.request.labels == request.labels:
+                    return container.id
+                raise DockerConflict(f"container name {request.name!r} is held")
+        container_id = f"{next(self._ids):012x}" + "0" * 52
+        self.containers[container_id] = FakeContainer(
+            container_id, request, created=int(self.clock.elapsed)
+        )
+        return container_id
+
+    def start(self, container_id: str, from_state: str = "created") -> None:
+        self._call("start")
+        container = self.containers[container_id]
+        deployment = container.request.labels[LABEL_DEPLOYMENT]
+        behaviour = self.behaviours.get(deployment, Behaviour())
+        container.started_at = self.clock.elapsed
+        if behaviour.exit_code is not None:
+            container.state, container.exit_code = "exited", behaviour.exit_code
+        else:
+            container.state, container.exit_code = "running", None
+
+    def restart(self, container_id: str, stop_timeout_s: int) -> None:
+        self.start(container_id, "running")
+
+    def remove(self, container_id: str, stop_timeout_s: int) -> None:
+        self._call("remove")
+        self.containers.pop(container_id, None)
+
+    def inspect_state(self, container_id: str) -> ContainerState:
+        self._call("inspect")
+        container = self.containers[container_id]
+        health = self._health(container)
+        return ContainerState(
+            status=container.state,
+            exit_code=container.exit_code,
+            health_output="probe failed: connection refused"
+            if health in ("starting", "unhealthy")
+            else "",
+        )
+
+    def logs_tail(self, container_id: str, lines: int = 20) -> str:
+        return "starting up\nfatal: no config"
+
+
+# --- leadership and the loop --------------------------------------------------------------------
+class FakeLeadership:
+    """Leads `term` while trusted; the store's term moving on deposes it."""
+
+    def __init__(self, store: FakeStore, term: int) -> None:
+        self.store = store
+        self.term = term
+        self.trusted = True
+
+    def fence(self) -> Fence:
+        if not self.trusted or self.store.term != self.term:
+            raise Deposed("not the leader")
+
+        def check_trust() -> None:
+            if not self.trusted:
+                raise Deposed(f"trust window of term {self.term} lapsed")
+
+        return Fence("unit", self.term, f"node-{self.term}", check_trust)
+
+
+def unit_settings(**overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "cluster": "unit",
+        "health_check_deadline_s": 60.0,
+        "health_poll_interval_s": 1.0,
+        "retry_base_s": 1.0,
+        "retry_max_s": 60.0,
+        "stop_timeout_s": 1,
+        "stuck_deadline_s": 600.0,
+    }
+    return Settings(**(values | overrides))
+
+
+class Cluster:
+    """One Berth replica's loop (real Reconciler, FullResync, Controller) on the fakes."""
+
+    def __init__(
+        self,
+        store: FakeStore | None = None,
+        engine: FakeEngine | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.clock = store.clock if store else FakeClock()
+        self.store = store or FakeStore(self.clock)
+        self.engine = engine or FakeEngine(self.clock)
+        self.settings = settings or unit_settings()
+        self.leadership = FakeLeadership(self.store, self.store.term)
+        self.stopping = threading.Event()
+        self.reconciler = Reconciler(
+            self.settings,
+            self.store,
+            self.engine,
+            self.leadership,
+            self.stopping,
+            wall_clock=self.clock.wall,
+        )
+        self.queue = WorkQueue(clock=self.clock.monotonic)
+        self.resync = FullResync(
+            self.settings,
+            self.store,
+            self.engine,
+            self.leadership,
+            wall_clock=self.clock.wall,
+            monotonic=self.clock.monotonic,
+        )
+        self.controller = Controller(
+            self.reconciler, self.resync, self.queue, self.stopping, self.clock.monotonic
+        )
+        self.outcomes: list[tuple[str, Outcome]] = []
+
+    def successor(self) -> Cluster:
+        """A new leader after this one died: a new term, nothing kept in memory."""
+        faults.arm(None)
+        self.store.term += 1
+        return Cluster(self.store, self.engine, self.settings)
+
+    def drive(self, *names: str, until_s: float = 120.0, max_passes: int = 500) -> None:
+        """Queue `names` (or a full resync), then run passes single-threaded, moving the
+        clock to each requeue, until nothing is due before `until_s` from now."""
+        if names:
+            for name in names:
+                self.queue.add(name)
+        else:
+            self.controller.resync()
+        horizon = self.clock.elapsed + until_s
+        for _ in range(max_passes):
+            key = self.queue.get(timeout_s=0)
+            if key is None:
+                due = self.queue.next_due()
+                if due is None or due > horizon:
+                    return
+                self.clock.advance(due - self.clock.elapsed)
+                continue
+            try:
+                self.outcomes.append((key, self.controller.process(key)))
+            finally:
+                self.queue.done(key)
+        raise AssertionError(f"still busy after {max_passes} passes")
+
+    def last_outcome(self, name: str) -> Outcome:
+        return [outcome for n, outcome in self.outcomes if n == name][-1]
+
+
+def crash_at(point: str) -> None:
+    """Arm a simulated crash at `point` (see controller.loop.faults)."""
+
+    def crash() -> None:
+        raise SimulatedCrash(point)
+
+    faults.arm(point, crash)

@@ -1,0 +1,238 @@
+"""The loop's behaviour on the in-memory fakes: real Reconciler, FullResync and Controller.
+
+What only real Docker and Postgres can show stays in tests/integration; here are the loop's
+decisions end to end, each in milliseconds: convergence, a crash resumed at every phase
+boundary, a deposed leader, transient and permanent failures, stuck phases across a leader
+change, the health deadline, and a crash-looping replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from controller.loop import faults
+from controller.model.errors import DockerServerError
+from controller.model.outcome import Result
+from controller.model.phases import Phase
+from tests.fakes import Behaviour, Cluster, SimulatedCrash, crash_at
+
+HEALTHCHECK = {"test": ["CMD-SHELL", "true"], "interval_s": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _disarm() -> Iterator[None]:
+    yield
+    faults.arm(None)
+
+
+def assert_converged(cluster: Cluster, name: str, replicas: int) -> None:
+    status = cluster.store.status(name)
+    assert status.phase == Phase.ACTIVE, status.message
+    assert status.ready_replicas == replicas
+    assert status.observed_generation == cluster.store.generations[name]
+    containers = cluster.engine.of(name)
+    slots = sorted(int(c.request.labels["io.berth.replica"]) for c in containers)
+    assert slots == list(range(replicas)), "exactly one container per slot, no duplicate"
+    assert all(c.state == "running" for c in containers)
+
+
+def test_new_deployment_walks_the_phases_to_active() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.drive("web")
+    assert_converged(cluster, "web", 2)
+    assert cluster.store.phase_events("web") == [
+        Phase.QUEUED,
+        Phase.PULLING_IMAGE,
+        Phase.CREATING,
+        Phase.STARTING,
+        Phase.ACTIVE,
+    ]
+    assert cluster.last_outcome("web").result == Result.DONE
+    assert cluster.last_outcome("web").requeue_after is None
+
+
+def test_a_converged_deployment_costs_no_write() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.drive("web")
+    writes = cluster.store.status_writes
+    cluster.drive("web")
+    cluster.drive()  # a full resync finds nothing to do
+    assert cluster.store.status_writes == writes
+    assert cluster.engine.calls.count("create") == 1
+
+
+CRASH_POINTS = [
+    "before:queued",
+    "before:pulling_image",
+    "after:image",
+    "before:creating",
+    "after:create",
+    "after:create#2",
+    "before:starting",
+    "after:start",
+    "after:start#2",
+    "before:health_check",
+    "before:active",
+]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_crash_at_every_phase_boundary_is_resumed_by_the_next_leader(point: str) -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2, healthcheck=HEALTHCHECK)
+    cluster.engine.behaviours["web"] = Behaviour(healthy_after_s=2.0)
+    crash_at(point)
+    with pytest.raises(SimulatedCrash):
+        cluster.drive("web")
+    successor = cluster.successor()
+    successor.drive()  # the new leader's first full resync finds the half-done work
+    assert_converged(successor, "web", 2)
+    assert successor.engine.calls.count("create") == 2, "no container created twice"
+
+
+def test_a_deposed_leader_neither_writes_nor_mutates() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=3)
+    cluster.store.term += 1  # another replica claimed a newer term
+    cluster.drive("web")
+    assert cluster.last_outcome("web").result == Result.DEPOSED
+    assert cluster.last_outcome("web").requeue_after is None
+    assert cluster.store.statuses == {}
+    assert cluster.engine.containers == {}
+    assert cluster.store.intents == []
+
+
+def test_a_leader_deposed_mid_pass_stops_before_its_next_mutation() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=3)
+
+    def depose() -> None:
+        cluster.store.term += 1
+
+    faults.arm("after:create", depose)  # the term moves on right after the first create
+    cluster.drive("web")
+    assert cluster.last_outcome("web").result == Result.DEPOSED
+    assert len(cluster.engine.containers) == 1
+    old_term = cluster.leadership.term
+    assert [i.action for i in cluster.store.intents if i.term == old_term] == ["create"]
+    assert all(term == old_term for term, _ in cluster.store.events)
+    # ...and the new leader finishes the job without a duplicate.
+    successor = cluster.successor()
+    successor.drive()
+    assert_converged(successor, "web", 3)
+
+
+def test_transient_failures_back_off_exponentially_then_recover() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.engine.fail("create", DockerServerError("engine busy"), DockerServerError("busy"))
+    cluster.drive("web", until_s=0)
+    first = cluster.last_outcome("web")
+    assert (first.result, first.phase, first.requeue_after) == (Result.TRANSIENT, Phase.FAILED, 1)
+    status = cluster.store.status("web")
+    assert (status.failure_kind, status.attempts) == ("transient", 1)
+    assert status.next_attempt_at == cluster.clock.wall() + timedelta(seconds=1)
+    assert "retrying in 1s" in status.message
+    assert cluster.queue.next_due() == cluster.clock.elapsed + 1, "the controller requeued it"
+
+    cluster.drive(until_s=1)
+    assert cluster.last_outcome("web").requeue_after == 2, "the second failure waits twice as long"
+    assert cluster.store.status("web").attempts == 2
+
+    cluster.drive()
+    assert_converged(cluster, "web", 1)
+    assert cluster.store.status("web").attempts == 0
+
+
+def test_a_permanent_failure_waits_for_a_spec_change() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/missing:1")
+    cluster.drive("web")
+    outcome = cluster.last_outcome("web")
+    assert (outcome.result, outcome.terminal, outcome.requeue_after) == (
+        Result.PERMANENT,
+        True,
+        None,
+    )
+    status = cluster.store.status("web")
+    assert status.failure_kind == "permanent"
+    assert "not present locally" in status.message
+    image_calls = cluster.engine.calls.count("image")
+    cluster.drive("web")
+    cluster.drive()
+    assert cluster.engine.calls.count("image") == image_calls, "not retried unchanged"
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.drive("web")
+    assert_converged(cluster, "web", 1)
+
+
+def test_stuck_count_survives_leader_changes_and_fails_the_third_time() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    crash_at("before:starting")  # the leader dies in `creating`, and nobody resumes it
+    with pytest.raises(SimulatedCrash):
+        cluster.drive("web")
+    assert cluster.store.status("web").phase == Phase.CREATING
+    leader = cluster
+    for time in (1, 2, 3):
+        leader = leader.successor()  # each failover starts with an empty memory
+        leader.clock.advance(leader.settings.stuck_deadline_s + 1)
+        assert leader.resync.run() == {"web"}
+        assert leader.store.statuses["web"].stuck_resumes == time
+    messages = [e.message for _, e in leader.store.events if e.kind == "error"]
+    assert "resuming (time 3 of 3)" in messages[-1]
+    leader.drive("web", until_s=0)
+    outcome = leader.last_outcome("web")
+    assert outcome.result == Result.TRANSIENT
+    assert "stuck in creating 3 times although resumed" in outcome.message
+    assert leader.store.statuses["web"].stuck_resumes == 0, "a settled phase resets the count"
+
+
+def test_replicas_never_ready_fail_at_the_health_deadline() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", healthcheck=HEALTHCHECK)
+    cluster.engine.behaviours["web"] = Behaviour(healthy_after_s=None)
+    deadline = cluster.settings.health_check_deadline_s
+    cluster.drive("web", until_s=deadline - 5)
+    assert cluster.store.status("web").phase == Phase.HEALTH_CHECK
+    assert cluster.last_outcome("web").requeue_after == cluster.settings.health_poll_interval_s
+    cluster.drive(until_s=10)
+    failures = [o for _, o in cluster.outcomes if o.result == Result.TRANSIENT]
+    assert len(failures) == 1, "failed once, at the deadline"
+    assert f"(deadline {deadline:g}s)" in failures[0].message
+    assert "probe failed: connection refused" in failures[0].message
+    assert failures[0].requeue_after == cluster.settings.retry_base_s
+    failed = [e for _, e in cluster.store.events if e.phase_to == Phase.FAILED]
+    assert [e.metadata["failed_in"] for e in failed] == ["health_check"]
+
+
+def test_a_crash_looping_replica_backs_off_with_an_absolute_next_restart() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.engine.behaviours["web"] = Behaviour(exit_code=3)
+    cluster.drive("web", until_s=0)
+    cluster.drive("web", until_s=0)  # the replica exited: restarted at once (restart 1)
+    starting = [
+        e.message for _, e in cluster.store.events if e.kind == "phase" and e.phase_to == "starting"
+    ]
+    assert starting[-1] == "restarting exited replica 0, restart 1"
+    cluster.drive("web", until_s=0)  # exited again: restart 2 must wait 10 s
+    status = cluster.store.status("web")
+    assert status.phase == Phase.DEGRADED
+    due = cluster.clock.wall() + timedelta(seconds=10)
+    assert f"next restart at {due:%H:%M:%S}Z" in status.message
+    assert status.phase_metadata["next_restart_at"] == due.isoformat()
+    assert "exited with code 3" in status.message
+    assert "fatal: no config" in status.message
+    assert cluster.last_outcome("web").requeue_after == 10
+    assert status.restart_count == 1
+
+    cluster.drive(until_s=10)
+    assert cluster.store.status("web").restart_count >= 2
+    restarts = cluster.store.status("web").replica_restarts["0"]["restarts"]
+    assert restarts >= 2

@@ -1,0 +1,49 @@
+"""One vocabulary: the Phase enum, the name pattern and the metrics agree with the SQL."""
+
+from __future__ import annotations
+
+import re
+
+from controller.gateways.postgres_sql import migrations
+from controller.model.names import NAME_PATTERN, NAME_REGEX
+from controller.model.phases import MOVING_PHASES, Phase
+from controller.model.settings import Settings
+from controller.observability.metrics import PHASES
+
+
+def _last_phase_check() -> set[str]:
+    """The values of the newest `deployment_status_phase_known` CHECK in the migrations."""
+    found: set[str] | None = None
+    pattern = re.compile(
+        r"CONSTRAINT deployment_status_phase_known CHECK \(phase IN \((.*?)\)\)", re.S
+    )
+    for _, _, sql in migrations():
+        for match in pattern.finditer(sql):
+            found = set(re.findall(r"'(\w+)'", match.group(1)))
+    assert found is not None, "no phase CHECK constraint in the migrations"
+    return found
+
+
+def test_sql_phase_check_equals_the_enum() -> None:
+    assert _last_phase_check() == {str(phase) for phase in Phase}
+
+
+def test_metrics_phases_are_the_enum() -> None:
+    assert set(PHASES) == {str(phase) for phase in Phase}
+
+
+def test_settings_accept_exactly_the_moving_phases() -> None:
+    assert Settings(stuck_deadline_by_phase_s={str(p): 1.0 for p in MOVING_PHASES})
+
+
+def test_sql_name_checks_use_the_one_pattern() -> None:
+    sql = "\n".join(text for _, _, text in migrations())
+    patterns = set(re.findall(r"name !?~ '([^']+)'", sql))
+    assert patterns == {NAME_REGEX}
+
+
+def test_name_pattern_accepts_dns_labels_only() -> None:
+    assert NAME_PATTERN.match("web-1")
+    assert not NAME_PATTERN.match("Web")
+    assert not NAME_PATTERN.match("-web")
+    assert not NAME_PATTERN.match("a" * 64)
