@@ -28,6 +28,7 @@ import structlog
 
 from controller.gateways.lock_session import LockSession
 from controller.gateways.postgres_sql import advisory_key
+from controller.loop.ports import ElectionSession
 from controller.model.errors import BerthError, Deposed
 from controller.model.records import Fence
 from controller.policy.backoff import backoff_s
@@ -50,8 +51,10 @@ class Leadership:
         on_elected: Callable[[int], None] = lambda term: None,
         on_deposed: Callable[[int], None] = lambda term: None,
         monotonic: Callable[[], float] = time.monotonic,
+        connect: Callable[[str, str, float], ElectionSession] = LockSession,
     ) -> None:
         self.database_url = database_url
+        self._connect = connect
         self.cluster = cluster
         self.heartbeat_interval_s = heartbeat_interval_s
         self.trust_window_s = trust_window_s
@@ -66,7 +69,7 @@ class Leadership:
         self._lock = threading.Lock()
         self._term: int | None = None
         self._trusted_until = 0.0
-        self._session: LockSession | None = None
+        self._session: ElectionSession | None = None
         self.elections = 0
 
     # --- asked by others ------------------------------------------------------------------
@@ -100,9 +103,9 @@ class Leadership:
     def run(self, stopping: threading.Event) -> None:
         attempt = 0
         while not stopping.is_set():
-            session: LockSession | None = None
+            session: ElectionSession | None = None
             try:
-                session = LockSession(
+                session = self._connect(
                     self.database_url,
                     f"berth-lock {self.cluster} {self.node_id}",
                     self.silence_timeout_s,
@@ -134,7 +137,7 @@ class Leadership:
             stopping.wait(backoff_s(attempt + 1, 0.1, 3.0) if attempt else 0.05)
 
     def _lead(
-        self, session: LockSession, term: int, sent: float, stopping: threading.Event
+        self, session: ElectionSession, term: int, sent: float, stopping: threading.Event
     ) -> None:
         with self._lock:
             self._term = term

@@ -1,0 +1,2 @@
+"""Observability: Prometheus metrics and structured logs; imported by gateways, loop
+and app."""

@@ -1,0 +1,165 @@
+"""Leadership on a fake election session: elected, fenced, deposed, trust lapsing.
+
+The real protocol against Postgres (advisory lock, term claims, SIGKILL and pauses) is in
+tests/integration/test_leadership.py; here are the decisions of `Leadership` itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from controller.loop.leadership import Leadership
+from controller.model.errors import DatabaseUnavailable, Deposed
+
+
+class FakeSession:
+    """The lock is always free; the term row is `self.row`, which a test may take over."""
+
+    def __init__(self, term: int = 7) -> None:
+        self.term = term
+        self.row: tuple[int, str] | None = None
+        self.heartbeat_error: Exception | None = None
+        self.hold = threading.Event()  # set: the next heartbeat hangs until `release`
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.heartbeats = 0
+        self.claims = 0
+        self.closed = False
+
+    def acquire(self, key: int) -> None:
+        pass
+
+    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int:
+        self.claims += 1
+        self.row = (self.term, node_id)
+        return self.term
+
+    def limit_statements(self, timeout_s: float) -> None:
+        pass
+
+    def current_term(self, cluster: str) -> tuple[int, str] | None:
+        self.heartbeats += 1
+        if self.hold.is_set():
+            self.held.set()
+            self.release.wait(5)
+        if self.heartbeat_error is not None:
+            raise self.heartbeat_error
+        return self.row
+
+    def cancel(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    done = threading.Event()
+    deadline = threading.Timer(timeout_s, done.set)
+    deadline.start()
+    try:
+        while not predicate():
+            if done.wait(0.005):
+                raise AssertionError("condition not reached")
+    finally:
+        deadline.cancel()
+
+
+@pytest.fixture
+def session() -> FakeSession:
+    return FakeSession()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def running(session: FakeSession, clock: Clock) -> Iterator[tuple[Leadership, list[str]]]:
+    calls: list[str] = []
+    leadership = Leadership(
+        "postgresql://unused",
+        "unit",
+        heartbeat_interval_s=0.01,
+        trust_window_s=2.0,
+        silence_timeout_s=4.0,
+        on_elected=lambda term: calls.append(f"elected {term}"),
+        on_deposed=lambda term: calls.append(f"deposed {term}"),
+        monotonic=clock,
+        connect=lambda url, name, silence: session,
+    )
+    stopping = threading.Event()
+    thread = threading.Thread(target=leadership.run, args=(stopping,), daemon=True)
+    thread.start()
+    wait_until(lambda: leadership.term is not None)
+    yield leadership, calls
+    stopping.set()
+    leadership.stop()
+    thread.join(5)
+
+
+def test_elected_leader_hands_out_fences_of_its_term(
+    running: tuple[Leadership, list[str]],
+) -> None:
+    leadership, calls = running
+    fence = leadership.fence()
+    assert fence.term == 7
+    fence.check_trust()
+    assert calls == ["elected 7"]
+    assert leadership.is_leader
+
+
+def test_a_lapsed_trust_window_fences_everything_before_step_down(
+    running: tuple[Leadership, list[str]], session: FakeSession, clock: Clock
+) -> None:
+    leadership, _ = running
+    fence = leadership.fence()
+    session.hold.set()  # the heartbeat hangs (a slow network, a paused process)
+    assert session.held.wait(5)
+    clock.now += 2.5  # ...for longer than the trust window
+    with pytest.raises(Deposed, match="trust window of term 7 lapsed"):
+        fence.check_trust()
+    with pytest.raises(Deposed, match="not the leader"):
+        leadership.fence()
+    session.hold.clear()
+    session.release.set()
+
+
+def test_a_term_taken_over_deposes(
+    running: tuple[Leadership, list[str]], session: FakeSession
+) -> None:
+    leadership, calls = running
+    fence = leadership.fence()
+    session.term = 8
+    session.row = (8, "someone-else")
+    wait_until(lambda: "deposed 7" in calls)
+    with pytest.raises(Deposed):
+        fence.check_trust()
+    assert session.closed, "the session (and its lock) is given up"
+
+
+def test_a_failed_heartbeat_deposes(
+    running: tuple[Leadership, list[str]], session: FakeSession
+) -> None:
+    leadership, calls = running
+    fence = leadership.fence()
+    session.heartbeat_error = DatabaseUnavailable("connection lost")
+    wait_until(lambda: "deposed 7" in calls)
+    session.term = 8  # Postgres is back: the next claim is a new term
+    session.heartbeat_error = None
+    wait_until(lambda: leadership.term == 8)
+    with pytest.raises(Deposed, match="term 7 ended"):
+        fence.check_trust()
+    assert session.claims >= 2
