@@ -16,12 +16,13 @@ import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controller.loop import faults
 from controller.loop.controller import Controller
+from controller.loop.engine import EngineHistory
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.workqueue import WorkQueue
@@ -30,6 +31,7 @@ from controller.model.errors import (
     BerthError,
     Deposed,
     DockerConflict,
+    DockerUnavailable,
     ImageUnavailable,
     NameTaken,
 )
@@ -214,6 +216,19 @@ class FakeStore:
                 stored.stuck_generation = generation
             self.events.append((fence.term, event))
 
+    def release_holds(self, fence: Fence) -> list[str]:
+        with self._lock:
+            self._fence(fence)
+            now = self.clock.wall()
+            released = []
+            for name, stored in self.statuses.items():
+                status = stored.write
+                due = status.next_attempt_at
+                if status.failure_kind is not None and due is not None and due > now:
+                    stored.write = replace(status, next_attempt_at=now)
+                    released.append(name)
+            return released
+
     def prune_mutations(self, older_than_s: float) -> None:
         pass
 
@@ -227,6 +242,7 @@ class FakeContainer:
     state: str = "created"
     started_at: float | None = None
     exit_code: int | None = None
+    finished_at: float | None = None
 
 
 @dataclass
@@ -245,7 +261,15 @@ class FakeEngine:
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     failures: dict[str, list[BerthError]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    down: bool = False  # the engine does not answer
     _ids: Iterator[int] = field(default_factory=itertools.count)
+
+    def stop_everything(self) -> None:
+        """What an engine going down does to its containers."""
+        for container in self.containers.values():
+            if container.state == "running":
+                container.state, container.exit_code = "exited", 0
+                container.finished_at = self.clock.wall().timestamp()
 
     def fail(self, call: str, *errors: BerthError) -> None:
         """The next calls of `call` raise these errors, one each."""
@@ -253,6 +277,8 @@ class FakeEngine:
 
     def _call(self, call: str) -> None:
         self.calls.append(call)
+        if self.down:
+            raise DockerUnavailable(f"{call}: Docker engine unreachable")
         pending = self.failures.get(call)
         if pending:
             raise pending.pop(0)
@@ -324,6 +350,7 @@ class FakeEngine:
         container.started_at = self.clock.elapsed
         if behaviour.exit_code is not None:
             container.state, container.exit_code = "exited", behaviour.exit_code
+            container.finished_at = self.clock.wall().timestamp()
         else:
             container.state, container.exit_code = "running", None
 
@@ -344,6 +371,7 @@ class FakeEngine:
             health_output="probe failed: connection refused"
             if health in ("starting", "unhealthy")
             else "",
+            finished_at=container.finished_at,
         )
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
@@ -398,6 +426,7 @@ class Cluster:
         self.settings = settings or unit_settings()
         self.leadership = FakeLeadership(self.store, self.store.term)
         self.stopping = threading.Event()
+        self.history = EngineHistory()
         self.reconciler = Reconciler(
             self.settings,
             self.store,
@@ -405,6 +434,7 @@ class Cluster:
             self.leadership,
             self.stopping,
             wall_clock=self.clock.wall,
+            engine=self.history,
         )
         self.queue = WorkQueue(clock=self.clock.monotonic)
         self.resync = FullResync(
@@ -419,6 +449,17 @@ class Cluster:
             self.reconciler, self.resync, self.queue, self.stopping, self.clock.monotonic
         )
         self.outcomes: list[tuple[str, Outcome]] = []
+
+    def engine_down(self) -> None:
+        self.engine.down = True
+        self.engine.stop_everything()
+        self.history.lost(self.clock.wall().timestamp())
+
+    def engine_back(self) -> None:
+        """The engine answers again; the Docker watcher would now tell the controller."""
+        self.engine.down = False
+        self.history.back(self.clock.wall().timestamp())
+        self.controller.release_holds_next()
 
     def successor(self) -> Cluster:
         """A new leader after this one died: a new term, nothing kept in memory."""

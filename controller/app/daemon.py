@@ -27,6 +27,7 @@ from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.postgres import Database
 from controller.loop import faults
 from controller.loop.controller import Controller
+from controller.loop.engine import EngineHistory
 from controller.loop.leadership import Leadership
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
@@ -63,8 +64,9 @@ class Daemon:
             on_elected=self._on_elected,
             on_deposed=self._on_deposed,
         )
+        self.engine = EngineHistory()
         self.reconciler = Reconciler(
-            settings, self.database, self.docker, self.leadership, self.stopping
+            settings, self.database, self.docker, self.leadership, self.stopping, engine=self.engine
         )
         self.controller = Controller(
             self.reconciler,
@@ -109,6 +111,8 @@ class Daemon:
             self.queue,
             self.stopping,
             self.controller.request_resync,
+            self.engine,
+            self.controller.engine_returned,
         )
         self.scheduler.add_job(
             self.controller.resync,

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import docker
@@ -48,12 +49,24 @@ from controller.model.names import (
 from controller.observability.metrics import DOCKER_DURATION, DOCKER_ERRORS
 
 _NANOSECONDS = 1_000_000_000
+_DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-_PERMANENT_START_FAILURES = (
+# A 5xx is the engine's own failure (restarting, its store, the network, load) and passes:
+# transient. Only a container process that the runtime could not start because of what the
+# spec asked for (a command that is not in the image, not executable) is the spec's fault.
+_RUNTIME_START = ("OCI runtime", "starting container process")
+_SPEC_CAUSED_START_FAILURES = (
     "executable file not found",
     "no such file or directory",
     "permission denied",
 )
+
+
+def spec_caused(explanation: str) -> bool:
+    """Whether a 5xx from the engine names a failure that the spec caused."""
+    return any(marker in explanation for marker in _RUNTIME_START) and any(
+        failure in explanation for failure in _SPEC_CAUSED_START_FAILURES
+    )
 
 
 def _translate(error: Exception, what: str) -> Exception:
@@ -64,7 +77,7 @@ def _translate(error: Exception, what: str) -> Exception:
         status = error.status_code or 500
         if status == 409:
             return DockerConflict(f"{what}: {explanation}")
-        if status >= 500 and not any(p in explanation for p in _PERMANENT_START_FAILURES):
+        if status >= 500 and not spec_caused(explanation):
             return DockerServerError(f"{what}: {explanation}")
         return DockerRejected(f"{what}: {explanation}")
     if isinstance(error, docker.errors.DockerException):
@@ -113,6 +126,18 @@ def observed_from_summary(summary: dict[str, Any]) -> ObservedContainer:
     )
 
 
+def docker_time(text: str | None) -> float | None:
+    """Docker's RFC 3339 time with nanoseconds as unix seconds; None for its zero time."""
+    if not text or text.startswith("0001-"):
+        return None
+    match = _DOCKER_TIME.match(text)
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + (zone if zone != "Z" else "+00:00"))
+    return moment.timestamp() + float("0." + (fraction or "0"))
+
+
 def state_from_inspect(state: dict[str, Any]) -> ContainerState:
     """Parse the `State` block of an inspect into what failure messages need."""
     health_log = (state.get("Health") or {}).get("Log") or []
@@ -122,6 +147,7 @@ def state_from_inspect(state: dict[str, Any]) -> ContainerState:
         exit_code=int(exit_code) if exit_code is not None else None,
         oom_killed=bool(state.get("OOMKilled")),
         health_output=str(health_log[-1].get("Output", "")).strip() if health_log else "",
+        finished_at=docker_time(state.get("FinishedAt")),
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.rows import dict_row
@@ -229,6 +229,15 @@ class Database:
 
     def prune_mutations(self, older_than_s: float) -> None:
         self._run("prune_mutations", {"older_than_s": older_than_s})
+
+    def release_holds(self, fence: Fence) -> list[str]:
+        """Make every failed deployment due now (the engine came back); their names."""
+
+        def work(conn: psycopg.Connection[Any]) -> list[str]:
+            self._fence(conn, fence)
+            return [row["name"] for row in conn.execute(queries()["release_holds"])]
+
+        return cast(list[str], self._in_transaction("release_holds", work))
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
         """Count one more stuck-and-resumed time for `generation`, with its event."""

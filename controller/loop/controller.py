@@ -48,6 +48,7 @@ class Controller:
         self.last_resync_ok: float | None = None
         self._resync_lock = threading.Lock()
         self._resync_again = threading.Event()
+        self._release_holds = threading.Event()
 
     # --- passes -------------------------------------------------------------------------------
     def enqueue(self, name: str, after_s: float = 0.0) -> None:
@@ -86,10 +87,13 @@ class Controller:
         try:
             while not self.stopping.is_set():
                 self._resync_again.clear()
+                release = self._release_holds.is_set()
                 try:
-                    for name in sorted(self.full_resync.run()):
+                    for name in sorted(self.full_resync.run(release_holds=release)):
                         self.queue.add(name)
                     self.last_resync_ok = self._monotonic()
+                    if release:
+                        self._release_holds.clear()
                 except BerthError as error:
                     log.warning("full resync failed", error=str(error))
                 QUEUE_DEPTH.set(self.queue.pending())
@@ -97,6 +101,16 @@ class Controller:
                     break
         finally:
             self._resync_lock.release()
+
+    def engine_returned(self) -> None:
+        """The Docker engine answers again after a loss: retry every failed deployment now
+        (a fault of the engine is no fault of theirs), then resync."""
+        self.release_holds_next()
+        self.request_resync()
+
+    def release_holds_next(self) -> None:
+        """The next full resync first makes every failed deployment due."""
+        self._release_holds.set()
 
     def request_resync(self) -> None:
         """Run a full resync now (after a watcher subscribes); the interval carries on."""

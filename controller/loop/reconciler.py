@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
 from controller.loop.restarts import Gated, RestartGate, Waiting
@@ -70,13 +71,16 @@ class Reconciler:
         leadership: FenceSource,
         stopping: threading.Event,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        engine: EngineHistory | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.docker = docker
         self.leadership = leadership
         self.cluster = settings.cluster
-        self.retry = policy.RetryPolicy(settings.retry_base_s, settings.retry_max_s)
+        self.retry = policy.RetryPolicy(
+            settings.retry_base_s, settings.retry_max_s, settings.permanent_retry_s
+        )
         self.executor = Executor(docker, settings.cluster, settings.stop_timeout_s, stopping)
         self.restarts = RestartGate(
             docker,
@@ -87,6 +91,7 @@ class Reconciler:
                 recreate_after=settings.recreate_after_restarts,
             ),
             settings.log_tail_lines,
+            engine,
         )
         self._now = wall_clock
 
@@ -138,11 +143,13 @@ class Reconciler:
     def _converge(
         self, record: DeploymentRecord, writer: StatusWriter, containers: list[ObservedContainer]
     ) -> Outcome:
-        if policy.waiting_for_spec_change(record):
-            return Outcome(Result.DONE, record.phase, "waiting for a spec change", terminal=True)
-        wait_s = policy.backing_off(record, self._now())
-        if wait_s is not None:
-            return Outcome.again(record.phase or Phase.FAILED, wait_s, "backing off")
+        wait_s = policy.held(record, self._now())
+        if wait_s is not None:  # failed: wait out the backoff or the slow retry
+            permanent = record.failure_kind == "permanent"
+            message = "waiting for a spec change or the slow retry" if permanent else "backing off"
+            return Outcome(
+                Result.DONE, record.phase, message, requeue_after=wait_s, terminal=permanent
+            )
         assert record.spec is not None
         spec = parse_spec(record.spec)
         name, generation = record.name, record.generation

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from controller.loop.engine import EngineHistory
 from controller.loop.ports import ContainerEngine
 from controller.model.errors import BerthError
 from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide
@@ -33,6 +34,7 @@ class Diagnosis:
     oom_killed: bool = False
     health_output: str = ""
     log_tail: str = ""
+    finished_at: float | None = None
 
     def summary(self, reason: str) -> str:
         parts = [f"exited with code {self.exit_code}" if reason == "exited" else "unhealthy"]
@@ -86,8 +88,15 @@ class Gated:
 
 
 class RestartGate:
-    def __init__(self, docker: ContainerEngine, policy: RestartPolicy, log_tail_lines: int) -> None:
+    def __init__(
+        self,
+        docker: ContainerEngine,
+        policy: RestartPolicy,
+        log_tail_lines: int,
+        engine: EngineHistory | None = None,
+    ) -> None:
         self.docker = docker
+        self.engine = engine or EngineHistory()
         self.policy = policy
         self.log_tail_lines = log_tail_lines
 
@@ -106,6 +115,7 @@ class RestartGate:
             oom_killed=state.oom_killed,
             health_output=state.health_output,
             log_tail=tail.strip(),
+            finished_at=state.finished_at,
         )
 
     def apply(
@@ -122,6 +132,11 @@ class RestartGate:
                 gated.actions.append(action)
                 continue
             diagnosis = self.diagnose(action.container_id)
+            if reason == "exited" and self.engine.stopped_by_engine(diagnosis.finished_at):
+                # The engine stopped it when it went down: no crash, no count, no backoff.
+                gated.actions.append(action)
+                gated.notes[action.replica] = "stopped by a Docker engine restart"
+                continue
             previous = gated.states.get(action.replica, ReplicaRestarts())
             decision = decide(previous, now, self.policy, reason, diagnosis.exit_code)
             gated.states[action.replica] = decision.state

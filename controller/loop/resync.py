@@ -75,13 +75,20 @@ class FullResync:
         self._monotonic = monotonic
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
 
-    def run(self) -> set[str]:
-        """The names of every deployment needing a pass (empty on a follower)."""
+    def run(self, release_holds: bool = False) -> set[str]:
+        """The names of every deployment needing a pass (empty on a follower).
+
+        `release_holds` first makes every failed deployment due (the Docker engine came
+        back, so failures it caused must not wait out their backoff)."""
         try:
             fence = self.leadership.fence()
         except Deposed:
             return set()
         started = self._monotonic()
+        if release_holds:
+            released = self.store.release_holds(fence)
+            if released:
+                log.info("engine back: retrying failed deployments", count=len(released))
         records = self.store.fetch_all()
         containers = managed_by(self.docker.list_managed(), self.cluster)
         by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)
@@ -108,7 +115,7 @@ class FullResync:
                 dirty.add(record.name)
                 continue
             assert record.spec is not None
-            if policy.waiting_for_spec_change(record) or policy.backing_off(record, now):
+            if policy.held(record, now) is not None:  # failed: its pass requeued itself
                 continue
             try:
                 spec = parse_spec(record.spec)

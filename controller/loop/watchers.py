@@ -11,11 +11,13 @@ anything may have changed while they were deaf.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
 
 from controller.gateways.lock_session import listen
+from controller.loop.engine import EngineHistory
 from controller.loop.ports import EventSource
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
@@ -95,14 +97,25 @@ def watch_docker(
     queue: WorkQueue,
     stopping: threading.Event,
     on_subscribed: Callable[[], None],
+    history: EngineHistory | None = None,
+    on_engine_back: Callable[[], None] | None = None,
 ) -> None:
-    """Follow Docker events until `stopping`; call `on_subscribed` after each (re)connect."""
+    """Follow Docker events until `stopping`; call `on_subscribed` after each (re)connect,
+    or `on_engine_back` when the stream returns after the engine was lost (its stream
+    ended or failed), recording both moments in `history`."""
+    history = history or EngineHistory()
+    lost = False
     attempt = 0
     while not stopping.is_set():
         try:
             events = docker.container_events()
-            log.info("following docker events")
-            on_subscribed()
+            log.info("following docker events", after_loss=lost)
+            if lost:
+                history.back(time.time())
+                (on_engine_back or on_subscribed)()
+            else:
+                on_subscribed()
+            lost = False
             attempt = 0
             for deployment, event_cluster, action in events:
                 kind = action.split(":")[0]
@@ -114,9 +127,13 @@ def watch_docker(
             if stopping.is_set():
                 return
             attempt += 1  # the stream ended: the engine restarted or closed it
+            log.warning("docker event stream ended", attempt=attempt)
         except BerthError as error:
             if stopping.is_set():
                 return
             attempt += 1
             log.warning("docker event stream lost", error=str(error), attempt=attempt)
+        if not lost:
+            history.lost(time.time())
+            lost = True
         stopping.wait(_backoff(attempt))

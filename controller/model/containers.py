@@ -41,6 +41,7 @@ class ContainerState:
     exit_code: int | None = None
     oom_killed: bool = False
     health_output: str = ""
+    finished_at: float | None = None  # unix seconds of the last exit, if it ever exited
 
 
 @dataclass(frozen=True)

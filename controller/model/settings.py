@@ -99,6 +99,16 @@ class Settings(BaseSettings):
             "CrashLoopBackOff, so a broken dependency is probed a few times an hour."
         ),
     )
+    permanent_retry_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds before a deployment that failed for a reason of its own spec (image "
+            "missing, command not in the image) is tried again unchanged: what it lacked may "
+            "have appeared since (an image loaded by hand). A spec change or the Docker engine "
+            "coming back retries it at once; 10 minutes keeps a hopeless one cheap."
+        ),
+    )
     restart_backoff_initial_s: float = Field(
         default=10.0,
         ge=0,

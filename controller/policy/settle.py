@@ -22,28 +22,34 @@ STUCK_RESUMES_BEFORE_FAILING = 3
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """A failed pass waits backoff_s(attempt, base_s, max_s) before the next."""
+    """A transient failure waits backoff_s(attempt, base_s, max_s) before the next pass; a
+    permanent one `permanent_s`, unless something relevant changes first."""
 
     base_s: float = 1.0
     max_s: float = 300.0
+    permanent_s: float = 600.0
 
 
 # --- before acting: is this deployment's work on hold? ---------------------------------------
-def waiting_for_spec_change(record: DeploymentRecord) -> bool:
-    """A permanent failure of the current generation: nothing but a change can cure it."""
-    return record.failure_kind == "permanent" and record.observed_generation == record.generation
+def held(record: DeploymentRecord, now: datetime) -> float | None:
+    """Seconds left before a failed current generation is tried again, or None.
 
-
-def backing_off(record: DeploymentRecord, now: datetime) -> float | None:
-    """Seconds left of a transient failure's backoff for the current generation, or None."""
+    A transient failure waits out its backoff; a permanent one (the spec's own fault) its
+    slow retry, unless the spec changes (a new generation) or the hold is released (the
+    Docker engine came back)."""
     if (
-        record.failure_kind != "transient"
+        record.failure_kind is None
         or record.observed_generation != record.generation
         or record.next_attempt_at is None
         or record.next_attempt_at <= now
     ):
         return None
     return (record.next_attempt_at - now).total_seconds()
+
+
+def waiting_for_spec_change(record: DeploymentRecord, now: datetime) -> bool:
+    """A permanent failure of the current generation, not yet due for its slow retry."""
+    return record.failure_kind == "permanent" and held(record, now) is not None
 
 
 def stuck_for(record: DeploymentRecord, now: datetime, deadline_s: float) -> float | None:
@@ -125,12 +131,14 @@ def fail(
 ) -> Failure:
     attempts = previous_attempts + 1
     if permanent:
+        retry_at = now + timedelta(seconds=retry.permanent_s)
         return Failure(
             "permanent",
             attempts,
-            None,
-            None,
-            f"{error_message} (permanent: not retried until the deployment's spec changes)",
+            retry.permanent_s,
+            retry_at,
+            f"{error_message} (caused by the spec: retried when it changes, when the "
+            f"Docker engine comes back, or at {clock_time(retry_at)})",
         )
     delay = backoff_s(attempts, retry.base_s, retry.max_s)
     return Failure(

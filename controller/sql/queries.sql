@@ -173,3 +173,10 @@ SELECT set_config(%(name)s, %(value)s, false);
 -- name: advisory_lock
 -- The leader election: blocks until this session holds the cluster's lock.
 SELECT pg_advisory_lock(%(key)s);
+
+-- name: release_holds
+-- The Docker engine came back: failures may have been its fault, so every failed
+-- deployment is due now (its attempts count stays, so a real fault backs off as before).
+UPDATE deployment_status SET next_attempt_at = now()
+WHERE failure_kind IS NOT NULL AND next_attempt_at > now()
+RETURNING name;

@@ -54,3 +54,35 @@ def test_health_is_read_from_the_status_text() -> None:
 
 def test_unmanaged_container_has_no_deployment() -> None:
     assert observed_from_summary(summary({"other": "x"})).deployment is None
+
+
+def test_engine_failures_are_transient_and_spec_failures_permanent() -> None:
+    from controller.gateways.docker_engine import spec_caused
+
+    engine_side = (
+        "failed to update store for object type *libnetwork.endpoint: open : "
+        "no such file or directory"
+    )
+    assert not spec_caused(engine_side), "the engine's own store: retried"
+    assert not spec_caused("driver failed programming external connectivity: permission denied")
+    assert spec_caused(
+        "OCI runtime create failed: runc create failed: unable to start container process: "
+        'exec: "nope": executable file not found in $PATH: unknown'
+    )
+    assert spec_caused(
+        "OCI runtime create failed: starting container process caused: "
+        'exec: "/app/run": stat /app/run: no such file or directory: unknown'
+    )
+
+
+def test_docker_times() -> None:
+    from controller.gateways.docker_engine import docker_time, state_from_inspect
+
+    assert docker_time("0001-01-01T00:00:00Z") is None
+    assert docker_time("2026-11-25T19:00:00.5Z") == 1795633200.5
+    assert docker_time("2026-11-25T19:00:00.123456789Z") == 1795633200.123456789
+    assert docker_time("2026-11-25T20:00:00+01:00") == 1795633200.0
+    state = state_from_inspect(
+        {"Status": "exited", "ExitCode": 3, "FinishedAt": "2026-11-25T19:00:00Z"}
+    )
+    assert (state.status, state.exit_code, state.finished_at) == ("exited", 3, 1795633200.0)

@@ -9,6 +9,7 @@ change, the health deadline, and a crash-looping replica.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -152,22 +153,33 @@ def test_transient_failures_back_off_exponentially_then_recover() -> None:
 def test_a_permanent_failure_waits_for_a_spec_change() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/missing:1")
-    cluster.drive("web")
+    cluster.drive("web", until_s=0)
     outcome = cluster.last_outcome("web")
+    retry_s = cluster.settings.permanent_retry_s
     assert (outcome.result, outcome.terminal, outcome.requeue_after) == (
         Result.PERMANENT,
         True,
-        None,
+        retry_s,
     )
     status = cluster.store.status("web")
     assert status.failure_kind == "permanent"
     assert "not present locally" in status.message
     image_calls = cluster.engine.calls.count("image")
-    cluster.drive("web")
-    cluster.drive()
+    cluster.drive("web", until_s=retry_s - 1)
+    cluster.drive(until_s=0)
     assert cluster.engine.calls.count("image") == image_calls, "not retried unchanged"
     cluster.store.apply("web", image="berth-example/busybox:1")
     cluster.drive("web")
+    assert_converged(cluster, "web", 1)
+
+
+def test_a_permanent_failure_is_retried_slowly_when_what_it_lacked_appears() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/later:1")
+    cluster.drive("web", until_s=0)
+    assert cluster.store.status("web").failure_kind == "permanent"
+    cluster.engine.images.add("berth-example/later:1")  # loaded by hand
+    cluster.drive(until_s=cluster.settings.permanent_retry_s)
     assert_converged(cluster, "web", 1)
 
 
@@ -236,3 +248,50 @@ def test_a_crash_looping_replica_backs_off_with_an_absolute_next_restart() -> No
     assert cluster.store.status("web").restart_count >= 2
     restarts = cluster.store.status("web").replica_restarts["0"]["restarts"]
     assert restarts >= 2
+
+
+def test_an_engine_restart_is_no_fault_of_the_deployments() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.store.apply("api", image="berth-example/busybox:1")
+    cluster.drive("web", "api")
+    cluster.engine_down()
+    cluster.drive("web", "api", until_s=30)  # passes fail while it is down
+    assert {name for name, o in cluster.outcomes[-4:] if o.result == Result.TRANSIENT} == {
+        "web",
+        "api",
+    }
+    # A pass that failed mid-way while the engine went down backs off for minutes...
+    stored = cluster.store.statuses["web"]
+    stored.write = replace(
+        stored.write,
+        phase=Phase.FAILED,
+        failure_kind="transient",
+        attempts=8,
+        next_attempt_at=cluster.clock.wall() + timedelta(seconds=128),
+    )
+    cluster.engine_back()
+    cluster.drive(until_s=0)  # at once: no failure waits out its backoff
+    assert_converged(cluster, "web", 2)
+    assert_converged(cluster, "api", 1)
+    for name in ("web", "api"):
+        assert cluster.store.status(name).restart_count == 0, "an engine restart is no crash"
+        assert cluster.store.status(name).replica_restarts == {}
+    reasons = [e.message for _, e in cluster.store.events if e.action == "start"]
+    assert sum("stopped by a Docker engine restart" in r for r in reasons) == 3
+
+
+def test_a_replica_crashing_after_the_engine_came_back_counts_again() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.drive("web")
+    cluster.engine_down()
+    cluster.clock.advance(5)
+    cluster.engine_back()
+    cluster.drive(until_s=0)
+    assert_converged(cluster, "web", 1)
+    cluster.clock.advance(60)
+    cluster.engine.behaviours["web"] = Behaviour(exit_code=1)
+    cluster.engine.stop_everything()  # exits on its own, a minute after the engine returned
+    cluster.drive("web", until_s=0)
+    assert cluster.store.status("web").restart_count == 1

@@ -123,17 +123,33 @@ def test_failures() -> None:
     permanent = settle.fail("bad", True, 0, NOW, retry)
     assert (permanent.kind, permanent.retry_after_s, permanent.next_attempt_at) == (
         "permanent",
-        None,
-        None,
+        600.0,
+        NOW + timedelta(seconds=600),
     )
-    assert "not retried until the deployment's spec changes" in permanent.message
+    assert permanent.message == (
+        "bad (caused by the spec: retried when it changes, when the Docker engine comes back,"
+        " or at 12:10:00Z)"
+    )
 
 
 @pytest.mark.parametrize(
-    ("changes", "waiting", "backing_off"),
+    ("changes", "waiting", "held"),
     [
-        ({"failure_kind": "permanent"}, True, None),
-        ({"failure_kind": "permanent", "generation": 3}, False, None),  # a new spec
+        (
+            {"failure_kind": "permanent", "next_attempt_at": NOW + timedelta(seconds=600)},
+            True,
+            600.0,
+        ),
+        ({"failure_kind": "permanent", "next_attempt_at": NOW - timedelta(seconds=1)}, False, None),
+        (  # a new spec
+            {
+                "failure_kind": "permanent",
+                "next_attempt_at": NOW + timedelta(seconds=9),
+                "generation": 3,
+            },
+            False,
+            None,
+        ),
         ({"failure_kind": "transient", "next_attempt_at": NOW + timedelta(seconds=5)}, False, 5.0),
         ({"failure_kind": "transient", "next_attempt_at": NOW - timedelta(seconds=1)}, False, None),
         (
@@ -148,9 +164,9 @@ def test_failures() -> None:
         ({}, False, None),
     ],
 )
-def test_holds(changes: dict[str, Any], waiting: bool, backing_off: float | None) -> None:
-    assert settle.waiting_for_spec_change(record(**changes)) is waiting
-    assert settle.backing_off(record(**changes), NOW) == backing_off
+def test_holds(changes: dict[str, Any], waiting: bool, held: float | None) -> None:
+    assert settle.waiting_for_spec_change(record(**changes), NOW) is waiting
+    assert settle.held(record(**changes), NOW) == held
 
 
 @pytest.mark.parametrize(
