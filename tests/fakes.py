@@ -43,7 +43,14 @@ from controller.model.names import (
 )
 from controller.model.outcome import Outcome
 from controller.model.phases import Phase
-from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.model.records import (
+    DeploymentRecord,
+    Event,
+    Fence,
+    Intent,
+    MutationRecord,
+    StatusWrite,
+)
 from controller.model.settings import Settings
 
 SPEC_FIELDS = ("image", "command", "env", "ports", "replicas", "healthcheck", "labels")
@@ -81,12 +88,15 @@ class StoredStatus:
 
 
 @dataclass
-class Intent:
+class StoredIntent:
+    id: int
     term: int
     deployment: str
     action: str
     target: str
     outcome: str | None = None
+    resolution: str | None = None
+    resolved_by_term: int | None = None
 
 
 class FakeStore:
@@ -99,7 +109,7 @@ class FakeStore:
         self.generations: dict[str, int] = {}
         self.statuses: dict[str, StoredStatus] = {}
         self.events: list[tuple[int, Event]] = []
-        self.intents: list[Intent] = []
+        self.intents: list[StoredIntent] = []
         self.status_writes = 0
         self._lock = threading.Lock()
 
@@ -195,16 +205,41 @@ class FakeStore:
             self.events.extend((fence.term, event) for event in events)
 
     @contextmanager
-    def mutation(self, fence: Fence, deployment: str, action: str, target: str) -> Iterator[None]:
+    def mutation(
+        self, fence: Fence, deployment: str, action: str, target: str
+    ) -> Iterator[MutationRecord]:
         with self._lock:
             self._fence(fence)
-            intent = Intent(fence.term, deployment, action, target)
+            intent = StoredIntent(len(self.intents) + 1, fence.term, deployment, action, target)
             self.intents.append(intent)
+        record = MutationRecord()
+        outcome = "fenced"
+        try:
+            fence.check_trust()
+            outcome = "error"
+            yield record
+        except Exception:
+            intent.outcome = outcome
+            raise
+        # (a BaseException, the simulated crash, leaves the outcome unwritten, as SIGKILL does)
+        with self._lock:
+            intent.outcome = "ok"
+            self.events.extend((fence.term, event) for event in record.events)
+
+    def unfinished_intents(self, fence: Fence) -> list[Intent]:
+        return [
+            Intent(i.id, i.term, i.deployment, i.action, i.target)
+            for i in self.intents
+            if i.term < fence.term and i.outcome is None and i.resolution is None
+        ]
+
+    def resolve_intent(self, fence: Fence, intent_id: int, resolution: str, event: Event) -> None:
         with self._lock:
             self._fence(fence)
-        intent.outcome = "error"
-        yield
-        intent.outcome = "ok"
+            intent = self.intents[intent_id - 1]
+            if intent.resolution is None:
+                intent.resolution, intent.resolved_by_term = resolution, fence.term
+            self.events.append((fence.term, event))
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
         with self._lock:
@@ -446,7 +481,12 @@ class Cluster:
             monotonic=self.clock.monotonic,
         )
         self.controller = Controller(
-            self.reconciler, self.resync, self.queue, self.stopping, self.clock.monotonic
+            self.reconciler,
+            self.resync,
+            self.queue,
+            self.stopping,
+            self.clock.monotonic,
+            elected=lambda: self.store.term == self.leadership.term,
         )
         self.outcomes: list[tuple[str, Outcome]] = []
 

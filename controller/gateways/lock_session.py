@@ -14,6 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from controller.gateways.postgres_sql import queries, translated
+from controller.model.records import Claim
 
 
 def listen(url: str, poll_s: float = 1.0) -> Iterator[str | None]:
@@ -79,23 +80,41 @@ class LockSession:
         with translated("lock_acquire", timed=False):  # waiting is the point, not latency
             self._conn.execute(queries()["advisory_lock"], {"key": key})
 
-    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int:
-        """Start a new term; waits for the previous leader's in-flight fenced transactions."""
+    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> Claim:
+        """Start a new term (waiting for the previous leader's in-flight fenced transactions
+        and heartbeat), then read how long ago that leader last heartbeat."""
         params = {"cluster": cluster, "node_id": node_id, "host": host, "pid": pid}
         with translated("claim_term"):
             row = self._conn.execute(queries()["claim_term"], params).fetchone()
-        assert row is not None
-        return int(row["term"])
+            assert row is not None
+            term = int(row["term"])
+            beat = self._conn.execute(
+                queries()["previous_beat_age"], {"cluster": cluster, "term": term}
+            ).fetchone()
+        previous = row["previous_holder"]
+        return Claim(
+            term,
+            previous_holder=str(previous) if previous and previous != node_id else None,
+            previous_beat_age_s=float(beat["age_s"]) if beat else None,
+        )
 
     def limit_statements(self, timeout_s: float) -> None:
         with translated("lock_connect"):
             self._set("statement_timeout", str(int(timeout_s * 1000)))
 
-    def current_term(self, cluster: str) -> tuple[int, str] | None:
-        """(term, holder id) as Postgres has it now: the heartbeat. A plain read, no lock."""
+    def heartbeat(self, cluster: str, term: int, node_id: str) -> tuple[int, str] | None:
+        """Record a heartbeat of `term` and return (term, holder id) as Postgres has it now."""
+        params = {"cluster": cluster, "term": term, "node_id": node_id}
         with translated("heartbeat"):
-            row = self._conn.execute(queries()["select_leader"], {"cluster": cluster}).fetchone()
+            row = self._conn.execute(queries()["heartbeat"], params).fetchone()
         return (int(row["term"]), str(row["holder_id"])) if row else None
+
+    def node_sessions(self, cluster: str, node_id: str) -> int:
+        """Sessions that the Berth process `node_id` still has open (pool and lock)."""
+        params = {"cluster": cluster, "node_id": node_id}
+        with translated("heartbeat"):
+            row = self._conn.execute(queries()["node_sessions"], params).fetchone()
+        return int(row["sessions"]) if row else 0
 
     def cancel(self) -> None:
         with contextlib.suppress(Exception):

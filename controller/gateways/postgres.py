@@ -11,6 +11,7 @@ The sessions that must not be pooled (election lock, LISTEN) are in
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -30,7 +31,14 @@ from controller.gateways.postgres_sql import (
 )
 from controller.gateways.retry import retry_transient
 from controller.model.errors import DatabaseRejected, DatabaseUnavailable, Deposed
-from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.model.records import (
+    DeploymentRecord,
+    Event,
+    Fence,
+    Intent,
+    MutationRecord,
+    StatusWrite,
+)
 
 T = TypeVar("T")
 
@@ -38,11 +46,17 @@ T = TypeVar("T")
 class Database:
     """A small connection pool plus one method per use; every method is retried when transient."""
 
-    def __init__(self, url: str, pool_size: int = 4, idle_in_transaction_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        idle_in_transaction_s: float = 10.0,
+        application_name: str = "berth",
+    ) -> None:
         self.url = url
-        # A leader paused inside a fenced mutation holds the term row; Postgres ends its
-        # session after this long idle in the transaction, so a new leader is not blocked
-        # forever. It must exceed the longest Docker call made inside such a transaction.
+        # A leader paused inside a fenced transaction holds the term row, and a new leader's
+        # claim waits for it: Postgres ends such a session after this long idle in it. No
+        # Docker call is made inside a transaction, so a few seconds is plenty.
         options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
         self._pool = ConnectionPool(
             url,
@@ -53,7 +67,7 @@ class Database:
                 "row_factory": dict_row,
                 "connect_timeout": 5,
                 "options": options,
-                "application_name": "berth",
+                "application_name": application_name,
             },
             check=check_idle_connection,
             open=False,
@@ -75,8 +89,14 @@ class Database:
             cursor.execute(queries()[query], adapt(params or {}))
             return cursor.fetchall() if cursor.description else []
 
-    @retry_transient
     def _in_transaction(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run `work` in one transaction, retried whole on transient errors."""
+        return cast(T, self._retried_transaction(operation, work))
+
+    @retry_transient
+    def _retried_transaction(
+        self, operation: str, work: Callable[[psycopg.Connection[Any]], T]
+    ) -> T:
         with translated(operation), self._pool.connection(timeout=10) as conn, conn.transaction():
             return work(conn)  # Deposed raised inside rolls the transaction back
 
@@ -100,6 +120,15 @@ class Database:
         with translated("migrate"), self._pool.connection(timeout=10) as conn, conn.transaction():
             work(conn)
         return applied_now
+
+    def ping(self, timeout_s: float = 0.5) -> None:
+        """One `SELECT 1`, not retried, waiting at most `timeout_s` for a connection: for
+        probes, which must answer at once whatever Postgres does."""
+        with (
+            translated("ping"),
+            self._pool.connection(timeout=timeout_s) as conn,
+        ):
+            conn.execute(queries()["ping"])
 
     def schema_version(self) -> int:
         rows = self._run("schema_version")
@@ -190,10 +219,19 @@ class Database:
             conn.execute(queries()["insert_event"], adapt(params))
 
     @contextmanager
-    def mutation(self, fence: Fence, deployment: str, action: str, target: str) -> Iterator[None]:
-        """Wrap one Docker mutation: a committed, fenced intent first, then the call inside a
-        transaction holding the term row shared (a new leader's claim waits for it), then
-        the intent's outcome. Raises Deposed before the call if leadership was lost."""
+    def mutation(
+        self, fence: Fence, deployment: str, action: str, target: str
+    ) -> Iterator[MutationRecord]:
+        """Record one Docker mutation around the call, holding no transaction during it:
+
+        1. a committed, fenced intent (the term row is held `FOR SHARE` for this short
+           transaction only, so a new leader's claim never waits on a Docker call);
+        2. the trust window checked right before the call (Deposed: not made, `fenced`);
+        3. the call itself, the body of the `with`;
+        4. the outcome with the body's events, in one short transaction. Not fenced: it
+           records what was done, whoever leads by then.
+        A crash between 1 and 4 leaves the outcome NULL; the next leader resolves it against
+        Docker (`resolve_intent`)."""
         intent = {
             "cluster": fence.cluster,
             "term": fence.term,
@@ -207,25 +245,57 @@ class Database:
             self._fence(conn, fence)
             row = conn.execute(queries()["insert_intent"], intent).fetchone()
             assert row is not None
-            return int(row[0] if isinstance(row, tuple) else row["id"])
+            return int(row["id"])
 
         intent_id = self._in_transaction("intent", commit_intent)
-        outcome = "fenced"
+        record = MutationRecord()
+        outcome, called_at = "fenced", None
         try:
-            with (
-                translated("mutation"),
-                self._pool.connection(timeout=10) as conn,
-                conn.transaction(),
-            ):
-                self._fence(conn, fence)
-                outcome = "error"
-                yield
-                outcome = "ok"
-                conn.execute(queries()["finish_intent"], {"id": intent_id, "outcome": outcome})
-        finally:
-            if outcome != "ok":
-                with contextlib.suppress(DatabaseUnavailable, DatabaseRejected):
-                    self._run("finish_intent", {"id": intent_id, "outcome": outcome})
+            fence.check_trust()
+            outcome, called_at = "error", time.time()
+            yield record
+        except Exception:
+            with contextlib.suppress(DatabaseUnavailable, DatabaseRejected):
+                # (if this fails too, the next leader resolves the intent against Docker)
+                self._finish_intent(fence, intent_id, outcome, called_at, [])
+            raise
+        self._finish_intent(fence, intent_id, "ok", called_at, record.events)
+
+    def _finish_intent(
+        self,
+        fence: Fence,
+        intent_id: int,
+        outcome: str,
+        called_at: float | None,
+        events: Sequence[Event],
+    ) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            params = {"id": intent_id, "outcome": outcome, "called_at": called_at}
+            conn.execute(queries()["finish_intent"], params)
+            self._insert_events(conn, fence, events)
+
+        self._in_transaction("mutation", work)
+
+    def unfinished_intents(self, fence: Fence) -> list[Intent]:
+        """Mutations of earlier terms left without an outcome and not yet resolved."""
+        rows = self._run(
+            "select_unfinished_intents", {"cluster": fence.cluster, "term": fence.term}
+        )
+        return [
+            Intent(row["id"], row["term"], row["deployment"], row["action"], row["target"])
+            for row in rows
+        ]
+
+    def resolve_intent(self, fence: Fence, intent_id: int, resolution: str, event: Event) -> None:
+        """Record what Docker showed of an unfinished intent, with its event; fenced."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            params = {"id": intent_id, "resolution": resolution, "term": fence.term}
+            conn.execute(queries()["resolve_intent"], params)
+            self._insert_events(conn, fence, [event])
+
+        self._in_transaction("resolve_intent", work)
 
     def prune_mutations(self, older_than_s: float) -> None:
         self._run("prune_mutations", {"older_than_s": older_than_s})
@@ -237,7 +307,7 @@ class Database:
             self._fence(conn, fence)
             return [row["name"] for row in conn.execute(queries()["release_holds"])]
 
-        return cast(list[str], self._in_transaction("release_holds", work))
+        return self._in_transaction("release_holds", work)
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
         """Count one more stuck-and-resumed time for `generation`, with its event."""

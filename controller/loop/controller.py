@@ -20,15 +20,17 @@ from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
-from controller.model.outcome import Outcome
+from controller.model.outcome import Outcome, Result
 from controller.observability.metrics import (
     QUEUE_DEPTH,
     RECONCILE_DURATION,
     RECONCILE_ERRORS,
     RECONCILE_PASSES,
 )
+from controller.policy.backoff import backoff_s
 
 log = structlog.get_logger("berth.controller")
+FENCED_RETRY_S = 0.5
 
 
 class Controller:
@@ -39,8 +41,10 @@ class Controller:
         queue: WorkQueue,
         stopping: threading.Event,
         monotonic: Callable[[], float] = time.monotonic,
+        elected: Callable[[], bool] = lambda: False,
     ) -> None:
         self.reconciler = reconciler
+        self._elected = elected
         self.full_resync = resync
         self.queue = queue
         self.stopping = stopping
@@ -76,31 +80,63 @@ class Controller:
             RECONCILE_ERRORS.labels(kind=str(outcome.result)).inc()
         if outcome.requeue_after is not None:
             self.queue.add_after(name, outcome.requeue_after)
+        elif outcome.result == Result.DEPOSED and self._elected():
+            # Elected but not (yet, or no longer) trusted: not dropped, looked at again soon;
+            # on a follower the leader has it.
+            log.info("fenced pass requeued", deployment=name, reason=outcome.message)
+            self.queue.add_after(name, FENCED_RETRY_S)
         return outcome
 
     # --- full resyncs -------------------------------------------------------------------------
-    def resync(self) -> None:
-        """A full resync; a request arriving meanwhile makes it run again after, never alongside."""
+    def resync(self) -> bool:
+        """A full resync; a request arriving meanwhile makes it run again after, never
+        alongside. False when it could not run as the leader (fenced, or an error)."""
         if not self._resync_lock.acquire(blocking=False):
             self._resync_again.set()
-            return
+            return True  # the running one will run again
+        done = False
         try:
             while not self.stopping.is_set():
                 self._resync_again.clear()
                 release = self._release_holds.is_set()
                 try:
-                    for name in sorted(self.full_resync.run(release_holds=release)):
+                    names = self.full_resync.run(release_holds=release)
+                    done = names is not None
+                    for name in sorted(names or ()):
                         self.queue.add(name)
-                    self.last_resync_ok = self._monotonic()
-                    if release:
-                        self._release_holds.clear()
+                    if done:
+                        self.last_resync_ok = self._monotonic()
+                        if release:
+                            self._release_holds.clear()
                 except BerthError as error:
+                    done = False
                     log.warning("full resync failed", error=str(error))
                 QUEUE_DEPTH.set(self.queue.pending())
                 if not self._resync_again.is_set():
                     break
         finally:
             self._resync_lock.release()
+        return done
+
+    def resync_until_done(self, still_leader: Callable[[], bool]) -> None:
+        """A new leader's first full resync, retried with backoff until it completes (or
+        the term ends): a leader must not leave pending work for the periodic resync."""
+        attempt = 0
+        while not self.stopping.is_set() and still_leader():
+            if self.resync():
+                return
+            attempt += 1
+            self.stopping.wait(backoff_s(attempt, 0.1, 2.0))
+
+    def start_leading(self, still_leader: Callable[[], bool]) -> None:
+        """Called when this replica is elected: resume whatever older terms left half-done."""
+        if not self.stopping.is_set():
+            threading.Thread(
+                target=self.resync_until_done,
+                args=(still_leader,),
+                name="resync-elected",
+                daemon=True,
+            ).start()
 
     def engine_returned(self) -> None:
         """The Docker engine answers again after a loss: retry every failed deployment now

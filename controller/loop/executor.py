@@ -127,7 +127,7 @@ class Executor:
                 to_remove=len(removes),
                 to_create=len(creates),
             )
-            for done, action in enumerate(changes, start=1):
+            for changed, action in enumerate(changes, start=1):
                 self._check_stopping()
                 if isinstance(action, RemoveContainer):
                     self._remove(writer, action)
@@ -135,69 +135,66 @@ class Executor:
                     container_id, name = self._create(writer, spec, generation, action.replica)
                     reason = notes.get(action.replica, "new")
                     starts.append(_Start(container_id, name, "created", action.replica, reason))
-                writer.progress(done, len(changes))
+                writer.progress(changed, len(changes))
         if starts:
             writer.enter(
                 Phase.STARTING,
                 starting_message(starts, restart_notes or {}),
                 to_start=len(starts),
             )
-            for done, start in enumerate(starts, 1):
+            for started, start in enumerate(starts, 1):
                 self._check_stopping()
                 kind = "restart" if start.from_state == "running" else "start"
-                with writer.mutation(kind, start.name):
+                verb = {"paused": "unpaused", "running": "restarted"}.get(
+                    start.from_state, "started"
+                )
+                with writer.mutation(kind, start.name) as done:
                     if kind == "restart":
                         self.docker.restart(start.container_id, self.stop_timeout_s)
                     else:
                         self.docker.start(start.container_id, start.from_state)
                     faults.crash_point(f"after:{kind}")
-                verb = {"paused": "unpaused", "running": "restarted"}.get(
-                    start.from_state, "started"
-                )
-                writer.action(
-                    kind,
-                    f"{verb} {start.name} ({start.reason})",
-                    container=start.name,
-                    container_id=start.container_id[:12],
-                    replica=start.replica,
-                )
-                writer.progress(done, len(starts))
+                    done(
+                        f"{verb} {start.name} ({start.reason})",
+                        container=start.name,
+                        container_id=start.container_id[:12],
+                        replica=start.replica,
+                    )
+                writer.progress(started, len(starts))
 
     def _remove(self, writer: StatusWriter, action: RemoveContainer) -> None:
-        with writer.mutation("remove", action.container_name):
+        with writer.mutation("remove", action.container_name) as done:
             self.docker.remove(action.container_id, self.stop_timeout_s)
             faults.crash_point("after:remove")
-        writer.action(
-            "remove",
-            f"removed {action.container_name} ({action.reason.value})",
-            container=action.container_name,
-            container_id=action.container_id[:12],
-            replica=action.replica,
-            reason=action.reason.value,
-        )
+            done(
+                f"removed {action.container_name} ({action.reason.value})",
+                container=action.container_name,
+                container_id=action.container_id[:12],
+                replica=action.replica,
+                reason=action.reason.value,
+            )
 
     def _create(
         self, writer: StatusWriter, spec: DeploymentSpec, generation: int, replica: int
     ) -> tuple[str, str]:
         request = container_request(spec, replica, self.cluster, generation)
-        with writer.mutation("create", request.name):
+        with writer.mutation("create", request.name) as done:
             container_id = self.docker.create(request)
             faults.crash_point("after:create")
-        writer.action(
-            "create",
-            f"created {request.name} (spec {spec.spec_hash})",
-            container=request.name,
-            container_id=container_id[:12],
-            replica=replica,
-            spec_hash=spec.spec_hash,
-        )
+            done(
+                f"created {request.name} (spec {spec.spec_hash})",
+                container=request.name,
+                container_id=container_id[:12],
+                replica=replica,
+                spec_hash=spec.spec_hash,
+            )
         return container_id, request.name
 
     def teardown(self, writer: StatusWriter, removals: Sequence[RemoveContainer]) -> None:
         writer.enter(
             Phase.DELETING, f"removing {len(removals)} container(s)", to_remove=len(removals)
         )
-        for done, action in enumerate(removals, start=1):
+        for removed, action in enumerate(removals, start=1):
             self._check_stopping()
             self._remove(writer, action)
-            writer.progress(done, len(removals))
+            writer.progress(removed, len(removals))

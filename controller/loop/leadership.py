@@ -30,10 +30,14 @@ from controller.gateways.lock_session import LockSession
 from controller.gateways.postgres_sql import advisory_key
 from controller.loop.ports import ElectionSession
 from controller.model.errors import BerthError, Deposed
-from controller.model.records import Fence
+from controller.model.records import Claim, Fence
 from controller.policy.backoff import backoff_s
 
 log = structlog.get_logger("berth.leadership")
+
+
+RECONNECT_MAX_S = 1.0
+PREDECESSOR_POLL_S = 0.02
 
 
 def leader_lock_name(cluster: str) -> str:
@@ -52,6 +56,7 @@ class Leadership:
         on_deposed: Callable[[int], None] = lambda term: None,
         monotonic: Callable[[], float] = time.monotonic,
         connect: Callable[[str, str, float], ElectionSession] = LockSession,
+        node_id: str | None = None,
     ) -> None:
         self.database_url = database_url
         self._connect = connect
@@ -62,7 +67,7 @@ class Leadership:
         self.on_elected = on_elected
         self.on_deposed = on_deposed
         self._monotonic = monotonic
-        self.node_id = str(uuid.uuid4())
+        self.node_id = node_id or str(uuid.uuid4())
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.key = advisory_key(leader_lock_name(cluster))
@@ -119,10 +124,11 @@ class Leadership:
                 if stopping.is_set():
                     return
                 sent = self._monotonic()
-                term = session.claim_term(self.cluster, self.node_id, self.host, self.pid)
+                claim = session.claim_term(self.cluster, self.node_id, self.host, self.pid)
                 session.limit_statements(self.trust_window_s / 2)
                 attempt = 0
-                self._lead(session, term, sent, stopping)
+                self._await_predecessor(session, claim, stopping)
+                self._lead(session, claim.term, sent, stopping)
             except BerthError as error:
                 if stopping.is_set():
                     return
@@ -134,7 +140,8 @@ class Leadership:
                     self._session = None
                 if session is not None:
                     session.close()
-            stopping.wait(backoff_s(attempt + 1, 0.1, 3.0) if attempt else 0.05)
+            # Reconnect soon: a leader is wanted within 2 s of Postgres answering again.
+            stopping.wait(backoff_s(attempt + 1, 0.1, RECONNECT_MAX_S) if attempt else 0.05)
 
     def _lead(
         self, session: ElectionSession, term: int, sent: float, stopping: threading.Event
@@ -143,19 +150,50 @@ class Leadership:
             self._term = term
             self._trusted_until = sent + self.trust_window_s
             self.elections += 1
+        # A claim that waited (for the old term's transactions) longer than the window gets a
+        # heartbeat now, rather than one interval later, so the new leader acts at once.
+        lapsed = self._monotonic() >= sent + self.trust_window_s
+        if lapsed and not self._heartbeat(session, term):
+            return
         log.info("elected leader", term=term, node=self.node_id)
         self.on_elected(term)
         while not stopping.wait(self.heartbeat_interval_s):
-            sent = self._monotonic()
-            current = session.current_term(self.cluster)
-            if current != (term, self.node_id):
-                log.warning("term taken over", term=term, now=current)
+            if not self._heartbeat(session, term):
                 return
-            with self._lock:
-                self._trusted_until = sent + self.trust_window_s
-            if self._monotonic() >= sent + self.trust_window_s:
-                log.warning("heartbeat slower than the trust window", term=term)
+
+    def _await_predecessor(
+        self, session: ElectionSession, claim: Claim, stopping: threading.Event
+    ) -> None:
+        """Act only once the previous leader cannot: its process is gone (no session left),
+        or its trust window, counted from its last heartbeat, has lapsed. A leader killed
+        or frozen costs nothing here (no session, or a window long over); one whose lock
+        session alone was cut (an administrator, a network path) up to the window."""
+        previous = claim.previous_holder
+        if previous is None:
+            return
+        age = claim.previous_beat_age_s
+        wait_s = self.trust_window_s - age if age is not None else self.trust_window_s
+        deadline = self._monotonic() + max(0.0, wait_s)
+        while self._monotonic() < deadline and not stopping.is_set():
+            if session.node_sessions(self.cluster, previous) == 0:
                 return
+            stopping.wait(PREDECESSOR_POLL_S)
+        if wait_s > 0:
+            log.info("waited out the previous leader's trust window", waited_s=round(wait_s, 3))
+
+    def _heartbeat(self, session: ElectionSession, term: int) -> bool:
+        """Renew trust from a written heartbeat; False when the term is over."""
+        sent = self._monotonic()
+        current = session.heartbeat(self.cluster, term, self.node_id)
+        if current != (term, self.node_id):
+            log.warning("term taken over", term=term, now=current)
+            return False
+        with self._lock:
+            self._trusted_until = sent + self.trust_window_s
+        if self._monotonic() >= sent + self.trust_window_s:
+            log.warning("heartbeat slower than the trust window", term=term)
+            return False
+        return True
 
     def _step_down(self) -> None:
         with self._lock:

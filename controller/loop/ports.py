@@ -14,7 +14,15 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
-from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.model.records import (
+    Claim,
+    DeploymentRecord,
+    Event,
+    Fence,
+    Intent,
+    MutationRecord,
+    StatusWrite,
+)
 
 
 class StateStore(Protocol):
@@ -36,7 +44,13 @@ class StateStore(Protocol):
 
     def mutation(
         self, fence: Fence, deployment: str, action: str, target: str
-    ) -> AbstractContextManager[None]: ...
+    ) -> AbstractContextManager[MutationRecord]: ...
+
+    def unfinished_intents(self, fence: Fence) -> list[Intent]: ...
+
+    def resolve_intent(
+        self, fence: Fence, intent_id: int, resolution: str, event: Event
+    ) -> None: ...
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...
 
@@ -76,11 +90,13 @@ class ElectionSession(Protocol):
 
     def acquire(self, key: int) -> None: ...
 
-    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int: ...
+    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> Claim: ...
 
     def limit_statements(self, timeout_s: float) -> None: ...
 
-    def current_term(self, cluster: str) -> tuple[int, str] | None: ...
+    def heartbeat(self, cluster: str, term: int, node_id: str) -> tuple[int, str] | None: ...
+
+    def node_sessions(self, cluster: str, node_id: str) -> int: ...
 
     def cancel(self) -> None: ...
 

@@ -29,6 +29,8 @@ from controller.model.errors import (
     Abandoned,
     BerthError,
     Deposed,
+    DockerServerError,
+    DockerUnavailable,
     HealthDeadlineExceeded,
     PermanentError,
     StuckTooOften,
@@ -336,6 +338,8 @@ class Reconciler:
             bound.warning("pass failed", error=str(error), retry_in_s=delay)
             return Outcome(result, None, str(error), delay)
         bound.warning("pass failed", error=failure.message)
+        if isinstance(error, DockerUnavailable | DockerServerError):
+            writer.retract_restarts(record.replica_restarts, record.restart_count)
         try:
             writer.failed(failure, type(error).__name__)
         except BerthError as write_error:

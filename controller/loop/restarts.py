@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from controller.loop.engine import EngineHistory
 from controller.loop.ports import ContainerEngine
-from controller.model.errors import BerthError
+from controller.model.errors import BerthError, DockerServerError, DockerUnavailable
 from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide
 from controller.policy.planner import (
     Action,
@@ -101,6 +101,8 @@ class RestartGate:
         self.log_tail_lines = log_tail_lines
 
     def diagnose(self, container_id: str) -> Diagnosis:
+        """Why a replica stopped. An engine that does not answer fails the pass instead (no
+        restart is decided, or counted, without knowing why: the engine may be going down)."""
         try:
             state = self.docker.inspect_state(container_id)
             tail = (
@@ -108,7 +110,9 @@ class RestartGate:
                 if self.log_tail_lines
                 else ""
             )
-        except BerthError:
+        except (DockerUnavailable, DockerServerError):
+            raise
+        except BerthError:  # say, the container vanished meanwhile
             return Diagnosis()
         return Diagnosis(
             exit_code=state.exit_code,

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from controller.loop.intents import resolve_unfinished
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
 from controller.model.containers import ObservedContainer
 from controller.model.errors import Deposed, InvalidSpec
@@ -74,17 +75,21 @@ class FullResync:
         self._now = wall_clock
         self._monotonic = monotonic
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
+        self._resolved_term: int | None = None
 
-    def run(self, release_holds: bool = False) -> set[str]:
-        """The names of every deployment needing a pass (empty on a follower).
+    def run(self, release_holds: bool = False) -> set[str] | None:
+        """The names of every deployment needing a pass; None when not the leader.
 
         `release_holds` first makes every failed deployment due (the Docker engine came
         back, so failures it caused must not wait out their backoff)."""
         try:
             fence = self.leadership.fence()
         except Deposed:
-            return set()
+            return None
         started = self._monotonic()
+        if self._resolved_term != fence.term:  # a new term: first, what did the last one leave?
+            resolve_unfinished(self.store, self.docker, fence, self.cluster)
+            self._resolved_term = fence.term
         if release_holds:
             released = self.store.release_holds(fence)
             if released:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -28,6 +28,12 @@ from controller.observability.metrics import ACTIONS
 from controller.policy.settle import Failure
 
 log = structlog.get_logger("berth.status")
+
+
+class Done(Protocol):
+    """Called by the body of `StatusWriter.mutation` once its Docker call succeeded."""
+
+    def __call__(self, message: str, level: str = "info", **metadata: Any) -> None: ...
 
 
 class StatusWriter:
@@ -158,6 +164,12 @@ class StatusWriter:
             self._status, replica_restarts=replica_restarts, restart_count=restart_count
         )
 
+    def retract_restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
+        """The engine failed before this pass's restarts were made: keep the restart state
+        as it was and drop their notes (an engine going down is no crash of the app)."""
+        self.restarts(replica_restarts, restart_count)
+        self._pending = [e for e in self._pending if "restarts" not in e.metadata]
+
     def ready(self, ready_replicas: int, converged: bool = False) -> None:
         """Ready replicas now; `converged` also ends the failure streak (attempts = 0)."""
         self._status = replace(self._status, ready_replicas=ready_replicas)
@@ -177,17 +189,22 @@ class StatusWriter:
 
     # --- events ----------------------------------------------------------------------------
     def action(self, action: str, message: str, level: str = "info", **metadata: Any) -> None:
+        """An action that changes no container (an image ensured): written with the next
+        write. A container mutation records its event itself (`mutation`)."""
         log.info(message, deployment=self._status.name, action=action, **metadata)
-        self._pending.append(
-            Event(
-                deployment=self._status.name,
-                kind="action",
-                level=level,
-                action=action,
-                generation=self._status.observed_generation,
-                message=message,
-                metadata=metadata,
-            )
+        self._pending.append(self._action_event(action, message, level, metadata))
+
+    def _action_event(
+        self, action: str, message: str, level: str, metadata: dict[str, Any]
+    ) -> Event:
+        return Event(
+            deployment=self._status.name,
+            kind="action",
+            level=level,
+            action=action,
+            generation=self._status.observed_generation,
+            message=message,
+            metadata=metadata,
         )
 
     def note(self, message: str, level: str = "info", **metadata: Any) -> None:
@@ -204,11 +221,18 @@ class StatusWriter:
 
     # --- writing ---------------------------------------------------------------------------
     @contextmanager
-    def mutation(self, action: str, target: str) -> Iterator[None]:
-        """Fence one Docker mutation (committed intent, term held, trust checked); count it."""
-        with self._store.mutation(self.fence, self._status.name, action, target):
+    def mutation(self, action: str, target: str) -> Iterator[Done]:
+        """Fence one Docker mutation (committed intent, trust checked before the call) and
+        count it. The body calls `done(message, **metadata)` once the call succeeded: that
+        action event is written with the mutation's outcome, in the same transaction."""
+        with self._store.mutation(self.fence, self._status.name, action, target) as record:
+
+            def done(message: str, level: str = "info", **metadata: Any) -> None:
+                log.info(message, deployment=self._status.name, action=action, **metadata)
+                record.events.append(self._action_event(action, message, level, metadata))
+
             try:
-                yield
+                yield done
             except BerthError:
                 ACTIONS.labels(kind=action, result="error").inc()
                 raise
@@ -227,7 +251,7 @@ class StatusWriter:
     def forget(self, removed: int) -> None:
         """A deleted deployment whose containers are gone: drop its row, keep its events."""
         events = [
-            *self._pending,  # the last removal's event rides along
+            *self._pending,
             Event(
                 deployment=self._status.name,
                 kind="phase",

@@ -98,6 +98,14 @@ class WorkQueue:
         with self._cond:
             return self._delayed[0][0] if self._delayed else None
 
+    def busy(self, within_s: float = 0.0) -> int:
+        """Keys in flight, ready, or due within `within_s`: zero when the queue is at rest
+        (say, after a resync's passes), even with retries scheduled further ahead."""
+        with self._cond:
+            horizon = self._clock() + within_s
+            due = sum(1 for at, _, _ in self._delayed if at <= horizon)
+            return len(self._in_flight) + len(self._order) + due
+
     def pending(self) -> int:
         with self._cond:
             return len(self._order) + len(self._delayed)

@@ -120,3 +120,31 @@ class Fence:
     term: int
     node_id: str
     check_trust: Callable[[], None]
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One berth_mutations row left without an outcome by an earlier term."""
+
+    id: int
+    term: int
+    deployment: str
+    action: str
+    target: str
+
+
+@dataclass
+class MutationRecord:
+    """Filled by the code making a Docker mutation: the events written with its outcome, in
+    the same transaction, so the audit trail never depends on a later write."""
+
+    events: list[Event] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A term just claimed, and what is known of the leader before it."""
+
+    term: int
+    previous_holder: str | None = None  # its node id; None for the first term
+    previous_beat_age_s: float | None = None  # since its last heartbeat; None: never beat

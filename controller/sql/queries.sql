@@ -101,12 +101,39 @@ ORDER BY id DESC LIMIT %(limit)s;
 SELECT term FROM berth_leader WHERE cluster = %(cluster)s AND term = %(term)s FOR SHARE;
 
 -- name: claim_term
+-- A new term, once every transaction holding the old term row FOR SHARE has ended (fenced
+-- writes and the old leader's heartbeats). Returns the previous holder.
+WITH previous AS (SELECT holder_id FROM berth_leader WHERE cluster = %(cluster)s)
 INSERT INTO berth_leader AS l (cluster, term, holder_id, holder_host, holder_pid, acquired_at)
 VALUES (%(cluster)s, 1, %(node_id)s, %(host)s, %(pid)s, now())
 ON CONFLICT (cluster) DO UPDATE
 SET term = l.term + 1, holder_id = excluded.holder_id, holder_host = excluded.holder_host,
     holder_pid = excluded.holder_pid, acquired_at = now()
-RETURNING term;
+RETURNING term, (SELECT holder_id FROM previous)::text AS previous_holder;
+
+-- name: previous_beat_age
+-- Run after claim_term: seconds since the previous term's last heartbeat (none: no row).
+-- Every heartbeat that could still renew the old leader's trust had committed by the claim.
+SELECT extract(epoch FROM clock_timestamp() - beat_at)::float8 AS age_s
+FROM berth_heartbeats WHERE cluster = %(cluster)s AND term = %(term)s - 1;
+
+-- name: heartbeat
+-- The leader's heartbeat: record it (never over a newer term's) and read who leads now,
+-- holding the term row FOR SHARE so that a claim waits for it (see previous_beat_age).
+WITH beat AS (
+    INSERT INTO berth_heartbeats AS h (cluster, term, holder_id, beat_at)
+    VALUES (%(cluster)s, %(term)s, %(node_id)s, clock_timestamp())
+    ON CONFLICT (cluster) DO UPDATE
+    SET term = excluded.term, holder_id = excluded.holder_id, beat_at = excluded.beat_at
+    WHERE h.term <= excluded.term
+)
+SELECT term, holder_id::text AS holder_id FROM berth_leader
+WHERE cluster = %(cluster)s FOR SHARE;
+
+-- name: node_sessions
+-- Sessions a Berth process still has open (its pool is named after its node id).
+SELECT count(*) AS sessions FROM pg_stat_activity
+WHERE application_name IN ('berth ' || %(node_id)s, 'berth-lock ' || %(cluster)s || ' ' || %(node_id)s);
 
 -- name: select_leader
 SELECT cluster, term, holder_id, holder_host, holder_pid, acquired_at
@@ -118,7 +145,9 @@ VALUES (%(cluster)s, %(term)s, %(node_id)s, %(deployment)s, %(action)s, %(target
 RETURNING id;
 
 -- name: finish_intent
-UPDATE berth_mutations SET finished_at = clock_timestamp(), outcome = %(outcome)s
+UPDATE berth_mutations
+SET finished_at = clock_timestamp(), outcome = %(outcome)s,
+    called_at = to_timestamp(%(called_at)s)
 WHERE id = %(id)s;
 
 -- name: prune_mutations
@@ -180,3 +209,19 @@ SELECT pg_advisory_lock(%(key)s);
 UPDATE deployment_status SET next_attempt_at = now()
 WHERE failure_kind IS NOT NULL AND next_attempt_at > now()
 RETURNING name;
+
+-- name: select_unfinished_intents
+-- Mutations of earlier terms that never recorded an outcome (their leader died or was deposed
+-- mid-call), not yet resolved: the new leader checks each against Docker.
+SELECT id, term, deployment, action, target
+FROM berth_mutations
+WHERE cluster = %(cluster)s AND term < %(term)s AND outcome IS NULL AND resolution IS NULL
+ORDER BY id;
+
+-- name: resolve_intent
+UPDATE berth_mutations
+SET resolution = %(resolution)s, resolved_by_term = %(term)s, resolved_at = clock_timestamp()
+WHERE id = %(id)s AND resolution IS NULL;
+
+-- name: ping
+SELECT 1;

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import docker
 import psycopg
@@ -29,6 +29,9 @@ from psycopg.types.json import Jsonb
 from controller.app.daemon import Daemon
 from controller.model.names import LABEL_CLUSTER
 from controller.model.settings import Settings
+
+if TYPE_CHECKING:
+    from tests.integration.replicas import ReplicaSet
 
 RUN_ID = uuid.uuid4().hex[:6]
 TEST_LABEL = "berth-test.run"
@@ -223,3 +226,19 @@ class Containers:
 @pytest.fixture
 def containers(docker_api: docker.APIClient, cluster: str) -> Containers:
     return Containers(docker_api, cluster)
+
+
+@pytest.fixture
+def replicas(sql: Sql, cluster: str, tmp_path: Path) -> Iterator[ReplicaSet]:
+    """`berth run` processes of this test's cluster; all killed afterwards."""
+    from tests.integration.replicas import ReplicaSet
+
+    replica_set = ReplicaSet(sql, cluster, tmp_path)
+    yield replica_set
+    replica_set.stop_all()
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    """Print a measured figure past pytest's capture (timings are reported, not asserted)."""
+    with capsys.disabled():
+        print(f"\n[measured] {line}")

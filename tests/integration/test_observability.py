@@ -38,8 +38,13 @@ def test_health_readiness_status_and_metrics(daemon: Daemon, sql: Sql) -> None:
     wait_for(lambda: daemon.leadership.is_leader, what="leader")
     assert get(f"{base}/healthz")[0] == 200
     assert get(f"{base}/readyz") == (200, "ok\n")
-    status = json.loads(get(f"{base}/status")[1])
+    # /status serves the last snapshot (refreshed in the background) with its age.
+    status = wait_for(
+        lambda: (s := json.loads(get(f"{base}/status")[1])) and s.get("leader") and s,
+        what="a snapshot showing the leader",
+    )
     assert status["node"]["role"] == "leader" and status["leader"]["term"] >= 1
+    assert 0 <= status["snapshot_age_s"] < 30 and status["snapshot_error"] is None
     code, metrics = get(f"{base}/metrics")
     assert code == 200
     for family in REQUIRED_FAMILIES:

@@ -13,6 +13,7 @@ import pytest
 
 from controller.loop.leadership import Leadership
 from controller.model.errors import DatabaseUnavailable, Deposed
+from controller.model.records import Claim
 
 
 class FakeSession:
@@ -28,19 +29,31 @@ class FakeSession:
         self.heartbeats = 0
         self.claims = 0
         self.closed = False
+        self.claim_takes_s = 0.0
+        self.clock: Clock | None = None
+        self.previous_beat_age_s: float | None = None
+        self.predecessor_sessions = 0
+        self.session_checks = 0
 
     def acquire(self, key: int) -> None:
         pass
 
-    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> int:
+    def claim_term(self, cluster: str, node_id: str, host: str, pid: int) -> Claim:
         self.claims += 1
+        if self.claim_takes_s and self.clock is not None:
+            self.clock.now += self.claim_takes_s  # waited for the old term's transactions
+        previous = self.row[1] if self.row and self.row[1] != node_id else None
         self.row = (self.term, node_id)
-        return self.term
+        return Claim(self.term, previous, self.previous_beat_age_s)
 
     def limit_statements(self, timeout_s: float) -> None:
         pass
 
-    def current_term(self, cluster: str) -> tuple[int, str] | None:
+    def node_sessions(self, cluster: str, node_id: str) -> int:
+        self.session_checks += 1
+        return self.predecessor_sessions
+
+    def heartbeat(self, cluster: str, term: int, node_id: str) -> tuple[int, str] | None:
         self.heartbeats += 1
         if self.hold.is_set():
             self.held.set()
@@ -163,3 +176,75 @@ def test_a_failed_heartbeat_deposes(
     with pytest.raises(Deposed, match="term 7 ended"):
         fence.check_trust()
     assert session.claims >= 2
+
+
+def test_a_slow_claim_is_trusted_at_once_by_an_immediate_heartbeat(clock: Clock) -> None:
+    session = FakeSession()
+    session.clock, session.claim_takes_s = clock, 3.0  # longer than the 2 s trust window
+    fences: list[int] = []
+    leadership = Leadership(
+        "postgresql://unused",
+        "unit",
+        heartbeat_interval_s=60.0,  # no periodic heartbeat within this test
+        trust_window_s=2.0,
+        silence_timeout_s=4.0,
+        on_elected=lambda term: fences.append(leadership.fence().term),
+        monotonic=clock,
+        connect=lambda url, name, silence: session,
+    )
+    stopping = threading.Event()
+    thread = threading.Thread(target=leadership.run, args=(stopping,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: bool(fences))
+        assert fences == [7], "trusted when elected, not one heartbeat interval later"
+        assert session.heartbeats == 1
+    finally:
+        stopping.set()
+        leadership.stop()
+        thread.join(5)
+
+
+def run_until_elected(session: FakeSession, clock: Clock) -> tuple[Leadership, threading.Event]:
+    leadership = Leadership(
+        "postgresql://unused",
+        "unit",
+        heartbeat_interval_s=60.0,
+        trust_window_s=2.0,
+        silence_timeout_s=4.0,
+        monotonic=clock,
+        connect=lambda url, name, silence: session,
+    )
+    stopping = threading.Event()
+    threading.Thread(target=leadership.run, args=(stopping,), daemon=True).start()
+    return leadership, stopping
+
+
+def test_a_dead_predecessor_costs_no_wait(clock: Clock) -> None:
+    session = FakeSession()
+    session.row = (6, "old-node")
+    session.previous_beat_age_s = 0.1  # it beat just before it died
+    session.predecessor_sessions = 0  # ...and none of its sessions is left
+    leadership, stopping = run_until_elected(session, clock)
+    try:
+        wait_until(lambda: leadership.term == 7)
+        assert session.session_checks == 1
+    finally:
+        stopping.set()
+        leadership.stop()
+
+
+def test_a_live_predecessor_is_waited_out_for_its_trust_window(clock: Clock) -> None:
+    session = FakeSession()
+    session.row = (6, "old-node")
+    session.previous_beat_age_s = 0.5  # it may trust itself for 1.5 s more
+    session.predecessor_sessions = 2  # its pool is still connected: it may still act
+    leadership, stopping = run_until_elected(session, clock)
+    try:
+        wait_until(lambda: session.session_checks >= 3)
+        assert leadership.term is None, "not leading while the predecessor may act"
+        clock.now += 1.5
+        wait_until(lambda: leadership.term == 7)
+    finally:
+        stopping.set()
+        leadership.stop()

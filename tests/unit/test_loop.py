@@ -295,3 +295,82 @@ def test_a_replica_crashing_after_the_engine_came_back_counts_again() -> None:
     cluster.engine.stop_everything()  # exits on its own, a minute after the engine returned
     cluster.drive("web", until_s=0)
     assert cluster.store.status("web").restart_count == 1
+
+
+@pytest.mark.parametrize(
+    ("point", "action", "resolution"),
+    [("after:create", "create", "done"), ("after:start", "start", "done")],
+)
+def test_the_next_leader_resolves_what_a_crash_left_unfinished(
+    point: str, action: str, resolution: str
+) -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    crash_at(point)
+    with pytest.raises(SimulatedCrash):
+        cluster.drive("web")
+    [unfinished] = [i for i in cluster.store.intents if i.outcome is None]
+    assert unfinished.action == action
+    successor = cluster.successor()
+    successor.drive()
+    assert (unfinished.resolution, unfinished.resolved_by_term) == (resolution, 2)
+    notes = [e for term, e in successor.store.events if term == 2 and e.kind == "note"]
+    assert notes[0].message.startswith(f"term 1 left its {action} of berth-unit-web-0 unfinished")
+    assert notes[0].metadata["resolution"] == resolution
+    assert all(i.outcome is not None or i.resolution for i in successor.store.intents)
+    assert_converged(successor, "web", 1)
+
+
+def test_every_mutation_records_its_event_with_its_outcome() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.drive("web")
+    intents = [(i.action, i.target, i.outcome) for i in cluster.store.intents]
+    actions = [
+        (e.action, e.metadata["container"])
+        for _, e in cluster.store.events
+        if e.kind == "action" and e.action != "image"
+    ]
+    assert [(a, t) for a, t, _ in intents] == actions
+    assert len(actions) == 4, "two creates and two starts"
+    assert all(outcome == "ok" for _, _, outcome in intents)
+
+
+def test_an_elected_but_untrusted_leader_requeues_instead_of_dropping() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.leadership.trusted = False  # elected, but its trust window has not begun
+    assert cluster.controller.resync() is False, "a fenced resync is no success"
+    cluster.drive("web", until_s=0)
+    assert cluster.last_outcome("web").result == Result.DEPOSED
+    assert cluster.queue.next_due() is not None, "the fenced pass is requeued, not dropped"
+    cluster.leadership.trusted = True
+    cluster.drive(until_s=1)
+    assert_converged(cluster, "web", 1)
+
+
+def test_a_new_leaders_first_resync_is_retried_until_it_runs() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.leadership.trusted = False
+    attempts: list[bool] = []
+
+    def still_leader() -> bool:
+        attempts.append(True)
+        if len(attempts) == 3:
+            cluster.leadership.trusted = True  # the first heartbeat came back
+        return True
+
+    cluster.stopping.wait = lambda timeout=None: False  # type: ignore[method-assign]
+    cluster.controller.resync_until_done(still_leader)
+    assert len(attempts) == 3
+    assert cluster.queue.get(timeout_s=0) == "web", "the resync ran and found the work"
+
+
+def test_a_follower_drops_passes_it_may_not_run() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.store.term += 1  # another replica leads
+    cluster.drive("web")
+    assert cluster.last_outcome("web").result == Result.DEPOSED
+    assert cluster.queue.next_due() is None

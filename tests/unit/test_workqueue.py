@@ -50,3 +50,18 @@ def test_shut_down_wakes_waiting_workers() -> None:
     queue.shut_down()
     worker.join(5)
     assert results == [None]
+
+
+def test_busy_counts_work_in_flight_ready_or_due_soon() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    assert queue.busy() == 0
+    queue.add("now")
+    queue.add_after("soon", 0.5)
+    queue.add_after("later", 600)
+    assert queue.busy(within_s=1.0) == 2
+    assert queue.get(0) == "now"
+    assert queue.busy(within_s=1.0) == 2, "in flight still counts"
+    queue.done("now")
+    assert queue.busy(within_s=1.0) == 1
+    assert queue.busy(within_s=0.0) == 0

@@ -1,0 +1,56 @@
+"""Resolving the previous terms' unfinished Docker mutations when a leader starts.
+
+Called by the full resync (`controller.loop.resync`) on the first resync of each term. An
+intent without outcome means its leader died, or was frozen and deposed, between recording
+the intent and recording what the call did. The new leader looks at Docker, asks the pure
+`controller.policy.intents.judge`, and records the resolution with an event on the
+deployment, so the audit trail says what really happened (see RECONCILIATION.md,
+"What the mutation log proves").
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from controller.loop.ports import ContainerEngine, StateStore
+from controller.model.records import Event, Fence
+from controller.policy.intents import judge
+from controller.policy.planner import managed_by
+
+log = structlog.get_logger("berth.intents")
+
+
+def resolve_unfinished(
+    store: StateStore, docker: ContainerEngine, fence: Fence, cluster: str
+) -> int:
+    """Resolve every unfinished intent of earlier terms; return how many."""
+    unfinished = store.unfinished_intents(fence)
+    if not unfinished:
+        return 0
+    by_name = {c.name: c for c in managed_by(docker.list_managed(), cluster)}
+    for intent in unfinished:
+        resolution, why = judge(intent.action, by_name.get(intent.target))
+        message = (
+            f"term {intent.term} left its {intent.action} of {intent.target} unfinished: "
+            f"{resolution} ({why})"
+        )
+        log.warning("unfinished intent resolved", deployment=intent.deployment, message=message)
+        store.resolve_intent(
+            fence,
+            intent.id,
+            resolution,
+            Event(
+                deployment=intent.deployment,
+                kind="note",
+                level="info" if resolution == "done" else "warning",
+                message=message,
+                metadata={
+                    "intent_id": intent.id,
+                    "intent_term": intent.term,
+                    "action": intent.action,
+                    "target": intent.target,
+                    "resolution": resolution,
+                },
+            ),
+        )
+    return len(unfinished)
