@@ -285,6 +285,7 @@ class Behaviour:
     """How one deployment's containers behave once started."""
 
     exit_code: int | None = None  # exits at once with this code
+    logs: str = "starting up\nfatal: no config"
     healthy_after_s: float | None = 0.0  # with a healthcheck: healthy after; None = never
 
 
@@ -407,10 +408,14 @@ class FakeEngine:
             if health in ("starting", "unhealthy")
             else "",
             finished_at=container.finished_at,
+            started_at=None
+            if container.started_at is None
+            else (EPOCH + timedelta(seconds=container.started_at)).timestamp(),
         )
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
-        return "starting up\nfatal: no config"
+        deployment = self.containers[container_id].request.labels[LABEL_DEPLOYMENT]
+        return self.behaviours.get(deployment, Behaviour()).logs
 
 
 # --- leadership and the loop --------------------------------------------------------------------

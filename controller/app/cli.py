@@ -1,9 +1,12 @@
 """The `berth` command line: the daemon, migrations, and the operator's read/write helpers.
 
 Entry point `main` (pyproject's `berth` script). Commands talk to Postgres only through
-`controller.gateways.postgres`; `run` builds the daemon. Exit codes are part of the interface:
-0 success, 1 unexpected error, 2 usage error, 3 deployment not found,
-4 invalid spec (with the field named), 5 database or Docker unreachable.
+`controller.gateways.postgres`; `run` builds the daemon. Only `berth migrate` and `berth run`
+(unless BERTH_MIGRATE_ON_START=false) change the schema: the other commands need only the
+rights they use, so a read-only role can run `berth get`. Exit codes are part of the
+interface: 0 success, 1 unexpected error, 2 usage error, 3 deployment not found, 4 invalid
+spec (with the field named), 5 database or Docker unreachable, 6 permission denied (the role
+and the table named), 7 no Berth schema, or an older one (run `berth migrate`).
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ from controller.model.errors import (
     DockerUnavailable,
     InvalidSpec,
     NotFound,
+    PermissionDenied,
+    SchemaMissing,
 )
 from controller.model.settings import Settings
 from controller.model.spec import parse_spec
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
+EXIT_PERMISSION, EXIT_SCHEMA = 6, 7
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -49,6 +55,12 @@ def _exit_codes() -> Iterator[None]:
     except NotFound as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_NOT_FOUND)
+    except PermissionDenied as error:
+        click.echo(f"error: permission denied: {error}", err=True)
+        sys.exit(EXIT_PERMISSION)
+    except SchemaMissing as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_SCHEMA)
     except (InvalidSpec, DatabaseRejected) as error:
         click.echo(f"error: invalid deployment: {error}", err=True)
         sys.exit(EXIT_INVALID)
@@ -58,8 +70,9 @@ def _exit_codes() -> Iterator[None]:
 
 
 def _open_database(settings: Settings) -> Database:
+    """A connection pool for an operator's command: checks the schema, never migrates."""
     database = Database(database_url(settings), pool_size=2)
-    database.migrate()
+    database.check_schema()
     return database
 
 

@@ -54,7 +54,7 @@ class Daemon:
         self.database = Database(
             database_url,
             pool_size=settings.concurrency + 2,
-            idle_in_transaction_s=settings.leader_silence_timeout_s,
+            idle_in_transaction_s=settings.leader_trust_window_s,
             # A new leader checks whether this process still has sessions (leadership).
             application_name=f"berth {node_id}",
         )
@@ -103,9 +103,12 @@ class Daemon:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        applied = self.database.migrate()
-        if applied:
-            log.info("migrations applied", versions=applied)
+        if self.settings.migrate_on_start:
+            applied = self.database.migrate()
+            if applied:
+                log.info("migrations applied", versions=applied)
+        else:
+            self.database.check_schema()
         self.docker.ping()
         self.http.start()
         self._spawn("leadership", self.leadership.run, self.stopping)

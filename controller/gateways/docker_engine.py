@@ -148,6 +148,7 @@ def state_from_inspect(state: dict[str, Any]) -> ContainerState:
         oom_killed=bool(state.get("OOMKilled")),
         health_output=str(health_log[-1].get("Output", "")).strip() if health_log else "",
         finished_at=docker_time(state.get("FinishedAt")),
+        started_at=docker_time(state.get("StartedAt")),
     )
 
 

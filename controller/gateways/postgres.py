@@ -30,7 +30,13 @@ from controller.gateways.postgres_sql import (
     translated,
 )
 from controller.gateways.retry import retry_transient
-from controller.model.errors import DatabaseRejected, DatabaseUnavailable, Deposed
+from controller.model.errors import (
+    DatabaseRejected,
+    DatabaseUnavailable,
+    Deposed,
+    PermissionDenied,
+    SchemaMissing,
+)
 from controller.model.records import (
     DeploymentRecord,
     Event,
@@ -129,6 +135,29 @@ class Database:
             self._pool.connection(timeout=timeout_s) as conn,
         ):
             conn.execute(queries()["ping"])
+
+    def check_schema(self) -> int:
+        """The schema version, if this Berth can work with it; else SchemaMissing. Needs no
+        more than the right to read: commands other than `berth migrate` and `berth run`
+        never change the schema (a read-only role can use them)."""
+        latest = migrations()[-1][0]
+        try:
+            version = self.schema_version()
+        except PermissionDenied:
+            raise
+        except DatabaseRejected as error:
+            if "does not exist" not in str(error):
+                raise
+            raise SchemaMissing(
+                f"the database has no Berth schema (this Berth needs version {latest}): "
+                "run `berth migrate` as a role that may create tables"
+            ) from error
+        if version < latest:
+            raise SchemaMissing(
+                f"the database schema is at version {version}, this Berth needs {latest}: "
+                "run `berth migrate`"
+            )
+        return version
 
     def schema_version(self) -> int:
         rows = self._run("schema_version")

@@ -21,10 +21,11 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from controller.model.errors import DatabaseRejected, DatabaseUnavailable
+from controller.model.errors import DatabaseRejected, DatabaseUnavailable, PermissionDenied
 from controller.observability.metrics import (
     POSTGRES_DURATION,
     POSTGRES_ERRORS,
@@ -91,8 +92,16 @@ def translate(error: Exception) -> Exception:
     if isinstance(error, psycopg.Error):
         diag = getattr(error, "diag", None)
         message = (diag.message_primary if diag is not None else None) or str(error)
+        if isinstance(error, psycopg.errors.InsufficientPrivilege):
+            return PermissionDenied(f"database role {_role(error)!r}: {message}")
         return DatabaseRejected(message)
     return error
+
+
+def _role(error: psycopg.Error) -> str:
+    connection = getattr(error, "pgconn", None)
+    user = getattr(connection, "user", None)
+    return user.decode() if isinstance(user, bytes) else "?"
 
 
 @contextmanager

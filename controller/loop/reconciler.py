@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -53,6 +53,7 @@ from controller.policy.planner import (
     plan_deployment,
     ready_replicas,
 )
+from controller.policy.redact import sanitize
 
 log = structlog.get_logger("berth.reconciler")
 
@@ -160,7 +161,9 @@ class Reconciler:
         new_generation = record.observed_generation != generation
         writer.observe(generation, spec.replicas)
         previous = {} if new_generation else load_states(record.replica_restarts)
-        gated = self.restarts.apply(actions, previous, spec.replicas, self._now().timestamp())
+        gated = self.restarts.apply(
+            actions, previous, spec.replicas, self._now().timestamp(), spec.env
+        )
         self._record_restarts(writer, record, gated, new_generation)
         if gated.actions:
             if new_generation or record.phase != Phase.QUEUED:
@@ -238,7 +241,9 @@ class Reconciler:
         writer.ready(ready)
         if settlement.deadline_exceeded_after_s is not None:
             raise HealthDeadlineExceeded(
-                self._not_ready_report(desired, containers, settlement.deadline_exceeded_after_s)
+                self._not_ready_report(
+                    desired, containers, settlement.deadline_exceeded_after_s, spec.env
+                )
             )
         if settlement.phase == Phase.DEGRADED:
             message = self._degraded(writer, desired, ready, waiting, now)
@@ -277,7 +282,11 @@ class Reconciler:
         return message
 
     def _not_ready_report(
-        self, desired: DesiredDeployment, containers: list[ObservedContainer], waited_s: float
+        self,
+        desired: DesiredDeployment,
+        containers: list[ObservedContainer],
+        waited_s: float,
+        env: Mapping[str, str],
     ) -> str:
         problems = []
         for container in containers:
@@ -286,8 +295,9 @@ class Reconciler:
             detail = f"{container.name}: {container.state}, health {container.health}"
             try:
                 state = self.docker.inspect_state(container.id)
-                if state.health_output:
-                    detail += f", last check: {state.health_output[:200]}"
+                output = sanitize(state.health_output, env, max_lines=3, max_chars=200)
+                if output:
+                    detail += f", last check: {output}"
                 if state.exit_code:
                     detail += f", exit code {state.exit_code}"
             except BerthError:

@@ -10,7 +10,7 @@ wait are reported back so the deployment can show `degraded` with that diagnosis
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.loop.engine import EngineHistory
@@ -26,6 +26,10 @@ from controller.policy.planner import (
     StartContainer,
     restart_reason,
 )
+from controller.policy.redact import sanitize
+
+# An exit this soon after the start is the command finishing, not the app crashing later.
+QUICK_EXIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -35,9 +39,15 @@ class Diagnosis:
     health_output: str = ""
     log_tail: str = ""
     finished_at: float | None = None
+    ran_s: float | None = None  # from start to exit
 
     def summary(self, reason: str) -> str:
         parts = [f"exited with code {self.exit_code}" if reason == "exited" else "unhealthy"]
+        if reason == "exited" and self.ran_s is not None and self.ran_s < QUICK_EXIT_S:
+            parts.append(
+                f"it ended {self.ran_s:.1f}s after starting: a replica's command (`command`, "
+                "or the image's default) must keep running, not finish"
+            )
         if self.oom_killed:
             parts.append("OOM-killed")
         if self.health_output:
@@ -100,7 +110,7 @@ class RestartGate:
         self.policy = policy
         self.log_tail_lines = log_tail_lines
 
-    def diagnose(self, container_id: str) -> Diagnosis:
+    def diagnose(self, container_id: str, env: Mapping[str, str]) -> Diagnosis:
         """Why a replica stopped. An engine that does not answer fails the pass instead (no
         restart is decided, or counted, without knowing why: the engine may be going down)."""
         try:
@@ -114,12 +124,16 @@ class RestartGate:
             raise
         except BerthError:  # say, the container vanished meanwhile
             return Diagnosis()
+        ran_s = None
+        if state.started_at is not None and state.finished_at is not None:
+            ran_s = max(0.0, state.finished_at - state.started_at)
         return Diagnosis(
             exit_code=state.exit_code,
             oom_killed=state.oom_killed,
-            health_output=state.health_output,
-            log_tail=tail.strip(),
+            health_output=sanitize(state.health_output, env, max_lines=5),
+            log_tail=sanitize(tail, env, max_lines=self.log_tail_lines),
             finished_at=state.finished_at,
+            ran_s=ran_s,
         )
 
     def apply(
@@ -128,14 +142,17 @@ class RestartGate:
         states: dict[int, ReplicaRestarts],
         replicas: int,
         now: float,
+        env: Mapping[str, str] | None = None,
     ) -> Gated:
+        """Gate the planned restarts; `env` (the deployment's) is redacted from what is quoted."""
+        env = env or {}
         gated = Gated(states={r: s for r, s in states.items() if r < replicas})
         for action in actions:
             reason = restart_reason(action)
             if reason is None or not isinstance(action, StartContainer | RestartContainer):
                 gated.actions.append(action)
                 continue
-            diagnosis = self.diagnose(action.container_id)
+            diagnosis = self.diagnose(action.container_id, env)
             if reason == "exited" and self.engine.stopped_by_engine(diagnosis.finished_at):
                 # The engine stopped it when it went down: no crash, no count, no backoff.
                 gated.actions.append(action)

@@ -42,6 +42,7 @@ class ContainerState:
     oom_killed: bool = False
     health_output: str = ""
     finished_at: float | None = None  # unix seconds of the last exit, if it ever exited
+    started_at: float | None = None  # unix seconds of the last start
 
 
 @dataclass(frozen=True)

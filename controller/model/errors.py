@@ -53,6 +53,14 @@ class DatabaseRejected(PermanentError):
     """Postgres refused a statement (constraint violation, bad input)."""
 
 
+class PermissionDenied(DatabaseRejected):
+    """The database role may not do this; the message names the role and the table."""
+
+
+class SchemaMissing(PermanentError):
+    """The database has no Berth schema, or an older one: `berth migrate` first."""
+
+
 class InvalidSpec(PermanentError):
     """A deployment row or file that does not describe a valid deployment."""
 

@@ -217,6 +217,15 @@ class Settings(BaseSettings):
             "leader. A week covers post-incident review."
         ),
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description=(
+            "Whether `berth run` applies missing schema migrations at start (under an advisory "
+            "lock, so replicas starting together are safe). Set false where Berth's role may "
+            "not change the schema: then `berth migrate` runs as one that may, and `berth run` "
+            "refuses an older schema."
+        ),
+    )
     crash_at: str | None = Field(
         default=None,
         description=(

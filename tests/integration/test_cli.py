@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from controller.app.daemon import Daemon
@@ -80,3 +81,48 @@ def test_apply_accepts_lists_and_several_documents(sql: Sql) -> None:
     result = berth(sql.url, "apply", "-f", "-", stdin=documents)
     assert result.returncode == 0, result.stderr
     assert {r["name"] for r in sql("SELECT name FROM deployments")} == {"one", "two"}
+
+
+def test_a_read_only_role_can_read_and_is_told_why_it_cannot_write(
+    sql: Sql, tmp_path: Path
+) -> None:
+    role = f"berth_reader_{os.getpid()}_{id(sql) % 10_000}"
+    sql(f"CREATE ROLE {role} LOGIN")
+    try:
+        sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+        sql.insert("readable")
+        url = psycopg.conninfo.make_conninfo(sql.url, user=role)
+        listed = berth(url, "get", "-o", "json")
+        assert listed.returncode == 0, listed.stderr
+        assert [row["name"] for row in json.loads(listed.stdout)] == ["readable"]
+        assert berth(url, "describe", "readable").returncode == 0
+        spec = tmp_path / "w.yaml"
+        spec.write_text(f"name: writable\nimage: {EXAMPLE_IMAGE}\n")
+        refused = berth(url, "apply", "-f", str(spec))
+        assert refused.returncode == 6, refused.stderr
+        assert f"database role '{role}'" in refused.stderr
+        assert "permission denied for table deployments" in refused.stderr
+    finally:
+        sql(f"DROP OWNED BY {role}")
+        sql(f"DROP ROLE {role}")
+
+
+def test_commands_do_not_migrate_and_name_the_remedy(postgres_server_url: str) -> None:
+    name = f"berth_empty_{os.getpid()}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
+        result = berth(url, "get")
+        assert result.returncode == 7
+        assert "run `berth migrate`" in result.stderr
+        with psycopg.connect(url) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchone()
+        assert tables == (0,), "a read command created nothing"
+        assert berth(url, "migrate").returncode == 0
+        assert berth(url, "get").returncode == 0
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
         ({"image": "with space"}, "deployments.image"),
         ({"replicas": -1}, "deployments.replicas: must be between 0 and 1000"),
         ({"replicas": 1001}, "deployments.replicas"),
+        ({"replicas": 2147483647}, "deployments.replicas: must be between 0 and 1000"),
         ({"command": []}, "deployments.command"),
         ({"env": ["not", "an", "object"]}, "deployments.env: must be a JSON object"),
         ({"env": {"A": 1}}, "deployments.env.A: must be a string"),

@@ -374,3 +374,30 @@ def test_a_follower_drops_passes_it_may_not_run() -> None:
     cluster.drive("web")
     assert cluster.last_outcome("web").result == Result.DEPOSED
     assert cluster.queue.next_due() is None
+
+
+def test_quoted_output_never_carries_the_deployments_own_secrets() -> None:
+    cluster = Cluster()
+    password = "correct-horse-battery"
+    cluster.store.apply("web", image="berth-example/busybox:1", env={"DB_PASSWORD": password})
+    cluster.engine.behaviours["web"] = Behaviour(
+        exit_code=1, logs=f"\x1b[31mconnecting as admin:{password}\x1b[0m\nrefused"
+    )
+    cluster.drive("web", until_s=30)
+    written = [e.message for _, e in cluster.store.events] + [
+        str(e.metadata) for _, e in cluster.store.events
+    ]
+    written.append(cluster.store.status("web").message)
+    assert any("<env:DB_PASSWORD>" in text for text in written)
+    assert not any(password in text for text in written)
+    assert not any("\x1b" in text for text in written)
+
+
+def test_a_command_that_ends_at_once_is_named_as_the_cause() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", command=["sh"])
+    cluster.engine.behaviours["web"] = Behaviour(exit_code=0)
+    cluster.drive("web", until_s=15)
+    message = cluster.store.status("web").message
+    assert "exited with code 0" in message
+    assert "a replica's command (`command`, or the image's default) must keep running" in message
