@@ -110,6 +110,7 @@ class FakeStore:
         self.statuses: dict[str, StoredStatus] = {}
         self.events: list[tuple[int, Event]] = []
         self.intents: list[StoredIntent] = []
+        self.container_records: dict[str, str] = {}  # berth_containers: id -> deployment
         self.status_writes = 0
         self._lock = threading.Lock()
 
@@ -162,6 +163,18 @@ class FakeStore:
             restart_count=status.restart_count if status else 0,
             replica_restarts=dict(status.replica_restarts) if status else {},
             stuck_resumes=stuck,
+            recorded_containers=frozenset(
+                cid for cid, owner in self.container_records.items() if owner == name
+            ),
+            pending_creates=frozenset(
+                i.target
+                for i in self.intents
+                if i.deployment == name
+                and i.action == "create"
+                and i.outcome is None
+                and i.resolution is None
+            ),
+            records_since=0.0,  # every container the fakes make needs a record
         )
 
     def _fence(self, fence: Fence) -> None:
@@ -224,6 +237,10 @@ class FakeStore:
         # (a BaseException, the simulated crash, leaves the outcome unwritten, as SIGKILL does)
         with self._lock:
             intent.outcome = "ok"
+            if record.created is not None:
+                self.container_records[record.created] = deployment
+            if record.removed is not None:
+                self.container_records.pop(record.removed, None)
             self.events.extend((fence.term, event) for event in record.events)
 
     def unfinished_intents(self, fence: Fence) -> list[Intent]:
@@ -233,12 +250,21 @@ class FakeStore:
             if i.term < fence.term and i.outcome is None and i.resolution is None
         ]
 
-    def resolve_intent(self, fence: Fence, intent_id: int, resolution: str, event: Event) -> None:
+    def resolve_intent(
+        self,
+        fence: Fence,
+        intent: Intent,
+        resolution: str,
+        event: Event,
+        created: str | None = None,
+    ) -> None:
         with self._lock:
             self._fence(fence)
-            intent = self.intents[intent_id - 1]
-            if intent.resolution is None:
-                intent.resolution, intent.resolved_by_term = resolution, fence.term
+            stored = self.intents[intent.id - 1]
+            if stored.resolution is None:
+                stored.resolution, stored.resolved_by_term = resolution, fence.term
+            if created is not None:
+                self.container_records[created] = intent.deployment
             self.events.append((fence.term, event))
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:

@@ -27,6 +27,7 @@ from controller.gateways.postgres_sql import (
     check_idle_connection,
     migrations,
     queries,
+    role_of,
     translated,
 )
 from controller.gateways.retry import retry_transient
@@ -60,6 +61,7 @@ class Database:
         application_name: str = "berth",
     ) -> None:
         self.url = url
+        self.role = role_of(url)
         # A leader paused inside a fenced transaction holds the term row, and a new leader's
         # claim waits for it: Postgres ends such a session after this long idle in it. No
         # Docker call is made inside a transaction, so a few seconds is plenty.
@@ -88,7 +90,7 @@ class Database:
     @retry_transient
     def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with (
-            translated(query),
+            translated(query, role=self.role),
             self._pool.connection(timeout=10) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
@@ -103,7 +105,11 @@ class Database:
     def _retried_transaction(
         self, operation: str, work: Callable[[psycopg.Connection[Any]], T]
     ) -> T:
-        with translated(operation), self._pool.connection(timeout=10) as conn, conn.transaction():
+        with (
+            translated(operation, role=self.role),
+            self._pool.connection(timeout=10) as conn,
+            conn.transaction(),
+        ):
             return work(conn)  # Deposed raised inside rolls the transaction back
 
     # --- schema -----------------------------------------------------------------------
@@ -123,7 +129,11 @@ class Database:
                 conn.execute(queries()["insert_migration"], {"version": version, "name": name})
                 applied_now.append(version)
 
-        with translated("migrate"), self._pool.connection(timeout=10) as conn, conn.transaction():
+        with (
+            translated("migrate", role=self.role),
+            self._pool.connection(timeout=10) as conn,
+            conn.transaction(),
+        ):
             work(conn)
         return applied_now
 
@@ -168,7 +178,7 @@ class Database:
         """An operator's SQL (the benchmarks and tests act as operators, through plain SQL);
         never used by the loop, whose every statement is a named query."""
         with (
-            translated("sql"),
+            translated("sql", role=self.role),
             self._pool.connection(timeout=10) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
@@ -240,6 +250,18 @@ class Database:
         self._in_transaction("forget", work)
 
     @staticmethod
+    def _record_container(
+        conn: psycopg.Connection[Any], fence: Fence, container_id: str, deployment: str, name: str
+    ) -> None:
+        params = {
+            "container_id": container_id,
+            "deployment": deployment,
+            "name": name,
+            "term": fence.term,
+        }
+        conn.execute(queries()["record_container"], params)
+
+    @staticmethod
     def _insert_events(
         conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
     ) -> None:
@@ -286,9 +308,9 @@ class Database:
         except Exception:
             with contextlib.suppress(DatabaseUnavailable, DatabaseRejected):
                 # (if this fails too, the next leader resolves the intent against Docker)
-                self._finish_intent(fence, intent_id, outcome, called_at, [])
+                self._finish_intent(fence, intent_id, outcome, called_at, MutationRecord())
             raise
-        self._finish_intent(fence, intent_id, "ok", called_at, record.events)
+        self._finish_intent(fence, intent_id, "ok", called_at, record, deployment, target)
 
     def _finish_intent(
         self,
@@ -296,12 +318,18 @@ class Database:
         intent_id: int,
         outcome: str,
         called_at: float | None,
-        events: Sequence[Event],
+        record: MutationRecord,
+        deployment: str = "",
+        target: str = "",
     ) -> None:
         def work(conn: psycopg.Connection[Any]) -> None:
             params = {"id": intent_id, "outcome": outcome, "called_at": called_at}
             conn.execute(queries()["finish_intent"], params)
-            self._insert_events(conn, fence, events)
+            if record.created is not None:
+                self._record_container(conn, fence, record.created, deployment, target)
+            if record.removed is not None:
+                conn.execute(queries()["forget_container"], {"container_id": record.removed})
+            self._insert_events(conn, fence, record.events)
 
         self._in_transaction("mutation", work)
 
@@ -315,13 +343,23 @@ class Database:
             for row in rows
         ]
 
-    def resolve_intent(self, fence: Fence, intent_id: int, resolution: str, event: Event) -> None:
-        """Record what Docker showed of an unfinished intent, with its event; fenced."""
+    def resolve_intent(
+        self,
+        fence: Fence,
+        intent: Intent,
+        resolution: str,
+        event: Event,
+        created: str | None = None,
+    ) -> None:
+        """Record what Docker showed of an unfinished intent, with its event (and, for a
+        create found done, the container it made); fenced."""
 
         def work(conn: psycopg.Connection[Any]) -> None:
             self._fence(conn, fence)
-            params = {"id": intent_id, "resolution": resolution, "term": fence.term}
+            params = {"id": intent.id, "resolution": resolution, "term": fence.term}
             conn.execute(queries()["resolve_intent"], params)
+            if created is not None:
+                self._record_container(conn, fence, created, intent.deployment, intent.target)
             self._insert_events(conn, fence, [event])
 
         self._in_transaction("resolve_intent", work)

@@ -9,7 +9,9 @@ carrying Postgres' own message, which names the field).
 
 from __future__ import annotations
 
+import getpass
 import hashlib
+import os
 import re
 import select
 import time
@@ -86,38 +88,41 @@ def migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-def translate(error: Exception) -> Exception:
+def translate(error: Exception, role: str = "?") -> Exception:
     if isinstance(error, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
         return DatabaseUnavailable(f"Postgres unavailable: {error}")
     if isinstance(error, psycopg.Error):
         diag = getattr(error, "diag", None)
         message = (diag.message_primary if diag is not None else None) or str(error)
         if isinstance(error, psycopg.errors.InsufficientPrivilege):
-            return PermissionDenied(f"database role {_role(error)!r}: {message}")
+            return PermissionDenied(f"database role {role!r}: {message}")
         return DatabaseRejected(message)
     return error
 
 
-def _role(error: psycopg.Error) -> str:
-    connection = getattr(error, "pgconn", None)
-    user = getattr(connection, "user", None)
-    return user.decode() if isinstance(user, bytes) else "?"
-
-
 @contextmanager
-def translated(operation: str, timed: bool = True) -> Iterator[None]:
+def translated(operation: str, timed: bool = True, role: str = "?") -> Iterator[None]:
     """Time one operation (bounded label: a query name or a fixed word) and translate errors."""
     started = time.perf_counter()
     try:
         yield
     except (psycopg.Error, PoolTimeout) as error:
-        translated = translate(error)
+        translated = translate(error, role)
         kind = "transient" if isinstance(translated, DatabaseUnavailable) else "permanent"
         POSTGRES_ERRORS.labels(operation=operation, kind=kind).inc()
         raise translated from error
     finally:
         if timed:
             POSTGRES_DURATION.labels(operation=operation).observe(time.perf_counter() - started)
+
+
+def role_of(url: str) -> str:
+    """The database role a connection string logs in as (libpq's default: the OS user)."""
+    try:
+        user = psycopg.conninfo.conninfo_to_dict(url).get("user")
+    except psycopg.Error:
+        user = None
+    return str(user or os.environ.get("PGUSER") or getpass.getuser())
 
 
 def check_idle_connection(conn: psycopg.Connection[Any]) -> None:

@@ -77,10 +77,12 @@ class Executor:
         actions: Sequence[Action],
         notes: Mapping[int, str] | None = None,
         restart_notes: Mapping[int, str] | None = None,
-    ) -> None:
+    ) -> set[str]:
         """Apply `actions`; `notes` (by replica) explain restarts in their events, and
-        `restart_notes` the restarts in the `starting` message."""
+        `restart_notes` the restarts in the `starting` message. Returns the ids of the
+        containers it created (recorded as Berth's with each create's outcome)."""
         notes = notes or {}
+        created: set[str] = set()
         creates = [a for a in actions if isinstance(a, CreateReplica)]
         removes = [a for a in actions if isinstance(a, RemoveContainer)]
         starts: list[_Start] = []
@@ -135,6 +137,7 @@ class Executor:
                     container_id, name = self._create(writer, spec, generation, action.replica)
                     reason = notes.get(action.replica, "new")
                     starts.append(_Start(container_id, name, "created", action.replica, reason))
+                    created.add(container_id)
                 writer.progress(changed, len(changes))
         if starts:
             writer.enter(
@@ -161,6 +164,7 @@ class Executor:
                         replica=start.replica,
                     )
                 writer.progress(started, len(starts))
+        return created
 
     def _remove(self, writer: StatusWriter, action: RemoveContainer) -> None:
         with writer.mutation("remove", action.container_name) as done:
@@ -168,6 +172,7 @@ class Executor:
             faults.crash_point("after:remove")
             done(
                 f"removed {action.container_name} ({action.reason.value})",
+                removed=action.container_id,
                 container=action.container_name,
                 container_id=action.container_id[:12],
                 replica=action.replica,
@@ -183,6 +188,7 @@ class Executor:
             faults.crash_point("after:create")
             done(
                 f"created {request.name} (spec {spec.spec_hash})",
+                created=container_id,
                 container=request.name,
                 container_id=container_id[:12],
                 replica=replica,

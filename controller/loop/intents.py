@@ -29,15 +29,17 @@ def resolve_unfinished(
         return 0
     by_name = {c.name: c for c in managed_by(docker.list_managed(), cluster)}
     for intent in unfinished:
-        resolution, why = judge(intent.action, by_name.get(intent.target))
+        found = by_name.get(intent.target)
+        resolution, why = judge(intent.action, found)
         message = (
             f"term {intent.term} left its {intent.action} of {intent.target} unfinished: "
             f"{resolution} ({why})"
         )
         log.warning("unfinished intent resolved", deployment=intent.deployment, message=message)
+        created = found.id if found and intent.action == "create" and resolution == "done" else None
         store.resolve_intent(
             fence,
-            intent.id,
+            intent,
             resolution,
             Event(
                 deployment=intent.deployment,
@@ -52,5 +54,6 @@ def resolve_unfinished(
                     "resolution": resolution,
                 },
             ),
+            created,
         )
     return len(unfinished)

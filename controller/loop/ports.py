@@ -49,7 +49,12 @@ class StateStore(Protocol):
     def unfinished_intents(self, fence: Fence) -> list[Intent]: ...
 
     def resolve_intent(
-        self, fence: Fence, intent_id: int, resolution: str, event: Event
+        self,
+        fence: Fence,
+        intent: Intent,
+        resolution: str,
+        event: Event,
+        created: str | None = None,
     ) -> None: ...
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...

@@ -50,6 +50,7 @@ from controller.policy.planner import (
     DesiredDeployment,
     RemoveContainer,
     managed_by,
+    mark_recorded,
     plan_deployment,
     ready_replicas,
 )
@@ -108,7 +109,7 @@ class Reconciler:
             fence = self.leadership.fence()
             structlog.contextvars.bind_contextvars(term=fence.term)
             record = self.store.fetch_one(name)
-            containers = self._containers(name)
+            containers = self._containers(name, record)
             if record is None or not record.present:
                 return self._teardown(fence, name, record, containers)
             assert record.spec is not None
@@ -139,8 +140,20 @@ class Reconciler:
         finally:
             structlog.contextvars.clear_contextvars()
 
-    def _containers(self, name: str) -> list[ObservedContainer]:
-        return managed_by(self.docker.list_managed(name), self.cluster)
+    def _containers(
+        self, name: str, record: DeploymentRecord | None, created: frozenset[str] = frozenset()
+    ) -> list[ObservedContainer]:
+        """This deployment's containers of this cluster, marked with whether Berth has a
+        record of creating them (`created`: ids made by this very pass)."""
+        containers = managed_by(self.docker.list_managed(name), self.cluster)
+        if record is None:
+            return containers
+        return mark_recorded(
+            containers,
+            record.recorded_containers | created,
+            record.pending_creates,
+            record.records_since,
+        )
 
     # --- a present deployment -----------------------------------------------------------------
     def _converge(
@@ -172,10 +185,10 @@ class Reconciler:
                     f"generation {generation}: {summarize(gated.actions)}",
                     actions=len(gated.actions),
                 )
-            self.executor.apply(
+            created = self.executor.apply(
                 writer, spec, generation, gated.actions, gated.notes, gated.restart_notes
             )
-            containers = self._containers(name)
+            containers = self._containers(name, record, frozenset(created))
         return self._settle(
             record,
             writer,

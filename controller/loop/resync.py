@@ -40,7 +40,13 @@ from controller.observability.metrics import (
 )
 from controller.policy import settle as policy
 from controller.policy.crashloop import load_states
-from controller.policy.planner import DesiredDeployment, managed_by, plan, ready_replicas
+from controller.policy.planner import (
+    DesiredDeployment,
+    managed_by,
+    mark_recorded,
+    plan,
+    ready_replicas,
+)
 
 log = structlog.get_logger("berth.resync")
 MUTATION_LOG_PRUNE_EVERY_S = 3600.0
@@ -95,11 +101,20 @@ class FullResync:
             if released:
                 log.info("engine back: retrying failed deployments", count=len(released))
         records = self.store.fetch_all()
-        containers = managed_by(self.docker.list_managed(), self.cluster)
+        listed = managed_by(self.docker.list_managed(), self.cluster)
         by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)
-        for container in containers:
+        for container in listed:
             assert container.deployment is not None
             by_deployment[container.deployment].append(container)
+        for record in records:  # only containers Berth has a record of are its replicas
+            if record.name in by_deployment:
+                by_deployment[record.name] = mark_recorded(
+                    by_deployment[record.name],
+                    record.recorded_containers,
+                    record.pending_creates,
+                    record.records_since,
+                )
+        containers = [c for group in by_deployment.values() for c in group]
 
         desired: list[DesiredDeployment] = []
         dirty: set[str] = set()

@@ -31,9 +31,17 @@ log = structlog.get_logger("berth.status")
 
 
 class Done(Protocol):
-    """Called by the body of `StatusWriter.mutation` once its Docker call succeeded."""
+    """Called by the body of `StatusWriter.mutation` once its Docker call succeeded;
+    `created` / `removed` name the container it made or removed (the creation record)."""
 
-    def __call__(self, message: str, level: str = "info", **metadata: Any) -> None: ...
+    def __call__(
+        self,
+        message: str,
+        level: str = "info",
+        created: str | None = None,
+        removed: str | None = None,
+        **metadata: Any,
+    ) -> None: ...
 
 
 class StatusWriter:
@@ -227,9 +235,16 @@ class StatusWriter:
         action event is written with the mutation's outcome, in the same transaction."""
         with self._store.mutation(self.fence, self._status.name, action, target) as record:
 
-            def done(message: str, level: str = "info", **metadata: Any) -> None:
+            def done(
+                message: str,
+                level: str = "info",
+                created: str | None = None,
+                removed: str | None = None,
+                **metadata: Any,
+            ) -> None:
                 log.info(message, deployment=self._status.name, action=action, **metadata)
                 record.events.append(self._action_event(action, message, level, metadata))
+                record.created, record.removed = created, removed
 
             try:
                 yield done

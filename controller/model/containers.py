@@ -27,10 +27,13 @@ class ObservedContainer:
     state: str = "running"
     health: str = "none"
     created: int = 0
+    # Berth has a record of creating it (berth_containers): only such a container is adopted
+    # as a replica; another one carrying Berth's labels is replaced like a stale one.
+    recorded: bool = True
 
     @property
     def ready(self) -> bool:
-        return self.state == "running" and self.health in ("none", "healthy")
+        return self.recorded and self.state == "running" and self.health in ("none", "healthy")
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,11 @@ class DeploymentRecord:
     # Times the current generation was found stuck and resumed (persisted: a new leader
     # continues the count).
     stuck_resumes: int = 0
+    # Containers Berth created for it (ids), creates still in flight (names), and the time
+    # from which containers need such a record to be adopted (unix seconds).
+    recorded_containers: frozenset[str] = frozenset()
+    pending_creates: frozenset[str] = frozenset()
+    records_since: float | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
@@ -70,6 +75,9 @@ class DeploymentRecord:
             restart_count=row.get("restart_count") or 0,
             replica_restarts=row.get("replica_restarts") or {},
             stuck_resumes=row.get("stuck_resumes") or 0,
+            recorded_containers=frozenset(row.get("recorded_containers") or ()),
+            pending_creates=frozenset(row.get("pending_creates") or ()),
+            records_since=row.get("records_since"),
         )
 
 
@@ -139,6 +147,8 @@ class MutationRecord:
     the same transaction, so the audit trail never depends on a later write."""
 
     events: list[Event] = field(default_factory=list)
+    created: str | None = None  # the id of a container this mutation created
+    removed: str | None = None  # the id of a container this mutation removed
 
 
 @dataclass(frozen=True)

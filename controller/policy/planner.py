@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from controller.model.containers import ObservedContainer
@@ -45,6 +45,7 @@ class RemoveReason(StrEnum):
     DEAD = "dead"
     BAD_LABEL = "bad_replica_label"
     CRASH_LOOP = "crash_loop"
+    UNRECORDED = "unrecorded"  # Berth's labels, but no record of Berth creating it
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,9 @@ def _plan_slot(
         (
             c
             for c in slot
-            if c.spec_hash == deployment.spec_hash and c.state not in ("dead", "removing")
+            if c.spec_hash == deployment.spec_hash
+            and c.recorded
+            and c.state not in ("dead", "removing")
         ),
         key=_keeper_rank,
     )
@@ -132,7 +135,9 @@ def _plan_slot(
     for container in slot:
         if container is keeper or container.state == "removing":
             continue
-        if container.spec_hash != deployment.spec_hash:
+        if not container.recorded:
+            reason = RemoveReason.UNRECORDED
+        elif container.spec_hash != deployment.spec_hash:
             reason = RemoveReason.STALE
         elif container.state == "dead":
             reason = RemoveReason.DEAD
@@ -162,6 +167,7 @@ def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedConta
         replica = container.replica
         if (
             container.spec_hash != deployment.spec_hash
+            or not container.recorded
             or container.state != "running"
             or container.health == "unhealthy"
             or replica is None
@@ -250,6 +256,26 @@ def _plan(
     for name in sorted(grouped.keys() - by_name.keys()):  # orphans: deleted deployments
         result[name] = plan_deployment(None, name, grouped[name])
     return result
+
+
+def mark_recorded(
+    containers: Iterable[ObservedContainer],
+    recorded_ids: frozenset[str],
+    pending_names: frozenset[str],
+    records_since: float | None,
+) -> list[ObservedContainer]:
+    """The containers with `recorded` set: Berth created them (a record, or a create still in
+    flight whose outcome is not written yet), or they predate the records."""
+    marked = []
+    for container in containers:
+        recorded = (
+            container.id in recorded_ids
+            or container.name in pending_names
+            or records_since is None
+            or container.created < records_since
+        )
+        marked.append(container if recorded else replace(container, recorded=False))
+    return marked
 
 
 def ready_replicas(deployment: DesiredDeployment, containers: Iterable[ObservedContainer]) -> int:

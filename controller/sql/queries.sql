@@ -11,9 +11,17 @@ SELECT coalesce(d.name, s.name) AS name,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
-       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes
+       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
+       coalesce(c.ids, '{}') AS recorded_containers, coalesce(i.names, '{}') AS pending_creates,
+       (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
+        WHERE version = 6) AS records_since
 FROM deployments d
-FULL JOIN deployment_status s ON s.name = d.name;
+FULL JOIN deployment_status s ON s.name = d.name
+LEFT JOIN (SELECT deployment, array_agg(container_id) AS ids FROM berth_containers
+           GROUP BY deployment) c ON c.deployment = coalesce(d.name, s.name)
+LEFT JOIN (SELECT deployment, array_agg(target) AS names FROM berth_mutations
+           WHERE action = 'create' AND outcome IS NULL AND resolution IS NULL
+           GROUP BY deployment) i ON i.deployment = coalesce(d.name, s.name);
 
 -- name: select_deployment
 SELECT wanted.name,
@@ -22,7 +30,14 @@ SELECT wanted.name,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
-       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes
+       CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
+       ARRAY(SELECT container_id FROM berth_containers c WHERE c.deployment = wanted.name)
+           AS recorded_containers,
+       ARRAY(SELECT target FROM berth_mutations m WHERE m.deployment = wanted.name
+             AND m.action = 'create' AND m.outcome IS NULL AND m.resolution IS NULL)
+           AS pending_creates,
+       (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
+        WHERE version = 6) AS records_since
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
@@ -225,3 +240,12 @@ WHERE id = %(id)s AND resolution IS NULL;
 
 -- name: ping
 SELECT 1;
+
+-- name: record_container
+-- Written with a create's outcome (or a resolved create): this container is Berth's.
+INSERT INTO berth_containers (container_id, deployment, name, term)
+VALUES (%(container_id)s, %(deployment)s, %(name)s, %(term)s)
+ON CONFLICT (container_id) DO NOTHING;
+
+-- name: forget_container
+DELETE FROM berth_containers WHERE container_id = %(container_id)s;

@@ -401,3 +401,22 @@ def test_a_command_that_ends_at_once_is_named_as_the_cause() -> None:
     message = cluster.store.status("web").message
     assert "exited with code 0" in message
     assert "a replica's command (`command`, or the image's default) must keep running" in message
+
+
+def test_a_labelled_container_berth_never_created_is_not_adopted() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    cluster.drive("web")
+    [ours] = cluster.engine.of("web")
+    # Someone makes a look-alike: Berth's labels, this cluster, the current spec hash, the
+    # slot's name freed by removing ours behind Berth's back.
+    cluster.engine.containers.pop(ours.id)
+    impostor = cluster.engine.create(ours.request)
+    cluster.engine.start(impostor)
+    cluster.drive("web")
+    [replica] = cluster.engine.of("web")
+    assert replica.id != impostor, "replaced, not adopted"
+    assert replica.id in cluster.store.container_records
+    removed = [e for _, e in cluster.store.events if e.action == "remove"]
+    assert [e.metadata["reason"] for e in removed] == ["unrecorded"]
+    assert_converged(cluster, "web", 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from controller.policy.planner import (
     RemoveContainer,
     RestartContainer,
     StartContainer,
+    mark_recorded,
     plan,
     ready_replicas,
 )
@@ -275,3 +277,32 @@ def test_the_plan_does_not_depend_on_listing_order(
     shuffled = list(observed)
     rng.shuffle(shuffled)
     assert plan(desired, observed) == plan(list(reversed(desired)), shuffled)
+
+
+def test_an_unrecorded_container_is_replaced_not_kept() -> None:
+    stranger = replace(container(replica=0), recorded=False)
+    ours = container(replica=1)
+    desired = DesiredDeployment("web", 2, "h1")
+    assert kinds(plan([desired], [stranger, ours])["web"]) == [
+        ("remove", "unrecorded"),
+        ("create", 0),
+    ]
+    assert ready_replicas(desired, [stranger, ours]) == 1
+
+
+@pytest.mark.parametrize(
+    ("recorded", "pending", "since", "adopted"),
+    [
+        (frozenset({"c-id"}), frozenset(), 500.0, True),  # Berth's record
+        (frozenset(), frozenset({"c-name"}), 500.0, True),  # its create still in flight
+        (frozenset(), frozenset(), 2000.0, True),  # made before the records began
+        (frozenset(), frozenset(), None, True),  # no records at all (an older schema)
+        (frozenset(), frozenset(), 500.0, False),  # a look-alike made by someone else
+    ],
+)
+def test_mark_recorded(
+    recorded: frozenset[str], pending: frozenset[str], since: float | None, adopted: bool
+) -> None:
+    observed = ObservedContainer("c-id", "c-name", "web", 0, "h1", created=1000)
+    [marked] = mark_recorded([observed], recorded, pending, since)
+    assert marked.recorded is adopted
