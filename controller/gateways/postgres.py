@@ -1,9 +1,10 @@
-"""The Postgres gateway: the connection pool, and one method per use of the database.
+"""The Postgres gateway: one method per use of the database.
 
-Called by the loop (desired state, status and events, fenced mutations, stuck marks),
-the daemon (migrations at start, node reports) and the CLI. Only the gateways import
-psycopg. SQL lives in `sql/queries.sql` (named queries) and `sql/migrations/`; the
-plumbing that loads it and translates driver errors is `controller.gateways.postgres_sql`.
+Called by the loop (desired state, status and events, fenced mutations, stuck marks,
+intents), the daemon (migrations at start, node reports, probes) and the CLI. Only the
+gateways import psycopg. The pool and fenced transactions are `postgres_pool.Pool`, its
+base; SQL lives in `sql/queries.sql` (named queries) and `sql/migrations/`, loaded and its
+driver errors translated by `controller.gateways.postgres_sql`.
 The sessions that must not be pooled (election lock, LISTEN) are in
 `controller.gateways.lock_session`.
 """
@@ -12,29 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
+from controller.gateways.postgres_pool import Pool
 from controller.gateways.postgres_sql import (
     MIGRATION_LOCK_NAME,
     adapt,
     advisory_key,
-    check_idle_connection,
     migrations,
     queries,
-    role_of,
     translated,
 )
 from controller.gateways.retry import retry_transient
 from controller.model.errors import (
     DatabaseRejected,
     DatabaseUnavailable,
-    Deposed,
     PermissionDenied,
     SchemaMissing,
 )
@@ -47,70 +45,9 @@ from controller.model.records import (
     StatusWrite,
 )
 
-T = TypeVar("T")
 
-
-class Database:
-    """A small connection pool plus one method per use; every method is retried when transient."""
-
-    def __init__(
-        self,
-        url: str,
-        pool_size: int = 4,
-        idle_in_transaction_s: float = 10.0,
-        application_name: str = "berth",
-    ) -> None:
-        self.url = url
-        self.role = role_of(url)
-        # A leader paused inside a fenced transaction holds the term row, and a new leader's
-        # claim waits for it: Postgres ends such a session after this long idle in it. No
-        # Docker call is made inside a transaction, so a few seconds is plenty.
-        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
-        self._pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max(2, pool_size),
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "connect_timeout": 5,
-                "options": options,
-                "application_name": application_name,
-            },
-            check=check_idle_connection,
-            open=False,
-            name="berth",
-        )
-        with translated("connect"):
-            self._pool.open(wait=True, timeout=15)
-
-    def close(self) -> None:
-        self._pool.close()
-
-    @retry_transient
-    def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with (
-            translated(query, role=self.role),
-            self._pool.connection(timeout=10) as conn,
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            cursor.execute(queries()[query], adapt(params or {}))
-            return cursor.fetchall() if cursor.description else []
-
-    def _in_transaction(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run `work` in one transaction, retried whole on transient errors."""
-        return cast(T, self._retried_transaction(operation, work))
-
-    @retry_transient
-    def _retried_transaction(
-        self, operation: str, work: Callable[[psycopg.Connection[Any]], T]
-    ) -> T:
-        with (
-            translated(operation, role=self.role),
-            self._pool.connection(timeout=10) as conn,
-            conn.transaction(),
-        ):
-            return work(conn)  # Deposed raised inside rolls the transaction back
+class Database(Pool):
+    """One method per use of the database; every method is retried when transient."""
 
     # --- schema -----------------------------------------------------------------------
     @retry_transient
@@ -201,16 +138,6 @@ class Database:
         return bool(self._run("delete_deployment", {"name": name}))
 
     # --- observed state: every write is fenced by the leader's term ----------------------
-    @staticmethod
-    def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
-        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on."""
-        found = conn.execute(
-            queries()["fence_check"], {"cluster": fence.cluster, "term": fence.term}
-        ).fetchone()
-        if found is None:
-            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
-        fence.check_trust()
-
     def record(
         self,
         fence: Fence,
@@ -260,14 +187,6 @@ class Database:
             "term": fence.term,
         }
         conn.execute(queries()["record_container"], params)
-
-    @staticmethod
-    def _insert_events(
-        conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
-    ) -> None:
-        for event in events:
-            params = {**event.__dict__, "leader_term": fence.term}
-            conn.execute(queries()["insert_event"], adapt(params))
 
     @contextmanager
     def mutation(

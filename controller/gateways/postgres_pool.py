@@ -1,0 +1,110 @@
+"""The Postgres connection pool and its plumbing: named queries run, timed, translated and
+retried when transient; transactions fenced by the leader's term; events inserted.
+
+The base of `controller.gateways.postgres.Database`, which adds one method per use. Only
+the gateways import psycopg.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from controller.gateways.postgres_sql import (
+    adapt,
+    check_idle_connection,
+    queries,
+    role_of,
+    translated,
+)
+from controller.gateways.retry import retry_transient
+from controller.model.errors import Deposed
+from controller.model.records import Event, Fence
+
+T = TypeVar("T")
+
+
+class Pool:
+    """A small connection pool, the statements run through it (timed, translated, retried
+    when transient), and the fenced-transaction plumbing."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        idle_in_transaction_s: float = 10.0,
+        application_name: str = "berth",
+    ) -> None:
+        self.url = url
+        self.role = role_of(url)
+        # A leader paused inside a fenced transaction holds the term row, and a new leader's
+        # claim waits for it: Postgres ends such a session after this long idle in it. No
+        # Docker call is made inside a transaction, so a few seconds is plenty.
+        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "options": options,
+                "application_name": application_name,
+            },
+            check=check_idle_connection,
+            open=False,
+            name="berth",
+        )
+        with translated("connect"):
+            self._pool.open(wait=True, timeout=15)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @retry_transient
+    def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with (
+            translated(query, role=self.role),
+            self._pool.connection(timeout=10) as conn,
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            cursor.execute(queries()[query], adapt(params or {}))
+            return cursor.fetchall() if cursor.description else []
+
+    def _in_transaction(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run `work` in one transaction, retried whole on transient errors."""
+        return cast(T, self._retried_transaction(operation, work))
+
+    @retry_transient
+    def _retried_transaction(
+        self, operation: str, work: Callable[[psycopg.Connection[Any]], T]
+    ) -> T:
+        with (
+            translated(operation, role=self.role),
+            self._pool.connection(timeout=10) as conn,
+            conn.transaction(),
+        ):
+            return work(conn)  # Deposed raised inside rolls the transaction back
+
+    @staticmethod
+    def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
+        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on."""
+        found = conn.execute(
+            queries()["fence_check"], {"cluster": fence.cluster, "term": fence.term}
+        ).fetchone()
+        if found is None:
+            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+        fence.check_trust()
+
+    @staticmethod
+    def _insert_events(
+        conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
+    ) -> None:
+        for event in events:
+            params = {**event.__dict__, "leader_term": fence.term}
+            conn.execute(queries()["insert_event"], adapt(params))
