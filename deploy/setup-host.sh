@@ -65,6 +65,9 @@ SERVE
 fi
 docker tag berth-example/busybox:1 berth-example/busybox:2
 
+# The fault tests make a bridge for a private Docker engine with `ip` (iproute2).
+command -v ip >/dev/null 2>&1 || apt_install iproute2
+
 # 3. Prometheus (server and promtool) from Debian, for the alert-rule tests and the
 #    end-to-end scrape test. Nothing is started here; the tests run their own server.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus

@@ -277,7 +277,7 @@ class FakeStore:
                 stored.stuck_generation = generation
             self.events.append((fence.term, event))
 
-    def release_holds(self, fence: Fence) -> list[str]:
+    def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]:
         with self._lock:
             self._fence(fence)
             now = self.clock.wall()
@@ -285,7 +285,8 @@ class FakeStore:
             for name, stored in self.statuses.items():
                 status = stored.write
                 due = status.next_attempt_at
-                if status.failure_kind is not None and due is not None and due > now:
+                kinds = ("permanent",) if permanent_only else ("permanent", "transient")
+                if status.failure_kind in kinds and due is not None and due > now:
                     stored.write = replace(status, next_attempt_at=now)
                     released.append(name)
             return released

@@ -33,7 +33,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.leadership import Leadership
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
-from controller.loop.watchers import watch_database, watch_docker
+from controller.loop.watchers import watch_database, watch_docker, watch_images
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
 from controller.model.settings import Settings
@@ -133,6 +133,9 @@ class Daemon:
             self.controller.request_resync,
             self.engine,
             self.controller.engine_returned,
+        )
+        self._spawn(
+            "image-events", watch_images, self.docker, self.stopping, self.controller.image_appeared
         )
         self.scheduler.add_job(
             self.controller.resync,

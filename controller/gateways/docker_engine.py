@@ -49,6 +49,7 @@ from controller.model.names import (
 from controller.observability.metrics import DOCKER_DURATION, DOCKER_ERRORS
 
 _NANOSECONDS = 1_000_000_000
+_IMAGE_APPEARED = frozenset({"pull", "tag", "load", "import"})
 _DOCKER_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 # A 5xx is the engine's own failure (restarting, its store, the network, load) and passes:
@@ -318,6 +319,28 @@ class DockerGateway:
         with self._lock:
             self._event_streams.add(stream)
         return self._iterate_events(stream)
+
+    def image_events(self) -> Iterator[str]:
+        """Open the image events stream; yield the name of each image that appeared (pulled,
+        tagged, loaded, imported) until closed or lost."""
+        with _translated("events"):
+            stream = self.api.events(decode=True, filters={"type": "image"})
+        with self._lock:
+            self._event_streams.add(stream)
+        return self._iterate_images(stream)
+
+    def _iterate_images(self, stream: Any) -> Iterator[str]:
+        try:
+            with _translated("events", timed=False):
+                for event in stream:
+                    if str(event.get("Action", "")) in _IMAGE_APPEARED:
+                        actor = event.get("Actor") or {}
+                        name = (actor.get("Attributes") or {}).get("name") or actor.get("ID")
+                        yield str(name or "")
+        finally:
+            with self._lock:
+                self._event_streams.discard(stream)
+            stream.close()
 
     def _iterate_events(self, stream: Any) -> Iterator[tuple[str, str, str]]:
         try:

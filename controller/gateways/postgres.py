@@ -286,12 +286,14 @@ class Database(Pool):
     def prune_mutations(self, older_than_s: float) -> None:
         self._run("prune_mutations", {"older_than_s": older_than_s})
 
-    def release_holds(self, fence: Fence) -> list[str]:
-        """Make every failed deployment due now (the engine came back); their names."""
+    def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]:
+        """Make failed deployments due now (all: the engine came back; permanent ones only:
+        an image appeared); their names."""
 
         def work(conn: psycopg.Connection[Any]) -> list[str]:
             self._fence(conn, fence)
-            return [row["name"] for row in conn.execute(queries()["release_holds"])]
+            params = {"permanent_only": permanent_only}
+            return [row["name"] for row in conn.execute(queries()["release_holds"], params)]
 
         return self._in_transaction("release_holds", work)
 

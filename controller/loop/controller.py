@@ -53,6 +53,7 @@ class Controller:
         self._resync_lock = threading.Lock()
         self._resync_again = threading.Event()
         self._release_holds = threading.Event()
+        self._release_permanent = threading.Event()
 
     # --- passes -------------------------------------------------------------------------------
     def enqueue(self, name: str, after_s: float = 0.0) -> None:
@@ -99,8 +100,9 @@ class Controller:
             while not self.stopping.is_set():
                 self._resync_again.clear()
                 release = self._release_holds.is_set()
+                release_permanent = self._release_permanent.is_set()
                 try:
-                    names = self.full_resync.run(release_holds=release)
+                    names = self.full_resync.run(release, release_permanent)
                     done = names is not None
                     for name in sorted(names or ()):
                         self.queue.add(name)
@@ -108,6 +110,8 @@ class Controller:
                         self.last_resync_ok = self._monotonic()
                         if release:
                             self._release_holds.clear()
+                        if release_permanent:
+                            self._release_permanent.clear()
                 except BerthError as error:
                     done = False
                     log.warning("full resync failed", error=str(error))
@@ -143,6 +147,17 @@ class Controller:
         (a fault of the engine is no fault of theirs), then resync."""
         self.release_holds_next()
         self.request_resync()
+
+    def image_appeared(self, image: str) -> None:
+        """An image was pulled, tagged, loaded or imported: a deployment failed for want of
+        it is retried now rather than at its slow retry."""
+        log.info("image appeared: retrying permanent failures", image=image)
+        self.release_permanent_next()
+        self.request_resync()
+
+    def release_permanent_next(self) -> None:
+        """The next full resync first makes every permanently failed deployment due."""
+        self._release_permanent.set()
 
     def release_holds_next(self) -> None:
         """The next full resync first makes every failed deployment due."""

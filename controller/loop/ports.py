@@ -59,7 +59,7 @@ class StateStore(Protocol):
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...
 
-    def release_holds(self, fence: Fence) -> list[str]: ...
+    def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]: ...
 
     def prune_mutations(self, older_than_s: float) -> None: ...
 
@@ -85,9 +85,11 @@ class ContainerEngine(Protocol):
 
 
 class EventSource(Protocol):
-    """Docker's event stream, for the watcher."""
+    """Docker's event streams, for the watchers."""
 
     def container_events(self) -> Iterator[tuple[str, str, str]]: ...
+
+    def image_events(self) -> Iterator[str]: ...
 
 
 class ElectionSession(Protocol):

@@ -83,11 +83,12 @@ class FullResync:
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
         self._resolved_term: int | None = None
 
-    def run(self, release_holds: bool = False) -> set[str] | None:
+    def run(self, release_holds: bool = False, release_permanent: bool = False) -> set[str] | None:
         """The names of every deployment needing a pass; None when not the leader.
 
         `release_holds` first makes every failed deployment due (the Docker engine came
-        back, so failures it caused must not wait out their backoff)."""
+        back, so failures it caused must not wait out their backoff); `release_permanent`
+        the permanently failed ones (an image appeared, which may be what they lacked)."""
         try:
             fence = self.leadership.fence()
         except Deposed:
@@ -96,10 +97,10 @@ class FullResync:
         if self._resolved_term != fence.term:  # a new term: first, what did the last one leave?
             resolve_unfinished(self.store, self.docker, fence, self.cluster)
             self._resolved_term = fence.term
-        if release_holds:
-            released = self.store.release_holds(fence)
+        if release_holds or release_permanent:
+            released = self.store.release_holds(fence, permanent_only=not release_holds)
             if released:
-                log.info("engine back: retrying failed deployments", count=len(released))
+                log.info("retrying failed deployments at once", count=len(released))
         records = self.store.fetch_all()
         listed = managed_by(self.docker.list_managed(), self.cluster)
         by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)

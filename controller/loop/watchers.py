@@ -1,11 +1,12 @@
 """The watchers: turn Postgres notifications and Docker events into work-queue entries.
 
-Started by the daemon, each in its own thread; they only add names to the work queue
-(the controller loop decides everything else). `watch_database` LISTENs on
-`berth_deployments` (the payload is a deployment name); `watch_docker` follows the
-Docker events stream for labelled containers. Both reconnect with backoff when their
-connection drops, and call `on_reconnect` (a full resync) once they are back, because
-anything may have changed while they were deaf.
+Started by the daemon, each in its own thread; they only add names to the work queue or
+tell the controller loop (which decides everything else). `watch_images` follows Docker's
+image events: an image appearing retries the deployments that failed for want of one.
+`watch_database` LISTENs on `berth_deployments` (the payload is a deployment name);
+`watch_docker` follows the Docker events stream for labelled containers. Both reconnect
+with backoff when their connection drops, and call `on_reconnect` (a full resync) once
+they are back, because anything may have changed while they were deaf.
 """
 
 from __future__ import annotations
@@ -136,4 +137,26 @@ def watch_docker(
         if not lost:
             history.lost(time.time())
             lost = True
+        stopping.wait(_backoff(attempt))
+
+
+def watch_images(
+    docker: EventSource, stopping: threading.Event, on_image: Callable[[str], None]
+) -> None:
+    """Follow Docker's image events until `stopping`; call `on_image(name)` for each image
+    that appeared (a deployment failed for want of it may now succeed)."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            for image in docker.image_events():
+                attempt = 0
+                on_image(image)
+            if stopping.is_set():
+                return
+            attempt += 1
+        except BerthError as error:
+            if stopping.is_set():
+                return
+            attempt += 1
+            log.warning("docker image event stream lost", error=str(error), attempt=attempt)
         stopping.wait(_backoff(attempt))

@@ -219,10 +219,12 @@ SELECT set_config(%(name)s, %(value)s, false);
 SELECT pg_advisory_lock(%(key)s);
 
 -- name: release_holds
--- The Docker engine came back: failures may have been its fault, so every failed
--- deployment is due now (its attempts count stays, so a real fault backs off as before).
+-- Something a failure may have depended on changed: the Docker engine came back (every
+-- failure is due now), or an image appeared (permanent ones: "image not found" may be
+-- cured). The attempts count stays, so a real fault backs off as before.
 UPDATE deployment_status SET next_attempt_at = now()
 WHERE failure_kind IS NOT NULL AND next_attempt_at > now()
+  AND (NOT %(permanent_only)s OR failure_kind = 'permanent')
 RETURNING name;
 
 -- name: select_unfinished_intents

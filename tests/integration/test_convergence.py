@@ -233,6 +233,26 @@ def test_missing_image_fails_clearly_while_others_converge(
     wait_for(lambda: sql.converged("broken"), what="broken fixed")
 
 
+def test_an_image_appearing_retries_a_deployment_that_lacked_it(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
+    missing = f"berth-example/appears-{containers.cluster}:1"
+    sql.insert("waiting", image=missing)
+    status = wait_for(
+        lambda: (s := sql.status("waiting")) and s["phase"] == "failed" and s, what="failed"
+    )
+    assert status["failure_kind"] == "permanent"
+    assert status["next_attempt_at"] is not None  # its slow retry: ten minutes away
+    repository, tag = missing.rsplit(":", 1)
+    containers.api.tag(EXAMPLE_IMAGE, repository, tag)  # an operator loads the image
+    try:
+        wait_for(lambda: sql.converged("waiting"), timeout_s=30, what="retried when it appeared")
+    finally:
+        sql("DELETE FROM deployments WHERE name = 'waiting'")
+        wait_for(lambda: not containers.find("waiting"), what="removed")
+        containers.api.remove_image(missing)
+
+
 def test_failed_update_keeps_old_containers(
     daemon: Daemon, sql: Sql, containers: Containers
 ) -> None:

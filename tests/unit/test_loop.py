@@ -420,3 +420,18 @@ def test_a_labelled_container_berth_never_created_is_not_adopted() -> None:
     removed = [e for _, e in cluster.store.events if e.action == "remove"]
     assert [e.metadata["reason"] for e in removed] == ["unrecorded"]
     assert_converged(cluster, "web", 1)
+
+
+def test_an_image_appearing_retries_what_failed_for_want_of_it_at_once() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/later:1")
+    cluster.store.apply("flaky", image="berth-example/busybox:1")
+    cluster.engine.fail("create", DockerServerError("busy"))
+    cluster.drive("web", "flaky", until_s=0)
+    assert cluster.store.status("web").failure_kind == "permanent"
+    assert cluster.store.status("flaky").failure_kind == "transient"
+    cluster.engine.images.add("berth-example/later:1")  # docker load, pull or tag
+    cluster.controller.release_permanent_next()  # what the image watcher does
+    assert cluster.controller.resync() is True
+    assert cluster.queue.get(timeout_s=0) == "web", "due now, not in ten minutes"
+    assert cluster.queue.get(timeout_s=0) is None, "a transient backoff is not cut short"
