@@ -1,6 +1,6 @@
 """Benchmark scenarios: Berth against its baselines, measured side by side in one run.
 
-Called by `controller.bench.harness` (the `berth bench` command). Every scenario prints Berth's
+Called by `controller.bench.runner` (the `berth bench` command). Every scenario prints Berth's
 figure, the baseline's and their ratio; none asserts anything. Figures are wall-clock on a
 shared machine: compare ratios within one run, not absolute numbers across runs.
 """

@@ -2,7 +2,7 @@
 
 Called by the CLI before anything logs. Every line carries `node` (this process's id, set
 by the daemon); every line of a deployment pass also `deployment`, `term` and `phase`
-(bound with structlog's contextvars by the reconciler and the executor). Standard-library
+(bound with structlog's contextvars by the reconciler and the status writer). Standard-library
 loggers (apscheduler, psycopg_pool) go through the same renderer: one format throughout.
 """
 
