@@ -164,8 +164,8 @@ def freezes(trials: int, deployments: int, silence_s: float) -> list[str]:
             f"freeze -> new leader's first call p50 {percentile(to_first, 0.5):.2f}s, "
             f"p99 {percentile(to_first, 0.99):.2f}s (goal <= silence timeout + 2 s = "
             f"{silence_s + 2:g}s)",
-            f"  calls of a frozen term after its successor's first: {late_calls} (goal 0); "
-            f"converged every time",
+            f"  each trial: {', '.join(f'{s:.2f}s' for s in to_first)}; calls of a frozen term "
+            f"after its successor's first: {late_calls} (goal 0); converged every time",
         ]
     finally:
         for process in bench.processes:
