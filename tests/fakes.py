@@ -24,7 +24,7 @@ from controller.loop import faults
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
 from controller.loop.reconciler import Reconciler
-from controller.loop.resync import FullResync
+from controller.loop.resync import FullResync, Release
 from controller.loop.workqueue import WorkQueue
 from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
 from controller.model.errors import (
@@ -531,7 +531,7 @@ class Cluster:
         """The engine answers again; the Docker watcher would now tell the controller."""
         self.engine.down = False
         self.history.back(self.clock.wall().timestamp())
-        self.controller.release_holds_next()
+        self.controller.release_holds_next(Release.ALL)
 
     def successor(self) -> Cluster:
         """A new leader after this one died: a new term, nothing kept in memory."""

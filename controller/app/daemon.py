@@ -4,10 +4,12 @@ Called by the CLI. `start()` returns once everything runs (integration tests use
 process); `run_until_signalled()` adds SIGTERM/SIGINT handling for the real daemon.
 The loop itself is `controller.loop.controller.Controller`; this module only builds and
 wires it. Threads: N workers (BERTH_CONCURRENCY) running the controller's passes,
-one NOTIFY listener, one Docker events follower, the apscheduler thread running the full
-resync (never overlapping itself), the leader election, the node reporter and the HTTP
-endpoint. Every replica runs all of them; only the leader's passes and resyncs act
-(the others end at their first `leadership.fence()`).
+one NOTIFY listener, the Docker container-events and image-events followers, the
+apscheduler thread running the full resync (never overlapping itself), the leader
+election, the node reporter (which also refreshes the `/status` snapshot) and the HTTP
+endpoint, whose probes run in `controller.app.probes`. Every replica runs all of them;
+only the leader's passes and resyncs act (the others end at their first
+`leadership.fence()`).
 """
 
 from __future__ import annotations

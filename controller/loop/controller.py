@@ -2,7 +2,7 @@
 
 Started by the daemon (`controller.app.daemon`): `work()` runs in each worker thread,
 `resync()` on the scheduler's interval and `request_resync()` when a watcher subscribes or
-this replica is elected. Watchers add names with `enqueue`. A worker takes a name, runs
+this replica is elected. Watchers add names to the queue. A worker takes a name, runs
 one pass (`Reconciler.reconcile`), and acts on the returned `Outcome`: requeue after
 `requeue_after`, or wait for the next event. Nothing else schedules a pass, so what
 happens next to a deployment is decided in one place (controller-runtime's controller).
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from controller.loop.reconciler import Reconciler
-from controller.loop.resync import FullResync
+from controller.loop.resync import FullResync, Release
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
 from controller.model.outcome import Outcome, Result
@@ -52,13 +52,10 @@ class Controller:
         self.last_resync_ok: float | None = None
         self._resync_lock = threading.Lock()
         self._resync_again = threading.Event()
-        self._release_holds = threading.Event()
-        self._release_permanent = threading.Event()
+        self._release_lock = threading.Lock()
+        self._release: Release | None = None  # holds the next full resync releases first
 
     # --- passes -------------------------------------------------------------------------------
-    def enqueue(self, name: str, after_s: float = 0.0) -> None:
-        self.queue.add_after(name, after_s)
-
     def work(self) -> None:
         """A worker thread: passes until the queue shuts down."""
         while True:
@@ -99,22 +96,22 @@ class Controller:
         try:
             while not self.stopping.is_set():
                 self._resync_again.clear()
-                release = self._release_holds.is_set()
-                release_permanent = self._release_permanent.is_set()
+                with self._release_lock:
+                    release, self._release = self._release, None
                 try:
-                    names = self.full_resync.run(release, release_permanent)
+                    names = self.full_resync.run(release)
                     done = names is not None
                     for name in sorted(names or ()):
                         self.queue.add(name)
                     if done:
                         self.last_resync_ok = self._monotonic()
-                        if release:
-                            self._release_holds.clear()
-                        if release_permanent:
-                            self._release_permanent.clear()
+                    elif release is not None:
+                        self.release_holds_next(release)  # not run: keep it for the next
                 except BerthError as error:
                     done = False
                     log.warning("full resync failed", error=str(error))
+                    if release is not None:
+                        self.release_holds_next(release)
                 QUEUE_DEPTH.set(self.queue.pending())
                 if not self._resync_again.is_set():
                     break
@@ -145,23 +142,22 @@ class Controller:
     def engine_returned(self) -> None:
         """The Docker engine answers again after a loss: retry every failed deployment now
         (a fault of the engine is no fault of theirs), then resync."""
-        self.release_holds_next()
+        self.release_holds_next(Release.ALL)
         self.request_resync()
 
     def image_appeared(self, image: str) -> None:
         """An image was pulled, tagged, loaded or imported: a deployment failed for want of
         it is retried now rather than at its slow retry."""
         log.info("image appeared: retrying permanent failures", image=image)
-        self.release_permanent_next()
+        self.release_holds_next(Release.PERMANENT)
         self.request_resync()
 
-    def release_permanent_next(self) -> None:
-        """The next full resync first makes every permanently failed deployment due."""
-        self._release_permanent.set()
-
-    def release_holds_next(self) -> None:
-        """The next full resync first makes every failed deployment due."""
-        self._release_holds.set()
+    def release_holds_next(self, release: Release) -> None:
+        """The next full resync first makes these failed deployments due (the widest
+        release asked for since the last one wins)."""
+        with self._release_lock:
+            if self._release is None or release == Release.ALL:
+                self._release = release
 
     def request_resync(self) -> None:
         """Run a full resync now (after a watcher subscribes); the interval carries on."""

@@ -15,6 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import structlog
 
@@ -52,6 +53,13 @@ log = structlog.get_logger("berth.resync")
 MUTATION_LOG_PRUNE_EVERY_S = 3600.0
 
 
+class Release(StrEnum):
+    """Which failure holds a full resync releases first (see `FullResync.run`)."""
+
+    PERMANENT = "permanent"
+    ALL = "all"
+
+
 @dataclass
 class Fleet:
     """What one full resync saw: the gauges' values."""
@@ -83,12 +91,12 @@ class FullResync:
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
         self._resolved_term: int | None = None
 
-    def run(self, release_holds: bool = False, release_permanent: bool = False) -> set[str] | None:
+    def run(self, release: Release | None = None) -> set[str] | None:
         """The names of every deployment needing a pass; None when not the leader.
 
-        `release_holds` first makes every failed deployment due (the Docker engine came
-        back, so failures it caused must not wait out their backoff); `release_permanent`
-        the permanently failed ones (an image appeared, which may be what they lacked)."""
+        `release` first makes failed deployments due: all of them when the Docker engine came
+        back (failures it caused must not wait out their backoff), the permanent ones when
+        an image appeared (it may be what they lacked)."""
         try:
             fence = self.leadership.fence()
         except Deposed:
@@ -97,8 +105,8 @@ class FullResync:
         if self._resolved_term != fence.term:  # a new term: first, what did the last one leave?
             resolve_unfinished(self.store, self.docker, fence, self.cluster)
             self._resolved_term = fence.term
-        if release_holds or release_permanent:
-            released = self.store.release_holds(fence, permanent_only=not release_holds)
+        if release is not None:
+            released = self.store.release_holds(fence, permanent_only=release == Release.PERMANENT)
             if released:
                 log.info("retrying failed deployments at once", count=len(released))
         records = self.store.fetch_all()

@@ -112,10 +112,6 @@ class StatusWriter:
     def phase(self) -> Phase:
         return self._status.phase
 
-    @property
-    def status(self) -> StatusWrite:
-        return self._status
-
     # --- phases ----------------------------------------------------------------------------
     def stage(self, phase: Phase, message: str = "", **metadata: Any) -> None:
         """Like `enter`, but written with the next write (for a phase left at once)."""

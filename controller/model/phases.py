@@ -29,5 +29,3 @@ class Phase(StrEnum):
 MOVING_PHASES = frozenset(
     {Phase.QUEUED, Phase.PULLING_IMAGE, Phase.CREATING, Phase.STARTING, Phase.DELETING}
 )
-# Phases that end a pass's work for a generation (the stuck counter starts over).
-SETTLED_PHASES = frozenset({Phase.ACTIVE, Phase.FAILED})

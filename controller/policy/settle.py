@@ -47,11 +47,6 @@ def held(record: DeploymentRecord, now: datetime) -> float | None:
     return (record.next_attempt_at - now).total_seconds()
 
 
-def waiting_for_spec_change(record: DeploymentRecord, now: datetime) -> bool:
-    """A permanent failure of the current generation, not yet due for its slow retry."""
-    return record.failure_kind == "permanent" and held(record, now) is not None
-
-
 def stuck_for(record: DeploymentRecord, now: datetime, deadline_s: float) -> float | None:
     """Seconds a moving phase has gone without change, if past its deadline; else None."""
     if record.phase not in MOVING_PHASES or record.phase_updated_at is None:

@@ -15,6 +15,7 @@ from datetime import timedelta
 import pytest
 
 from controller.loop import faults
+from controller.loop.resync import Release
 from controller.model.errors import DockerServerError
 from controller.model.outcome import Result
 from controller.model.phases import Phase
@@ -431,7 +432,7 @@ def test_an_image_appearing_retries_what_failed_for_want_of_it_at_once() -> None
     assert cluster.store.status("web").failure_kind == "permanent"
     assert cluster.store.status("flaky").failure_kind == "transient"
     cluster.engine.images.add("berth-example/later:1")  # docker load, pull or tag
-    cluster.controller.release_permanent_next()  # what the image watcher does
+    cluster.controller.release_holds_next(Release.PERMANENT)  # what the image watcher does
     assert cluster.controller.resync() is True
     assert cluster.queue.get(timeout_s=0) == "web", "due now, not in ten minutes"
     assert cluster.queue.get(timeout_s=0) is None, "a transient backoff is not cut short"

@@ -133,39 +133,34 @@ def test_failures() -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "waiting", "held"),
+    ("changes", "held"),
     [
+        # a permanent failure waits for its slow retry...
+        ({"failure_kind": "permanent", "next_attempt_at": NOW + timedelta(seconds=600)}, 600.0),
+        ({"failure_kind": "permanent", "next_attempt_at": NOW - timedelta(seconds=1)}, None),
+        # ...unless the spec changed (a new generation)
         (
-            {"failure_kind": "permanent", "next_attempt_at": NOW + timedelta(seconds=600)},
-            True,
-            600.0,
-        ),
-        ({"failure_kind": "permanent", "next_attempt_at": NOW - timedelta(seconds=1)}, False, None),
-        (  # a new spec
             {
                 "failure_kind": "permanent",
                 "next_attempt_at": NOW + timedelta(seconds=9),
                 "generation": 3,
             },
-            False,
             None,
         ),
-        ({"failure_kind": "transient", "next_attempt_at": NOW + timedelta(seconds=5)}, False, 5.0),
-        ({"failure_kind": "transient", "next_attempt_at": NOW - timedelta(seconds=1)}, False, None),
+        ({"failure_kind": "transient", "next_attempt_at": NOW + timedelta(seconds=5)}, 5.0),
+        ({"failure_kind": "transient", "next_attempt_at": NOW - timedelta(seconds=1)}, None),
         (
             {
                 "failure_kind": "transient",
                 "next_attempt_at": NOW + timedelta(seconds=5),
                 "generation": 3,
             },
-            False,
             None,
         ),
-        ({}, False, None),
+        ({}, None),
     ],
 )
-def test_holds(changes: dict[str, Any], waiting: bool, held: float | None) -> None:
-    assert settle.waiting_for_spec_change(record(**changes), NOW) is waiting
+def test_holds(changes: dict[str, Any], held: float | None) -> None:
     assert settle.held(record(**changes), NOW) == held
 
 
