@@ -26,6 +26,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync, Release
 from controller.loop.workqueue import WorkQueue
+from controller.model.builds import BuildRecord, BuildStatus
 from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
 from controller.model.errors import (
     BerthError,
@@ -53,7 +54,17 @@ from controller.model.records import (
 )
 from controller.model.settings import Settings
 
-SPEC_FIELDS = ("image", "command", "env", "ports", "replicas", "healthcheck", "labels")
+SPEC_FIELDS = (
+    "image",
+    "source",
+    "priority",
+    "command",
+    "env",
+    "ports",
+    "replicas",
+    "healthcheck",
+    "labels",
+)
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
@@ -112,6 +123,7 @@ class FakeStore:
         self.intents: list[StoredIntent] = []
         self.container_records: dict[str, str] = {}  # berth_containers: id -> deployment
         self.status_writes = 0
+        self.builds: list[BuildRecord] = []  # the builds table, oldest first
         self._lock = threading.Lock()
 
     # operators' SQL: INSERT/UPDATE/DELETE on deployments (the generation trigger)
@@ -119,6 +131,9 @@ class FakeStore:
         row = {"name": name, "replicas": 1, "env": {}, "ports": [], "labels": {}} | spec
         row.setdefault("command", None)
         row.setdefault("healthcheck", None)
+        row.setdefault("image", None)
+        row.setdefault("source", None)
+        row.setdefault("priority", 0)
         if self.specs.get(name) != row:
             self.generations[name] = self.generations.get(name, 0) + 1
             self.specs[name] = row
@@ -175,6 +190,9 @@ class FakeStore:
                 and i.resolution is None
             ),
             records_since=0.0,  # every container the fakes make needs a record
+            build_queued=any(
+                b.deployment == name and b.status == BuildStatus.QUEUED for b in self.builds
+            ),
         )
 
     def _fence(self, fence: Fence) -> None:
@@ -293,6 +311,51 @@ class FakeStore:
 
     def prune_mutations(self, older_than_s: float) -> None:
         pass
+
+    # builds -----------------------------------------------------------------------------------
+    def current_build(self, deployment: str) -> BuildRecord | None:
+        queued = sorted(
+            (b for b in self.builds if b.status == BuildStatus.QUEUED),
+            key=lambda b: (-b.priority, b.id),
+        )
+        for build in reversed(self.builds):
+            if build.deployment == deployment:
+                if build.status != BuildStatus.QUEUED:
+                    return build
+                position = queued.index(build) + 1
+                return replace(build, position=position, queue_length=len(queued))
+        return None
+
+    def enqueue_build(
+        self,
+        fence: Fence | None,
+        deployment: str,
+        generation: int,
+        source: dict[str, Any],
+        source_key: str,
+        priority: int,
+        revision: str | None = None,
+        requested_by: str = "berth",
+    ) -> BuildRecord:
+        if fence is not None:
+            self._fence(fence)
+        build = BuildRecord(
+            id=len(self.builds) + 1,
+            deployment=deployment,
+            generation=generation,
+            source=source,
+            source_key=source_key,
+            status=BuildStatus.QUEUED,
+            priority=priority,
+            revision=revision,
+        )
+        self.builds.append(build)
+        return build
+
+    def set_build(self, build_id: int, **changes: Any) -> None:
+        """What the dispatcher writes: a build's progress or end."""
+        index = build_id - 1
+        self.builds[index] = replace(self.builds[index], **changes)
 
 
 # --- Docker -------------------------------------------------------------------------------------

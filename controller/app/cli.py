@@ -13,77 +13,27 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import yaml
 
+from controller.app.cli_builds import register as register_build_commands
+from controller.app.cli_common import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    database_url,
+    exit_codes,
+    open_database,
+    output_option,
+    print_table,
+)
 from controller.gateways.postgres import Database
-from controller.model.errors import (
-    DatabaseRejected,
-    DatabaseUnavailable,
-    DockerUnavailable,
-    InvalidSpec,
-    NotFound,
-    PermissionDenied,
-    SchemaMissing,
-)
+from controller.model.errors import InvalidSpec, NotFound
 from controller.model.settings import Settings
+from controller.model.source import SourceSpec
 from controller.model.spec import parse_spec
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
-EXIT_PERMISSION, EXIT_SCHEMA = 6, 7
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def database_url(settings: Settings) -> str:
-    if settings.database_url:
-        return settings.database_url
-    from controller.gateways.embedded import embedded_database_url
-
-    return embedded_database_url(settings.data_dir)
-
-
-@contextmanager
-def _exit_codes() -> Iterator[None]:
-    """Map Berth's errors to documented exit codes with a one-line message on stderr."""
-    try:
-        yield
-    except NotFound as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_NOT_FOUND)
-    except PermissionDenied as error:
-        click.echo(f"error: permission denied: {error}", err=True)
-        sys.exit(EXIT_PERMISSION)
-    except SchemaMissing as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_SCHEMA)
-    except (InvalidSpec, DatabaseRejected) as error:
-        click.echo(f"error: invalid deployment: {error}", err=True)
-        sys.exit(EXIT_INVALID)
-    except (DatabaseUnavailable, DockerUnavailable) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(EXIT_UNAVAILABLE)
-
-
-def _open_database(settings: Settings) -> Database:
-    """A connection pool for an operator's command: checks the schema, never migrates."""
-    database = Database(database_url(settings), pool_size=2)
-    database.check_schema()
-    return database
-
-
-output_option = click.option(
-    "--output",
-    "-o",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people, json for scripts",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -99,7 +49,7 @@ def run() -> None:
 
     settings = Settings()
     configure(settings.log_level, settings.log_format)
-    with _exit_codes():
+    with exit_codes():
         Daemon(settings, database_url(settings)).run_until_signalled()
 
 
@@ -107,7 +57,7 @@ def run() -> None:
 def migrate() -> None:
     """Apply the schema migrations (safe while other daemons start too)."""
     settings = Settings()
-    with _exit_codes():
+    with exit_codes():
         database = Database(database_url(settings), pool_size=2)
         applied = database.migrate()
         click.echo(
@@ -141,7 +91,7 @@ def _load_documents(path: str) -> list[dict[str, Any]]:
 def apply(filename: str) -> None:
     """Create or update deployments from a file (one mapping, a list, or several YAML documents)."""
     settings = Settings()
-    with _exit_codes():
+    with exit_codes():
         specs = []
         for index, document in enumerate(_load_documents(filename)):
             try:
@@ -149,11 +99,17 @@ def apply(filename: str) -> None:
             except InvalidSpec as error:
                 label = document.get("name", f"document {index}")
                 raise InvalidSpec(f"{label}: {error}") from error
-        database = _open_database(settings)
+        database = open_database(settings)
         for spec in specs:
             generation, inserted = database.upsert_deployment(spec.model_dump(mode="json"))
             verb = "created" if inserted else "configured"
             click.echo(f"deployment/{spec.name} {verb} (generation {generation})")
+
+
+def _source_text(source: dict[str, Any] | None) -> str:
+    if not source:
+        return "-"
+    return SourceSpec.model_validate(source).describe()
 
 
 def _or_dash(value: object) -> str:
@@ -166,8 +122,8 @@ def _or_dash(value: object) -> str:
 def get(name: str | None, output: str) -> None:
     """List deployments with phase, progress and ready/desired replicas."""
     settings = Settings()
-    with _exit_codes():
-        rows = _open_database(settings).overview(name)
+    with exit_codes():
+        rows = open_database(settings).overview(name)
         if name and not rows:
             raise NotFound(f"deployment {name!r} not found")
         if output == "json":
@@ -182,15 +138,11 @@ def get(name: str | None, output: str) -> None:
                     f"{row['phase_progress']}%",
                     f"{row['ready_replicas']}/{_or_dash(row['desired_replicas'])}",
                     f"{row['observed_generation']}/{row['generation'] or '-'}",
-                    row["image"] or "-",
+                    row["image"] or _source_text(row.get("source")),
                     (row["message"] or "")[:60],
                 )
             )
-        widths = [max(len(str(r[i])) for r in table) for i in range(len(table[0]))]
-        for line in table:
-            click.echo(
-                "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-            )
+        print_table(table)
 
 
 @cli.command()
@@ -200,8 +152,8 @@ def get(name: str | None, output: str) -> None:
 def describe(name: str, event_count: int, output: str) -> None:
     """Show one deployment: spec, status and recent events."""
     settings = Settings()
-    with _exit_codes():
-        database = _open_database(settings)
+    with exit_codes():
+        database = open_database(settings)
         spec = database.spec_row(name)
         status = database.status_row(name)
         if spec is None and status is None:
@@ -255,8 +207,8 @@ def describe(name: str, event_count: int, output: str) -> None:
 def delete(name: str) -> None:
     """Delete a deployment; Berth then removes its containers."""
     settings = Settings()
-    with _exit_codes():
-        if not _open_database(settings).delete_deployment(name):
+    with exit_codes():
+        if not open_database(settings).delete_deployment(name):
             raise NotFound(f"deployment {name!r} not found")
         click.echo(f"deployment/{name} deleted")
 
@@ -266,8 +218,8 @@ def delete(name: str) -> None:
 def status(output: str) -> None:
     """Show the cluster's leader, its term, and every replica seen in the last 30 s."""
     settings = Settings()
-    with _exit_codes():
-        database = _open_database(settings)
+    with exit_codes():
+        database = open_database(settings)
         leader = database.leader(settings.cluster)
         nodes = database.nodes(settings.cluster)
         if output == "json":
@@ -364,8 +316,11 @@ def bench_failover(
 @cli.command("db-url")
 def db_url() -> None:
     """Print the database URL Berth uses (starting the embedded Postgres if that is the one)."""
-    with _exit_codes():
+    with exit_codes():
         click.echo(database_url(Settings()))
+
+
+register_build_commands(cli)
 
 
 def main() -> None:

@@ -8,8 +8,9 @@ one NOTIFY listener, the Docker container-events and image-events followers, the
 apscheduler thread running the full resync (never overlapping itself), the leader
 election, the node reporter (which also refreshes the `/status` snapshot) and the HTTP
 endpoint, whose probes run in `controller.app.probes`. Every replica runs all of them;
-only the leader's passes and resyncs act (the others end at their first
-`leadership.fence()`).
+only the leader's passes, resyncs and build dispatcher act (the others end at their first
+`leadership.fence()`). The build dispatcher runs builds in threads of its own
+(`controller.loop.builder`), never in the workers.
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
+from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.git_source import GitGateway
 from controller.gateways.postgres import Database
+from controller.gateways.workspace import Workspaces
 from controller.loop import faults
+from controller.loop.builder import BuildDispatcher
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
 from controller.loop.leadership import Leadership
@@ -55,7 +60,7 @@ class Daemon:
         node_id = str(uuid.uuid4())
         self.database = Database(
             database_url,
-            pool_size=settings.concurrency + 2,
+            pool_size=settings.concurrency + 2 + 2 * settings.build_concurrency,
             idle_in_transaction_s=settings.leader_trust_window_s,
             # A new leader checks whether this process still has sessions (leadership).
             application_name=f"berth {node_id}",
@@ -73,8 +78,23 @@ class Daemon:
             node_id=node_id,
         )
         self.engine = EngineHistory()
+        self.builds = BuildDispatcher(
+            settings,
+            self.database,
+            GitGateway(settings.source_timeout_s),
+            DockerBuilder(self.docker, settings.build_timeout_s),
+            Workspaces(settings.workspace_dir, settings.cluster),
+            self.leadership,
+            self.stopping,
+        )
         self.reconciler = Reconciler(
-            settings, self.database, self.docker, self.leadership, self.stopping, engine=self.engine
+            settings,
+            self.database,
+            self.docker,
+            self.leadership,
+            self.stopping,
+            engine=self.engine,
+            wake_builds=self.builds.wake,
         )
         self.controller = Controller(
             self.reconciler,
@@ -117,6 +137,7 @@ class Daemon:
         self._spawn("node-report", self._report_node_loop)
         for index in range(self.settings.concurrency):
             self._spawn(f"worker-{index}", self.controller.work)
+        self._spawn("builds", self.builds.run)
         self._spawn(
             "listen",
             watch_database,

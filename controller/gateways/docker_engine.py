@@ -310,6 +310,15 @@ class DockerGateway:
             output = self.api.logs(container_id, tail=lines, stdout=True, stderr=True)
         return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
 
+    def follow_logs(self, container_id: str, lines: int, follow: bool) -> Iterator[str]:
+        """A container's output (`berth logs`): the last `lines`, then new ones if `follow`."""
+        with _translated("logs", container_id[:12], timed=False):
+            stream = self.api.logs(
+                container_id, stream=True, follow=follow, tail=lines, stdout=True, stderr=True
+            )
+            for chunk in stream:
+                yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
+
     def container_events(self) -> Iterator[tuple[str, str, str]]:
         """Open the events stream now; yield (deployment, cluster, action) until closed or lost."""
         with _translated("events"):

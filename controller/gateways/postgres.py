@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from controller.gateways.postgres_pool import Pool
+from controller.gateways.postgres_builds import BuildStore
 from controller.gateways.postgres_sql import (
     MIGRATION_LOCK_NAME,
     adapt,
@@ -46,7 +46,7 @@ from controller.model.records import (
 )
 
 
-class Database(Pool):
+class Database(BuildStore):
     """One method per use of the database; every method is retried when transient."""
 
     # --- schema -----------------------------------------------------------------------

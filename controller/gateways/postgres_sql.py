@@ -63,6 +63,12 @@ OPERATIONS = (
     "claim_term",
     "heartbeat",
     "listen",
+    "enqueue_build",
+    "claim_build",
+    "build_heartbeat",
+    "finish_build",
+    "take_over_build",
+    "store_archive",
 )
 
 

@@ -111,6 +111,7 @@ class Executor:
                 )
         if creates:
             self._check_stopping()
+            assert spec.image is not None  # a source deployment's comes from its build
             writer.enter(Phase.PULLING_IMAGE, f"ensuring image {spec.image}", image=spec.image)
             # A pull changes no container and is harmless to repeat, and may take minutes:
             # it is not held in a fenced transaction, only preceded by a trust check.

@@ -9,10 +9,13 @@ writer and the restart gate for their type hints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
+from controller.model.builds import BuildRecord, BuildResult
 from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
 from controller.model.records import (
     Claim,
@@ -62,6 +65,20 @@ class StateStore(Protocol):
     def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]: ...
 
     def prune_mutations(self, older_than_s: float) -> None: ...
+
+    def current_build(self, deployment: str) -> BuildRecord | None: ...
+
+    def enqueue_build(
+        self,
+        fence: Fence | None,
+        deployment: str,
+        generation: int,
+        source: dict[str, Any],
+        source_key: str,
+        priority: int,
+        revision: str | None = None,
+        requested_by: str = "berth",
+    ) -> BuildRecord: ...
 
 
 class ContainerEngine(Protocol):
@@ -114,3 +131,87 @@ class FenceSource(Protocol):
     """Leadership: a proof of the current term, or Deposed."""
 
     def fence(self) -> Fence: ...
+
+
+class BuildJobStore(Protocol):
+    """What a build job needs of Postgres (`controller.gateways.postgres_builds.BuildStore`)."""
+
+    def build_heartbeat(
+        self,
+        fence: Fence,
+        build_id: int,
+        progress: dict[str, Any],
+        logs: Sequence[tuple[int, float, str, str]],
+    ) -> bool | None: ...
+
+    def read_archive(self, sha256: str, target: BinaryIO) -> None: ...
+
+
+class BuildQueueStore(BuildJobStore, Protocol):
+    """What the build dispatcher needs of Postgres."""
+
+    def claim_build(self, fence: Fence, limit: int) -> BuildRecord | None: ...
+
+    def finish_build(self, fence: Fence, build_id: int, result: BuildResult) -> bool: ...
+
+    def orphan_builds(self, fence: Fence) -> list[BuildRecord]: ...
+
+    def take_over_build(self, fence: Fence, build_id: int) -> bool: ...
+
+
+class SourceFetcher(Protocol):
+    """git (`controller.gateways.git_source.GitGateway`)."""
+
+    def resolve(
+        self,
+        url: str,
+        ref: str | None,
+        on_line: Callable[[str, str], None],
+        cancelled: threading.Event,
+    ) -> str: ...
+
+    def checkout(
+        self,
+        url: str,
+        ref: str | None,
+        commit: str,
+        directory: Path,
+        on_line: Callable[[str, str], None],
+        cancelled: threading.Event,
+    ) -> str: ...
+
+
+class ImageBuilder(Protocol):
+    """Docker's build side (`controller.gateways.docker_builds.DockerBuilder`)."""
+
+    def image_present(self, image: str) -> bool: ...
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        labels: dict[str, str],
+        on_line: Callable[[str, str], None],
+        cancelled: threading.Event,
+    ) -> None: ...
+
+    def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]: ...
+
+    def remove_image(self, image_id: str) -> bool: ...
+
+
+class WorkspaceArea(Protocol):
+    """Build workspaces on disk (`controller.gateways.workspace.Workspaces`)."""
+
+    def fresh(self, build_id: int, attempt: int) -> Path: ...
+
+    def discard(self, build_id: int) -> None: ...
+
+    def count_files(self, directory: Path) -> int: ...
+
+    def allowed_archive(self, path_text: str, allowed: list[Path]) -> Path: ...
+
+    def file_sha256(self, path: Path) -> str: ...
+
+    def unpack(self, archive: Path, directory: Path, max_bytes: int) -> int: ...

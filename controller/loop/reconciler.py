@@ -23,6 +23,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
 from controller.loop.restarts import Gated, RestartGate, Waiting
+from controller.loop.sources import SourceStage
 from controller.loop.status import StatusWriter
 from controller.model.containers import ObservedContainer
 from controller.model.errors import (
@@ -76,6 +77,7 @@ class Reconciler:
         stopping: threading.Event,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         engine: EngineHistory | None = None,
+        wake_builds: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -98,6 +100,7 @@ class Reconciler:
             engine,
         )
         self._now = wall_clock
+        self.sources = SourceStage(store, wall_clock, wake_builds)
 
     def reconcile(self, name: str) -> Outcome:
         """One pass for one deployment. Never raises: errors become its `failed` status."""
@@ -168,6 +171,11 @@ class Reconciler:
             )
         assert record.spec is not None
         spec = parse_spec(record.spec)
+        if spec.source is not None:  # built first: wait for the build, or run its image
+            staged = self.sources.stage(record, spec, writer, containers)
+            if isinstance(staged, Outcome):
+                return staged
+            spec = staged
         name, generation = record.name, record.generation
         desired = DesiredDeployment(name, spec.replicas, spec.spec_hash)
         actions = plan_deployment(desired, name, containers)

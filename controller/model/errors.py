@@ -81,5 +81,31 @@ class StuckTooOften(TransientError):
     """A phase kept making no progress although it was resumed."""
 
 
+class SourceUnavailable(TransientError):
+    """A source could not be fetched for a reason that may pass (git remote unreachable)."""
+
+
+class SourceInvalid(PermanentError):
+    """A source that cannot be built as given: missing ref or Dockerfile, an archive whose
+    sha256 does not match, a path outside the allowed directories, unsafe archive members."""
+
+
+class BuildStepFailed(PermanentError):
+    """A build step exited non-zero: permanent at this revision."""
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class BuildFailed(PermanentError):
+    """A source deployment's build failed, died or was cancelled: the pass fails with its
+    reason and touches no container (the previous generation keeps serving)."""
+
+
+class BuildCancelled(BerthError):
+    """An operator cancelled the build (cancel_requested_at); its work was stopped."""
+
+
 class NotFound(BerthError):
     """The named deployment does not exist."""

@@ -19,6 +19,9 @@ LABEL_REPLICA = "io.berth.replica"
 LABEL_SPEC_HASH = "io.berth.spec-hash"
 LABEL_CLUSTER = "io.berth.cluster"
 LABEL_GENERATION = "io.berth.generation"
+LABEL_BUILD = "io.berth.build"  # on images Berth built: the build id
+LABEL_SOURCE_KEY = "io.berth.build-key"  # on images Berth built: their build key
+BUILD_REPOSITORY_PREFIX = "berth-build/"
 RESERVED_LABEL_PREFIX = "io.berth."
 DEFAULT_CLUSTER = "default"
 
@@ -32,3 +35,11 @@ def container_name(deployment: str, replica: int, cluster: str = DEFAULT_CLUSTER
     if cluster == DEFAULT_CLUSTER:
         return f"berth-{deployment}-{replica}"
     return f"berth-{cluster}-{deployment}-{replica}"
+
+
+def build_image(deployment: str, build_key: str, cluster: str = DEFAULT_CLUSTER) -> str:
+    """The tag of the image built for `deployment` from one revision and build inputs
+    (`build_key`): the same source never gets a second name, so it is never rebuilt."""
+    if cluster == DEFAULT_CLUSTER:
+        return f"{BUILD_REPOSITORY_PREFIX}{deployment}:{build_key}"
+    return f"{BUILD_REPOSITORY_PREFIX}{cluster}-{deployment}:{build_key}"

@@ -14,6 +14,8 @@ class Phase(StrEnum):
     """Where a deployment is; `deployment_status.phase` holds the value."""
 
     QUEUED = "queued"
+    PULLING_SOURCE = "pulling_source"
+    BUILDING = "building"
     PULLING_IMAGE = "pulling_image"
     CREATING = "creating"
     STARTING = "starting"
@@ -26,6 +28,15 @@ class Phase(StrEnum):
 
 # Phases a pass moves through on its own: a deployment that stays in one of them past its
 # deadline is stuck. `health_check` has its own deadline; the others are at rest.
+# `pulling_source` and `building` default to the build's own timeouts (settings).
 MOVING_PHASES = frozenset(
-    {Phase.QUEUED, Phase.PULLING_IMAGE, Phase.CREATING, Phase.STARTING, Phase.DELETING}
+    {
+        Phase.QUEUED,
+        Phase.PULLING_SOURCE,
+        Phase.BUILDING,
+        Phase.PULLING_IMAGE,
+        Phase.CREATING,
+        Phase.STARTING,
+        Phase.DELETING,
+    }
 )

@@ -41,10 +41,12 @@ class DeploymentRecord:
     recorded_containers: frozenset[str] = frozenset()
     pending_creates: frozenset[str] = frozenset()
     records_since: float | None = None
+    # A build of it waits in the queue: waiting there is not being stuck.
+    build_queued: bool = False
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
-        spec = None
+        spec: dict[str, Any] | None = None
         if row["present"]:
             spec = {
                 key: row[key]
@@ -57,7 +59,10 @@ class DeploymentRecord:
                     "replicas",
                     "healthcheck",
                     "labels",
+                    "source",
+                    "priority",
                 )
+                if key in row
             }
         return cls(
             name=row["name"],
@@ -78,6 +83,7 @@ class DeploymentRecord:
             recorded_containers=frozenset(row.get("recorded_containers") or ()),
             pending_creates=frozenset(row.get("pending_creates") or ()),
             records_since=row.get("records_since"),
+            build_queued=bool(row.get("build_queued")),
         )
 
 

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from controller.model.names import NAME_REGEX
 from controller.model.phases import MOVING_PHASES, Phase
 
+# A build that outlives its own timeout by this much was lost, not slow (see stuck phases).
+BUILD_STUCK_MARGIN_S = 60.0
+
 
 class Settings(BaseSettings):
     """Every field is an environment variable named `BERTH_<FIELD>`."""
@@ -209,6 +212,82 @@ class Settings(BaseSettings):
             "Phases not named use BERTH_STUCK_DEADLINE_S."
         ),
     )
+    build_concurrency: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description=(
+            "Builds running at once across the whole cluster (count). One by default: a build "
+            "takes CPU and disk from the apps already running, so builds take turns."
+        ),
+    )
+    build_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description=(
+            "Attempts a build gets when it fails for a transient reason (git remote "
+            "unreachable, Docker engine error) before it is dead-lettered (`status = 'dead'`). "
+            "Three rides out a restart of a git server without retrying a broken one for long."
+        ),
+    )
+    build_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds before a build's first retry; doubles each attempt (jittered).",
+    )
+    build_retry_max_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest wait between a build's retries, in seconds.",
+    )
+    source_timeout_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "Seconds fetching a source (git clone, archive read) may take before the attempt "
+            "is killed and retried; the stuck deadline of `pulling_source` is one minute more."
+        ),
+    )
+    build_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description=(
+            "Seconds a `docker build` may take before it is killed and the build failed; the "
+            "stuck deadline of `building` is one minute more. Half an hour fits most apps."
+        ),
+    )
+    image_retention: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Built images kept per deployment (count), newest first: the serving one and "
+            "two to roll back to without rebuilding. Images in use are never removed."
+        ),
+    )
+    workspace_dir: Path = Field(
+        default=Path("/var/lib/berth/workspaces"),
+        description=(
+            "Directory for per-build workspaces (a checkout or an unpacked archive), each "
+            "removed when its build ends; a leftover from a crash is discarded."
+        ),
+    )
+    archive_dirs: list[Path] = Field(
+        default_factory=list,
+        description=(
+            'Directories from which `{"archive": {"path": ...}}` sources may be read, as a '
+            "JSON list. Empty by default: host paths are refused until an administrator "
+            "names where archives may come from; uploaded archives (`berth upload`) need none."
+        ),
+    )
+    archive_max_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        gt=0,
+        description=(
+            "Largest archive accepted by `berth upload`, and largest unpacked size of any "
+            "archive source, in bytes (512 MiB): a source bigger than that is a mistake."
+        ),
+    )
     mutation_log_retention_s: float = Field(
         default=7 * 24 * 3600.0,
         gt=0,
@@ -269,7 +348,12 @@ class Settings(BaseSettings):
     def stuck_deadline_s_for(self, phase: Phase | None) -> float:
         if phase is None:
             return self.stuck_deadline_s
-        return self.stuck_deadline_by_phase_s.get(str(phase), self.stuck_deadline_s)
+        default = self.stuck_deadline_s
+        if phase == Phase.PULLING_SOURCE:
+            default = self.source_timeout_s + BUILD_STUCK_MARGIN_S
+        elif phase == Phase.BUILDING:
+            default = self.build_timeout_s + BUILD_STUCK_MARGIN_S
+        return self.stuck_deadline_by_phase_s.get(str(phase), default)
 
     @field_validator("http_addr")
     @classmethod

@@ -28,6 +28,7 @@ from controller.model.names import (
     RESERVED_LABEL_PREFIX,
     container_name,
 )
+from controller.model.source import SourceSpec
 
 MAX_REPLICAS = 1000
 
@@ -69,7 +70,10 @@ class DeploymentSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    image: str = Field(min_length=1)
+    # Exactly one of `image` and `source`: a source deployment runs the image its build made.
+    image: str | None = Field(default=None, min_length=1)
+    source: SourceSpec | None = None
+    priority: int = Field(default=0, ge=-1000, le=1000)
     command: list[str] | None = None
     env: dict[str, str] = Field(default_factory=dict)
     ports: list[Port] = Field(default_factory=list)
@@ -86,8 +90,8 @@ class DeploymentSpec(BaseModel):
 
     @field_validator("image")
     @classmethod
-    def _image_text(cls, value: str) -> str:
-        if value != value.strip() or any(ch.isspace() for ch in value):
+    def _image_text(cls, value: str | None) -> str | None:
+        if value is not None and any(ch.isspace() for ch in value):
             raise ValueError("must not contain whitespace")
         return value
 
@@ -102,6 +106,14 @@ class DeploymentSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _image_or_source(self) -> DeploymentSpec:
+        if self.image is not None and self.source is not None:
+            raise ValueError("source: set exactly one of image and source, not both")
+        if self.image is None and self.source is None:
+            raise ValueError("image: is required unless source is set")
+        return self
+
+    @model_validator(mode="after")
     def _fixed_host_ports_need_one_replica(self) -> DeploymentSpec:
         if self.replicas > 1 and any(port.host is not None for port in self.ports):
             raise ValueError("ports: a fixed host port can serve only one replica (replicas <= 1)")
@@ -111,10 +123,16 @@ class DeploymentSpec(BaseModel):
     def spec_hash(self) -> str:
         return spec_hash(self)
 
+    def with_image(self, image: str) -> DeploymentSpec:
+        """This spec running `image` (a source deployment's built image): what the planner
+        and the executor see once the build is done."""
+        return self.model_copy(update={"image": image, "source": None})
+
 
 def spec_hash(spec: DeploymentSpec) -> str:
-    """Hash of everything that shapes a container; not `replicas`: scaling replaces nothing."""
-    shaped = spec.model_dump(mode="json", exclude={"name", "replicas"})
+    """Hash of everything that shapes a container; not `replicas` (scaling replaces nothing)
+    and not the source (its built image stands for it) nor the build priority."""
+    shaped = spec.model_dump(mode="json", exclude={"name", "replicas", "source", "priority"})
     canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -143,6 +161,8 @@ def container_request(
             check.retries,
             check.start_period_s,
         )
+    if spec.image is None:
+        raise InvalidSpec("image: a source deployment has no image until its build succeeds")
     return ContainerRequest(
         name=container_name(spec.name, replica, cluster),
         image=spec.image,

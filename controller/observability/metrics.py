@@ -78,6 +78,8 @@ DOCKER_CALLS = (
     "remove",
     "logs",
     "events",
+    "list_images",
+    "remove_image",
 )
 DOCKER_DURATION = Histogram(
     "berth_docker_request_duration_seconds",
@@ -99,6 +101,19 @@ POSTGRES_ERRORS = Counter(
     "Failed Postgres operations, by operation and error kind",
     ["operation", "kind"],
 )
+BUILD_STATUSES = ("queued", "succeeded", "failed", "cancelled", "dead")
+BUILDS = Counter(
+    "berth_builds_total",
+    "Build attempts ended by this replica, by what followed (queued = retried)",
+    ["status"],
+)
+BUILD_DURATION = Histogram(
+    "berth_build_duration_seconds",
+    "Duration of finished builds that ran (not reused), by status",
+    ["status"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+BUILDS_RUNNING = Gauge("berth_builds_running", "Builds running in this replica")
 IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
 LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
 LEADER_CHANGES = Counter(
@@ -131,6 +146,9 @@ def declare_postgres_operations(operations: tuple[str, ...]) -> None:
             POSTGRES_ERRORS.labels(operation=operation, kind=kind)
 
 
+for _status in BUILD_STATUSES:
+    BUILDS.labels(status=_status)
+    BUILD_DURATION.labels(status=_status)
 for _reason in RESTART_REASONS:
     CONTAINER_RESTARTS.labels(reason=_reason)
 for _change in ("elected", "deposed"):

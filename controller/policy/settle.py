@@ -51,6 +51,8 @@ def stuck_for(record: DeploymentRecord, now: datetime, deadline_s: float) -> flo
     """Seconds a moving phase has gone without change, if past its deadline; else None."""
     if record.phase not in MOVING_PHASES or record.phase_updated_at is None:
         return None
+    if record.phase == Phase.QUEUED and record.build_queued:
+        return None  # waiting its turn in the build queue, which may be long: not stuck
     waited = (now - record.phase_updated_at).total_seconds()
     return waited if waited >= deadline_s else None
 

@@ -8,13 +8,16 @@
 SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
+       d.source, d.priority,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
        coalesce(c.ids, '{}') AS recorded_containers, coalesce(i.names, '{}') AS pending_creates,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
-        WHERE version = 6) AS records_since
+        WHERE version = 6) AS records_since,
+       EXISTS (SELECT 1 FROM builds b WHERE b.deployment = coalesce(d.name, s.name)
+               AND b.status = 'queued') AS build_queued
 FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name
 LEFT JOIN (SELECT deployment, array_agg(container_id) AS ids FROM berth_containers
@@ -27,6 +30,7 @@ LEFT JOIN (SELECT deployment, array_agg(target) AS names FROM berth_mutations
 SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
+       d.source, d.priority,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -37,7 +41,9 @@ SELECT wanted.name,
              AND m.action = 'create' AND m.outcome IS NULL AND m.resolution IS NULL)
            AS pending_creates,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
-        WHERE version = 6) AS records_since
+        WHERE version = 6) AS records_since,
+       EXISTS (SELECT 1 FROM builds b WHERE b.deployment = wanted.name AND b.status = 'queued')
+           AS build_queued
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
@@ -80,10 +86,13 @@ VALUES (%(deployment)s, %(generation)s, %(kind)s, %(level)s, %(phase_from)s, %(p
 DELETE FROM deployment_status WHERE name = %(name)s;
 
 -- name: upsert_deployment
-INSERT INTO deployments AS d (name, image, command, env, ports, replicas, healthcheck, labels)
-VALUES (%(name)s, %(image)s, %(command)s, %(env)s, %(ports)s, %(replicas)s, %(healthcheck)s, %(labels)s)
+INSERT INTO deployments AS d
+    (name, image, source, priority, command, env, ports, replicas, healthcheck, labels)
+VALUES (%(name)s, %(image)s, %(source)s, %(priority)s, %(command)s, %(env)s, %(ports)s,
+        %(replicas)s, %(healthcheck)s, %(labels)s)
 ON CONFLICT (name) DO UPDATE
-SET image = excluded.image, command = excluded.command, env = excluded.env,
+SET image = excluded.image, source = excluded.source, priority = excluded.priority,
+    command = excluded.command, env = excluded.env,
     ports = excluded.ports, replicas = excluded.replicas,
     healthcheck = excluded.healthcheck, labels = excluded.labels
 RETURNING d.generation, (xmax = 0) AS inserted;
@@ -98,8 +107,8 @@ SELECT * FROM deployment_overview ORDER BY name;
 SELECT * FROM deployment_overview WHERE name = %(name)s;
 
 -- name: select_spec
-SELECT name, image, command, env, ports, replicas, healthcheck, labels, generation,
-       created_at, updated_at
+SELECT name, image, source, priority, command, env, ports, replicas, healthcheck, labels,
+       generation, created_at, updated_at
 FROM deployments WHERE name = %(name)s;
 
 -- name: select_status
@@ -251,3 +260,147 @@ ON CONFLICT (container_id) DO NOTHING;
 
 -- name: forget_container
 DELETE FROM berth_containers WHERE container_id = %(container_id)s;
+
+-- ---------------------------------------------------------------------------------------
+-- Builds (sql/migrations/0007_builds.sql): the source stage of a pass, the dispatcher,
+-- the build jobs and the CLI.
+
+-- name: select_current_build
+-- The deployment's newest build, with its place in the queue.
+SELECT b.*, q.position, q.queue_length
+FROM builds b LEFT JOIN build_queue q ON q.id = b.id
+WHERE b.deployment = %(deployment)s
+ORDER BY b.id DESC LIMIT 1;
+
+-- name: supersede_builds
+-- A new source for a deployment: its builds of other sources waiting or running are
+-- cancelled (a queued one at once, by trigger; a running one by its job within 2 s).
+UPDATE builds SET cancel_requested_at = clock_timestamp(),
+                  error = 'superseded by generation ' || %(generation)s::text
+WHERE deployment = %(deployment)s AND status IN ('queued', 'running')
+  AND source_key <> %(source_key)s AND cancel_requested_at IS NULL;
+
+-- name: insert_build
+INSERT INTO builds (deployment, generation, source, source_key, revision, priority, requested_by)
+VALUES (%(deployment)s, %(generation)s, %(source)s, %(source_key)s, %(revision)s, %(priority)s,
+        %(requested_by)s)
+RETURNING *;
+
+-- name: lock_build_queue
+-- One claim at a time, cluster-wide (a transaction-scoped advisory lock).
+SELECT pg_advisory_xact_lock(%(key)s);
+
+-- name: claim_build
+-- The next build to run, if fewer than `limit` run now (any term's running builds count:
+-- a predecessor's are resolved before this leader claims). Highest priority first, then
+-- first queued; a retried build waits out its not_before.
+WITH running AS (SELECT count(*) AS n FROM builds WHERE status = 'running'),
+next AS (
+    SELECT id FROM builds
+    WHERE status = 'queued' AND not_before <= clock_timestamp() AND cancel_requested_at IS NULL
+    ORDER BY priority DESC, queued_at, id
+    LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+UPDATE builds b
+SET status = 'running', attempts = b.attempts + 1, started_at = clock_timestamp(),
+    finished_at = NULL, duration_s = NULL, exit_code = NULL, step = 'pulling_source',
+    progress = 0, term = %(term)s, node_id = %(node_id)s, heartbeat_at = clock_timestamp()
+FROM next, running
+WHERE b.id = next.id AND running.n < %(limit)s
+RETURNING b.*;
+
+-- name: build_heartbeat
+-- A running build's progress (every ~0.2 s with its log batch); answers whether it was
+-- asked to cancel. Nothing is updated once another term took the build over.
+UPDATE builds
+SET step = %(step)s, progress = %(progress)s, files = coalesce(%(files)s, files),
+    revision = coalesce(%(revision)s, revision), image = coalesce(%(image)s, image),
+    heartbeat_at = clock_timestamp()
+WHERE id = %(id)s AND status = 'running' AND term = %(term)s
+RETURNING cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: insert_build_logs
+INSERT INTO build_logs (build_id, seq, at, stream, line)
+SELECT %(build_id)s, seq, to_timestamp(at), stream, line
+FROM unnest(%(seqs)s::int[], %(ats)s::float8[], %(streams)s::text[], %(lines)s::text[])
+     AS t(seq, at, stream, line)
+ON CONFLICT DO NOTHING;
+
+-- name: finish_build
+-- A build's end: a final status, or `queued` again after `retry_after_s` (transient failure).
+UPDATE builds
+SET status = %(status)s,
+    finished_at = CASE WHEN %(status)s = 'queued' THEN NULL ELSE clock_timestamp() END,
+    duration_s = CASE WHEN %(status)s = 'queued' OR started_at IS NULL THEN NULL
+                      ELSE extract(epoch FROM clock_timestamp() - started_at) END,
+    not_before = CASE WHEN %(status)s = 'queued'
+                      THEN clock_timestamp() + make_interval(secs => %(retry_after_s)s)
+                      ELSE not_before END,
+    step = CASE WHEN %(status)s = 'queued' THEN '' ELSE step END,
+    progress = CASE WHEN %(status)s = 'succeeded' THEN 100 ELSE progress END,
+    exit_code = %(exit_code)s, error = %(error)s,
+    image = coalesce(%(image)s, image), revision = coalesce(%(revision)s, revision),
+    cached = %(cached)s
+WHERE id = %(id)s AND status = 'running' AND term = %(term)s
+RETURNING id;
+
+-- name: select_orphan_builds
+-- Builds left running by an earlier term (its leader died or was deposed mid-build).
+SELECT * FROM builds WHERE status = 'running' AND (term IS NULL OR term < %(term)s) ORDER BY id;
+
+-- name: take_over_build
+-- A new leader takes an orphaned build over (so that finish_build accepts its end).
+UPDATE builds SET term = %(term)s WHERE id = %(id)s AND status = 'running' AND term < %(term)s
+RETURNING id;
+
+-- name: select_builds
+SELECT b.id, b.deployment, b.generation, b.status, b.revision, b.step, b.progress, b.priority,
+       b.attempts, b.queued_at, b.started_at, b.finished_at, b.duration_s, b.exit_code,
+       b.error, b.image, b.cached, b.cancel_requested_at, b.source, q.position, q.queue_length
+FROM builds b LEFT JOIN build_queue q ON q.id = b.id
+WHERE (%(deployment)s::text IS NULL OR b.deployment = %(deployment)s)
+  AND (NOT %(dead_only)s OR b.status = 'dead')
+ORDER BY (b.status = 'queued') DESC, q.position, b.id DESC
+LIMIT %(limit)s;
+
+-- name: select_latest_build
+SELECT * FROM builds WHERE deployment = %(deployment)s ORDER BY id DESC LIMIT 1;
+
+-- name: select_build_logs
+SELECT seq, at, stream, line FROM build_logs
+WHERE build_id = %(build_id)s AND seq > %(after)s ORDER BY seq LIMIT %(limit)s;
+
+-- name: select_build_state
+SELECT status FROM builds WHERE id = %(id)s;
+
+-- name: cancel_builds
+UPDATE builds SET cancel_requested_at = clock_timestamp()
+WHERE deployment = %(deployment)s AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
+RETURNING id, status;
+
+-- name: release_hold
+-- `berth retry`: the deployment's failure is due now (the new build is what it waits for).
+UPDATE deployment_status SET next_attempt_at = now(), attempts = 0
+WHERE name = %(name)s AND failure_kind IS NOT NULL;
+
+-- name: create_large_object
+SELECT lo_create(0) AS object_id;
+
+-- name: write_large_object
+SELECT lo_put(%(object_id)s, %(offset)s, %(data)s);
+
+-- name: unlink_large_object
+SELECT lo_unlink(%(object_id)s);
+
+-- name: read_large_object
+SELECT lo_get(%(object_id)s, %(offset)s, %(length)s) AS data;
+
+-- name: insert_archive
+INSERT INTO berth_archives (sha256, size_bytes, object_id, filename)
+VALUES (%(sha256)s, %(size_bytes)s, %(object_id)s, %(filename)s)
+ON CONFLICT (sha256) DO NOTHING
+RETURNING sha256;
+
+-- name: select_archive
+SELECT sha256, size_bytes, object_id, filename, uploaded_at FROM berth_archives
+WHERE sha256 = %(sha256)s;

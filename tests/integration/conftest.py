@@ -10,6 +10,7 @@ teardown removes exactly this test's containers (plus unmanaged ones it labelled
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -101,6 +102,10 @@ def cluster(docker_api: docker.APIClient) -> Iterator[str]:
     for label in (f"{LABEL_CLUSTER}={name}", f"{TEST_LABEL}={name}"):
         for container in docker_api.containers(all=True, filters={"label": [label]}):
             docker_api.remove_container(container["Id"], force=True, v=True)
+    # images Berth built for this test's deployments (labelled with its cluster)
+    for image in docker_api.images(filters={"label": [f"{LABEL_CLUSTER}={name}"]}):
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_image(image["Id"], force=True)
 
 
 class Sql:
@@ -115,7 +120,7 @@ class Sql:
             return cursor.fetchall() if cursor.description else []
 
     def insert(
-        self, name: str, image: str = EXAMPLE_IMAGE, replicas: int = 1, **columns: Any
+        self, name: str, image: str | None = EXAMPLE_IMAGE, replicas: int = 1, **columns: Any
     ) -> None:
         values = {"name": name, "image": image, "replicas": replicas, **columns}
         values = {
@@ -163,6 +168,7 @@ def settings_for(cluster: str, database_url: str, **overrides: Any) -> Settings:
         "retry_max_s": 5.0,
         "health_poll_interval_s": 0.5,
         "shutdown_grace_s": 10.0,
+        "workspace_dir": Path(tempfile.gettempdir()) / "berth-test-workspaces",
         **overrides,
     }
     return Settings(**values)

@@ -1,0 +1,117 @@
+"""The Docker gateway's build side: `docker build` of a workspace, and Berth's built images.
+
+Used by the build job (`controller.loop.build_job`: `build`, `image_present`) and the build
+dispatcher (`controller.loop.builder`: retention, `built_images`, `remove_image`). The
+build runs the `docker` CLI (classic builder, `--force-rm`) in its own process group
+(`controller.gateways.commands`): killing it closes its connection, on which the engine
+stops the build and removes its intermediate container; output arrives line by line.
+Images are read and removed through docker-py's low-level API, and only images carrying
+Berth's build labels are ever removed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from controller.gateways.commands import run_command
+from controller.gateways.docker_engine import DockerGateway, _translated
+from controller.gateways.retry import retry_transient
+from controller.model.errors import (
+    BuildCancelled,
+    BuildStepFailed,
+    DockerConflict,
+    DockerRejected,
+    DockerServerError,
+    DockerUnavailable,
+)
+from controller.model.names import LABEL_BUILD, LABEL_CLUSTER, LABEL_DEPLOYMENT
+from controller.policy.builds import failed_step
+
+# The classic builder: its "Step N/M" lines give progress; BuildKit is not installed with
+# Debian's docker.io. A build context sent to the engine is the workspace's context dir.
+BUILD_ENV = {"DOCKER_BUILDKIT": "0", "DOCKER_CLI_HINTS": "false"}
+_ENGINE_DOWN = (
+    "cannot connect to the docker daemon",
+    "error during connect",
+    "is the docker daemon running",
+)
+
+
+class DockerBuilder:
+    def __init__(self, docker: DockerGateway, timeout_s: float) -> None:
+        self.docker = docker
+        self.timeout_s = timeout_s
+
+    def image_present(self, image: str) -> bool:
+        return self.docker.image_present(image)
+
+    def build(
+        self,
+        context: Path,
+        dockerfile: Path,
+        tag: str,
+        labels: dict[str, str],
+        on_line: Callable[[str, str], None],
+        cancelled: threading.Event,
+    ) -> None:
+        """Build `context` with `dockerfile` as `tag`. BuildStepFailed names the step and its
+        exit code; BuildCancelled once `cancelled` killed it; DockerUnavailable when the
+        engine did not answer (transient: the build is retried)."""
+        # The labels go in as one LABEL step at the end (`--label` would add one step each).
+        labelled = dockerfile.with_name(dockerfile.name + ".berth")
+        label_line = " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(labels.items()))
+        labelled.write_text(dockerfile.read_text() + f"\nLABEL {label_line}\n")
+        args = ["docker", "build", "--force-rm", "--rm", "-f", str(labelled), "-t", tag]
+        args.append(str(context))
+        seen: list[str] = []
+
+        def keep(stream: str, line: str) -> None:
+            seen.append(line)
+            del seen[:-200]
+            on_line(stream, line)
+
+        result = run_command(args, keep, cancelled, self.timeout_s, env=BUILD_ENV)
+        if result.cancelled:
+            raise BuildCancelled("cancelled during docker build")
+        if result.timed_out:
+            raise BuildStepFailed(
+                f"docker build took longer than {self.timeout_s:g}s (BERTH_BUILD_TIMEOUT_S)"
+            )
+        if result.exit_code == 0:
+            return
+        text = "\n".join(seen[-5:]).lower()
+        if any(marker in text for marker in _ENGINE_DOWN):
+            raise DockerUnavailable(f"docker build: engine unreachable: {seen[-1] if seen else ''}")
+        step, exit_code = failed_step(seen)
+        last = "\n".join(line for line in seen[-5:] if line.strip())
+        where = step or "before the first step"
+        if exit_code is None and "error response from daemon" in text and "500" in text:
+            raise DockerServerError(f"docker build failed at {where}: {last}")
+        raise BuildStepFailed(
+            f"{where} failed"
+            + (f" with exit code {exit_code}" if exit_code is not None else "")
+            + f":\n{last}",
+            exit_code,
+        )
+
+    @retry_transient
+    def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]:
+        """Images Berth built for `deployment` in `cluster`, newest first."""
+        filters = {
+            "label": [f"{LABEL_DEPLOYMENT}={deployment}", f"{LABEL_CLUSTER}={cluster}", LABEL_BUILD]
+        }
+        with _translated("list_images"):
+            images = self.docker.api.images(filters=filters)
+        return sorted(images, key=lambda image: int(str(image.get("Created") or 0)), reverse=True)
+
+    def remove_image(self, image_id: str) -> bool:
+        """Remove one built image unless a container uses it (then False: kept)."""
+        try:
+            with _translated("remove_image", image_id[:19]):
+                self.docker.api.remove_image(image_id, force=False, noprune=False)
+            return True
+        except (DockerConflict, DockerRejected, DockerServerError):
+            return False
