@@ -65,6 +65,9 @@ SERVE
 fi
 docker tag berth-example/busybox:1 berth-example/busybox:2
 
+# Deploying from source runs `git` (the tests also serve repositories with `git daemon`).
+command -v git >/dev/null 2>&1 || apt_install git
+
 # The fault tests make a bridge for a private Docker engine with `ip` (iproute2).
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 

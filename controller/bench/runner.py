@@ -7,7 +7,9 @@ with ratios against a baseline measured in the same run, and removes what it mad
 Scenarios: cold (N deployments inserted at once -> running; vs docker-py and a Swarm
 service), latency (one INSERT -> running; vs one docker-py create+start), update (new image
 for N deployments; vs docker-py stop/rm/create/start), steady (N converged deployments:
-resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), failover
+resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), build
+(source -> running against git clone + docker build + docker run; the build queue at
+concurrency 1 and 2; `controller.bench.builds`), failover
 (SIGKILL the leader; see `controller.bench.failover`); and, only when named, chaos (engine
 restarts, frozen leaders, Postgres restarts, leader kills; `controller.bench.chaos`).
 """
@@ -18,11 +20,11 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import chaos, scenarios
+from controller.bench import builds, chaos, scenarios
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
-SCENARIOS = ("planner", "latency", "cold", "update", "steady", "failover")
+SCENARIOS = ("planner", "latency", "cold", "update", "steady", "build", "failover")
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
 
@@ -41,6 +43,8 @@ class BenchOptions:
     database_url: str | None = None
     resync_s: str = "30"  # production default; idle CPU depends on it
     tiny: bool = False  # smoke sizes for the chaos scenario too
+    build_trials: int = 5
+    build_queue: int = 10
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -58,6 +62,8 @@ class BenchOptions:
             database_url=database_url,
             resync_s="2",  # the steady scenario waits for three resyncs
             tiny=True,
+            build_trials=1,
+            build_queue=3,
         )
 
 
@@ -99,6 +105,13 @@ def run(names: list[str], options: BenchOptions) -> None:
                 print("\n== steady state")
                 for line in scenarios.steady(env, options.steady_deployments, port, options.idle_s):
                     print(line)
+        finally:
+            env.close()
+    if "build" in names:
+        env = Environment(options.database_url)
+        try:
+            env.start_daemon()
+            builds.run(env, options.build_trials, options.build_queue)
         finally:
             env.close()
     if "failover" in names:

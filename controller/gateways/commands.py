@@ -16,7 +16,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,21 +76,29 @@ def run_command(
     ]
     for reader in readers:
         reader.start()
-    deadline = time.monotonic() + timeout_s
-    stopped_by: str | None = None
-    while process.poll() is None:
-        if cancelled.wait(0.05):
-            stopped_by = "cancelled"
-        elif time.monotonic() > deadline:
-            stopped_by = "timeout"
-        if stopped_by is not None:
-            _kill_group(process)
-            break
+    stopped_by: list[str] = []
+    finished = threading.Event()
+
+    def watch() -> None:  # kills on cancel; the caller waits on the process itself
+        while not finished.is_set():
+            if cancelled.wait(0.05) and not finished.is_set():
+                stopped_by.append("cancelled")
+                _kill_group(process)
+                return
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        stopped_by.append("timeout")
+        _kill_group(process)
+    finally:
+        finished.set()
     process.wait()
     for reader in readers:
         reader.join(timeout=2.0)
     return CommandResult(
-        process.returncode, stopped_by == "cancelled", stopped_by == "timeout", list(tail)
+        process.returncode, "cancelled" in stopped_by, "timeout" in stopped_by, list(tail)
     )
 
 

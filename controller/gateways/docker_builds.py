@@ -5,13 +5,12 @@ dispatcher (`controller.loop.builder`: retention, `built_images`, `remove_image`
 build runs the `docker` CLI (classic builder, `--force-rm`) in its own process group
 (`controller.gateways.commands`): killing it closes its connection, on which the engine
 stops the build and removes its intermediate container; output arrives line by line.
-Images are read and removed through docker-py's low-level API, and only images carrying
-Berth's build labels are ever removed.
+Images are read and removed through docker-py's low-level API, and only images in Berth's
+build repositories (`controller.model.names.build_repository`) are ever removed.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +26,7 @@ from controller.model.errors import (
     DockerServerError,
     DockerUnavailable,
 )
-from controller.model.names import LABEL_BUILD, LABEL_CLUSTER, LABEL_DEPLOYMENT
+from controller.model.names import build_repository
 from controller.policy.builds import failed_step
 
 # The classic builder: its "Step N/M" lines give progress; BuildKit is not installed with
@@ -53,18 +52,16 @@ class DockerBuilder:
         context: Path,
         dockerfile: Path,
         tag: str,
-        labels: dict[str, str],
         on_line: Callable[[str, str], None],
         cancelled: threading.Event,
     ) -> None:
         """Build `context` with `dockerfile` as `tag`. BuildStepFailed names the step and its
         exit code; BuildCancelled once `cancelled` killed it; DockerUnavailable when the
         engine did not answer (transient: the build is retried)."""
-        # The labels go in as one LABEL step at the end (`--label` would add one step each).
-        labelled = dockerfile.with_name(dockerfile.name + ".berth")
-        label_line = " ".join(f"{key}={json.dumps(value)}" for key, value in sorted(labels.items()))
-        labelled.write_text(dockerfile.read_text() + f"\nLABEL {label_line}\n")
-        args = ["docker", "build", "--force-rm", "--rm", "-f", str(labelled), "-t", tag]
+        # No labels: `--label` would add a LABEL step (a container) to every build. The
+        # repository namespace (names.build_repository) and the builds table say what
+        # Berth built.
+        args = ["docker", "build", "--force-rm", "--rm", "-f", str(dockerfile), "-t", tag]
         args.append(str(context))
         seen: list[str] = []
 
@@ -100,11 +97,8 @@ class DockerBuilder:
     @retry_transient
     def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]:
         """Images Berth built for `deployment` in `cluster`, newest first."""
-        filters = {
-            "label": [f"{LABEL_DEPLOYMENT}={deployment}", f"{LABEL_CLUSTER}={cluster}", LABEL_BUILD]
-        }
         with _translated("list_images"):
-            images = self.docker.api.images(filters=filters)
+            images = self.docker.api.images(name=build_repository(deployment, cluster))
         return sorted(images, key=lambda image: int(str(image.get("Created") or 0)), reverse=True)
 
     def remove_image(self, image_id: str) -> bool:

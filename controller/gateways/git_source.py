@@ -24,6 +24,7 @@ GIT_ENV = {
     "LC_ALL": "C",
 }
 _COMMIT = re.compile(COMMIT_PATTERN)
+_FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # Output that means the remote was reached and answered "no such thing" (permanent).
 _NOT_FOUND = ("not found", "does not appear to be a git repository", "couldn't find remote ref")
 
@@ -48,6 +49,8 @@ class GitGateway:
         self, url: str, ref: str | None, on_line: OnLine, cancelled: threading.Event
     ) -> str:
         """The commit `ref` names at `url` now (None: the remote's HEAD)."""
+        if ref is not None and _FULL_COMMIT.match(ref):
+            return ref  # nothing to resolve; checked when fetched
         shown = redact_url(url)
         lines: list[str] = []
 
@@ -82,40 +85,42 @@ class GitGateway:
         on_line: OnLine,
         cancelled: threading.Event,
     ) -> str:
-        """Fetch `commit` of `url` into `directory` (a fresh one) and check it out; returns
-        the commit checked out (a short commit ref is expanded)."""
+        """Fetch `commit` of `url` into `directory` (which must not exist) and check it out;
+        returns the commit checked out. A branch or tag is cloned shallow in one `git clone`
+        (the branch may have moved since `resolve`: the commit cloned is returned); a commit
+        is fetched by id, or with the whole history where a server refuses that."""
         shown = redact_url(url)
-        directory.mkdir(parents=True)
+        quiet = ["-c", "advice.detachedHead=false"]
+        if ref is not None and not _COMMIT.match(ref):
+            args = [*quiet, "clone", "-q", "--depth", "1", "--no-tags", "--branch", ref]
+            result = self._git([*args, "--", url, str(directory)], on_line, cancelled)
+            if result.exit_code != 0:
+                self._fail("clone", shown, result)
+            return self._head(directory, on_line, cancelled) or commit
         self._git(["init", "-q", str(directory)], on_line, cancelled)
-        by_name = ref is not None and not _COMMIT.match(ref)
-        wanted = ref if by_name and ref is not None else commit
-        result = self._git(
-            ["fetch", "--depth", "1", "--no-tags", "--", url, wanted], on_line, cancelled, directory
-        )
-        if result.exit_code != 0:
+        fetch = ["fetch", "-q", "--no-tags", "--depth", "1", "--", url, commit]
+        if self._git(fetch, on_line, cancelled, directory).exit_code != 0:
             # A server may refuse a bare commit as a shallow want: fetch everything instead.
-            result = self._git(
-                ["fetch", "--no-tags", "--", url, "+refs/*:refs/remotes/source/*"],
-                on_line,
-                cancelled,
-                directory,
-            )
+            everything = ["fetch", "-q", "--no-tags", "--", url, "+refs/*:refs/remotes/source/*"]
+            result = self._git(everything, on_line, cancelled, directory)
             if result.exit_code != 0:
                 self._fail("fetch", shown, result)
-            wanted = commit
-        else:
-            wanted = "FETCH_HEAD" if by_name else commit
-        result = self._git(["checkout", "-q", "--detach", wanted], on_line, cancelled, directory)
-        if result.exit_code != 0:
+        checkout = [*quiet, "checkout", "-q", "--detach", commit]
+        if self._git(checkout, on_line, cancelled, directory).exit_code != 0:
             raise SourceInvalid(f"source.git.ref: commit {commit[:12]} not found in {shown}")
+        return self._head(directory, on_line, cancelled) or commit
+
+    def _head(self, directory: Path, on_line: OnLine, cancelled: threading.Event) -> str | None:
         head: list[str] = []
-        self._git(
-            ["rev-parse", "HEAD"],
-            lambda stream, line: head.append(line) if stream == "stdout" else None,
-            cancelled,
-            directory,
-        )
-        return head[0] if head else commit
+
+        def keep(stream: str, line: str) -> None:
+            if stream == "stdout":
+                head.append(line)
+            else:
+                on_line(stream, line)
+
+        self._git(["rev-parse", "HEAD"], keep, cancelled, directory)
+        return head[0] if head else None
 
     @staticmethod
     def _fail(step: str, shown: str, result: CommandResult) -> None:

@@ -31,10 +31,6 @@ from controller.model.errors import (
     SourceInvalid,
 )
 from controller.model.names import (
-    LABEL_BUILD,
-    LABEL_CLUSTER,
-    LABEL_DEPLOYMENT,
-    LABEL_SOURCE_KEY,
     build_image,
 )
 from controller.model.records import Fence
@@ -178,13 +174,7 @@ class BuildJob:
             )
         self._check_cancel()
         self.log.update(step="building", progress=0)
-        labels = {
-            LABEL_DEPLOYMENT: build.deployment,
-            LABEL_CLUSTER: self.settings.cluster,
-            LABEL_BUILD: str(build.id),
-            LABEL_SOURCE_KEY: build_key(revision, source),
-        }
-        self.builder.build(context, dockerfile, tag, labels, self.log.line, self.cancelled)
+        self.builder.build(context, dockerfile, tag, self.log.line, self.cancelled)
         self.log.note(f"built {tag} from {revision[:12]} ({files} files)")
         return BuildResult(BuildStatus.SUCCEEDED, image=tag, revision=revision)
 

@@ -191,7 +191,6 @@ class ImageBuilder(Protocol):
         context: Path,
         dockerfile: Path,
         tag: str,
-        labels: dict[str, str],
         on_line: Callable[[str, str], None],
         cancelled: threading.Event,
     ) -> None: ...

@@ -19,8 +19,9 @@ LABEL_REPLICA = "io.berth.replica"
 LABEL_SPEC_HASH = "io.berth.spec-hash"
 LABEL_CLUSTER = "io.berth.cluster"
 LABEL_GENERATION = "io.berth.generation"
-LABEL_BUILD = "io.berth.build"  # on images Berth built: the build id
-LABEL_SOURCE_KEY = "io.berth.build-key"  # on images Berth built: their build key
+# Images Berth builds live in this repository namespace, one repository per deployment
+# (and cluster); the `builds` table records which build made which tag. Nothing else may
+# tag images there: Berth removes old ones (BERTH_IMAGE_RETENTION).
 BUILD_REPOSITORY_PREFIX = "berth-build/"
 RESERVED_LABEL_PREFIX = "io.berth."
 DEFAULT_CLUSTER = "default"
@@ -37,9 +38,14 @@ def container_name(deployment: str, replica: int, cluster: str = DEFAULT_CLUSTER
     return f"berth-{cluster}-{deployment}-{replica}"
 
 
+def build_repository(deployment: str, cluster: str = DEFAULT_CLUSTER) -> str:
+    """The repository of the images built for `deployment`."""
+    if cluster == DEFAULT_CLUSTER:
+        return f"{BUILD_REPOSITORY_PREFIX}{deployment}"
+    return f"{BUILD_REPOSITORY_PREFIX}{cluster}-{deployment}"
+
+
 def build_image(deployment: str, build_key: str, cluster: str = DEFAULT_CLUSTER) -> str:
     """The tag of the image built for `deployment` from one revision and build inputs
     (`build_key`): the same source never gets a second name, so it is never rebuilt."""
-    if cluster == DEFAULT_CLUSTER:
-        return f"{BUILD_REPOSITORY_PREFIX}{deployment}:{build_key}"
-    return f"{BUILD_REPOSITORY_PREFIX}{cluster}-{deployment}:{build_key}"
+    return f"{build_repository(deployment, cluster)}:{build_key}"

@@ -28,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from controller.app.daemon import Daemon
-from controller.model.names import LABEL_CLUSTER
+from controller.model.names import BUILD_REPOSITORY_PREFIX, LABEL_CLUSTER
 from controller.model.settings import Settings
 
 if TYPE_CHECKING:
@@ -102,8 +102,8 @@ def cluster(docker_api: docker.APIClient) -> Iterator[str]:
     for label in (f"{LABEL_CLUSTER}={name}", f"{TEST_LABEL}={name}"):
         for container in docker_api.containers(all=True, filters={"label": [label]}):
             docker_api.remove_container(container["Id"], force=True, v=True)
-    # images Berth built for this test's deployments (labelled with its cluster)
-    for image in docker_api.images(filters={"label": [f"{LABEL_CLUSTER}={name}"]}):
+    # images Berth built for this test's deployments (berth-build/<cluster>-<deployment>)
+    for image in docker_api.images(filters={"reference": [f"{BUILD_REPOSITORY_PREFIX}{name}-*"]}):
         with contextlib.suppress(docker.errors.APIError):
             docker_api.remove_image(image["Id"], force=True)
 

@@ -24,6 +24,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "cold",
             "update",
             "steady",
+            "build",
         ],
         capture_output=True,
         text=True,
@@ -31,7 +32,8 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for heading in ("== planner", "== latency", "== cold converge", "== update", "== steady state"):
+    headings = ("== planner", "== latency", "== cold converge", "== update", "== steady state")
+    for heading in (*headings, "== build: source -> running", "== build: 3 builds queued"):
         assert heading in result.stdout, heading
     assert "Swarm" in result.stdout
     assert "full resync wall time" in result.stdout

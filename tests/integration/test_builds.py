@@ -71,7 +71,7 @@ def test_git_source_is_built_run_and_never_rebuilt(
     ]
     assert any(line.startswith("Step 1/") for line in lines) and "compiling" in lines
     image = docker_api.inspect_image(build["image"])
-    assert image["Config"]["Labels"]["io.berth.build"] == str(build["id"])
+    assert image["RepoTags"] == [build["image"]] and build["image"].startswith("berth-build/")
     running = [
         c["Image"] for c in docker_api.containers(filters={"label": "io.berth.deployment=web"})
     ]
