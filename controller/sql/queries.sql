@@ -304,7 +304,8 @@ next AS (
 UPDATE builds b
 SET status = 'running', attempts = b.attempts + 1, started_at = clock_timestamp(),
     finished_at = NULL, duration_s = NULL, exit_code = NULL, step = 'pulling_source',
-    progress = 0, term = %(term)s, node_id = %(node_id)s, heartbeat_at = clock_timestamp()
+    progress = 0, error = NULL, term = %(term)s, node_id = %(node_id)s,
+    heartbeat_at = clock_timestamp()
 FROM next, running
 WHERE b.id = next.id AND running.n < %(limit)s
 RETURNING b.*;
@@ -338,7 +339,9 @@ SET status = %(status)s,
                       ELSE not_before END,
     step = CASE WHEN %(status)s = 'queued' THEN '' ELSE step END,
     progress = CASE WHEN %(status)s = 'succeeded' THEN 100 ELSE progress END,
-    exit_code = %(exit_code)s, error = %(error)s,
+    exit_code = %(exit_code)s,
+    -- a cancel keeps the reason its requester gave (superseded, deployment deleted)
+    error = CASE WHEN %(status)s = 'cancelled' THEN coalesce(error, %(error)s) ELSE %(error)s END,
     image = coalesce(%(image)s, image), revision = coalesce(%(revision)s, revision),
     cached = %(cached)s
 WHERE id = %(id)s AND status = 'running' AND term = %(term)s

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,19 @@ from tests.integration.replicas import ReplicaSet
 from tests.integration.sources import APP, commit, dockerfile, make_repo
 
 pytestmark = pytest.mark.integration
+
+
+def berth(sql: Sql, *args: str) -> str:
+    """The `berth` CLI against this test's database."""
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.app.cli", *args],
+        env={**os.environ, "BERTH_DATABASE_URL": sql.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
 
 
 def builds_of(sql: Sql, *names: str) -> list[dict[str, Any]]:
@@ -150,3 +165,33 @@ def test_sigkill_during_build_leaves_exactly_one_successful_build(
     assert succeeded[0]["attempts"] == 2 and succeeded[0]["term"] == 2
     assert not build_containers(docker_api, marker)
     assert not list(workspaces.glob("*")), "the half-written workspace is discarded"
+
+
+def test_old_images_are_pruned_and_deleting_cancels_the_build(
+    sql: Sql, start_daemon: Callable[..., Daemon], docker_api: docker.APIClient, tmp_path: Path
+) -> None:
+    repo = tmp_path / "app"
+    make_repo(repo, {"Dockerfile": dockerfile("echo v1"), "app.sh": APP})
+    start_daemon(image_retention=2)
+    source = {"git": {"url": str(repo), "ref": "main"}}
+    sql.insert("app", image=None, source=source)
+    for version in (2, 3):
+        wait_for(lambda: sql.converged("app"), timeout_s=120, what="serving")
+        commit(repo, {"Dockerfile": dockerfile(f"echo v{version}")}, f"v{version}")
+        berth(sql, "retry", "app")  # the branch moved: build it again
+        wait_for(lambda: builds_of(sql, "app")[-1]["status"] == "succeeded", what="rebuilt")
+    wait_for(lambda: sql.converged("app"), timeout_s=120, what="v3 serving")
+    built = [b["image"] for b in builds_of(sql, "app")]
+    repository = built[0].split(":")[0]
+    kept = {tag for image in docker_api.images(name=repository) for tag in image["RepoTags"]}
+    assert kept == set(built[1:]), "the newest two are kept, the oldest removed"
+    docker_api.inspect_image("berth-example/busybox:1")  # never built by Berth: untouched
+
+    marker = f"deleted-mid-build-{tmp_path.name}"
+    commit(repo, {"Dockerfile": dockerfile(f"echo {marker} && sleep 300")}, "slow")
+    berth(sql, "retry", "app")
+    wait_for(lambda: build_containers(docker_api, marker), timeout_s=60, what="building")
+    sql("DELETE FROM deployments WHERE name = 'app'")
+    wait_for(lambda: builds_of(sql, "app")[-1]["status"] == "cancelled", what="cancelled")
+    wait_for(lambda: not build_containers(docker_api, marker), what="build container gone")
+    assert builds_of(sql, "app")[-1]["error"] == "deployment deleted"

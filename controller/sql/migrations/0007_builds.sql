@@ -248,6 +248,22 @@ $$;
 CREATE TRIGGER berth_40_priority AFTER UPDATE ON deployments
     FOR EACH ROW EXECUTE FUNCTION berth_priority_to_builds();
 
+-- A deployment deleted, or switched from a source to an image: its waiting and running
+-- builds are cancelled (a queued one at once; a running one by its job within 2 s).
+CREATE FUNCTION berth_cancel_orphaned_builds() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' OR (OLD.source IS NOT NULL AND NEW.source IS NULL) THEN
+        UPDATE builds SET cancel_requested_at = clock_timestamp(),
+                          error = CASE WHEN TG_OP = 'DELETE' THEN 'deployment deleted'
+                                       ELSE 'the deployment runs an image now' END
+        WHERE deployment = OLD.name AND status IN ('queued', 'running') AND cancel_requested_at IS NULL;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER berth_50_cancel_builds AFTER UPDATE OR DELETE ON deployments
+    FOR EACH ROW EXECUTE FUNCTION berth_cancel_orphaned_builds();
+
 CREATE TABLE build_logs (
     build_id bigint NOT NULL REFERENCES builds (id) ON DELETE CASCADE,
     seq      integer NOT NULL,
