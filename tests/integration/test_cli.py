@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -18,9 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 def berth(
-    database_url: str, *args: str, stdin: str | None = None
+    database_url: str, *args: str, stdin: str | None = None, cluster: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "BERTH_DATABASE_URL": database_url}
+    if cluster is not None:
+        env["BERTH_CLUSTER"] = cluster
     return subprocess.run(
         [sys.executable, "-m", "controller.app.cli", *args],
         input=stdin,
@@ -126,3 +129,50 @@ def test_commands_do_not_migrate_and_name_the_remedy(postgres_server_url: str) -
     finally:
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_upload_apply_builds_logs_retry_cancel(
+    sql: Sql, start_daemon: Callable[..., Daemon], cluster: str, tmp_path: Path
+) -> None:
+    from tests.integration.sources import APP, dockerfile, make_tar
+
+    archive = make_tar(
+        tmp_path / "app.tar.gz", {"Dockerfile": dockerfile("echo from-archive"), "app.sh": APP}
+    )
+    uploaded = berth(sql.url, "upload", str(archive))
+    assert uploaded.returncode == 0, uploaded.stderr
+    sha256 = json.loads(uploaded.stdout.splitlines()[-1])["archive"]["sha256"]
+    again = berth(sql.url, "upload", str(archive))
+    assert "already uploaded" in again.stdout and sha256 in again.stdout
+    not_tar = tmp_path / "notes.txt"
+    not_tar.write_text("hello")
+    refused = berth(sql.url, "upload", str(not_tar))
+    assert refused.returncode == 4 and "is not a tar or tar.gz" in refused.stderr
+
+    spec = tmp_path / "app.yaml"
+    spec.write_text(f"name: arch\nsource:\n  archive:\n    sha256: {sha256}\nreplicas: 1\n")
+    applied = berth(sql.url, "apply", "-f", str(spec))
+    assert applied.returncode == 0, applied.stderr
+    start_daemon()
+    wait_for(lambda: sql.converged("arch"), timeout_s=120, what="arch converged")
+
+    listed = berth(sql.url, "builds", "arch")
+    assert listed.returncode == 0 and "succeeded" in listed.stdout, listed.stdout
+    log = berth(sql.url, "logs", "arch", "--build", "--follow")
+    assert (
+        log.returncode == 0 and "from-archive" in log.stdout and "build 1 succeeded" in log.stdout
+    )
+    app_log = berth(sql.url, "logs", "arch", cluster=cluster)
+    assert app_log.returncode == 0 and app_log.stdout == "serving\n", app_log
+
+    retried = berth(sql.url, "retry", "arch")
+    assert retried.returncode == 0 and "build 2 queued" in retried.stdout, retried.stderr
+    wait_for(lambda: sql("SELECT status FROM builds WHERE id = 2")[0]["status"] == "succeeded",
+             what="retried build done")  # fmt: skip
+    reused = json.loads(berth(sql.url, "builds", "arch", "-o", "json").stdout)
+    assert reused[0]["cached"] is True, "the same archive is not built twice"
+
+    nothing = berth(sql.url, "cancel", "arch")
+    assert nothing.returncode == 3 and "no build waiting or running" in nothing.stderr
+    image_only = berth(sql.url, "retry", "nope")
+    assert image_only.returncode == 3
