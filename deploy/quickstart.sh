@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian machine to Berth converging an example deployment:
 # sets up the host (deploy/setup-host.sh), starts `berth run` in the background with its
-# embedded Postgres, applies deploy/examples/hello.yaml and waits until it is active.
+# embedded Postgres, applies deploy/examples/hello.yaml (an image) and
+# deploy/examples/hello-git.yaml (built from a local git repository), and waits until both
+# are active.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -23,27 +25,50 @@ fi
 for _ in $(seq 1 60); do "$BERTH" get >/dev/null 2>&1 && break; sleep 0.5; done
 "$BERTH" apply -f deploy/examples/hello.yaml
 
-echo "[quickstart] waiting for deployment/hello to converge"
+# The second example is built from source: a git repository of deploy/examples/hello-git/.
+REPO="$BERTH_DATA_DIR/examples/hello-git"
+if [ ! -d "$REPO/.git" ]; then
+  mkdir -p "$REPO"
+  cp deploy/examples/hello-git/* "$REPO/"
+  git -C "$REPO" init -q -b main
+  git -C "$REPO" add -A
+  git -C "$REPO" -c user.name=quickstart -c user.email=quickstart@berth.local commit -q -m "hello from source"
+fi
+sed "s#@REPO@#$REPO#" deploy/examples/hello-git.yaml | "$BERTH" apply -f -
+
+converged_all() {
+  "$BERTH" get -o json | "$ROOT/.venv/bin/python" -c '
+import json, sys
+rows = {row["name"]: row for row in json.load(sys.stdin)}
+print(all(rows.get(name, {}).get("converged") for name in ("hello", "hello-git")))'
+}
+echo "[quickstart] waiting for deployment/hello and deployment/hello-git (built from git) to converge"
 converged=""
-for _ in $(seq 1 120); do
-  converged=$("$BERTH" get hello -o json | "$ROOT/.venv/bin/python" -c 'import json,sys; print(json.load(sys.stdin)[0]["converged"])')
+for _ in $(seq 1 240); do
+  converged=$(converged_all)
   [ "$converged" = "True" ] && break
   sleep 0.5
 done
 "$BERTH" get
 echo
-docker ps --filter label=io.berth.deployment=hello --format 'table {{.Names}}\t{{.Status}}\t{{.Ports}}'
+"$BERTH" builds
+echo
+docker ps --filter label=io.berth.deployment --format 'table {{.Names}}\t{{.Image}}\t{{.Status}}\t{{.Ports}}'
 if [ "$converged" != "True" ]; then
-  echo "[quickstart] hello did not converge; see: $BERTH describe hello, and $LOG" >&2
+  echo "[quickstart] not converged; see: $BERTH describe hello-git, $BERTH logs hello-git --build, and $LOG" >&2
   exit 1
 fi
 port=$(docker port berth-hello-0 8080/tcp | head -1 | sed 's/.*://')
 echo
 echo "[quickstart] berth-hello-0 answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().strip())")"
+port=$(docker port berth-hello-git-0 8080/tcp | head -1 | sed 's/.*://')
+echo "[quickstart] berth-hello-git-0 (built from $REPO) answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().splitlines()[0])")"
 cat <<HELP
 
 Berth is running (pid $(cat "$PIDFILE"), log $LOG). Try:
   $BERTH describe hello
+  $BERTH logs hello-git --build              # the build's log (-f follows a running one)
+  (cd $REPO && echo '<h1>v2</h1>' > index.html && git -c user.name=me -c user.email=me@example.test commit -qam v2) && $BERTH retry hello-git
   psql "\$($BERTH db-url)" -c "UPDATE deployments SET replicas = 3 WHERE name = 'hello'"
   $BERTH delete hello
 Stop it with: kill \$(cat $PIDFILE)
