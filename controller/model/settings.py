@@ -201,7 +201,9 @@ class Settings(BaseSettings):
         description=(
             "Seconds a moving phase (queued, pulling_image, creating, starting, deleting) may "
             "go without change before the deployment counts as stuck and is resumed; the "
-            "third time it is failed. Kubernetes' progressDeadlineSeconds default."
+            "third time it is failed. Kubernetes' progressDeadlineSeconds default. "
+            "`pulling_source` and `building` default to their build timeouts plus a minute; "
+            "waiting in the build queue is not being stuck."
         ),
     )
     stuck_deadline_by_phase_s: dict[str, float] = Field(

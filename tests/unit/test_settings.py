@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.model.phases import Phase
-from controller.model.settings import Settings, settings_reference
+from controller.model.settings import BUILD_STUCK_MARGIN_S, Settings, settings_reference
 
 
 def test_every_field_is_documented() -> None:
@@ -41,3 +41,12 @@ def test_stuck_deadlines_per_phase(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BERTH_STUCK_DEADLINE_BY_PHASE_S", '{"active": 5}')
     with pytest.raises(ValidationError, match="not moving phases"):
         Settings()
+
+
+def test_build_phases_have_their_own_stuck_deadlines() -> None:
+    settings = Settings(source_timeout_s=100, build_timeout_s=900)
+    assert settings.stuck_deadline_s_for(Phase.PULLING_SOURCE) == 100 + BUILD_STUCK_MARGIN_S
+    assert settings.stuck_deadline_s_for(Phase.BUILDING) == 900 + BUILD_STUCK_MARGIN_S
+    assert settings.stuck_deadline_s_for(Phase.CREATING) == settings.stuck_deadline_s
+    overridden = Settings(stuck_deadline_by_phase_s={"building": 30})
+    assert overridden.stuck_deadline_s_for(Phase.BUILDING) == 30
