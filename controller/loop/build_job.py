@@ -201,13 +201,18 @@ class BuildJob:
             commit = self.git.resolve(source.git.url, source.git.ref, self.log.line, self.cancelled)
             self.log.note(f"{source.git.ref or 'HEAD'} is {commit}")
             return commit, None
-        assert source.archive is not None
-        if source.archive.sha256 is not None:
-            return source.archive.sha256, source.archive.sha256
-        path = self.workspaces.allowed_archive(
-            source.archive.path or "", self.settings.archive_dirs
-        )
-        return self.workspaces.file_sha256(path), path
+        archive = source.archive
+        assert archive is not None
+        if archive.path is None:
+            assert archive.sha256 is not None
+            return archive.sha256, archive.sha256  # uploaded: read from Postgres
+        path = self.workspaces.allowed_archive(archive.path, self.settings.archive_dirs)
+        actual = self.workspaces.file_sha256(path)
+        if archive.sha256 is not None and actual != archive.sha256:
+            raise SourceInvalid(
+                f"source.archive.sha256: {archive.path} has sha256 {actual}, not {archive.sha256}"
+            )
+        return actual, path
 
     # --- ends ---------------------------------------------------------------------------------
     def _transient(self, error: str) -> BuildResult:

@@ -39,7 +39,8 @@ class GitSource(BaseModel):
 
 
 class ArchiveSource(BaseModel):
-    """A tar or tar.gz: uploaded beforehand (`sha256`) or a file on the host (`path`)."""
+    """A tar or tar.gz: uploaded beforehand (`sha256`), or a file on the host (`path`),
+    optionally pinned to the `sha256` its content must have."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -57,8 +58,8 @@ class ArchiveSource(BaseModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> ArchiveSource:
-        if (self.sha256 is None) == (self.path is None):
-            raise ValueError('set exactly one of "sha256" and "path"')
+        if self.sha256 is None and self.path is None:
+            raise ValueError('set "sha256" (uploaded), "path" (on the host), or both (pinned)')
         return self
 
 
@@ -92,8 +93,8 @@ class SourceSpec(BaseModel):
         if self.git is not None:
             return f"git {redact_url(self.git.url)}@{self.git.ref or 'HEAD'}"
         assert self.archive is not None
-        if self.archive.sha256 is not None:
-            return f"archive sha256:{self.archive.sha256[:12]}"
+        if self.archive.path is None:
+            return f"archive sha256:{(self.archive.sha256 or '')[:12]}"
         return f"archive {self.archive.path}"
 
     def known_revision(self) -> str | None:

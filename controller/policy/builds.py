@@ -66,9 +66,9 @@ def decide(
         message = queued_message(build, now)
         return SourceDecision(SourceAction.WAIT, Phase.QUEUED, message, metadata=meta)
     if build.status == BuildStatus.RUNNING:
+        if build.files is not None:
+            meta["files"] = build.files
         if build.step in ("", "pulling_source"):
-            if build.files is not None:
-                meta["files"] = build.files
             message = f"build {build.id}: fetching {describe_source(build.source)}"
             return SourceDecision(SourceAction.WAIT, Phase.PULLING_SOURCE, message, metadata=meta)
         message = f"build {build.id}: {build.step}"

@@ -114,6 +114,9 @@ def test_cancel_kills_a_running_build_and_the_old_release_keeps_serving(
     )
     status = sql.status("app")
     assert status and status["phase"] == "building" and status["ready_replicas"] == 2, status
+    sql.insert("meanwhile", replicas=2)  # builds never hold a reconcile worker
+    wait_for(lambda: sql.converged("meanwhile"), what="an image deployment converges meanwhile")
+    assert builds_of(sql, "app")[-1]["status"] == "running"
 
     asked = time.monotonic()
     sql(

@@ -154,6 +154,7 @@ def test_failing_step_names_step_and_exit_code_and_others_converge(
         ({"git": {"url": "{repo}"}, "dockerfile": "no/Dockerfile"}, "source.dockerfile: 'no/Do"),
         ({"archive": {"sha256": "0" * 64}}, "source.archive.sha256: no archive"),
         ({"archive": {"path": "/etc/passwd"}}, "outside the allowed directories"),
+        ({"archive": {"path": "{evil}", "sha256": "0" * 64}}, "source.archive.sha256: /"),
         ({"archive": {"path": "{evil}"}}, "would be written outside the workspace"),
     ],
 )  # fmt: skip

@@ -29,6 +29,7 @@ GIT = {"git": {"url": "file:///src", "ref": "main"}}
         ({"name": "a", "source": {**GIT, "context": "../up"}}, "source.context"),
         ({"name": "a", "source": {"archive": {"sha256": "abc"}}}, "source.archive.sha256"),
         ({"name": "a", "source": {"archive": {"path": "rel.tar"}}}, "source.archive.path"),
+        ({"name": "a", "source": {"archive": {}}}, 'set "sha256" (uploaded), "path"'),
         ({"name": "a", "source": {"git": {"url": "-oProxyCommand=x"}}}, "source.git.url"),
         ({"name": "a", "source": GIT, "priority": 5000}, "priority"),
     ],

@@ -69,8 +69,8 @@ BEGIN
         END IF;
     ELSE
         archive := source -> 'archive';
-        IF jsonb_typeof(archive) <> 'object' OR (archive ? 'sha256') = (archive ? 'path') THEN
-            PERFORM berth_refuse('source.archive', 'must be {"sha256": "<hex>"} (uploaded with `berth upload`) or {"path": "/abs/file.tar.gz"}');
+        IF jsonb_typeof(archive) <> 'object' OR NOT (archive ? 'sha256' OR archive ? 'path') THEN
+            PERFORM berth_refuse('source.archive', 'must be {"sha256": "<hex>"} (uploaded with `berth upload`) or {"path": "/abs/file.tar.gz"} (optionally with the "sha256" it must have)');
         END IF;
         FOR key IN SELECT jsonb_object_keys(archive) LOOP
             IF key NOT IN ('sha256', 'path') THEN
