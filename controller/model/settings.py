@@ -294,7 +294,8 @@ class Settings(BaseSettings):
         default=7 * 24 * 3600.0,
         gt=0,
         description=(
-            "Seconds the mutation log (berth_mutations) keeps entries; pruned hourly by the "
+            "Seconds the mutation log (berth_mutations) keeps entries, and `build_logs` the "
+            "output of finished builds (the `builds` rows stay); pruned hourly by the "
             "leader. A week covers post-incident review."
         ),
     )

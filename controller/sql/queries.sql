@@ -175,6 +175,13 @@ SET finished_at = clock_timestamp(), outcome = %(outcome)s,
 WHERE id = %(id)s;
 
 -- name: prune_mutations
+-- Hourly, by the leader: the mutation log, and the output of builds that ended as long ago
+-- (their `builds` rows stay: the history).
+WITH build_output AS (
+    DELETE FROM build_logs WHERE build_id IN (
+        SELECT id FROM builds
+        WHERE finished_at < now() - make_interval(secs => %(older_than_s)s))
+)
 DELETE FROM berth_mutations WHERE started_at < now() - make_interval(secs => %(older_than_s)s);
 
 -- name: upsert_node
