@@ -168,7 +168,20 @@ def describe(name: str, event_count: int, output: str) -> None:
             return
         click.echo(f"Name:        {name}")
         if spec:
-            click.echo(f"Image:       {spec['image']}")
+            if spec["source"]:
+                click.echo(
+                    f"Source:      {_source_text(spec['source'])} (priority {spec['priority']})"
+                )
+                build = database.latest_build(name)
+                if build is not None:
+                    ended = f", {build.error.splitlines()[0]}" if build.error else ""
+                    reused = " (reused)" if build.cached else ""
+                    click.echo(
+                        f"Build:       {build.id} {build.status}{reused}"
+                        f" {(build.revision or '')[:12]} -> {build.image or '-'}{ended}"
+                    )
+            else:
+                click.echo(f"Image:       {spec['image']}")
             click.echo(f"Replicas:    {spec['replicas']}")
             click.echo(f"Generation:  {spec['generation']}")
             click.echo(

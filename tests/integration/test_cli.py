@@ -156,6 +156,9 @@ def test_upload_apply_builds_logs_retry_cancel(
     start_daemon()
     wait_for(lambda: sql.converged("arch"), timeout_s=120, what="arch converged")
 
+    described = berth(sql.url, "describe", "arch")
+    assert f"Source:      archive sha256:{sha256[:12]}" in described.stdout, described.stdout
+    assert "Build:       1 succeeded" in described.stdout
     listed = berth(sql.url, "builds", "arch")
     assert listed.returncode == 0 and "succeeded" in listed.stdout, listed.stdout
     log = berth(sql.url, "logs", "arch", "--build", "--follow")
