@@ -68,6 +68,20 @@ docker tag berth-example/busybox:1 berth-example/busybox:2
 # Deploying from source runs `git` (the tests also serve repositories with `git daemon`).
 command -v git >/dev/null 2>&1 || apt_install git
 
+# The reverse proxy: Caddy from Debian, started empty (its admin API on loopback) if no
+# proxy answers there; Berth loads its configuration. deploy/berth-proxy.service does the
+# same under systemd. Tests and benchmarks start private ones on ports of their own.
+command -v caddy >/dev/null 2>&1 || apt_install caddy
+command -v curl >/dev/null 2>&1 || apt_install curl
+if ! curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:2019/config/ 2>/dev/null; then
+  mkdir -p /etc/berth /var/lib/berth/proxy
+  [ -f /etc/berth/proxy.json ] || echo '{"admin": {"listen": "127.0.0.1:2019"}}' > /etc/berth/proxy.json
+  log "starting caddy (admin 127.0.0.1:2019, log: /var/log/berth-proxy.log)"
+  XDG_DATA_HOME=/var/lib/berth/proxy XDG_CONFIG_HOME=/var/lib/berth/proxy \
+    setsid caddy run --config /etc/berth/proxy.json >/var/log/berth-proxy.log 2>&1 < /dev/null &
+  for _ in $(seq 1 40); do curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:2019/config/ 2>/dev/null && break; sleep 0.25; done
+fi
+
 # The fault tests make a bridge for a private Docker engine with `ip` (iproute2).
 command -v ip >/dev/null 2>&1 || apt_install iproute2
 

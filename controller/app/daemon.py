@@ -32,6 +32,7 @@ from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.git_source import GitGateway
 from controller.gateways.postgres import Database
+from controller.gateways.proxy import ProxyGateway
 from controller.gateways.workspace import Workspaces
 from controller.loop import faults
 from controller.loop.builder import BuildDispatcher
@@ -40,6 +41,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.leadership import Leadership
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
+from controller.loop.routes import RouteKeeper
 from controller.loop.watchers import watch_database, watch_docker, watch_images
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
@@ -78,6 +80,8 @@ class Daemon:
             node_id=node_id,
         )
         self.engine = EngineHistory()
+        self.proxy = ProxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
+        self.routes = RouteKeeper(self.proxy, settings.proxy_http_addr)
         self.builds = BuildDispatcher(
             settings,
             self.database,
@@ -95,10 +99,11 @@ class Daemon:
             self.stopping,
             engine=self.engine,
             wake_builds=self.builds.wake,
+            routes=self.routes,
         )
         self.controller = Controller(
             self.reconciler,
-            FullResync(settings, self.database, self.docker, self.leadership),
+            FullResync(settings, self.database, self.docker, self.leadership, routes=self.routes),
             self.queue,
             self.stopping,
             elected=lambda: self.leadership.term is not None,
@@ -203,6 +208,8 @@ class Daemon:
         self._report_node("stopped")
         self.database.close()
         self.docker.close()
+        if self.proxy is not None:
+            self.proxy.close()
         log.info("berth stopped")
 
     def run_until_signalled(self) -> None:

@@ -124,6 +124,11 @@ def observed_from_summary(summary: dict[str, Any]) -> ObservedContainer:
         state=summary.get("State", "unknown"),
         health=_health(summary.get("Status", "")),
         created=int(summary.get("Created", 0)),
+        ports=tuple(
+            (int(port["PrivatePort"]), str(port.get("IP") or ""), int(port["PublicPort"]))
+            for port in summary.get("Ports") or ()
+            if port.get("PublicPort") and port.get("Type", "tcp") == "tcp"
+        ),
     )
 
 
@@ -162,7 +167,11 @@ def docker_arguments(request: ContainerRequest) -> dict[str, Any]:
         "environment": dict(request.environment),
         "labels": dict(request.labels),
         "ports": [(port.container, port.protocol) for port in request.ports] or None,
-        "port_bindings": {f"{p.container}/{p.protocol}": p.host for p in request.ports} or None,
+        "port_bindings": {
+            f"{p.container}/{p.protocol}": p.host if p.host_ip is None else (p.host_ip, p.host)
+            for p in request.ports
+        }
+        or None,
         "healthcheck": None
         if probe is None
         else {

@@ -29,6 +29,7 @@ def spawn_replica(
         "BERTH_RETRY_BASE_S": "0.5",
         "BERTH_RETRY_MAX_S": "5",
         "BERTH_HEALTH_POLL_INTERVAL_S": "0.5",
+        "BERTH_PROXY_ADMIN_URL": "",  # the machine's proxy is not theirs: name one to use it
         **env,
     }
     with log_path.open("ab") as log_file:

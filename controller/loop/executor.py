@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from controller.loop import faults
 from controller.loop.ports import ContainerEngine
+from controller.loop.routes import RouteKeeper
 from controller.loop.status import StatusWriter
 from controller.model.errors import Abandoned
 from controller.model.phases import Phase
@@ -27,6 +29,8 @@ from controller.policy.planner import (
     RestartContainer,
     StartContainer,
 )
+
+MAX_PARALLEL_STOPS = 16
 
 
 @dataclass(frozen=True)
@@ -59,11 +63,13 @@ class Executor:
         cluster: str,
         stop_timeout_s: int,
         stopping: threading.Event,
+        routes: RouteKeeper | None = None,
     ) -> None:
         self.docker = docker
         self.cluster = cluster
         self.stop_timeout_s = stop_timeout_s
         self.stopping = stopping
+        self.routes = routes
 
     def _check_stopping(self) -> None:
         if self.stopping.is_set():
@@ -123,6 +129,9 @@ class Executor:
             )
             writer.progress(1, 1)
         changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
+        restarting = [s.container_id for s in starts if s.from_state == "running"]
+        removing = [a.container_id for a in removes]
+        self._withdraw(writer, spec.name, restarting, removing, spec.rollout.drain_s)
         if changes:
             writer.enter(
                 Phase.CREATING,
@@ -130,15 +139,13 @@ class Executor:
                 to_remove=len(removes),
                 to_create=len(creates),
             )
-            for changed, action in enumerate(changes, start=1):
+            self._remove_all(writer, removes)
+            for changed, action in enumerate(creates, start=len(removes) + 1):
                 self._check_stopping()
-                if isinstance(action, RemoveContainer):
-                    self._remove(writer, action)
-                else:
-                    container_id, name = self._create(writer, spec, generation, action.replica)
-                    reason = notes.get(action.replica, "new")
-                    starts.append(_Start(container_id, name, "created", action.replica, reason))
-                    created.add(container_id)
+                container_id, name = self._create(writer, spec, generation, action.replica)
+                reason = notes.get(action.replica, "new")
+                starts.append(_Start(container_id, name, "created", action.replica, reason))
+                created.add(container_id)
                 writer.progress(changed, len(changes))
         if starts:
             writer.enter(
@@ -166,6 +173,39 @@ class Executor:
                     )
                 writer.progress(started, len(starts))
         return created
+
+    def _withdraw(
+        self,
+        writer: StatusWriter,
+        deployment: str,
+        restarting: Sequence[str],
+        removing: Sequence[str],
+        drain_s: float,
+    ) -> None:
+        """Out of the routes before they stop, for whatever reason; then the drain time, so
+        that requests already sent to them finish."""
+        leaving = len(restarting) + len(removing)
+        if not leaving or self.routes is None:
+            return
+        if self.routes.withdraw(deployment, restarting, removing) and drain_s > 0:
+            writer.note(
+                f"{leaving} container(s) out of the routes; draining {drain_s:g}s",
+                drained=leaving,
+            )
+            if self.stopping.wait(drain_s):
+                raise Abandoned("daemon stopping")
+
+    def _remove_all(self, writer: StatusWriter, removes: Sequence[RemoveContainer]) -> None:
+        """Remove in parallel: stops that each wait out a grace period never queue up."""
+        self._check_stopping()
+        if len(removes) <= 1:
+            for action in removes:
+                self._remove(writer, action)
+            return
+        with ThreadPoolExecutor(max_workers=min(len(removes), MAX_PARALLEL_STOPS)) as pool:
+            futures = [pool.submit(self._remove, writer, action) for action in removes]
+            for future in futures:
+                future.result()  # the first error raises, after every stop has ended
 
     def _remove(self, writer: StatusWriter, action: RemoveContainer) -> None:
         with writer.mutation("remove", action.container_name) as done:
@@ -201,7 +241,9 @@ class Executor:
         writer.enter(
             Phase.DELETING, f"removing {len(removals)} container(s)", to_remove=len(removals)
         )
-        for removed, action in enumerate(removals, start=1):
-            self._check_stopping()
-            self._remove(writer, action)
-            writer.progress(removed, len(removals))
+        if removals:
+            self._withdraw(
+                writer, removals[0].deployment, (), [a.container_id for a in removals], 0
+            )
+        self._remove_all(writer, removals)
+        writer.progress(len(removals), len(removals))

@@ -23,6 +23,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
 from controller.loop.restarts import Gated, RestartGate, Waiting
+from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
 from controller.loop.status import StatusWriter
 from controller.model.containers import ObservedContainer
@@ -50,6 +51,7 @@ from controller.policy.planner import (
     Action,
     DesiredDeployment,
     RemoveContainer,
+    desired_deployment,
     managed_by,
     mark_recorded,
     plan_deployment,
@@ -58,6 +60,7 @@ from controller.policy.planner import (
 from controller.policy.redact import sanitize
 
 log = structlog.get_logger("berth.reconciler")
+ROUTE_RETRY_S = 5.0  # the proxy did not take a change: try again this soon
 
 
 def summarize(actions: Sequence[Action]) -> str:
@@ -78,6 +81,7 @@ class Reconciler:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         engine: EngineHistory | None = None,
         wake_builds: Callable[[], None] = lambda: None,
+        routes: RouteKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -87,7 +91,10 @@ class Reconciler:
         self.retry = policy.RetryPolicy(
             settings.retry_base_s, settings.retry_max_s, settings.permanent_retry_s
         )
-        self.executor = Executor(docker, settings.cluster, settings.stop_timeout_s, stopping)
+        self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
+        self.executor = Executor(
+            docker, settings.cluster, settings.stop_timeout_s, stopping, self.routes
+        )
         self.restarts = RestartGate(
             docker,
             RestartPolicy(
@@ -177,7 +184,7 @@ class Reconciler:
                 return staged
             spec = staged
         name, generation = record.name, record.generation
-        desired = DesiredDeployment(name, spec.replicas, spec.spec_hash)
+        desired = desired_deployment(spec)
         actions = plan_deployment(desired, name, containers)
         new_generation = record.observed_generation != generation
         writer.observe(generation, spec.replicas)
@@ -193,6 +200,8 @@ class Reconciler:
                     f"generation {generation}: {summarize(gated.actions)}",
                     actions=len(gated.actions),
                 )
+            # Replicas that became ready serve before any old one is taken out of the route.
+            self.routes.serve(name, spec.routes, containers)
             created = self.executor.apply(
                 writer, spec, generation, gated.actions, gated.notes, gated.restart_notes
             )
@@ -242,6 +251,7 @@ class Reconciler:
     ) -> Outcome:
         ready = ready_replicas(desired, containers)
         now = self._now()
+        routed = self.routes.serve(record.name, spec.routes, containers)
         settlement = policy.settle(
             ready=ready,
             desired=desired.replicas,
@@ -254,10 +264,16 @@ class Reconciler:
             health_poll_s=self.settings.health_poll_interval_s,
         )
         message = f"{ready}/{desired.replicas} replicas ready"
+        if routed.problem:
+            message += f"; routes not updated: {routed.problem}"
         if settlement.phase == Phase.ACTIVE:
-            if settlement.write:
+            if settlement.write or routed.changed or routed.problem:
                 writer.ready(ready, converged=True)
+                if routed.changed:
+                    writer.stage(Phase.UPDATING_ROUTES, f"{ready} replica(s) in the routes")
                 writer.enter(Phase.ACTIVE, message)
+            if routed.problem:
+                return Outcome.again(Phase.ACTIVE, ROUTE_RETRY_S, message)
             return Outcome.done(Phase.ACTIVE, message)
         writer.ready(ready)
         if settlement.deadline_exceeded_after_s is not None:
@@ -343,6 +359,7 @@ class Reconciler:
         writer = StatusWriter.for_teardown(self.store, fence, name, record)
         if removals:
             self.executor.teardown(writer, removals)
+        self.routes.forget(name)
         if record is not None:
             writer.forget(len(removals))
         return Outcome.done(None, f"deleted: {len(removals)} container(s) removed")

@@ -21,12 +21,13 @@ import structlog
 
 from controller.loop.intents import resolve_unfinished
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.loop.routes import RouteKeeper
 from controller.model.containers import ObservedContainer
-from controller.model.errors import Deposed, InvalidSpec
+from controller.model.errors import BerthError, Deposed, InvalidSpec
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord, Event, Fence
 from controller.model.settings import Settings
-from controller.model.spec import parse_spec
+from controller.model.spec import Route, parse_spec
 from controller.observability.metrics import (
     DEPLOYMENTS_BY_PHASE,
     DRIFT_DETECTED,
@@ -43,11 +44,13 @@ from controller.policy import settle as policy
 from controller.policy.crashloop import load_states
 from controller.policy.planner import (
     DesiredDeployment,
+    desired_deployment,
     managed_by,
     mark_recorded,
     plan,
     ready_replicas,
 )
+from controller.policy.routes import members as route_members
 
 log = structlog.get_logger("berth.resync")
 MUTATION_LOG_PRUNE_EVERY_S = 3600.0
@@ -80,6 +83,7 @@ class FullResync:
         leadership: FenceSource,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        routes: RouteKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -90,6 +94,9 @@ class FullResync:
         self._monotonic = monotonic
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
         self._resolved_term: int | None = None
+        self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
+        self._stuck_marks: dict[str, tuple[tuple[int, datetime | None], float]] = {}
+        self._remark_after_s = settings.resync_interval_s / 2
 
     def run(self, release: Release | None = None) -> set[str] | None:
         """The names of every deployment needing a pass; None when not the leader.
@@ -110,6 +117,7 @@ class FullResync:
             if released:
                 log.info("retrying failed deployments at once", count=len(released))
         records = self.store.fetch_all()
+        listed_at = self._monotonic()
         listed = managed_by(self.docker.list_managed(), self.cluster)
         by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)
         for container in listed:
@@ -126,6 +134,7 @@ class FullResync:
         containers = [c for group in by_deployment.values() for c in group]
 
         desired: list[DesiredDeployment] = []
+        routed: dict[str, tuple[list[Route], dict[str, dict[int, str]]]] = {}
         dirty: set[str] = set()
         fleet = Fleet()
         now = self._now()
@@ -151,7 +160,24 @@ class FullResync:
             except InvalidSpec:
                 dirty.add(record.name)
                 continue
-            deployment = DesiredDeployment(record.name, spec.replicas, spec.spec_hash)
+            mine = by_deployment.get(record.name, [])
+            if spec.routes:
+                routed[record.name] = (spec.routes, route_members(spec.routes, mine))
+            if spec.source is not None:
+                # Its containers run the built image, which only its pass knows: judged by
+                # its status, and planned by its pass.
+                ready = sum(1 for c in mine if c.ready)
+                fleet.replicas_desired += spec.replicas
+                fleet.replicas_ready += ready
+                if not (
+                    record.phase == Phase.ACTIVE
+                    and record.observed_generation == record.generation
+                    and record.ready_replicas == ready == spec.replicas
+                    and len(mine) == spec.replicas
+                ):
+                    dirty.add(record.name)
+                continue
+            deployment = desired_deployment(spec)
             desired.append(deployment)
             ready = ready_replicas(deployment, by_deployment.get(record.name, ()))
             fleet.replicas_desired += spec.replicas
@@ -164,7 +190,10 @@ class FullResync:
             if not converged:
                 dirty.add(record.name)
         known = {record.name for record in records}
-        planned = plan(desired, containers, self.cluster)
+        sourced = {r.name for r in records if r.present and r.spec and r.spec.get("source")}
+        planned = plan(
+            desired, [c for c in containers if c.deployment not in sourced], self.cluster
+        )
         skipped = known - {d.name for d in desired} - dirty  # failed, waiting: leave them be
         dirty |= set(planned) - skipped
 
@@ -172,6 +201,10 @@ class FullResync:
         RECONCILE_DURATION.labels(scope="full").observe(self._monotonic() - started)
         DRIFT_DETECTED.inc(len(dirty))
         self._publish(fleet)
+        try:
+            self.routes.repair(routed, listed_at)
+        except BerthError as error:
+            log.warning("proxy not repaired", error=str(error))
         if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
             self._last_prune = self._monotonic()
             self.store.prune_mutations(self.settings.mutation_log_retention_s)
@@ -195,6 +228,13 @@ class FullResync:
         waited = policy.stuck_for(record, now, self.settings.stuck_deadline_s_for(record.phase))
         if waited is None:
             return False
+        # Resyncs back to back (a new leader runs several) see the same stuck phase before
+        # the resumed pass has written: one resume, counted once.
+        seen = (record.generation, record.phase_updated_at)
+        marked = self._stuck_marks.get(record.name)
+        if marked and marked[0] == seen and self._monotonic() - marked[1] < self._remark_after_s:
+            return True
+        self._stuck_marks[record.name] = (seen, self._monotonic())
         STUCK_DETECTED.inc()
         message = policy.stuck_message(record, waited, fence.term)
         log.warning("stuck deployment", deployment=record.name, phase=record.phase, waited_s=waited)

@@ -30,6 +30,15 @@ class ObservedContainer:
     # Berth has a record of creating it (berth_containers): only such a container is adopted
     # as a replica; another one carrying Berth's labels is replaced like a stale one.
     recorded: bool = True
+    # Published TCP ports: (container port, host IP, host port), as the list call shows them.
+    ports: tuple[tuple[int, str, int], ...] = ()
+
+    def host_port(self, container_port: int) -> tuple[str, int] | None:
+        """Where the host reaches `container_port` (loopback for 0.0.0.0 bindings)."""
+        for private, ip, public in self.ports:
+            if private == container_port:
+                return ("127.0.0.1" if ip in ("0.0.0.0", "", "::") else ip), public
+        return None
 
     @property
     def ready(self) -> bool:
@@ -53,6 +62,7 @@ class PublishedPort:
     container: int
     protocol: str = "tcp"
     host: int | None = None  # None: Docker picks a free port
+    host_ip: str | None = None  # None: every interface; "127.0.0.1": loopback only
 
 
 @dataclass(frozen=True)

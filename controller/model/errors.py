@@ -107,5 +107,13 @@ class BuildCancelled(BerthError):
     """An operator cancelled the build (cancel_requested_at); its work was stopped."""
 
 
+class ProxyUnavailable(TransientError):
+    """The reverse proxy's admin API did not answer (or is not configured)."""
+
+
+class ProxyRejected(PermanentError):
+    """The proxy refused a configuration (a bug of Berth's, or a foreign proxy)."""
+
+
 class NotFound(BerthError):
     """The named deployment does not exist."""

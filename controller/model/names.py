@@ -24,18 +24,27 @@ LABEL_GENERATION = "io.berth.generation"
 # tag images there: Berth removes old ones (BERTH_IMAGE_RETENTION).
 BUILD_REPOSITORY_PREFIX = "berth-build/"
 RESERVED_LABEL_PREFIX = "io.berth."
+# A route's host: a lowercase DNS name (the database checks the same pattern).
+HOST_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+LOOPBACK = "127.0.0.1"
 DEFAULT_CLUSTER = "default"
 
 
-def container_name(deployment: str, replica: int, cluster: str = DEFAULT_CLUSTER) -> str:
+def container_name(
+    deployment: str, replica: int, cluster: str = DEFAULT_CLUSTER, revision: str = ""
+) -> str:
     """Deterministic name: Docker's unique names make a repeated create find the first one.
 
-    Another cluster's containers carry its name too, so two Berth installations sharing an
-    engine never contend for a name.
+    The revision (the first 8 characters of the spec hash) is part of it, so that during a
+    start-first rollout the old and the new container of one slot live side by side, and a
+    crash at any step still leaves at most one container per (slot, revision). Another
+    cluster's containers carry its name too, so two Berth installations sharing an engine
+    never contend for a name.
     """
+    suffix = f"-{revision[:8]}" if revision else ""
     if cluster == DEFAULT_CLUSTER:
-        return f"berth-{deployment}-{replica}"
-    return f"berth-{cluster}-{deployment}-{replica}"
+        return f"berth-{deployment}-{replica}{suffix}"
+    return f"berth-{cluster}-{deployment}-{replica}{suffix}"
 
 
 def build_repository(deployment: str, cluster: str = DEFAULT_CLUSTER) -> str:

@@ -20,9 +20,11 @@ class Phase(StrEnum):
     CREATING = "creating"
     STARTING = "starting"
     HEALTH_CHECK = "health_check"
+    UPDATING_ROUTES = "updating_routes"
     ACTIVE = "active"
     DEGRADED = "degraded"
     FAILED = "failed"
+    ROLLED_BACK = "rolled_back"  # the new revision failed its rollout; the previous one serves
     DELETING = "deleting"
 
 

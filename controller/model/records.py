@@ -61,6 +61,8 @@ class DeploymentRecord:
                     "labels",
                     "source",
                     "priority",
+                    "routes",
+                    "rollout",
                 )
                 if key in row
             }

@@ -214,6 +214,21 @@ class Settings(BaseSettings):
             "Phases not named use BERTH_STUCK_DEADLINE_S."
         ),
     )
+    proxy_admin_url: str = Field(
+        default="http://127.0.0.1:2019",
+        description=(
+            "Caddy's admin API, through which Berth owns the proxy's whole configuration "
+            "(Caddy's own default address). Empty: no proxy; deployments with routes then "
+            "say so in their message."
+        ),
+    )
+    proxy_http_addr: str = Field(
+        default="127.0.0.1:8080",
+        description=(
+            "host:port the proxy listens on for the routes' HTTP traffic. Loopback by "
+            "default: set 0.0.0.0:80 to serve other machines."
+        ),
+    )
     build_concurrency: int = Field(
         default=1,
         ge=1,

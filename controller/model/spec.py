@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controller.model.containers import ContainerRequest, HealthProbe, PublishedPort
 from controller.model.errors import InvalidSpec
 from controller.model.names import (
+    HOST_PATTERN,
     LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
     LABEL_GENERATION,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
+    LOOPBACK,
     NAME_PATTERN,
     NAME_RULE,
     RESERVED_LABEL_PREFIX,
@@ -41,6 +43,35 @@ class Port(BaseModel):
     container: int = Field(ge=1, le=65535)
     host: int | None = Field(default=None, ge=1, le=65535)
     protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class Route(BaseModel):
+    """HTTP requests for `host` (under `path_prefix`) go to ready replicas on `port`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(pattern=HOST_PATTERN, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    path_prefix: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$")
+
+
+class Rollout(BaseModel):
+    """How a new revision replaces the old one (`deployments.rollout`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Literal["start-first", "stop-first"] = "start-first"
+    max_surge: int = Field(default=1, ge=0, le=1000)
+    max_unavailable: int = Field(default=0, ge=0, le=1000)
+    progress_deadline_s: float = Field(default=120.0, gt=0)
+    auto_rollback: bool = True
+    drain_s: float = Field(default=1.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _can_move(self) -> Rollout:
+        if self.strategy == "start-first" and self.max_surge + self.max_unavailable == 0:
+            raise ValueError("max_surge and max_unavailable cannot both be 0")
+        return self
 
 
 class HealthCheck(BaseModel):
@@ -80,6 +111,22 @@ class DeploymentSpec(BaseModel):
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     healthcheck: HealthCheck | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+    rollout: Rollout = Field(default_factory=Rollout)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_ports_recreate(cls, data: Any) -> Any:
+        """A fixed host port cannot be held by two revisions: unless told otherwise, such a
+        deployment is updated stop-first (the database does the same)."""
+        if isinstance(data, dict) and any(
+            isinstance(port, dict) and port.get("host") is not None
+            for port in data.get("ports") or ()
+        ):
+            rollout = data.get("rollout") or {}
+            if isinstance(rollout, dict) and "strategy" not in rollout:
+                data = {**data, "rollout": {**rollout, "strategy": "stop-first"}}
+        return data
 
     @field_validator("name")
     @classmethod
@@ -117,6 +164,10 @@ class DeploymentSpec(BaseModel):
     def _fixed_host_ports_need_one_replica(self) -> DeploymentSpec:
         if self.replicas > 1 and any(port.host is not None for port in self.ports):
             raise ValueError("ports: a fixed host port can serve only one replica (replicas <= 1)")
+        if self.rollout.strategy != "stop-first" and any(p.host is not None for p in self.ports):
+            raise ValueError(
+                'rollout.strategy: must be "stop-first" where a fixed host port is published'
+            )
         return self
 
     @property
@@ -132,9 +183,20 @@ class DeploymentSpec(BaseModel):
 def spec_hash(spec: DeploymentSpec) -> str:
     """Hash of everything that shapes a container; not `replicas` (scaling replaces nothing)
     and not the source (its built image stands for it) nor the build priority."""
-    shaped = spec.model_dump(mode="json", exclude={"name", "replicas", "source", "priority"})
+    shaped = spec.model_dump(
+        mode="json", exclude={"name", "replicas", "source", "priority", "routes", "rollout"}
+    )
+    if spec.routes:  # the ports routed to are published on loopback: they shape a container
+        shaped["route_ports"] = sorted(route_ports(spec))
     canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def route_ports(spec: DeploymentSpec) -> set[int]:
+    """Container ports the proxy reaches that `ports` does not publish already: Berth
+    publishes them on 127.0.0.1 (a host port Docker picks), for the proxy only."""
+    published = {port.container for port in spec.ports if port.protocol == "tcp"}
+    return {route.port for route in spec.routes} - published
 
 
 def container_request(
@@ -164,12 +226,13 @@ def container_request(
     if spec.image is None:
         raise InvalidSpec("image: a source deployment has no image until its build succeeds")
     return ContainerRequest(
-        name=container_name(spec.name, replica, cluster),
+        name=container_name(spec.name, replica, cluster, spec.spec_hash),
         image=spec.image,
         command=tuple(spec.command) if spec.command is not None else None,
         environment=dict(spec.env),
         labels=labels,
-        ports=tuple(PublishedPort(p.container, p.protocol, p.host) for p in spec.ports),
+        ports=tuple(PublishedPort(p.container, p.protocol, p.host) for p in spec.ports)
+        + tuple(PublishedPort(port, "tcp", None, LOOPBACK) for port in sorted(route_ports(spec))),
         healthcheck=probe,
     )
 

@@ -114,6 +114,16 @@ BUILD_DURATION = Histogram(
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 BUILDS_RUNNING = Gauge("berth_builds_running", "Builds running in this replica")
+PROXY_CALLS = ("config", "load", "patch")
+PROXY_DURATION = Histogram(
+    "berth_proxy_request_duration_seconds",
+    "Calls to the reverse proxy's admin API, by call",
+    ["call"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+PROXY_ERRORS = Counter(
+    "berth_proxy_errors_total", "Failed calls to the reverse proxy's admin API, by call", ["call"]
+)
 IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
 LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
 LEADER_CHANGES = Counter(
@@ -146,6 +156,9 @@ def declare_postgres_operations(operations: tuple[str, ...]) -> None:
             POSTGRES_ERRORS.labels(operation=operation, kind=kind)
 
 
+for _call in PROXY_CALLS:
+    PROXY_DURATION.labels(call=_call)
+    PROXY_ERRORS.labels(call=_call)
 for _status in BUILD_STATUSES:
     BUILDS.labels(status=_status)
     BUILD_DURATION.labels(status=_status)

@@ -26,15 +26,36 @@ from enum import StrEnum
 
 from controller.model.containers import ObservedContainer
 from controller.model.names import DEFAULT_CLUSTER
+from controller.model.spec import DeploymentSpec
 
 
 @dataclass(frozen=True)
 class DesiredDeployment:
-    """The part of a deployment row the planner needs."""
+    """The part of a deployment row the planner needs.
+
+    `start_first`: a slot's old container keeps serving until its replacement is ready;
+    at most `max_surge` slots are replaced at once, and `max_unavailable` slots may be
+    emptied first (as stop-first does for all of them)."""
 
     name: str
     replicas: int
     spec_hash: str
+    start_first: bool = False
+    max_surge: int = 1
+    max_unavailable: int = 0
+
+
+def desired_deployment(spec: DeploymentSpec) -> DesiredDeployment:
+    """What the planner needs of a spec (which must run an image), with its rollout's limits."""
+    rollout = spec.rollout
+    return DesiredDeployment(
+        spec.name,
+        spec.replicas,
+        spec.spec_hash,
+        start_first=rollout.strategy == "start-first",
+        max_surge=rollout.max_surge,
+        max_unavailable=rollout.max_unavailable,
+    )
 
 
 class RemoveReason(StrEnum):
@@ -117,8 +138,50 @@ def managed_by(containers: Iterable[ObservedContainer], cluster: str) -> list[Ob
     return [c for c in containers if c.deployment is not None and c.cluster == cluster]
 
 
+@dataclass
+class _Budget:
+    """A start-first rollout's room: new containers beside old ones (surge), old ones
+    removed before their replacement is ready (unavailable)."""
+
+    surge: int
+    unavailable: int
+
+
+def _serving_old(deployment: DesiredDeployment, container: ObservedContainer) -> bool:
+    """An old revision's container that still serves (kept until its replacement is ready)."""
+    return (
+        deployment.start_first
+        and container.recorded
+        and container.spec_hash != deployment.spec_hash
+        and container.state == "running"
+    )
+
+
+def _budget(
+    deployment: DesiredDeployment, slots: Mapping[int, Sequence[ObservedContainer]]
+) -> _Budget:
+    """What is already spent: slots whose new container is not ready yet beside an old
+    one (surge), and slots with no ready container at all (unavailable)."""
+    in_flight = unavailable = 0
+    for replica in range(deployment.replicas):
+        slot = slots.get(replica, ())
+        new = [c for c in slot if c.spec_hash == deployment.spec_hash and c.recorded]
+        old = [c for c in slot if _serving_old(deployment, c)]
+        if old and new and not any(c.ready for c in new):
+            in_flight += 1
+        if slot and not any(c.ready for c in slot):
+            unavailable += 1
+    return _Budget(
+        max(0, deployment.max_surge - in_flight),
+        max(0, deployment.max_unavailable - unavailable),
+    )
+
+
 def _plan_slot(
-    deployment: DesiredDeployment, replica: int, slot: Sequence[ObservedContainer]
+    deployment: DesiredDeployment,
+    replica: int,
+    slot: Sequence[ObservedContainer],
+    budget: _Budget | None = None,
 ) -> list[Action]:
     actions: list[Action] = []
     current = sorted(
@@ -132,8 +195,20 @@ def _plan_slot(
         key=_keeper_rank,
     )
     keeper = current[0] if current else None
+    serving = [c for c in slot if _serving_old(deployment, c)]
+    keep_old = bool(serving) and not (keeper is not None and keeper.ready)
+    if keep_old and keeper is None and budget is not None:
+        if budget.surge > 0:
+            budget.surge -= 1  # create the replacement beside the old container
+        elif budget.unavailable > 0:
+            budget.unavailable -= 1  # empty the slot first, then create (stop-first)
+            keep_old = False
+        else:
+            return []  # waits its turn: the old container keeps serving
     for container in slot:
         if container is keeper or container.state == "removing":
+            continue
+        if keep_old and container in serving:
             continue
         if not container.recorded:
             reason = RemoveReason.UNRECORDED
@@ -209,8 +284,9 @@ def plan_deployment(
                 RemoveContainer(name, container.replica, container.id, container.name, reason)
             )
     slot_actions: list[Action] = []
+    budget = _budget(deployment, slots) if deployment.start_first else None
     for replica in range(deployment.replicas):
-        slot_actions.extend(_plan_slot(deployment, replica, slots.get(replica, ())))
+        slot_actions.extend(_plan_slot(deployment, replica, slots.get(replica, ()), budget))
     return removals + slot_actions
 
 

@@ -8,7 +8,7 @@
 SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
-       d.source, d.priority,
+       d.source, d.priority, d.routes, d.rollout,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -30,7 +30,7 @@ LEFT JOIN (SELECT deployment, array_agg(target) AS names FROM berth_mutations
 SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
-       d.source, d.priority,
+       d.source, d.priority, d.routes, d.rollout,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -87,14 +87,16 @@ DELETE FROM deployment_status WHERE name = %(name)s;
 
 -- name: upsert_deployment
 INSERT INTO deployments AS d
-    (name, image, source, priority, command, env, ports, replicas, healthcheck, labels)
+    (name, image, source, priority, command, env, ports, replicas, healthcheck, labels, routes,
+     rollout)
 VALUES (%(name)s, %(image)s, %(source)s, %(priority)s, %(command)s, %(env)s, %(ports)s,
-        %(replicas)s, %(healthcheck)s, %(labels)s)
+        %(replicas)s, %(healthcheck)s, %(labels)s, %(routes)s, %(rollout)s)
 ON CONFLICT (name) DO UPDATE
 SET image = excluded.image, source = excluded.source, priority = excluded.priority,
     command = excluded.command, env = excluded.env,
     ports = excluded.ports, replicas = excluded.replicas,
-    healthcheck = excluded.healthcheck, labels = excluded.labels
+    healthcheck = excluded.healthcheck, labels = excluded.labels, routes = excluded.routes,
+    rollout = excluded.rollout
 RETURNING d.generation, (xmax = 0) AS inserted;
 
 -- name: delete_deployment
@@ -108,7 +110,7 @@ SELECT * FROM deployment_overview WHERE name = %(name)s;
 
 -- name: select_spec
 SELECT name, image, source, priority, command, env, ports, replicas, healthcheck, labels,
-       generation, created_at, updated_at
+       routes, rollout, generation, created_at, updated_at
 FROM deployments WHERE name = %(name)s;
 
 -- name: select_status

@@ -169,6 +169,7 @@ def settings_for(cluster: str, database_url: str, **overrides: Any) -> Settings:
         "health_poll_interval_s": 0.5,
         "shutdown_grace_s": 10.0,
         "workspace_dir": Path(tempfile.gettempdir()) / "berth-test-workspaces",
+        "proxy_admin_url": "",  # no proxy unless the test starts its own (the `caddy` fixture)
         **overrides,
     }
     return Settings(**values)

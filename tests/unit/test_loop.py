@@ -316,7 +316,8 @@ def test_the_next_leader_resolves_what_a_crash_left_unfinished(
     successor.drive()
     assert (unfinished.resolution, unfinished.resolved_by_term) == (resolution, 2)
     notes = [e for term, e in successor.store.events if term == 2 and e.kind == "note"]
-    assert notes[0].message.startswith(f"term 1 left its {action} of berth-unit-web-0 unfinished")
+    assert notes[0].message.startswith(f"term 1 left its {action} of berth-unit-web-0-")
+    assert " unfinished: " in notes[0].message
     assert notes[0].metadata["resolution"] == resolution
     assert all(i.outcome is not None or i.resolution for i in successor.store.intents)
     assert_converged(successor, "web", 1)

@@ -74,7 +74,7 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
         }
     )
     request = container_request(spec, 3, "blue", 7)
-    assert request.name == "berth-blue-web-3"
+    assert request.name == f"berth-blue-web-3-{spec.spec_hash[:8]}"  # slot and revision
     assert request.labels == {
         "team": "x",
         "io.berth.deployment": "web",
@@ -93,3 +93,4 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
 
 def test_default_cluster_keeps_short_names() -> None:
     assert container_name("web", 0) == "berth-web-0"
+    assert container_name("web", 0, revision="0123456789abcdef") == "berth-web-0-01234567"

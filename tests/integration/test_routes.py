@@ -1,0 +1,127 @@
+"""Routes through a real Caddy (a private one per test): traffic reaches ready replicas
+only, an image update and a scale-down under continuous requests fail none, and a proxy
+restarted empty is programmed again by the next resync."""
+
+from __future__ import annotations
+
+import http.client
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from controller.app.daemon import Daemon
+from controller.gateways.caddy_server import PrivateCaddy
+from controller.gateways.traffic import Traffic
+from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, report, wait_for
+
+pytestmark = pytest.mark.integration
+
+PROBE = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
+HEALTH = {"test": PROBE, "interval_s": 0.5, "timeout_s": 2, "retries": 3}
+ROUTE = [{"host": "web.berth.test", "port": 8080}]
+TIMELINE = (
+    "SELECT extract(epoch FROM at) AS t, message FROM deployment_events "
+    "WHERE deployment = 'web' ORDER BY id"
+)
+
+
+@pytest.fixture
+def caddy() -> Iterator[PrivateCaddy]:
+    proxy = PrivateCaddy()
+    yield proxy
+    import shutil
+
+    shutil.copy(proxy.folder / "caddy.log", "/tmp/caddy-last.log")
+    proxy.close()
+
+
+def get(caddy: PrivateCaddy, host: str, path: str = "/") -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", caddy.http_port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
+
+
+def answers(caddy: PrivateCaddy, host: str) -> bool:
+    try:
+        return get(caddy, host)[0] == 200
+    except OSError:
+        return False
+
+
+def start(start_daemon: Callable[..., Daemon], caddy: PrivateCaddy, **overrides: Any) -> Daemon:
+    return start_daemon(
+        proxy_admin_url=caddy.admin_url, proxy_http_addr=caddy.http_addr, **overrides
+    )
+
+
+def test_a_route_reaches_ready_replicas_and_survives_a_proxy_restart(
+    sql: Sql, start_daemon: Callable[..., Daemon], caddy: PrivateCaddy
+) -> None:
+    start(start_daemon, caddy)
+    sql.insert("web", replicas=2, healthcheck=HEALTH, routes=ROUTE)
+    wait_for(lambda: sql.converged("web"), what="web converged")
+    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
+    assert get(caddy, "web.berth.test") == (200, "<h1>hello from berth</h1>\n")
+    assert get(caddy, "nobody.berth.test")[0] == 404
+    events = sql(
+        "SELECT phase_to FROM deployment_events WHERE deployment = 'web' AND kind = 'phase'"
+    )
+    assert "updating_routes" in [e["phase_to"] for e in events]
+
+    caddy.restart()  # comes back empty, as a wiped proxy would
+    assert get(caddy, "web.berth.test")[0] != 200 if _listening(caddy) else True
+    wait_for(
+        lambda: answers(caddy, "web.berth.test"), timeout_s=15, what="re-programmed by a resync"
+    )
+
+
+def _listening(caddy: PrivateCaddy) -> bool:
+    try:
+        get(caddy, "web.berth.test")
+        return True
+    except OSError:
+        return False
+
+
+def test_update_and_scale_down_under_load_fail_no_request(
+    sql: Sql,
+    start_daemon: Callable[..., Daemon],
+    caddy: PrivateCaddy,
+    containers: Containers,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start(start_daemon, caddy)
+    sql.insert("web", replicas=3, healthcheck=HEALTH, routes=ROUTE)
+    wait_for(lambda: sql.converged("web"), what="web converged")
+    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
+    before = {c["Id"] for c in containers.find("web")}
+    with Traffic(caddy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
+        sql("UPDATE deployments SET image = %s WHERE name = 'web'", [EXAMPLE_IMAGE_2])
+        wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 2, timeout_s=90,
+                 what="updated")  # fmt: skip
+        wait_for(lambda: len(containers.find("web")) == 3, what="old ones gone")
+        sql("UPDATE deployments SET replicas = 1 WHERE name = 'web'")
+        wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 3, what="scaled down")
+        wait_for(lambda: len(containers.find("web")) == 1, what="surplus gone")
+    result = traffic.report
+    report(
+        capsys,
+        f"update + scale down under load: {result.sent} requests, {result.failed} failed, "
+        f"{result.resent} resent after an idle keep-alive close, {result.rate:.0f}/s",
+    )
+    assert result.sent > 200
+    if result.failed:  # the story of the rollout, to read against the failures' times
+        print(*(f"{e['t']:.3f} {e['message']}" for e in sql(TIMELINE)), sep="\n")
+    assert result.failed == 0, result.failures
+    assert not before & {c["Id"] for c in containers.find("web")}, "every replica was replaced"
+    drained = sql(
+        "SELECT id, kind, action, message FROM deployment_events WHERE deployment = 'web' "
+        "AND (message LIKE '%%out of the routes%%' OR action = 'remove') ORDER BY id"
+    )
+    first_remove = next(i for i, e in enumerate(drained) if e["action"] == "remove")
+    assert first_remove > 0 and "out of the routes" in drained[first_remove - 1]["message"]
