@@ -64,6 +64,8 @@ SPEC_FIELDS = (
     "replicas",
     "healthcheck",
     "labels",
+    "routes",
+    "rollout",
 )
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -124,6 +126,9 @@ class FakeStore:
         self.container_records: dict[str, str] = {}  # berth_containers: id -> deployment
         self.status_writes = 0
         self.builds: list[BuildRecord] = []  # the builds table, oldest first
+        # deployment_revisions: per deployment, rows of (revision, spec, hash, outcome)
+        self.revisions: dict[str, list[dict[str, Any]]] = {}
+        self.serving: dict[str, int] = {}  # deployment_status.serving_revision
         self._lock = threading.Lock()
 
     # operators' SQL: INSERT/UPDATE/DELETE on deployments (the generation trigger)
@@ -134,6 +139,8 @@ class FakeStore:
         row.setdefault("image", None)
         row.setdefault("source", None)
         row.setdefault("priority", 0)
+        row.setdefault("routes", [])
+        row.setdefault("rollout", {})
         if self.specs.get(name) != row:
             self.generations[name] = self.generations.get(name, 0) + 1
             self.specs[name] = row
@@ -193,7 +200,16 @@ class FakeStore:
             build_queued=any(
                 b.deployment == name and b.status == BuildStatus.QUEUED for b in self.builds
             ),
+            serving_revision=self.serving.get(name),
+            serving_spec=serving["spec"] if (serving := self._serving_row(name)) else None,
+            serving_hash=serving["spec_hash"] if serving else None,
+            rollout_started_at=status.rollout_started_at if status else None,
         )
+
+    def _serving_row(self, name: str) -> dict[str, Any] | None:
+        number = self.serving.get(name)
+        rows = [r for r in self.revisions.get(name, []) if r["revision"] == number]
+        return rows[0] if rows else None
 
     def _fence(self, fence: Fence) -> None:
         if fence.term != self.term:
@@ -312,6 +328,53 @@ class FakeStore:
     def prune_mutations(self, older_than_s: float) -> None:
         pass
 
+    # revisions --------------------------------------------------------------------------------
+    def serve_revision(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+    ) -> int:
+        self._fence(fence)
+        rows = self.revisions.setdefault(deployment, [])
+        current = self._serving_row(deployment)
+        if current is not None and current["spec_hash"] == spec_hash:
+            return int(current["revision"])
+        if current is not None:
+            current["outcome"] = "superseded"
+        revision = len(rows) + 1
+        rows.append(
+            {"revision": revision, "spec": spec, "spec_hash": spec_hash, "outcome": "serving"}
+        )
+        self.serving[deployment] = revision
+        return revision
+
+    def record_rollback(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+        reason: str,
+    ) -> int:
+        self._fence(fence)
+        rows = self.revisions.setdefault(deployment, [])
+        rows.append(
+            {
+                "revision": len(rows) + 1,
+                "spec": spec,
+                "spec_hash": spec_hash,
+                "outcome": "rolled_back",
+                "reason": reason,
+            }
+        )
+        return len(rows)
+
     # builds -----------------------------------------------------------------------------------
     def current_build(self, deployment: str) -> BuildRecord | None:
         queued = sorted(
@@ -390,6 +453,12 @@ class FakeEngine:
     down: bool = False  # the engine does not answer
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
+    def behaviour(self, container: FakeContainer) -> Behaviour:
+        """A deployment's behaviour, or that of one image of it ("web@image")."""
+        deployment = container.request.labels[LABEL_DEPLOYMENT]
+        found = self.behaviours.get(f"{deployment}@{container.request.image}")
+        return found or self.behaviours.get(deployment, Behaviour())
+
     def stop_everything(self) -> None:
         """What an engine going down does to its containers."""
         for container in self.containers.values():
@@ -412,8 +481,7 @@ class FakeEngine:
     def _health(self, container: FakeContainer) -> str:
         if container.request.healthcheck is None or container.state != "running":
             return "none"
-        deployment = container.request.labels[LABEL_DEPLOYMENT]
-        after = self.behaviours.get(deployment, Behaviour()).healthy_after_s
+        after = self.behaviour(container).healthy_after_s
         assert container.started_at is not None
         if after is None:
             return "starting"  # a probe that never passes within its start period
@@ -471,8 +539,7 @@ class FakeEngine:
     def start(self, container_id: str, from_state: str = "created") -> None:
         self._call("start")
         container = self.containers[container_id]
-        deployment = container.request.labels[LABEL_DEPLOYMENT]
-        behaviour = self.behaviours.get(deployment, Behaviour())
+        behaviour = self.behaviour(container)
         container.started_at = self.clock.elapsed
         if behaviour.exit_code is not None:
             container.state, container.exit_code = "exited", behaviour.exit_code
@@ -504,8 +571,7 @@ class FakeEngine:
         )
 
     def logs_tail(self, container_id: str, lines: int = 20) -> str:
-        deployment = self.containers[container_id].request.labels[LABEL_DEPLOYMENT]
-        return self.behaviours.get(deployment, Behaviour()).logs
+        return self.behaviour(self.containers[container_id]).logs
 
 
 # --- leadership and the loop --------------------------------------------------------------------

@@ -21,6 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from controller.gateways.postgres_builds import BuildStore
+from controller.gateways.postgres_revisions import RevisionStore
 from controller.gateways.postgres_sql import (
     MIGRATION_LOCK_NAME,
     adapt,
@@ -46,7 +47,7 @@ from controller.model.records import (
 )
 
 
-class Database(BuildStore):
+class Database(RevisionStore, BuildStore):
     """One method per use of the database; every method is retried when transient."""
 
     # --- schema -----------------------------------------------------------------------

@@ -69,6 +69,8 @@ OPERATIONS = (
     "finish_build",
     "take_over_build",
     "store_archive",
+    "serve_revision",
+    "record_rollback",
 )
 
 

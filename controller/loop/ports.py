@@ -68,6 +68,27 @@ class StateStore(Protocol):
 
     def current_build(self, deployment: str) -> BuildRecord | None: ...
 
+    def serve_revision(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+    ) -> int: ...
+
+    def record_rollback(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+        reason: str,
+    ) -> int: ...
+
     def enqueue_build(
         self,
         fence: Fence | None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -22,7 +22,9 @@ import structlog
 from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
 from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.loop.reports import not_ready_report
 from controller.loop.restarts import Gated, RestartGate, Waiting
+from controller.loop.rollback import Rollbacks
 from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
 from controller.loop.status import StatusWriter
@@ -57,7 +59,6 @@ from controller.policy.planner import (
     plan_deployment,
     ready_replicas,
 )
-from controller.policy.redact import sanitize
 
 log = structlog.get_logger("berth.reconciler")
 ROUTE_RETRY_S = 5.0  # the proxy did not take a change: try again this soon
@@ -108,6 +109,7 @@ class Reconciler:
         )
         self._now = wall_clock
         self.sources = SourceStage(store, wall_clock, wake_builds)
+        self.rollbacks = Rollbacks(store)
 
     def reconcile(self, name: str) -> Outcome:
         """One pass for one deployment. Never raises: errors become its `failed` status."""
@@ -183,18 +185,19 @@ class Reconciler:
             if isinstance(staged, Outcome):
                 return staged
             spec = staged
+        spec, held = self.rollbacks.spec_to_run(record, spec)
         name, generation = record.name, record.generation
         desired = desired_deployment(spec)
         actions = plan_deployment(desired, name, containers)
         new_generation = record.observed_generation != generation
-        writer.observe(generation, spec.replicas)
+        writer.observe(generation, spec.replicas, self._now() if new_generation else None)
         previous = {} if new_generation else load_states(record.replica_restarts)
         gated = self.restarts.apply(
             actions, previous, spec.replicas, self._now().timestamp(), spec.env
         )
         self._record_restarts(writer, record, gated, new_generation)
         if gated.actions:
-            if new_generation or record.phase != Phase.QUEUED:
+            if not held and (new_generation or record.phase != Phase.QUEUED):
                 writer.stage(
                     Phase.QUEUED,
                     f"generation {generation}: {summarize(gated.actions)}",
@@ -214,6 +217,7 @@ class Reconciler:
             containers,
             changed=bool(gated.actions) or new_generation,
             waiting=gated.waiting,
+            held=held,
         )
 
     def _record_restarts(
@@ -248,6 +252,7 @@ class Reconciler:
         containers: list[ObservedContainer],
         changed: bool,
         waiting: list[Waiting],
+        held: bool = False,
     ) -> Outcome:
         ready = ready_replicas(desired, containers)
         now = self._now()
@@ -267,19 +272,42 @@ class Reconciler:
         if routed.problem:
             message += f"; routes not updated: {routed.problem}"
         if settlement.phase == Phase.ACTIVE:
-            if settlement.write or routed.changed or routed.problem:
-                writer.ready(ready, converged=True)
+            # A rolled-back generation is never shown active: its serving revision is.
+            final = Phase.ROLLED_BACK if held else Phase.ACTIVE
+            if held:
+                message = (
+                    f"generation {record.generation} rolled back; revision "
+                    f"{record.serving_revision} serves ({message})"
+                )
+            if settlement.write or routed.changed or routed.problem or writer.phase != final:
+                writer.ready(ready, converged=not held)
                 if routed.changed:
                     writer.stage(Phase.UPDATING_ROUTES, f"{ready} replica(s) in the routes")
-                writer.enter(Phase.ACTIVE, message)
+                if not held:
+                    self.rollbacks.serve(record, spec, writer)
+                writer.enter(final, message)
             if routed.problem:
-                return Outcome.again(Phase.ACTIVE, ROUTE_RETRY_S, message)
-            return Outcome.done(Phase.ACTIVE, message)
+                return Outcome.again(final, ROUTE_RETRY_S, message)
+            return Outcome.done(final, message)
         writer.ready(ready)
+        if not held:
+            crash_looping = [
+                f"replica {w.replica} {w.diagnosis.summary(w.reason)}" for w in waiting
+            ]
+            rolled_back = self.rollbacks.roll_back_if_due(
+                record, spec, writer, ready, crash_looping, now
+            )
+            if rolled_back is not None:  # the next pass converges to the serving revision
+                return Outcome.again(Phase.ROLLED_BACK, 0.0, rolled_back)
         if settlement.deadline_exceeded_after_s is not None:
             raise HealthDeadlineExceeded(
-                self._not_ready_report(
-                    desired, containers, settlement.deadline_exceeded_after_s, spec.env
+                not_ready_report(
+                    self.docker,
+                    desired,
+                    containers,
+                    settlement.deadline_exceeded_after_s,
+                    spec.env,
+                    self.settings.health_check_deadline_s,
                 )
             )
         if settlement.phase == Phase.DEGRADED:
@@ -317,33 +345,6 @@ class Reconciler:
         )
         writer.progress(ready, desired.replicas)
         return message
-
-    def _not_ready_report(
-        self,
-        desired: DesiredDeployment,
-        containers: list[ObservedContainer],
-        waited_s: float,
-        env: Mapping[str, str],
-    ) -> str:
-        problems = []
-        for container in containers:
-            if container.ready or container.spec_hash != desired.spec_hash:
-                continue
-            detail = f"{container.name}: {container.state}, health {container.health}"
-            try:
-                state = self.docker.inspect_state(container.id)
-                output = sanitize(state.health_output, env, max_lines=3, max_chars=200)
-                if output:
-                    detail += f", last check: {output}"
-                if state.exit_code:
-                    detail += f", exit code {state.exit_code}"
-            except BerthError:
-                pass
-            problems.append(detail)
-        return (
-            f"replicas not ready after {waited_s:.0f}s "
-            f"(deadline {self.settings.health_check_deadline_s:g}s): " + "; ".join(problems)
-        )
 
     # --- a deleted deployment -----------------------------------------------------------------
     def _teardown(

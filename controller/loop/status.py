@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
@@ -75,6 +76,7 @@ class StatusWriter:
                 next_attempt_at=record.next_attempt_at,
                 restart_count=record.restart_count,
                 replica_restarts=record.replica_restarts,
+                rollout_started_at=record.rollout_started_at,
             ),
         )
         if record.phase is None:
@@ -157,11 +159,14 @@ class StatusWriter:
             self.flush()
 
     # --- facts of the pass -----------------------------------------------------------------
-    def observe(self, generation: int, desired_replicas: int) -> None:
-        """The pass works on `generation` of a spec wanting `desired_replicas`."""
+    def observe(self, generation: int, desired_replicas: int, now: datetime | None = None) -> None:
+        """The pass works on `generation` of a spec wanting `desired_replicas`; a
+        generation seen for the first time (`now` given) starts its rollout's clock."""
         self._status = replace(
             self._status, observed_generation=generation, desired_replicas=desired_replicas
         )
+        if now is not None:
+            self._status = replace(self._status, rollout_started_at=now)
 
     def restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
         self._status = replace(

@@ -43,6 +43,12 @@ class DeploymentRecord:
     records_since: float | None = None
     # A build of it waits in the queue: waiting there is not being stuck.
     build_queued: bool = False
+    # The revision whose replicas serve, its spec (with the image it ran) and spec hash;
+    # when the current generation's rollout began (its progress deadline counts from there).
+    serving_revision: int | None = None
+    serving_spec: dict[str, Any] | None = None
+    serving_hash: str | None = None
+    rollout_started_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
@@ -86,6 +92,10 @@ class DeploymentRecord:
             pending_creates=frozenset(row.get("pending_creates") or ()),
             records_since=row.get("records_since"),
             build_queued=bool(row.get("build_queued")),
+            serving_revision=row.get("serving_revision"),
+            serving_spec=row.get("serving_spec"),
+            serving_hash=row.get("serving_hash"),
+            rollout_started_at=row.get("rollout_started_at"),
         )
 
 
@@ -106,6 +116,7 @@ class StatusWrite:
     next_attempt_at: datetime | None = None
     restart_count: int = 0
     replica_restarts: dict[str, Any] = field(default_factory=dict)
+    rollout_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,11 @@ BUILD_DURATION = Histogram(
     buckets=(1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 BUILDS_RUNNING = Gauge("berth_builds_running", "Builds running in this replica")
+ROLLBACKS = Counter(
+    "berth_rollbacks_total",
+    "Start-first rollouts rolled back, by reason (progress_deadline, crash_loop)",
+    ["reason"],
+)
 PROXY_CALLS = ("config", "load", "patch")
 PROXY_DURATION = Histogram(
     "berth_proxy_request_duration_seconds",
@@ -156,6 +161,8 @@ def declare_postgres_operations(operations: tuple[str, ...]) -> None:
             POSTGRES_ERRORS.labels(operation=operation, kind=kind)
 
 
+for _reason in ("progress_deadline", "crash_loop"):
+    ROLLBACKS.labels(reason=_reason)
 for _call in PROXY_CALLS:
     PROXY_DURATION.labels(call=_call)
     PROXY_ERRORS.labels(call=_call)

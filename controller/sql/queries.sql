@@ -17,9 +17,12 @@ SELECT coalesce(d.name, s.name) AS name,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
         WHERE version = 6) AS records_since,
        EXISTS (SELECT 1 FROM builds b WHERE b.deployment = coalesce(d.name, s.name)
-               AND b.status = 'queued') AS build_queued
+               AND b.status = 'queued') AS build_queued,
+       s.serving_revision, s.rollout_started_at, r.spec AS serving_spec, r.spec_hash AS serving_hash
 FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name
+LEFT JOIN deployment_revisions r
+    ON r.deployment = coalesce(d.name, s.name) AND r.revision = s.serving_revision
 LEFT JOIN (SELECT deployment, array_agg(container_id) AS ids FROM berth_containers
            GROUP BY deployment) c ON c.deployment = coalesce(d.name, s.name)
 LEFT JOIN (SELECT deployment, array_agg(target) AS names FROM berth_mutations
@@ -43,10 +46,12 @@ SELECT wanted.name,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
         WHERE version = 6) AS records_since,
        EXISTS (SELECT 1 FROM builds b WHERE b.deployment = wanted.name AND b.status = 'queued')
-           AS build_queued
+           AS build_queued,
+       s.serving_revision, s.rollout_started_at, r.spec AS serving_spec, r.spec_hash AS serving_hash
 FROM (SELECT %(name)s::text AS name) wanted
 LEFT JOIN deployments d ON d.name = wanted.name
 LEFT JOIN deployment_status s ON s.name = wanted.name
+LEFT JOIN deployment_revisions r ON r.deployment = wanted.name AND r.revision = s.serving_revision
 WHERE d.name IS NOT NULL OR s.name IS NOT NULL;
 
 -- name: ensure_status
@@ -70,6 +75,7 @@ SET phase = %(phase)s,
     leader_term = %(leader_term)s,
     restart_count = %(restart_count)s,
     replica_restarts = %(replica_restarts)s,
+    rollout_started_at = %(rollout_started_at)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
     -- a settled phase ends the generation's stuck count (see mark_stuck)
     stuck_resumes = CASE WHEN %(phase)s IN ('active', 'failed') THEN 0 ELSE stuck_resumes END,
@@ -416,3 +422,31 @@ RETURNING sha256;
 -- name: select_archive
 SELECT sha256, size_bytes, object_id, filename, uploaded_at FROM berth_archives
 WHERE sha256 = %(sha256)s;
+
+-- ---------------------------------------------------------------------------------------
+-- Revisions (sql/migrations/0009_revisions.sql).
+
+-- name: select_serving_revision
+SELECT revision, spec_hash FROM deployment_revisions
+WHERE deployment = %(deployment)s AND outcome = 'serving' FOR UPDATE;
+
+-- name: next_revision
+SELECT coalesce(max(revision), 0) + 1 AS revision FROM deployment_revisions
+WHERE deployment = %(deployment)s;
+
+-- name: supersede_revision
+UPDATE deployment_revisions SET outcome = 'superseded'
+WHERE deployment = %(deployment)s AND outcome = 'serving';
+
+-- name: insert_revision
+INSERT INTO deployment_revisions
+    (deployment, revision, generation, spec, spec_hash, image, image_id, outcome, reason)
+VALUES (%(deployment)s, %(revision)s, %(generation)s, %(spec)s, %(spec_hash)s, %(image)s,
+        %(image_id)s, %(outcome)s, %(reason)s);
+
+-- name: set_serving_revision
+UPDATE deployment_status SET serving_revision = %(revision)s WHERE name = %(deployment)s;
+
+-- name: select_revisions
+SELECT revision, generation, spec, spec_hash, image, image_id, created_at, outcome, reason
+FROM deployment_revisions WHERE deployment = %(deployment)s ORDER BY revision DESC LIMIT %(limit)s;

@@ -178,12 +178,23 @@ def test_old_images_are_pruned_and_deleting_cancels_the_build(
     start_daemon(image_retention=2)
     source = {"git": {"url": str(repo), "ref": "main"}}
     sql.insert("app", image=None, source=source)
+
+    def serving_newest() -> bool:
+        builds = builds_of(sql, "app")
+        if not builds:
+            return False
+        newest = builds[-1]
+        running = docker_api.containers(all=True, filters={"label": "io.berth.deployment=app"})
+        return newest["status"] == "succeeded" and [c["Image"] for c in running] == [
+            newest["image"]
+        ]
+
     for version in (2, 3):
-        wait_for(lambda: sql.converged("app"), timeout_s=120, what="serving")
+        wait_for(serving_newest, timeout_s=120, what="the newest build serving, alone")
         commit(repo, {"Dockerfile": dockerfile(f"echo v{version}")}, f"v{version}")
         berth(sql, "retry", "app")  # the branch moved: build it again
         wait_for(lambda: builds_of(sql, "app")[-1]["status"] == "succeeded", what="rebuilt")
-    wait_for(lambda: sql.converged("app"), timeout_s=120, what="v3 serving")
+    wait_for(serving_newest, timeout_s=120, what="v3 serving, alone")
     built = [b["image"] for b in builds_of(sql, "app")]
     repository = built[0].split(":")[0]
     kept = {tag for image in docker_api.images(name=repository) for tag in image["RepoTags"]}

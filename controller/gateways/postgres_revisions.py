@@ -1,0 +1,96 @@
+"""The Postgres gateway's revisions: what was rolled out, what serves, what was rolled back.
+
+A base of `controller.gateways.postgres.Database`. Called by the reconciler (a deployment
+became active on a new spec: `serve_revision`; a rollout was rolled back:
+`record_rollback`), both fenced by the leader's term, and by the CLI (`revisions`,
+`berth rollout history` and `undo`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from controller.gateways.postgres_pool import Pool
+from controller.gateways.postgres_sql import adapt, queries
+from controller.model.records import Fence
+
+
+class RevisionStore(Pool):
+    def serve_revision(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+    ) -> int:
+        """This spec serves now: its revision (a new one unless it already serves) becomes
+        `serving`, the one before `superseded`. Returns the serving revision."""
+        params = {"deployment": deployment}
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            self._fence(conn, fence)
+            current = conn.execute(queries()["select_serving_revision"], params).fetchone()
+            if current is not None and current["spec_hash"] == spec_hash:
+                revision = int(current["revision"])
+            else:
+                conn.execute(queries()["supersede_revision"], params)
+                row = conn.execute(queries()["next_revision"], params).fetchone()
+                assert row is not None
+                revision = int(row["revision"])
+                values = {
+                    **params,
+                    "revision": revision,
+                    "generation": generation,
+                    "spec": spec,
+                    "spec_hash": spec_hash,
+                    "image": image,
+                    "image_id": None,
+                    "outcome": "serving",
+                    "reason": "",
+                }
+                conn.execute(queries()["insert_revision"], adapt(values))
+            conn.execute(queries()["set_serving_revision"], {**params, "revision": revision})
+            return revision
+
+        return self._in_transaction("serve_revision", work)
+
+    def record_rollback(
+        self,
+        fence: Fence,
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+        reason: str,
+    ) -> int:
+        """The rollout of this spec was rolled back: kept as a `rolled_back` revision."""
+        params = {"deployment": deployment}
+
+        def work(conn: psycopg.Connection[Any]) -> int:
+            self._fence(conn, fence)
+            row = conn.execute(queries()["next_revision"], params).fetchone()
+            assert row is not None
+            revision = int(row["revision"])
+            values = {
+                **params,
+                "revision": revision,
+                "generation": generation,
+                "spec": spec,
+                "spec_hash": spec_hash,
+                "image": image,
+                "image_id": None,
+                "outcome": "rolled_back",
+                "reason": reason,
+            }
+            conn.execute(queries()["insert_revision"], adapt(values))
+            return revision
+
+        return self._in_transaction("record_rollback", work)
+
+    def revisions(self, deployment: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._run("select_revisions", {"deployment": deployment, "limit": limit})
