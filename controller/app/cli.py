@@ -29,6 +29,7 @@ from controller.app.cli_common import (
     output_option,
     print_table,
 )
+from controller.app.cli_rollout import register as register_rollout_commands
 from controller.gateways.postgres import Database
 from controller.model.errors import InvalidSpec, NotFound
 from controller.model.settings import Settings
@@ -334,6 +335,7 @@ def db_url() -> None:
 
 
 register_build_commands(cli)
+register_rollout_commands(cli)
 
 
 def main() -> None:

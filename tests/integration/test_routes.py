@@ -5,6 +5,10 @@ restarted empty is programmed again by the next resync."""
 from __future__ import annotations
 
 import http.client
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -125,3 +129,54 @@ def test_update_and_scale_down_under_load_fail_no_request(
     )
     first_remove = next(i for i, e in enumerate(drained) if e["action"] == "remove")
     assert first_remove > 0 and "out of the routes" in drained[first_remove - 1]["message"]
+
+
+def test_a_broken_update_is_rolled_back_under_load_and_undone(
+    sql: Sql,
+    start_daemon: Callable[..., Daemon],
+    caddy: PrivateCaddy,
+    containers: Containers,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    start(start_daemon, caddy)
+    rollout = {"progress_deadline_s": 4}
+    sql.insert("web", replicas=2, healthcheck=HEALTH, routes=ROUTE, rollout=rollout)
+    wait_for(lambda: sql.converged("web"), what="web converged")
+    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
+    serving = {c["Id"] for c in containers.find("web")}
+    broken = {**HEALTH, "test": ["CMD", "false"]}  # never healthy
+    with Traffic(caddy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
+        sql(
+            "UPDATE deployments SET image = %s, healthcheck = %s WHERE name = 'web'",
+            [EXAMPLE_IMAGE_2, json.dumps(broken)],
+        )
+        status = wait_for(
+            lambda: (s := sql.status("web")) and s["phase"] == "rolled_back" and s,
+            timeout_s=60,
+            what="rolled back",
+        )
+        wait_for(lambda: {c["Id"] for c in containers.find("web")} == serving, what="new ones gone")
+    result = traffic.report
+    report(capsys, f"broken update under load: {result.sent} requests, {result.failed} failed")
+    assert result.failed == 0, result.failures
+    assert status["serving_revision"] == 1 and not status["converged"]
+    assert "progress deadline (4s)" in status["message"] or "rolled back" in status["message"]
+    history = berth_cli(sql, "rollout", "history", "web")
+    assert "rolled_back" in history and "serving" in history
+
+    undone = berth_cli(sql, "rollout", "undo", "web")
+    assert "revision 1" in undone
+    wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 3, what="undone, active")
+    assert {c["Id"] for c in containers.find("web")} == serving, "the same containers serve"
+
+
+def berth_cli(sql: Sql, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "controller.app.cli", *args],
+        env={**os.environ, "BERTH_DATABASE_URL": sql.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
