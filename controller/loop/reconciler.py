@@ -271,6 +271,10 @@ class Reconciler:
         message = f"{ready}/{desired.replicas} replicas ready"
         if routed.problem:
             message += f"; routes not updated: {routed.problem}"
+        if settlement.phase == Phase.ACTIVE and plan_deployment(desired, record.name, containers):
+            # Every slot is ready, but an old revision's container still stands (start-first:
+            # its replacement became ready within this pass): take it out first.
+            return Outcome.again(writer.phase, 0.0, message)
         if settlement.phase == Phase.ACTIVE:
             # A rolled-back generation is never shown active: its serving revision is.
             final = Phase.ROLLED_BACK if held else Phase.ACTIVE

@@ -3,11 +3,22 @@ becomes ready, or crash-loops, is rolled back; the old revision never stops serv
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
+
+from controller.loop import faults
 from controller.model.phases import Phase
-from tests.fakes import Behaviour, Cluster
+from tests.fakes import Behaviour, Cluster, SimulatedCrash, crash_at
 
 HEALTHCHECK = {"test": ["CMD-SHELL", "true"], "interval_s": 1.0}
 V1, V2 = "berth-example/busybox:1", "berth-example/busybox:2"
+
+
+@pytest.fixture(autouse=True)
+def _disarm() -> Iterator[None]:
+    yield
+    faults.arm(None)
 
 
 def serving(cluster: Cluster, image: str) -> int:
@@ -59,3 +70,44 @@ def test_a_crash_looping_release_is_rolled_back_at_once() -> None:
     assert status.phase == Phase.ROLLED_BACK, status.message
     assert "crash-loop" in cluster.store.revisions["web"][1]["reason"]
     assert serving(cluster, V1) == 2 and serving(cluster, V2) == 0
+
+
+ROLLOUT_CRASH_POINTS = [
+    "before:queued",
+    "before:pulling_image",
+    "before:creating",
+    "after:create",
+    "after:create#2",
+    "before:starting",
+    "after:start",
+    "after:start#2",
+    "before:health_check",
+    "after:remove",
+    "after:remove#2",
+    "before:updating_routes",
+    "before:active",
+]
+
+
+@pytest.mark.parametrize("point", ROLLOUT_CRASH_POINTS)
+def test_a_crash_at_every_step_of_a_rollout_leaves_one_container_per_slot(point: str) -> None:
+    """Old and new run side by side during a start-first rollout: after a crash at any
+    step the next leader still ends with exactly one current container per slot, and no
+    container of either revision left behind."""
+    cluster = Cluster()
+    active_v1(cluster)
+    cluster.store.apply("web", image=V2, replicas=2, healthcheck=HEALTHCHECK,
+                        rollout={"progress_deadline_s": 30})  # fmt: skip
+    crash_at(point)
+    try:
+        cluster.drive("web")
+    except SimulatedCrash:
+        pass
+    successor = cluster.successor()
+    successor.drive()
+    status = successor.store.status("web")
+    assert status.phase == Phase.ACTIVE, status.message
+    containers = successor.engine.of("web")
+    assert sorted(int(c.request.labels["io.berth.replica"]) for c in containers) == [0, 1]
+    assert {c.request.image for c in containers} == {V2}
+    assert successor.store.serving["web"] == 2
