@@ -58,11 +58,12 @@ if [ "$converged" != "True" ]; then
   echo "[quickstart] not converged; see: $BERTH describe hello-git, $BERTH logs hello-git --build, and $LOG" >&2
   exit 1
 fi
-port=$(docker port berth-hello-0 8080/tcp | head -1 | sed 's/.*://')
+replica0() { docker ps -q --filter "label=io.berth.deployment=$1" --filter label=io.berth.replica=0 | head -1; }
+port=$(docker port "$(replica0 hello)" 8080/tcp | head -1 | sed 's/.*://')
 echo
-echo "[quickstart] berth-hello-0 answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().strip())")"
-port=$(docker port berth-hello-git-0 8080/tcp | head -1 | sed 's/.*://')
-echo "[quickstart] berth-hello-git-0 (built from $REPO) answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().splitlines()[0])")"
+echo "[quickstart] hello's replica 0 answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().strip())")"
+port=$(docker port "$(replica0 hello-git)" 8080/tcp | head -1 | sed 's/.*://')
+echo "[quickstart] hello-git's replica 0 (built from $REPO) answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().splitlines()[0])")"
 cat <<HELP
 
 Berth is running (pid $(cat "$PIDFILE"), log $LOG). Try:

@@ -95,13 +95,17 @@ def logs(
             _follow_build(open_database(settings), name, build_id, follow)
             return
         from controller.gateways.docker_engine import DockerGateway
-        from controller.model.names import container_name
 
         docker = DockerGateway(pool_size=1, timeout_s=3600)
-        wanted = container_name(name, replica, settings.cluster)
-        found = [c for c in docker.list_managed(name) if c.name == wanted]
+        found = [
+            c
+            for c in docker.list_managed(name)
+            if c.replica == replica and c.cluster == settings.cluster
+        ]
         if not found:
             raise NotFound(f"deployment {name!r} has no container for replica {replica}")
+        # during a rollout a slot has two: the newest, running first
+        found.sort(key=lambda c: (c.state != "running", -c.created))
         for text in docker.follow_logs(found[0].id, tail, follow):
             click.echo(text, nl=False)
 

@@ -9,7 +9,9 @@ service), latency (one INSERT -> running; vs one docker-py create+start), update
 for N deployments; vs docker-py stop/rm/create/start), steady (N converged deployments:
 resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), build
 (source -> running against git clone + docker build + docker run; the build queue at
-concurrency 1 and 2; `controller.bench.builds`), failover
+concurrency 1 and 2; `controller.bench.builds`), rollout (start-first updates behind a
+real Caddy under load, a broken update rolled back, 20 x 3 at once;
+`controller.bench.rollouts`), failover
 (SIGKILL the leader; see `controller.bench.failover`); and, only when named, chaos (engine
 restarts, frozen leaders, Postgres restarts, leader kills; `controller.bench.chaos`).
 """
@@ -20,11 +22,11 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import builds, chaos, scenarios
+from controller.bench import builds, chaos, rollouts, scenarios
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
-SCENARIOS = ("planner", "latency", "cold", "update", "steady", "build", "failover")
+SCENARIOS = ("planner", "latency", "cold", "update", "steady", "build", "rollout", "failover")
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
 
@@ -45,6 +47,8 @@ class BenchOptions:
     tiny: bool = False  # smoke sizes for the chaos scenario too
     build_trials: int = 5
     build_queue: int = 10
+    rollout_updates: int = 10
+    rollout_fleet: int = 20
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -64,6 +68,8 @@ class BenchOptions:
             tiny=True,
             build_trials=1,
             build_queue=3,
+            rollout_updates=2,
+            rollout_fleet=2,
         )
 
 
@@ -112,6 +118,12 @@ def run(names: list[str], options: BenchOptions) -> None:
         try:
             env.start_daemon()
             builds.run(env, options.build_trials, options.build_queue)
+        finally:
+            env.close()
+    if "rollout" in names:
+        env = Environment(options.database_url)
+        try:
+            rollouts.run(env, options.rollout_updates, options.rollout_fleet)
         finally:
             env.close()
     if "failover" in names:

@@ -41,7 +41,9 @@ def test_insert_creates_a_running_labelled_container(
     assert labels["io.berth.deployment"] == "web"
     assert labels["io.berth.replica"] == "0"
     assert len(labels["io.berth.spec-hash"]) == 16
-    assert container["Names"] == [f"/berth-{containers.cluster}-web-0"]
+    # slot and revision: berth-<cluster>-<deployment>-<replica>-<spec hash, 8 characters>
+    revision = labels["io.berth.spec-hash"][:8]
+    assert container["Names"] == [f"/berth-{containers.cluster}-web-0-{revision}"]
     inspected = containers.api.inspect_container(container["Id"])
     assert "GREETING=hi" in inspected["Config"]["Env"]
     assert "8080/tcp" in inspected["HostConfig"]["PortBindings"]
