@@ -26,6 +26,7 @@ from controller.policy.planner import (
     Action,
     CreateReplica,
     RemoveContainer,
+    RemoveReason,
     RestartContainer,
     StartContainer,
 )
@@ -130,23 +131,32 @@ class Executor:
             writer.progress(1, 1)
         changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
         restarting = [s.container_id for s in starts if s.from_state == "running"]
-        removing = [a.container_id for a in removes]
-        self._withdraw(writer, spec.name, restarting, removing, spec.rollout.drain_s)
-        if changes:
+        # Start-first: the new containers are made and started first, and the old ones
+        # leave (out of the routes, drained, stopped) while the new ones come up. Stop-first
+        # (a fixed host port cannot be held twice): the old ones leave first.
+        # (Only an old revision's containers wait: a dead or duplicate one of the current
+        # revision holds the name its replacement needs.)
+        retire_last = spec.rollout.strategy == "start-first" and bool(creates)
+        late = [a for a in removes if retire_last and a.reason == RemoveReason.STALE]
+        early = [a for a in removes if a not in late]
+        self._withdraw(
+            writer, spec.name, restarting, [a.container_id for a in early], spec.rollout.drain_s
+        )
+        if changes and (early or creates):
             writer.enter(
                 Phase.CREATING,
-                f"removing {len(removes)}, creating {len(creates)} container(s)",
-                to_remove=len(removes),
+                f"removing {len(early)}, creating {len(creates)} container(s)",
+                to_remove=len(early),
                 to_create=len(creates),
             )
-            self._remove_all(writer, removes)
-            for changed, action in enumerate(creates, start=len(removes) + 1):
+            self._remove_all(writer, early)
+            for changed, action in enumerate(creates, start=len(early) + 1):
                 self._check_stopping()
                 container_id, name = self._create(writer, spec, generation, action.replica)
                 reason = notes.get(action.replica, "new")
                 starts.append(_Start(container_id, name, "created", action.replica, reason))
                 created.add(container_id)
-                writer.progress(changed, len(changes))
+                writer.progress(changed, len(early) + len(creates))
         if starts:
             writer.enter(
                 Phase.STARTING,
@@ -172,6 +182,17 @@ class Executor:
                         replica=start.replica,
                     )
                 writer.progress(started, len(starts))
+        if late:
+            self._withdraw(
+                writer, spec.name, (), [a.container_id for a in late], spec.rollout.drain_s
+            )
+            writer.enter(
+                Phase.CREATING,
+                f"removing {len(late)} container(s) of the previous revision",
+                to_remove=len(late),
+                to_create=0,
+            )
+            self._remove_all(writer, late)
         return created
 
     def _withdraw(
