@@ -11,7 +11,7 @@ refused configuration is `ProxyRejected`.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,6 +61,20 @@ class ProxyGateway:
         with _translated("load"):
             answer = self._session.post(f"{self.admin_url}/load", json=config, timeout=TIMEOUT_S)
         self._check(answer, "load")
+
+    def in_flight(self, addresses: Collection[str]) -> int:
+        """Requests still being proxied to these upstreams (Caddy counts them per address;
+        an address no configuration uses and no request holds is not listed)."""
+        with _translated("upstreams"):
+            answer = self._session.get(
+                f"{self.admin_url}/reverse_proxy/upstreams", timeout=TIMEOUT_S
+            )
+        self._check(answer, "upstreams")
+        return sum(
+            int(upstream.get("num_requests") or 0)
+            for upstream in answer.json() or ()
+            if upstream.get("address") in addresses
+        )
 
     def set_handlers(self, route_id: str, handlers: list[dict[str, Any]]) -> bool:
         """Replace one route's handlers; False when the proxy has no such route."""

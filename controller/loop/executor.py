@@ -208,13 +208,16 @@ class Executor:
         leaving = len(restarting) + len(removing)
         if not leaving or self.routes is None:
             return
-        if self.routes.withdraw(deployment, restarting, removing) and drain_s > 0:
+        addresses = self.routes.withdraw(deployment, restarting, removing)
+        if addresses and drain_s > 0:
+            waited = self.routes.drain(addresses, drain_s, self.stopping)
+            self._check_stopping()
             writer.note(
-                f"{leaving} container(s) out of the routes; draining {drain_s:g}s",
+                f"{leaving} container(s) out of the routes; drained in {waited:.2f}s "
+                f"(at most {drain_s:g}s)",
                 drained=leaving,
+                drain_s=round(waited, 3),
             )
-            if self.stopping.wait(drain_s):
-                raise Abandoned("daemon stopping")
 
     def _remove_all(self, writer: StatusWriter, removes: Sequence[RemoveContainer]) -> None:
         """Remove in parallel: stops that each wait out a grace period never queue up."""

@@ -10,7 +10,7 @@ writer and the restart gate for their type hints.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -248,3 +248,5 @@ class ProxyAdmin(Protocol):
     def load(self, config: dict[str, Any]) -> None: ...
 
     def set_handlers(self, route_id: str, handlers: list[dict[str, Any]]) -> bool: ...
+
+    def in_flight(self, addresses: Collection[str]) -> int: ...

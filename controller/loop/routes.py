@@ -28,6 +28,8 @@ from controller.policy.routes import RouteTarget, caddy_config, handlers, member
 log = structlog.get_logger("berth.routes")
 Members = Mapping[str, Mapping[int, str]]  # container id -> {container port: "ip:port"}
 WITHDRAWN_KEPT_S = 3600.0  # a withdrawn container is long gone by then
+DRAIN_POLL_S = 0.01
+DRAIN_FLOOR_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,45 @@ class RouteKeeper:
 
     def withdraw(
         self, deployment: str, container_ids: Iterable[str], for_good: Iterable[str] = ()
-    ) -> bool:
+    ) -> frozenset[str]:
         """Take these containers out of the deployment's routes before they stop (those
         `for_good` are removed: never routed to again; the others restart and come back
-        once ready); True when the proxy changed (the caller then waits out the drain)."""
+        once ready). Returns the upstream addresses taken out of the proxy (the caller then
+        drains them); empty when the proxy did not change."""
         removed = set(for_good)
         container_ids = [*container_ids, *removed]
         with self._lock:
             members = self._members.get(deployment)
             leaving = [cid for cid in container_ids if members and cid in members]
             if not leaving or not self._routes.get(deployment):
-                return False
+                return frozenset()
             assert members is not None
             now = time.monotonic()
+            addresses = frozenset(a for cid in leaving for a in members[cid].values())
             for cid in leaving:
                 del members[cid]
                 if cid in removed:
                     self._withdrawn[cid] = now
             self._set_at[deployment] = time.monotonic()
-            return self._push(deployment, structural=False).changed
+            return addresses if self._push(deployment, structural=False).changed else frozenset()
+
+    def drain(self, addresses: frozenset[str], max_s: float, stopping: threading.Event) -> float:
+        """Wait until the proxy has no request in flight to these upstreams, at most
+        `max_s` (the whole of it when the proxy cannot say); the seconds waited."""
+        started = time.monotonic()
+        deadline = started + max_s
+        # A request the old configuration accepted just before the change may not have
+        # picked its upstream yet (not counted): a moment first, then the count.
+        stopping.wait(min(max_s, DRAIN_FLOOR_S))
+        while time.monotonic() < deadline and not stopping.is_set():
+            try:
+                if self.proxy is None or self.proxy.in_flight(addresses) == 0:
+                    break
+            except BerthError:
+                stopping.wait(max(0.0, deadline - time.monotonic()))
+                break
+            stopping.wait(DRAIN_POLL_S)
+        return time.monotonic() - started
 
     def forget(self, deployment: str) -> None:
         """A deleted deployment: its routes go (the 404 route answers for them)."""
