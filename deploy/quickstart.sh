@@ -62,12 +62,16 @@ replica0() { docker ps -q --filter "label=io.berth.deployment=$1" --filter label
 port=$(docker port "$(replica0 hello)" 8080/tcp | head -1 | sed 's/.*://')
 echo
 echo "[quickstart] hello's replica 0 answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().strip())")"
+for _ in $(seq 1 40); do curl -fsS -o /dev/null -H 'Host: hello.localhost' http://127.0.0.1:8080/ 2>/dev/null && break; sleep 0.25; done
+echo "[quickstart] through the proxy, http://127.0.0.1:8080 with Host: hello.localhost: $(curl -fsS -H 'Host: hello.localhost' http://127.0.0.1:8080/)"
 port=$(docker port "$(replica0 hello-git)" 8080/tcp | head -1 | sed 's/.*://')
 echo "[quickstart] hello-git's replica 0 (built from $REPO) answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().splitlines()[0])")"
 cat <<HELP
 
 Berth is running (pid $(cat "$PIDFILE"), log $LOG). Try:
   $BERTH describe hello
+  curl -H 'Host: hello.localhost' http://127.0.0.1:8080/     # through the proxy
+  $BERTH rollout status hello --wait; $BERTH rollout history hello
   $BERTH logs hello-git --build              # the build's log (-f follows a running one)
   (cd $REPO && echo '<h1>v2</h1>' > index.html && git -c user.name=me -c user.email=me@example.test commit -qam v2) && $BERTH retry hello-git
   psql "\$($BERTH db-url)" -c "UPDATE deployments SET replicas = 3 WHERE name = 'hello'"
