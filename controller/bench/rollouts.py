@@ -30,6 +30,7 @@ from controller.gateways.caddy_server import PrivateCaddy
 from controller.gateways.traffic import Traffic
 
 BENCH_IMAGE_2 = "berth-example/busybox:2"
+PARALLELISM = 8  # Berth's workers (its default) and the baseline's threads
 PROBE = ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"]
 HEALTH = {"test": PROBE, "interval_s": 1, "timeout_s": 5, "retries": 3}
 BASELINE_HEALTH = {"test": PROBE, "interval": 1_000_000_000, "timeout": 5_000_000_000, "retries": 3}
@@ -94,7 +95,10 @@ class RouteLatency:
                 if "healthy" not in event.get("status", "") or "unhealthy" in event["status"]:
                     continue
                 seen = time.monotonic()
-                container = api.inspect_container(event["id"])
+                try:
+                    container = api.inspect_container(event["id"])
+                except Exception:  # removed meanwhile: not a sample
+                    continue
                 labels = container["Config"]["Labels"] or {}
                 if labels.get("io.berth.cluster") != self.env.cluster:
                     continue
@@ -104,7 +108,11 @@ class RouteLatency:
                 address = f"127.0.0.1:{bindings[0]['HostPort']}"
                 deadline = seen + 10
                 while time.monotonic() < deadline and not self._stop.is_set():
-                    if address in self._routed():
+                    try:
+                        routed = self._routed()
+                    except OSError:
+                        routed = ""
+                    if address in routed:
                         self.samples.append(time.monotonic() - seen)
                         break
                     time.sleep(0.002)
@@ -115,8 +123,9 @@ class RouteLatency:
 
 
 def _baseline_start_first(count: int, image: str, run: str) -> float:
-    """docker-py, start-first per slot (one slot at a time per deployment, deployments in
-    parallel): create + start the new container, wait healthy, stop and remove the old."""
+    """docker-py, start-first per slot (one slot at a time per deployment, PARALLELISM
+    deployments at once, as Berth's workers): create + start the new container, wait
+    healthy, stop and remove the old."""
     api = baselines._client()
     deployments = count // 3
 
@@ -145,10 +154,11 @@ def _baseline_start_first(count: int, image: str, run: str) -> float:
         for replica in range(3):
             slot(index, replica, image_now)
 
-    with ThreadPoolExecutor(max(1, deployments)) as pool:  # the first fleet
+    threads = min(PARALLELISM, max(1, deployments))
+    with ThreadPoolExecutor(threads) as pool:  # the first fleet
         list(pool.map(lambda i: deployment(i, BENCH_IMAGE), range(deployments)))
     started = time.monotonic()
-    with ThreadPoolExecutor(max(1, deployments)) as pool:
+    with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda i: deployment(i, image), range(deployments)))
     elapsed = time.monotonic() - started
     api.close()
@@ -160,7 +170,9 @@ def run(env: Environment, updates: int, fleet: int) -> None:
     caddy = PrivateCaddy()
     try:
         env.start_daemon(
-            BERTH_PROXY_ADMIN_URL=caddy.admin_url, BERTH_PROXY_HTTP_ADDR=caddy.http_addr
+            BERTH_PROXY_ADMIN_URL=caddy.admin_url,
+            BERTH_PROXY_HTTP_ADDR=caddy.http_addr,
+            BERTH_CONCURRENCY=str(PARALLELISM),
         )
         _single(env, caddy, updates)
         env.clear()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from controller.gateways.processes import spawn_replica
-from tests.integration.conftest import Containers, Sql, wait_for
+from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, wait_for
+from tests.integration.replicas import ReplicaSet
 
 pytestmark = pytest.mark.integration
 
@@ -64,3 +65,30 @@ def test_sigterm_stops_cleanly(sql: Sql, cluster: str, tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     assert "berth stopped" in log_path.read_text()
+
+
+@pytest.mark.parametrize("point", ["after:create", "before:starting", "after:remove"])
+def test_sigkill_at_a_step_of_a_start_first_rollout(
+    replicas: ReplicaSet, sql: Sql, containers: Containers, point: str
+) -> None:
+    """A daemon that SIGKILLs itself mid-rollout (old and new side by side): the next one
+    ends with exactly one container per slot, all of the new revision, none of the old."""
+    health = {"test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+              "interval_s": 0.5, "timeout_s": 2, "retries": 3}  # fmt: skip
+    first = replicas.start()
+    sql.insert("roll", replicas=2, healthcheck=health)
+    wait_for(lambda: sql.converged("roll"), what="v1 converged")
+    first.process.kill()
+    first.process.wait(10)
+    crashing = replicas.start(BERTH_CRASH_AT=point)
+    sql("UPDATE deployments SET image = %s WHERE name = 'roll'", [EXAMPLE_IMAGE_2])
+    wait_for(lambda: not crashing.alive(), timeout_s=60, what=f"killed itself at {point}")
+    replicas.start()
+    wait_for(
+        lambda: (s := sql.converged("roll")) and s["generation"] == 2,
+        timeout_s=120,
+        what="converged after the crash",
+    )
+    found = containers.find("roll")
+    assert sorted(c["Labels"]["io.berth.replica"] for c in found) == ["0", "1"], found
+    assert {c["Image"] for c in found} == {EXAMPLE_IMAGE_2}

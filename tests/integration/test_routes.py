@@ -78,18 +78,25 @@ def test_a_route_reaches_ready_replicas_and_survives_a_proxy_restart(
     assert "updating_routes" in [e["phase_to"] for e in events]
 
     caddy.restart()  # comes back empty, as a wiped proxy would
-    assert get(caddy, "web.berth.test")[0] != 200 if _listening(caddy) else True
+    assert not answers(caddy, "web.berth.test"), "an empty proxy routes nothing"
     wait_for(
         lambda: answers(caddy, "web.berth.test"), timeout_s=15, what="re-programmed by a resync"
     )
 
-
-def _listening(caddy: PrivateCaddy) -> bool:
-    try:
-        get(caddy, "web.berth.test")
-        return True
-    except OSError:
-        return False
+    caddy.stop()  # the proxy is down: containers keep converging, the status says so
+    sql("UPDATE deployments SET replicas = 3 WHERE name = 'web'")
+    status = wait_for(
+        lambda: (s := sql.converged("web")) and s["ready_replicas"] == 3 and s,
+        what="scaled without the proxy",
+    )
+    assert "routes not updated" in status["message"], status["message"]
+    caddy.start()
+    wait_for(lambda: answers(caddy, "web.berth.test"), timeout_s=15, what="re-programmed")
+    wait_for(
+        lambda: "routes not updated" not in (sql.status("web") or {}).get("message", "x"),
+        timeout_s=15,
+        what="the message cleared",
+    )
 
 
 def test_update_and_scale_down_under_load_fail_no_request(
