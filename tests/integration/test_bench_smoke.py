@@ -25,6 +25,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "update",
             "steady",
             "build",
+            "rollout",
         ],
         capture_output=True,
         text=True,
@@ -33,7 +34,9 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     headings = ("== planner", "== latency", "== cold converge", "== update", "== steady state")
-    for heading in (*headings, "== build: source -> running", "== build: 3 builds queued"):
+    builds = ("== build: source -> running", "== build: 3 builds queued")
+    rollouts = ("== rollout: 2 image updates", "== rollout: 2 deployments x 3 replicas")
+    for heading in (*headings, *builds, *rollouts):
         assert heading in result.stdout, heading
     assert "Swarm" in result.stdout
     assert "full resync wall time" in result.stdout
