@@ -59,6 +59,7 @@ class RouteKeeper:
         # again, though a list taken during their drain still shows them ready.
         self._withdrawn: dict[str, float] = {}
         self._changed_at = -MIN_CHANGE_INTERVAL_S
+        self._emptied = False  # the proxy was emptied since the last routed deployment
 
     def routed(self, deployment: str) -> bool:
         with self._lock:
@@ -166,6 +167,14 @@ class RouteKeeper:
                 if self._routes:
                     raise ProxyUnavailable("no proxy configured (BERTH_PROXY_ADMIN_URL is empty)")
                 return False
+            if not self._routes:
+                # Nothing routed: the proxy is emptied once (a predecessor's leftovers), then
+                # left alone, so that a machine without a proxy is not told so every resync.
+                if self._emptied:
+                    return False
+                self._emptied = True
+            else:
+                self._emptied = False
             config = self._config()
             if self.proxy.current() == config:
                 return False
