@@ -134,6 +134,14 @@ $$;
 CREATE TRIGGER berth_15_validate_source BEFORE INSERT OR UPDATE ON deployments
     FOR EACH ROW EXECUTE FUNCTION berth_validate_source();
 
+-- generation: +1 on every update that changes the spec. "The spec" is every column but
+-- the bookkeeping and the settings that do not describe what runs (priority, and from
+-- version 8 rollout), so a column added by a later migration counts without this
+-- function being written again.
+CREATE FUNCTION berth_spec_of(row_value jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT row_value - ARRAY['name', 'generation', 'created_at', 'updated_at', 'priority', 'rollout']
+$$;
+
 CREATE OR REPLACE FUNCTION berth_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -143,9 +151,7 @@ BEGIN
         RETURN NEW;
     END IF;
     NEW.created_at := OLD.created_at;
-    IF (NEW.image, NEW.source, NEW.command, NEW.env, NEW.ports, NEW.replicas, NEW.healthcheck, NEW.labels)
-       IS DISTINCT FROM
-       (OLD.image, OLD.source, OLD.command, OLD.env, OLD.ports, OLD.replicas, OLD.healthcheck, OLD.labels) THEN
+    IF berth_spec_of(to_jsonb(NEW)) IS DISTINCT FROM berth_spec_of(to_jsonb(OLD)) THEN
         NEW.generation := OLD.generation + 1;
         NEW.updated_at := now();
     ELSE

@@ -146,27 +146,7 @@ CREATE TRIGGER berth_17_validate_rollout BEFORE INSERT OR UPDATE ON deployments
 CREATE TRIGGER berth_16_validate_routes BEFORE INSERT OR UPDATE ON deployments
     FOR EACH ROW EXECUTE FUNCTION berth_validate_routes();
 
-CREATE OR REPLACE FUNCTION berth_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        NEW.generation := 1;
-        NEW.created_at := now();
-        NEW.updated_at := now();
-        RETURN NEW;
-    END IF;
-    NEW.created_at := OLD.created_at;
-    IF (NEW.image, NEW.source, NEW.command, NEW.env, NEW.ports, NEW.replicas, NEW.healthcheck, NEW.labels, NEW.routes)
-       IS DISTINCT FROM
-       (OLD.image, OLD.source, OLD.command, OLD.env, OLD.ports, OLD.replicas, OLD.healthcheck, OLD.labels, OLD.routes) THEN
-        NEW.generation := OLD.generation + 1;
-        NEW.updated_at := now();
-    ELSE
-        NEW.generation := OLD.generation;
-        NEW.updated_at := OLD.updated_at;
-    END IF;
-    RETURN NEW;
-END
-$$;
+-- (routes count for the generation, rollout does not: berth_spec_of, version 7.)
 
 ALTER TABLE deployment_status DROP CONSTRAINT deployment_status_phase_known;
 ALTER TABLE deployment_status ADD CONSTRAINT deployment_status_phase_known CHECK (phase IN (
