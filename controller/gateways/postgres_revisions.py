@@ -18,6 +18,34 @@ from controller.model.records import Fence
 
 
 class RevisionStore(Pool):
+    @staticmethod
+    def _insert(
+        conn: psycopg.Connection[Any],
+        deployment: str,
+        generation: int,
+        spec: dict[str, Any],
+        spec_hash: str,
+        image: str,
+        outcome: str,
+        reason: str = "",
+    ) -> int:
+        """A new revision (the next number) with this outcome; its number."""
+        row = conn.execute(queries()["next_revision"], {"deployment": deployment}).fetchone()
+        assert row is not None
+        values = {
+            "deployment": deployment,
+            "revision": int(row["revision"]),
+            "generation": generation,
+            "spec": spec,
+            "spec_hash": spec_hash,
+            "image": image,
+            "image_id": None,
+            "outcome": outcome,
+            "reason": reason,
+        }
+        conn.execute(queries()["insert_revision"], adapt(values))
+        return int(row["revision"])
+
     def serve_revision(
         self,
         fence: Fence,
@@ -38,21 +66,9 @@ class RevisionStore(Pool):
                 revision = int(current["revision"])
             else:
                 conn.execute(queries()["supersede_revision"], params)
-                row = conn.execute(queries()["next_revision"], params).fetchone()
-                assert row is not None
-                revision = int(row["revision"])
-                values = {
-                    **params,
-                    "revision": revision,
-                    "generation": generation,
-                    "spec": spec,
-                    "spec_hash": spec_hash,
-                    "image": image,
-                    "image_id": None,
-                    "outcome": "serving",
-                    "reason": "",
-                }
-                conn.execute(queries()["insert_revision"], adapt(values))
+                revision = self._insert(
+                    conn, deployment, generation, spec, spec_hash, image, "serving"
+                )
             conn.execute(queries()["set_serving_revision"], {**params, "revision": revision})
             return revision
 
@@ -69,26 +85,12 @@ class RevisionStore(Pool):
         reason: str,
     ) -> int:
         """The rollout of this spec was rolled back: kept as a `rolled_back` revision."""
-        params = {"deployment": deployment}
 
         def work(conn: psycopg.Connection[Any]) -> int:
             self._fence(conn, fence)
-            row = conn.execute(queries()["next_revision"], params).fetchone()
-            assert row is not None
-            revision = int(row["revision"])
-            values = {
-                **params,
-                "revision": revision,
-                "generation": generation,
-                "spec": spec,
-                "spec_hash": spec_hash,
-                "image": image,
-                "image_id": None,
-                "outcome": "rolled_back",
-                "reason": reason,
-            }
-            conn.execute(queries()["insert_revision"], adapt(values))
-            return revision
+            return self._insert(
+                conn, deployment, generation, spec, spec_hash, image, "rolled_back", reason
+            )
 
         return self._in_transaction("record_rollback", work)
 
