@@ -14,6 +14,8 @@ import contextlib
 import itertools
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -262,6 +264,31 @@ def replicas(sql: Sql, cluster: str, tmp_path: Path) -> Iterator[ReplicaSet]:
     replica_set = ReplicaSet(sql, cluster, tmp_path)
     yield replica_set
     replica_set.stop_all()
+
+
+def berth(
+    database_url: str, *args: str, stdin: str | None = None, cluster: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `berth` command line as an operator runs it, against this test's database."""
+    env = {**os.environ, "BERTH_DATABASE_URL": database_url}
+    if cluster is not None:
+        env["BERTH_CLUSTER"] = cluster
+    return subprocess.run(
+        [sys.executable, "-m", "controller.app.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def berth_ok(database_url: str, *args: str) -> str:
+    """`berth ...` that must succeed; its output."""
+    result = berth(database_url, *args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,24 +16,11 @@ import docker
 import pytest
 
 from controller.app.daemon import Daemon
-from tests.integration.conftest import Sql, report, wait_for
+from tests.integration.conftest import Sql, berth_ok, report, wait_for
 from tests.integration.replicas import ReplicaSet
 from tests.integration.sources import APP, commit, dockerfile, make_repo
 
 pytestmark = pytest.mark.integration
-
-
-def berth(sql: Sql, *args: str) -> str:
-    """The `berth` CLI against this test's database."""
-    result = subprocess.run(
-        [sys.executable, "-m", "controller.app.cli", *args],
-        env={**os.environ, "BERTH_DATABASE_URL": sql.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
 
 
 def builds_of(sql: Sql, *names: str) -> list[dict[str, Any]]:
@@ -192,7 +177,7 @@ def test_old_images_are_pruned_and_deleting_cancels_the_build(
     for version in (2, 3):
         wait_for(serving_newest, timeout_s=120, what="the newest build serving, alone")
         commit(repo, {"Dockerfile": dockerfile(f"echo v{version}")}, f"v{version}")
-        berth(sql, "retry", "app")  # the branch moved: build it again
+        berth_ok(sql.url, "retry", "app")  # the branch moved: build it again
         wait_for(lambda: builds_of(sql, "app")[-1]["status"] == "succeeded", what="rebuilt")
     wait_for(serving_newest, timeout_s=120, what="v3 serving, alone")
     built = [b["image"] for b in builds_of(sql, "app")]
@@ -203,7 +188,7 @@ def test_old_images_are_pruned_and_deleting_cancels_the_build(
 
     marker = f"deleted-mid-build-{tmp_path.name}"
     commit(repo, {"Dockerfile": dockerfile(f"echo {marker} && sleep 300")}, "slow")
-    berth(sql, "retry", "app")
+    berth_ok(sql.url, "retry", "app")
     wait_for(lambda: build_containers(docker_api, marker), timeout_s=60, what="building")
     sql("DELETE FROM deployments WHERE name = 'app'")
     wait_for(lambda: builds_of(sql, "app")[-1]["status"] == "cancelled", what="cancelled")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,26 +11,9 @@ import psycopg
 import pytest
 
 from controller.app.daemon import Daemon
-from tests.integration.conftest import EXAMPLE_IMAGE, Sql, wait_for
+from tests.integration.conftest import EXAMPLE_IMAGE, Sql, berth, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def berth(
-    database_url: str, *args: str, stdin: str | None = None, cluster: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BERTH_DATABASE_URL": database_url}
-    if cluster is not None:
-        env["BERTH_CLUSTER"] = cluster
-    return subprocess.run(
-        [sys.executable, "-m", "controller.app.cli", *args],
-        input=stdin,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_apply_get_describe_delete(daemon: Daemon, sql: Sql, tmp_path: Path) -> None:

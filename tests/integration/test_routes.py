@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,7 +14,7 @@ import pytest
 from controller.app.daemon import Daemon
 from controller.gateways.caddy_server import PrivateCaddy
 from controller.gateways.traffic import Traffic
-from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, report, wait_for
+from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, berth_ok, report, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -168,22 +165,10 @@ def test_a_broken_update_is_rolled_back_under_load_and_undone(
     assert result.failed == 0, result.failures
     assert status["serving_revision"] == 1 and not status["converged"]
     assert "progress deadline (4s)" in status["message"] or "rolled back" in status["message"]
-    history = berth_cli(sql, "rollout", "history", "web")
+    history = berth_ok(sql.url, "rollout", "history", "web")
     assert "rolled_back" in history and "serving" in history
 
-    undone = berth_cli(sql, "rollout", "undo", "web")
+    undone = berth_ok(sql.url, "rollout", "undo", "web")
     assert "revision 1" in undone
     wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 3, what="undone, active")
     assert {c["Id"] for c in containers.find("web")} == serving, "the same containers serve"
-
-
-def berth_cli(sql: Sql, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "controller.app.cli", *args],
-        env={**os.environ, "BERTH_DATABASE_URL": sql.url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
