@@ -17,8 +17,9 @@ from controller.gateways.postgres_sql import queries, translated
 from controller.model.records import Claim
 
 
-def listen(url: str, poll_s: float = 1.0) -> Iterator[str | None]:
-    """Yield each NOTIFY payload on `berth_deployments`, and None every `poll_s` without one.
+def listen(url: str, poll_s: float = 1.0, query: str = "listen") -> Iterator[str | None]:
+    """Yield each NOTIFY payload on `berth_deployments` (or the channel of the named LISTEN
+    `query`: `listen_stream`, `listen_webhooks`), and None every `poll_s` without one.
 
     Uses its own connection (LISTEN needs a session). Raises DatabaseUnavailable when the
     connection is lost; the caller reconnects and resyncs.
@@ -27,7 +28,7 @@ def listen(url: str, poll_s: float = 1.0) -> Iterator[str | None]:
         translated("listen", timed=False),
         psycopg.connect(url, autocommit=True, connect_timeout=5) as conn,
     ):
-        conn.execute(queries()["listen"].encode())
+        conn.execute(queries()[query].encode())
         yield None  # listening: anything changed from now on will be notified
         while True:
             received = False

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from controller.gateways.postgres_api import ApiStore
 from controller.gateways.postgres_builds import BuildStore
 from controller.gateways.postgres_revisions import RevisionStore
 from controller.gateways.postgres_sql import (
@@ -47,7 +48,7 @@ from controller.model.records import (
 )
 
 
-class Database(RevisionStore, BuildStore):
+class Database(ApiStore, RevisionStore, BuildStore):
     """One method per use of the database; every method is retried when transient."""
 
     # --- schema -----------------------------------------------------------------------
@@ -69,7 +70,7 @@ class Database(RevisionStore, BuildStore):
 
         with (
             translated("migrate", role=self.role),
-            self._pool.connection(timeout=10) as conn,
+            self._pool.connection(timeout=self.acquire_timeout_s) as conn,
             conn.transaction(),
         ):
             work(conn)
@@ -117,7 +118,7 @@ class Database(RevisionStore, BuildStore):
         never used by the loop, whose every statement is a named query."""
         with (
             translated("sql", role=self.role),
-            self._pool.connection(timeout=10) as conn,
+            self._pool.connection(timeout=self.acquire_timeout_s) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
             cursor.execute(sql.encode(), params)

@@ -38,8 +38,12 @@ class Pool:
         pool_size: int = 4,
         idle_in_transaction_s: float = 10.0,
         application_name: str = "berth",
+        acquire_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
+        # How long a call waits for a connection: the loop rides out a restart; the API
+        # answers 503 sooner (its callers retry after `Retry-After`).
+        self.acquire_timeout_s = acquire_timeout_s
         self.role = role_of(url)
         # A leader paused inside a fenced transaction holds the term row, and a new leader's
         # claim waits for it: Postgres ends such a session after this long idle in it. No
@@ -70,7 +74,7 @@ class Pool:
     def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with (
             translated(query, role=self.role),
-            self._pool.connection(timeout=10) as conn,
+            self._pool.connection(timeout=self.acquire_timeout_s) as conn,
             conn.cursor(row_factory=dict_row) as cursor,
         ):
             cursor.execute(queries()[query], adapt(params or {}))
@@ -86,7 +90,7 @@ class Pool:
     ) -> T:
         with (
             translated(operation, role=self.role),
-            self._pool.connection(timeout=10) as conn,
+            self._pool.connection(timeout=self.acquire_timeout_s) as conn,
             conn.transaction(),
         ):
             return work(conn)  # Deposed raised inside rolls the transaction back

@@ -117,3 +117,20 @@ class ProxyRejected(PermanentError):
 
 class NotFound(BerthError):
     """The named deployment does not exist."""
+
+
+class Conflict(BerthError):
+    """The change conflicts with the current state: the name exists, the row moved on since
+    the generation the caller read, or the build already ended."""
+
+
+class Unauthorized(BerthError):
+    """No valid API token (missing, unknown or revoked)."""
+
+
+class Forbidden(BerthError):
+    """A valid API token whose scope does not allow this (a read token writing)."""
+
+
+class WebhookUnreachable(TransientError):
+    """A webhook endpoint did not answer (refused, reset, DNS, timeout)."""

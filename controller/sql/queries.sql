@@ -235,6 +235,12 @@ SELECT coalesce(max(version), 0) AS version FROM berth_schema_migrations;
 -- name: listen
 LISTEN berth_deployments;
 
+-- name: listen_stream
+LISTEN berth_stream;
+
+-- name: listen_webhooks
+LISTEN berth_webhooks;
+
 -- name: set_session_setting
 SELECT set_config(%(name)s, %(value)s, false);
 
@@ -450,3 +456,157 @@ UPDATE deployment_status SET serving_revision = %(revision)s WHERE name = %(depl
 -- name: select_revisions
 SELECT revision, generation, spec, spec_hash, image, image_id, created_at, outcome, reason
 FROM deployment_revisions WHERE deployment = %(deployment)s ORDER BY revision DESC LIMIT %(limit)s;
+
+-- ---------------------------------------------------------------------------------------
+-- The HTTP API (sql/migrations/0010_api.sql): tokens, writes of whole deployments, pages.
+
+-- name: insert_token
+INSERT INTO api_tokens (name, scope, token_hash) VALUES (%(name)s, %(scope)s, %(token_hash)s)
+RETURNING id, name, scope, created_at;
+
+-- name: select_token
+SELECT id, name, scope, last_used_at FROM api_tokens
+WHERE token_hash = %(token_hash)s AND revoked_at IS NULL;
+
+-- name: touch_token
+UPDATE api_tokens SET last_used_at = now() WHERE id = %(id)s;
+
+-- name: select_tokens
+SELECT id, name, scope, created_at, last_used_at, revoked_at FROM api_tokens ORDER BY id;
+
+-- name: revoke_token
+UPDATE api_tokens SET revoked_at = now() WHERE name = %(name)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: api_create_deployment
+INSERT INTO deployments (name, image, source, priority, command, env, ports, replicas,
+                         healthcheck, labels, routes, rollout)
+SELECT %(name)s, s ->> 'image', s -> 'source', coalesce((s ->> 'priority')::integer, 0),
+       CASE WHEN s ? 'command' THEN ARRAY(SELECT jsonb_array_elements_text(s -> 'command')) END,
+       coalesce(s -> 'env', '{}'), coalesce(s -> 'ports', '[]'),
+       coalesce((s ->> 'replicas')::integer, 1), s -> 'healthcheck', coalesce(s -> 'labels', '{}'),
+       coalesce(s -> 'routes', '[]'), coalesce(s -> 'rollout', '{}')
+FROM berth_checked_spec(%(spec)s) AS s
+ON CONFLICT (name) DO NOTHING
+RETURNING generation;
+
+-- name: api_replace_deployment
+-- A whole new spec (absent fields take their defaults), only if the row is still at
+-- the generation the caller read (when it says one: If-Match).
+UPDATE deployments AS d
+SET image = s ->> 'image', source = s -> 'source',
+    priority = coalesce((s ->> 'priority')::integer, 0),
+    command = CASE WHEN s ? 'command' THEN ARRAY(SELECT jsonb_array_elements_text(s -> 'command')) END,
+    env = coalesce(s -> 'env', '{}'), ports = coalesce(s -> 'ports', '[]'),
+    replicas = coalesce((s ->> 'replicas')::integer, 1), healthcheck = s -> 'healthcheck',
+    labels = coalesce(s -> 'labels', '{}'), routes = coalesce(s -> 'routes', '[]'),
+    rollout = coalesce(s -> 'rollout', '{}')
+FROM berth_checked_spec(%(spec)s) AS s
+WHERE d.name = %(name)s AND (%(expected)s::bigint IS NULL OR d.generation = %(expected)s)
+RETURNING d.generation;
+
+-- name: api_delete_deployment
+DELETE FROM deployments
+WHERE name = %(name)s AND (%(expected)s::bigint IS NULL OR generation = %(expected)s)
+RETURNING name;
+
+-- name: select_generation
+SELECT generation FROM deployments WHERE name = %(name)s;
+
+-- name: select_events_page
+SELECT id, at, generation, kind, level, phase_from, phase_to, action, message, metadata
+FROM deployment_events
+WHERE deployment = %(name)s AND (%(before)s::bigint IS NULL OR id < %(before)s)
+ORDER BY id DESC LIMIT %(limit)s;
+
+-- name: select_build
+SELECT b.id, b.deployment, b.generation, b.status, b.revision, b.step, b.progress, b.priority,
+       b.attempts, b.queued_at, b.started_at, b.finished_at, b.duration_s, b.exit_code,
+       b.error, b.image, b.cached, b.cancel_requested_at, b.source, q.position, q.queue_length
+FROM builds b LEFT JOIN build_queue q ON q.id = b.id
+WHERE b.id = %(id)s;
+
+-- name: cancel_build
+UPDATE builds SET cancel_requested_at = clock_timestamp()
+WHERE id = %(id)s AND status IN ('queued', 'running') AND cancel_requested_at IS NULL
+RETURNING id, status;
+
+-- ---------------------------------------------------------------------------------------
+-- The live stream: every change after a sequence number (or in the holes a reader still
+-- waits on), oldest first, optionally for one deployment.
+
+-- name: select_stream
+SELECT seq, kind, deployment, data FROM (
+    SELECT d.stream_seq AS seq, 'spec' AS kind, d.name AS deployment,
+           jsonb_build_object('generation', d.generation, 'image', d.image,
+                              'replicas', d.replicas, 'priority', d.priority,
+                              'routes', d.routes, 'updated_at', d.updated_at) AS data
+    FROM deployments d
+    WHERE d.stream_seq > %(after)s OR d.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    UNION ALL
+    SELECT s.stream_seq, 'status', s.name,
+           jsonb_build_object('phase', s.phase, 'phase_progress', s.phase_progress,
+                              'message', s.message, 'observed_generation', s.observed_generation,
+                              'desired_replicas', s.desired_replicas,
+                              'ready_replicas', s.ready_replicas, 'failure_kind', s.failure_kind,
+                              'serving_revision', s.serving_revision,
+                              'restart_count', s.restart_count,
+                              'phase_updated_at', s.phase_updated_at)
+    FROM deployment_status s
+    WHERE s.stream_seq > %(after)s OR s.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    UNION ALL
+    SELECT e.stream_seq, 'event', e.deployment,
+           jsonb_build_object('id', e.id, 'at', e.at, 'generation', e.generation, 'kind', e.kind,
+                              'level', e.level, 'phase_from', e.phase_from,
+                              'phase_to', e.phase_to, 'action', e.action, 'message', e.message)
+    FROM deployment_events e
+    WHERE e.stream_seq > %(after)s OR e.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    UNION ALL
+    SELECT b.stream_seq, 'build', b.deployment,
+           jsonb_build_object('id', b.id, 'status', b.status, 'step', b.step,
+                              'progress', b.progress, 'priority', b.priority,
+                              'revision', b.revision, 'error', b.error,
+                              'cancel_requested_at', b.cancel_requested_at)
+    FROM builds b
+    WHERE b.stream_seq > %(after)s OR b.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    UNION ALL
+    SELECT l.stream_seq, 'log', b.deployment,
+           jsonb_build_object('build_id', l.build_id, 'seq', l.seq, 'at', l.at,
+                              'stream', l.stream, 'line', l.line)
+    FROM build_logs l JOIN builds b ON b.id = l.build_id
+    WHERE l.stream_seq > %(after)s OR l.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+) AS changes
+WHERE %(deployment)s::text IS NULL OR deployment = %(deployment)s
+ORDER BY seq LIMIT %(limit)s;
+
+-- name: stream_head
+SELECT CASE WHEN is_called THEN last_value ELSE 0 END AS seq FROM berth_stream_seq;
+
+-- ---------------------------------------------------------------------------------------
+-- Webhook deliveries: claimed for a lease (a sender that dies releases them by expiry).
+
+-- name: claim_deliveries
+UPDATE webhook_deliveries AS d
+SET claimed_until = clock_timestamp() + make_interval(secs => %(lease_s)s),
+    attempts = d.attempts + 1
+FROM webhooks w
+WHERE w.id = d.webhook_id AND d.id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+      AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+    ORDER BY next_attempt_at, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING d.id, d.event, d.deployment, d.payload, d.attempts, w.url, w.secret, w.enabled;
+
+-- name: finish_delivery
+UPDATE webhook_deliveries
+SET status = %(status)s, last_status_code = %(status_code)s, last_error = %(error)s,
+    next_attempt_at = clock_timestamp() + make_interval(secs => %(retry_in_s)s),
+    delivered_at = CASE WHEN %(status)s = 'delivered' THEN clock_timestamp() END,
+    claimed_until = NULL
+WHERE id = %(id)s;
+
+-- name: next_delivery_due
+SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp()) AS due_in_s
+FROM webhook_deliveries WHERE status = 'pending';

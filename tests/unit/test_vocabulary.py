@@ -47,3 +47,15 @@ def test_name_pattern_accepts_dns_labels_only() -> None:
     assert not NAME_PATTERN.match("Web")
     assert not NAME_PATTERN.match("-web")
     assert not NAME_PATTERN.match("a" * 64)
+
+
+def test_webhook_events_are_the_phases_and_build_statuses() -> None:
+    from controller.model.builds import BuildStatus
+
+    sql = "\n".join(text for _, _, text in migrations())
+    body = sql[sql.index("CREATE FUNCTION berth_validate_webhook") :]
+    body = body[: body.index("$$;")]
+    lists = re.findall(r"IN \((.*?)\)", body, re.S)
+    named = {name for part in lists for name in re.findall(r"'([\w.]+)'", part)}
+    statuses = {f"build.{status}" for status in BuildStatus if status != BuildStatus.QUEUED}
+    assert named == {str(phase) for phase in Phase} | statuses
