@@ -89,6 +89,11 @@ command -v ip >/dev/null 2>&1 || apt_install iproute2
 #    end-to-end scrape test. Nothing is started here; the tests run their own server.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
 
+# The dashboard's tests drive Debian's Chromium headless through its chromedriver (Selenium
+# is pointed at both: no browser is downloaded).
+command -v chromium >/dev/null 2>&1 || apt_install chromium
+command -v chromedriver >/dev/null 2>&1 || apt_install chromium-driver
+
 # 4. Python: a virtualenv with Berth and its test dependencies.
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"

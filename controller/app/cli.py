@@ -30,6 +30,7 @@ from controller.app.cli_common import (
     print_table,
 )
 from controller.app.cli_rollout import register as register_rollout_commands
+from controller.app.cli_tokens import register as register_token_commands
 from controller.gateways.postgres import Database
 from controller.model.errors import InvalidSpec, NotFound
 from controller.model.settings import Settings
@@ -336,6 +337,7 @@ def db_url() -> None:
 
 register_build_commands(cli)
 register_rollout_commands(cli)
+register_token_commands(cli)
 
 
 def main() -> None:

@@ -17,12 +17,11 @@ from pathlib import Path
 import click
 
 from controller.app.cli_common import exit_codes, open_database, output_option, print_table
+from controller.app.operations import build_again, container_output
 from controller.gateways.postgres import Database
 from controller.model.builds import FINISHED, BuildStatus
 from controller.model.errors import InvalidSpec, NotFound
 from controller.model.settings import Settings
-from controller.model.source import source_key
-from controller.model.spec import parse_spec
 
 FOLLOW_POLL_S = 0.2
 
@@ -97,16 +96,7 @@ def logs(
         from controller.gateways.docker_engine import DockerGateway
 
         docker = DockerGateway(pool_size=1, timeout_s=3600)
-        found = [
-            c
-            for c in docker.list_managed(name)
-            if c.replica == replica and c.cluster == settings.cluster
-        ]
-        if not found:
-            raise NotFound(f"deployment {name!r} has no container for replica {replica}")
-        # during a rollout a slot has two: the newest, running first
-        found.sort(key=lambda c: (c.state != "running", -c.created))
-        for text in docker.follow_logs(found[0].id, tail, follow):
+        for text in container_output(docker, settings.cluster, name, replica, tail, follow):
             click.echo(text, nl=False)
 
 
@@ -152,24 +142,7 @@ def cancel(name: str) -> None:
 def retry(name: str) -> None:
     """Build the deployment's source again (re-resolving a branch), in the queue as usual."""
     with exit_codes():
-        database = open_database(Settings())
-        row = database.spec_row(name)
-        if row is None:
-            raise NotFound(f"deployment {name!r} not found")
-        bookkeeping = ("generation", "created_at", "updated_at")
-        spec = parse_spec({key: value for key, value in row.items() if key not in bookkeeping})
-        if spec.source is None:
-            raise InvalidSpec(f"source: deployment {name!r} runs an image, it has nothing to build")
-        build = database.enqueue_build(
-            None,
-            name,
-            int(row["generation"]),
-            spec.source.model_dump(mode="json", exclude_none=True),
-            source_key(spec.source),
-            spec.priority,
-            revision=spec.source.known_revision(),
-            requested_by="retry",
-        )
+        build = build_again(open_database(Settings()), name, "retry")
         click.echo(f"build {build.id} queued for {name} (generation {build.generation})")
 
 

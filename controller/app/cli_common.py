@@ -15,6 +15,7 @@ import click
 
 from controller.gateways.postgres import Database
 from controller.model.errors import (
+    Conflict,
     DatabaseRejected,
     DatabaseUnavailable,
     DockerUnavailable,
@@ -27,7 +28,7 @@ from controller.model.errors import (
 from controller.model.settings import Settings
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4, 5
-EXIT_PERMISSION, EXIT_SCHEMA = 6, 7
+EXIT_PERMISSION, EXIT_SCHEMA, EXIT_CONFLICT = 6, 7, 8
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -53,6 +54,9 @@ def exit_codes() -> Iterator[None]:
     except SchemaMissing as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_SCHEMA)
+    except Conflict as error:
+        click.echo(f"error: conflict: {error}", err=True)
+        sys.exit(EXIT_CONFLICT)
     except (InvalidSpec, SourceInvalid, DatabaseRejected) as error:
         click.echo(f"error: invalid deployment: {error}", err=True)
         sys.exit(EXIT_INVALID)

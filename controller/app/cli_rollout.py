@@ -17,9 +17,9 @@ from typing import Any
 import click
 
 from controller.app.cli_common import exit_codes, open_database, output_option, print_table
-from controller.model.errors import InvalidSpec, NotFound
+from controller.app.operations import roll_back
+from controller.model.errors import NotFound
 from controller.model.settings import Settings
-from controller.model.spec import parse_spec
 
 SETTLED = ("active", "rolled_back", "failed")
 WAIT_POLL_S = 0.25
@@ -101,31 +101,10 @@ def rollout_history(name: str, output: str) -> None:
 def rollout_undo(name: str, to_revision: int | None) -> None:
     """Write a revision's spec back into the deployment (its image is reused)."""
     with exit_codes():
-        database = open_database(Settings())
-        rows = database.revisions(name)
-        if not rows:
-            raise NotFound(f"deployment {name!r} has no revisions")
-        if to_revision is None:
-            # After a rollback: the revision that serves (the row then says what runs);
-            # otherwise the one the serving revision superseded.
-            wanted = "serving" if rows[0]["outcome"] == "rolled_back" else "superseded"
-            candidates = [r for r in rows if r["outcome"] == wanted]
-            if not candidates:
-                raise InvalidSpec(f"deployment {name!r} has no earlier revision to go back to")
-            target = candidates[0]
-        else:
-            matching = [r for r in rows if r["revision"] == to_revision]
-            if not matching:
-                raise NotFound(f"deployment {name!r} has no revision {to_revision}")
-            target = matching[0]
-        current = database.spec_row(name)
-        if current is None:
-            raise NotFound(f"deployment {name!r} not found")
-        spec = parse_spec({**target["spec"], "name": name, "priority": current["priority"]})
-        generation, _ = database.upsert_deployment(spec.model_dump(mode="json"))
+        done = roll_back(open_database(Settings()), name, to_revision)
         click.echo(
-            f"deployment/{name}: revision {target['revision']} ({target['image']}) written back; "
-            f"generation {generation} rolls out"
+            f"deployment/{name}: revision {done.revision} ({done.image}) written back; "
+            f"generation {done.generation} rolls out"
         )
 
 

@@ -10,7 +10,9 @@ election, the node reporter (which also refreshes the `/status` snapshot) and th
 endpoint, whose probes run in `controller.app.probes`. Every replica runs all of them;
 only the leader's passes, resyncs and build dispatcher act (the others end at their first
 `leadership.fence()`). The build dispatcher runs builds in threads of its own
-(`controller.loop.builder`), never in the workers.
+(`controller.loop.builder`), never in the workers; the webhook sender
+(`controller.loop.webhooks`) POSTs the outbox from its own small pool. The HTTP API and
+dashboard (`controller.app.api_server`) run on every replica, with their own pool.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from controller.app.api_server import ApiServer
 from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
 from controller.gateways.docker_builds import DockerBuilder
@@ -33,6 +36,7 @@ from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.git_source import GitGateway
 from controller.gateways.postgres import Database
 from controller.gateways.proxy import ProxyGateway
+from controller.gateways.webhook_client import WebhookClient
 from controller.gateways.workspace import Workspaces
 from controller.loop import faults
 from controller.loop.builder import BuildDispatcher
@@ -43,6 +47,7 @@ from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.routes import RouteKeeper
 from controller.loop.watchers import watch_database, watch_docker, watch_images
+from controller.loop.webhooks import WebhookSender
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
 from controller.model.settings import Settings
@@ -62,7 +67,7 @@ class Daemon:
         node_id = str(uuid.uuid4())
         self.database = Database(
             database_url,
-            pool_size=settings.concurrency + 2 + 2 * settings.build_concurrency,
+            pool_size=settings.concurrency + 3 + 2 * settings.build_concurrency,
             idle_in_transaction_s=settings.leader_trust_window_s,
             # A new leader checks whether this process still has sessions (leadership).
             application_name=f"berth {node_id}",
@@ -91,6 +96,16 @@ class Daemon:
             self.leadership,
             self.stopping,
         )
+        self.webhook_client = WebhookClient(settings.webhook_timeout_s)
+        self.webhooks = WebhookSender(
+            settings,
+            self.database,
+            self.webhook_client,
+            self.leadership,
+            self.stopping,
+            database_url,
+        )
+        self.api = ApiServer(settings, database_url, self.docker) if settings.api_addr else None
         self.reconciler = Reconciler(
             settings,
             self.database,
@@ -138,11 +153,14 @@ class Daemon:
             self.database.check_schema()
         self.docker.ping()
         self.http.start()
+        if self.api is not None:
+            self.api.start()
         self._spawn("leadership", self.leadership.run, self.stopping)
         self._spawn("node-report", self._report_node_loop)
         for index in range(self.settings.concurrency):
             self._spawn(f"worker-{index}", self.controller.work)
         self._spawn("builds", self.builds.run)
+        self._spawn("webhooks", self.webhooks.run)
         self._spawn(
             "listen",
             watch_database,
@@ -179,6 +197,7 @@ class Daemon:
             "berth started",
             cluster=self.settings.cluster,
             http=f"{self.settings.http_host}:{self.http.port}",
+            api=None if self.api is None else f"port {self.api.port}",
             concurrency=self.settings.concurrency,
         )
 
@@ -204,6 +223,9 @@ class Daemon:
         if stuck:
             log.warning("abandoning threads still busy at shutdown", threads=stuck)
         self.http.stop()
+        if self.api is not None:
+            self.api.stop()
+        self.webhook_client.close()
         self.probes.close()
         self._report_node("stopped")
         self.database.close()

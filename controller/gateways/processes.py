@@ -30,6 +30,7 @@ def spawn_replica(
         "BERTH_RETRY_MAX_S": "5",
         "BERTH_HEALTH_POLL_INTERVAL_S": "0.5",
         "BERTH_PROXY_ADMIN_URL": "",  # the machine's proxy is not theirs: name one to use it
+        "BERTH_API_ADDR": "",  # nor is the API's default port: name one to serve it
         **env,
     }
     with log_path.open("ab") as log_file:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.model.names import NAME_REGEX
@@ -229,6 +229,40 @@ class Settings(BaseSettings):
             "default: set 0.0.0.0:80 to serve other machines."
         ),
     )
+    api_addr: str = Field(
+        default="127.0.0.1:9380",
+        description=(
+            "host:port of the HTTP API and dashboard, served by every replica (reads come "
+            "from Postgres, writes are row changes). Loopback by default: every route needs a "
+            "token, but exposing it is an operator's decision. Empty: no API. Port 0 picks one."
+        ),
+    )
+    webhook_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description=(
+            "Seconds a webhook endpoint has to answer one POST. Short: a slow endpoint is "
+            "retried later rather than holding a sender."
+        ),
+    )
+    webhook_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description=(
+            "POSTs tried per delivery before it is `dead`. With the backoff below, 10 attempts "
+            "span about half an hour: an endpoint down for a deploy is not given up on."
+        ),
+    )
+    webhook_retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="Seconds before the first retry of a failed delivery; doubles each attempt.",
+    )
+    webhook_retry_max_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="Cap, in seconds, of the wait between two attempts of one delivery.",
+    )
     build_concurrency: int = Field(
         default=1,
         ge=1,
@@ -373,9 +407,11 @@ class Settings(BaseSettings):
             default = self.build_timeout_s + BUILD_STUCK_MARGIN_S
         return self.stuck_deadline_by_phase_s.get(str(phase), default)
 
-    @field_validator("http_addr")
+    @field_validator("http_addr", "api_addr")
     @classmethod
-    def _host_port(cls, value: str) -> str:
+    def _host_port(cls, value: str, info: ValidationInfo) -> str:
+        if value == "" and info.field_name == "api_addr":
+            return value  # no API
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:9321")

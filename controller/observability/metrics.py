@@ -136,7 +136,33 @@ LEADER_CHANGES = Counter(
     "Times this replica became or stopped being the leader",
     ["change"],
 )
+API_REQUESTS = Counter(
+    "berth_api_requests_total",
+    "HTTP API requests answered, by route template, method and status class (2xx, 4xx, 5xx)",
+    ["route", "method", "status"],
+)
+API_DURATION = Histogram(
+    "berth_api_request_duration_seconds",
+    "HTTP API request durations, by route template",
+    ["route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+STREAM_CLIENTS = Gauge(
+    "berth_stream_clients", "Server-sent-event clients connected to this replica"
+)
+STREAM_DROPPED = Counter(
+    "berth_stream_clients_cut_total",
+    "Stream clients cut off because they fell too far behind (they resume with Last-Event-ID)",
+)
+WEBHOOK_STATUSES = ("delivered", "retried", "dead")
+WEBHOOK_DELIVERIES = Counter(
+    "berth_webhook_deliveries_total",
+    "Webhook delivery attempts by this replica, by outcome (delivered, retried, dead)",
+    ["outcome"],
+)
 
+for _outcome in WEBHOOK_STATUSES:
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
 for _scope in ("full", "deployment"):
     RECONCILE_PASSES.labels(scope=_scope)
     RECONCILE_DURATION.labels(scope=_scope)
