@@ -114,7 +114,7 @@ def test_a_delivery_is_signed_and_recorded() -> None:
     outbox = FakeOutbox([delivery(1, "http://ok", secret="k")])
     endpoints = FakeEndpoints({"http://ok": 200})
     sender(outbox, endpoints).deliver(outbox.claim_deliveries(1, 30)[0])
-    url, body, headers = endpoints.received[0]
+    _url, body, headers = endpoints.received[0]
     assert headers["X-Berth-Signature"] == signature("k", body)
     assert headers["X-Berth-Delivery"] == "1"
     assert json.loads(body)["delivery"] == 1
