@@ -227,11 +227,15 @@ def test_the_stream_delivers_plain_sql_changes_and_resumes_without_a_gap_on_anot
                 "ON CONFLICT (name) DO UPDATE SET phase = 'creating', phase_progress = %s",
                 [progress, progress],
             )
-            seen = wait_for(
-                lambda p=progress: [c for c in stream.changes
-                                    if c.kind == "status" and c.data["phase_progress"] == p],
-                timeout_s=5, interval_s=0.005, what=f"status {progress}% on the stream",
-            )  # fmt: skip
+
+            def arrived(percent: int = progress) -> list[Any]:
+                return [
+                    c
+                    for c in stream.changes
+                    if c.kind == "status" and c.data["phase_progress"] == percent
+                ]
+
+            seen = wait_for(arrived, timeout_s=5, interval_s=0.005, what=f"{progress}% streamed")
             latencies.append(seen[0].at - committed)
         report(
             capsys,

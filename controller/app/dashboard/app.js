@@ -144,7 +144,10 @@ function apply(kind, change) {
     renderRow(row);
     if (state.detail === name) renderDetailStatus(row);
   } else if (kind === "event") {
-    if (data.action === "deleted") { state.rows.delete(name); removeRow(name); }
+    // the row was deleted (the status stays until its containers are gone): re-read;
+    // the last event of a deleted deployment ends its phases: it is gone
+    if (data.action === "deleted") debounce("overview", 100, loadOverview);
+    if (data.kind === "phase" && data.phase_to === null) { state.rows.delete(name); removeRow(name); }
     if (state.detail === name) prependEvent(data);
   } else if (kind === "build") {
     debounce("builds", 150, loadBuilds);
@@ -256,6 +259,7 @@ async function loadDetail(name) {
   renderDetailStatus(found.status);
   $("scale-to").value = found.spec.replicas ?? 1;
   $("retry").hidden = !found.spec.source;
+  $("cancel-build").hidden = !found.spec.source;
   const events = await api(`/deployments/${encodeURIComponent(name)}/events?limit=50`);
   for (const event of events.items) $("events").append(eventItem(event));
   state.oldestEvent = events.items.length ? events.items[events.items.length - 1].id : null;
