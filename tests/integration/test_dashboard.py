@@ -163,9 +163,15 @@ def test_cancel_and_delete_from_the_page_and_readers_see_no_actions(
     browser.get(browser.current_url.split("#")[0] + "#/")
     WebDriverWait(browser, 5).until(lambda d: d.find_element(By.ID, f"cancel-{build}"))
     screenshot(browser, "dashboard-build-queue", capsys)
+
+    def click_cancel(driver: WebDriver) -> bool:
+        driver.find_element(By.ID, f"cancel-{build}").click()
+        return True
+
+    # the queue re-renders as builds move: find and click at once, again if it went stale
     WebDriverWait(browser, 5, ignored_exceptions=[StaleElementReferenceException]).until(
-        lambda d: d.find_element(By.ID, f"cancel-{build}").click() or True
-    )  # the queue re-renders as builds move: find and click at once
+        click_cancel
+    )
     wait_for(
         lambda: sql("SELECT status FROM builds WHERE id = %s", [build])[0]["status"] == "cancelled",
         timeout_s=10, what="cancelled from the page",
