@@ -11,7 +11,8 @@ resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), 
 (source -> running against git clone + docker build + docker run; the build queue at
 concurrency 1 and 2; `controller.bench.builds`), rollout (start-first updates behind a
 real Caddy under load, a broken update rolled back, 20 x 3 at once;
-`controller.bench.rollouts`), failover
+`controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
+event, a cold converge with 200 stream clients; `controller.bench.api`), failover
 (SIGKILL the leader; see `controller.bench.failover`); and, only when named, chaos (engine
 restarts, frozen leaders, Postgres restarts, leader kills; `controller.bench.chaos`).
 """
@@ -22,11 +23,21 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import builds, chaos, rollouts, scenarios
+from controller.bench import api, builds, chaos, rollouts, scenarios
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
-SCENARIOS = ("planner", "latency", "cold", "update", "steady", "build", "rollout", "failover")
+SCENARIOS = (
+    "planner",
+    "latency",
+    "cold",
+    "update",
+    "steady",
+    "build",
+    "rollout",
+    "api",
+    "failover",
+)
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
 
@@ -124,6 +135,12 @@ def run(names: list[str], options: BenchOptions) -> None:
         env = Environment(options.database_url)
         try:
             rollouts.run(env, options.rollout_updates, options.rollout_fleet)
+        finally:
+            env.close()
+    if "api" in names:
+        env = Environment(options.database_url)
+        try:
+            api.run(env, api.ApiSizes.smoke() if options.tiny else api.ApiSizes())
         finally:
             env.close()
     if "failover" in names:
