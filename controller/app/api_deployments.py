@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Header, Query, Response
 from fastapi.concurrency import iterate_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from controller.app.api import Context, Reader, Writer
+from controller.app.api import Context, Reader, Writer, rows_response
 from controller.app.operations import build_again, container_output, roll_back, spec_document
 from controller.model.errors import DockerUnavailable, InvalidSpec, NotFound
 from controller.model.source import redact_url
@@ -68,9 +68,9 @@ def _one(ctx: Context, name: str) -> dict[str, Any]:
 
 
 @router.get("/deployments", dependencies=[Reader])
-def list_deployments(ctx: Context) -> dict[str, Any]:
+def list_deployments(ctx: Context) -> Response:
     """Every deployment with its status (the `deployment_overview` view)."""
-    return {"items": [public(row) for row in ctx.database.overview()]}
+    return rows_response({"items": [public(row) for row in ctx.database.overview()]})
 
 
 @router.post("/deployments", status_code=201, dependencies=[Writer])

@@ -1,17 +1,20 @@
 """The API's live stream hub: one LISTEN per process, fanned out to every SSE client.
 
 Started by the API server (`controller.app.api_server`); read by the stream route
-(`controller.app.api_stream`). One thread follows `berth_stream` notifications; on each it
-reads what changed since its cursor (`Database.stream_changes`) and offers every change to
-each subscriber's bounded queue on the event loop. Nothing polls the tables: the thread
-reads only when Postgres says something committed. A subscriber that falls
-`BUFFER` changes behind is cut off rather than waiting for (the hub never blocks on a
-client); it reconnects with `Last-Event-ID` and reads what it missed from the tables.
+(`controller.app.api_stream`). One thread follows `berth_stream` notifications and only
+raises a flag; a second reads what changed since its cursor (`Database.stream_changes`)
+whenever the flag is up, so a burst of commits costs one read, not one per commit.
+Nothing polls the tables: the reader reads only when Postgres said something committed.
+Each change is encoded once, as its server-sent-event frame, and the same bytes are offered
+to every client's inbox on the event loop. A client that falls `BUFFER` changes behind is
+cut off rather than waited for (the hub never blocks on a client); it reconnects with
+`Last-Event-ID` and reads what it missed from the tables.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -28,32 +31,45 @@ from controller.policy.backoff import backoff_s
 from controller.policy.stream_cursor import StreamCursor
 
 log = structlog.get_logger("berth.stream")
-BUFFER = 1000
+BUFFER = 1000  # changes a client may be behind before it is cut off
 READ_LIMIT = 1000
-CUT: dict[str, Any] = {"kind": "cut"}
+HOLE_CHECK_S = 0.5
+
+Frame = tuple[int, str, bytes]  # (seq, deployment, the encoded SSE message)
+
+
+def encode(change: dict[str, Any], cursor: int) -> Frame:
+    """One change as its SSE message: `event` its kind, `id` a cursor to resume from."""
+    body = {"seq": change["seq"], "deployment": change["deployment"], "data": change["data"]}
+    data = json.dumps(body, default=str, separators=(",", ":"))
+    text = f"id: {cursor}\nevent: {change['kind']}\ndata: {data}\n\n"
+    return change["seq"], change["deployment"], text.encode()
 
 
 @dataclass(eq=False)  # identity: each client its own inbox
 class Subscriber:
-    """One SSE client's inbox, owned by the event loop; `cut` when it fell behind."""
+    """One SSE client's inbox of frame batches, owned by the event loop."""
 
     loop: asyncio.AbstractEventLoop
     deployment: str | None
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(BUFFER))
+    queue: asyncio.Queue[list[Frame]] = field(default_factory=asyncio.Queue)
+    pending: int = 0
     cut: bool = False
 
-    def offer(self, change: dict[str, Any]) -> None:  # runs on the event loop
+    def offer(self, frames: list[Frame]) -> None:  # runs on the event loop
         if self.cut:
             return
-        if self.queue.full():
+        if self.pending + len(frames) > BUFFER:
             # Cut off: its reader ends the response and the client resumes from the tables.
             self.cut = True
             STREAM_DROPPED.inc()
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(CUT)
+            self.queue.put_nowait([])
             return
-        self.queue.put_nowait(change)
+        self.pending += len(frames)
+        self.queue.put_nowait(frames)
+
+    def taken(self, frames: list[Frame]) -> None:
+        self.pending -= len(frames)
 
 
 class StreamHub:
@@ -64,11 +80,12 @@ class StreamHub:
         self._lock = threading.Lock()
         self._subscribers: set[Subscriber] = set()
         self._cursor: StreamCursor | None = None
-        self._thread = threading.Thread(target=self.run, name="stream", daemon=True)
+        self._wake = threading.Event()
         self.ready = threading.Event()
 
     def start(self) -> None:
-        self._thread.start()
+        for name, target in (("stream-listen", self._listen), ("stream-read", self._reader)):
+            threading.Thread(target=target, name=name, daemon=True).start()
 
     def safe_cursor(self) -> int:
         with self._lock:
@@ -88,29 +105,46 @@ class StreamHub:
             self._subscribers.discard(subscriber)
             STREAM_CLIENTS.set(len(self._subscribers))
 
-    # --- the thread ------------------------------------------------------------------------
-    def run(self) -> None:
+    # --- the threads -------------------------------------------------------------------------
+    def _listen(self) -> None:
+        """Raise the flag at each notification, and after each (re)connect: whatever
+        committed while the session was down is read then."""
         attempt = 0
         while not self.stopping.is_set():
             try:
+                subscribed = False
                 for payload in listen(self.url, poll_s=0.5, query="listen_stream"):
                     if self.stopping.is_set():
                         return
-                    if payload is None and self._cursor is not None:
-                        self._cursor.expire(time.monotonic())
-                        if self.ready.is_set():
-                            continue
-                    self._read()
-                    self.ready.set()
-                    attempt = 0
+                    if payload is not None or not subscribed:
+                        subscribed, attempt = True, 0
+                        self._wake.set()
             except BerthError as error:
                 attempt += 1
                 log.warning("stream listener lost", error=str(error), attempt=attempt)
                 self.stopping.wait(backoff_s(attempt, 0.2, 5.0))
 
+    def _reader(self) -> None:
+        while not self.stopping.is_set():
+            woken = self._wake.wait(HOLE_CHECK_S)
+            self._wake.clear()
+            if self.stopping.is_set():
+                return
+            if not woken:
+                if self._cursor is not None:
+                    with self._lock:
+                        self._cursor.expire(time.monotonic())
+                continue
+            try:
+                self._read()
+                self.ready.set()
+            except BerthError as error:
+                log.warning("stream read failed", error=str(error))
+                self._wake.set()
+                self.stopping.wait(1.0)
+
     def _read(self) -> None:
-        """Read every change since the cursor (after a reconnect too: LISTEN was re-armed
-        first, so nothing committed in between is missed) and hand it out."""
+        """Read every change since the cursor and hand it out, encoded once."""
         if self._cursor is None:
             head = self.database.stream_head()
             with self._lock:
@@ -123,21 +157,23 @@ class StreamHub:
             )
             with self._lock:
                 fresh = set(cursor.accept((row["seq"] for row in rows), time.monotonic()))
+                safe = cursor.safe
                 subscribers = list(self._subscribers)
-            changes = [row for row in rows if row["seq"] in fresh]
-            if changes:
-                self._fan_out(subscribers, changes)
+            frames = [encode(row, min(row["seq"], safe)) for row in rows if row["seq"] in fresh]
+            if frames:
+                self._fan_out(subscribers, frames)
             if len(rows) < READ_LIMIT:
                 return
 
     @staticmethod
-    def _fan_out(subscribers: list[Subscriber], changes: list[dict[str, Any]]) -> None:
+    def _fan_out(subscribers: list[Subscriber], frames: list[Frame]) -> None:
         for subscriber in subscribers:
-            wanted = [c for c in changes if subscriber.deployment in (None, c["deployment"])]
+            wanted = frames
+            if subscriber.deployment is not None:
+                wanted = [f for f in frames if f[1] == subscriber.deployment]
             if wanted:
-                subscriber.loop.call_soon_threadsafe(_offer_all, subscriber.offer, wanted)
+                subscriber.loop.call_soon_threadsafe(_offer, subscriber.offer, wanted)
 
 
-def _offer_all(offer: Callable[[dict[str, Any]], None], changes: list[dict[str, Any]]) -> None:
-    for change in changes:
-        offer(change)
+def _offer(offer: Callable[[list[Frame]], None], frames: list[Frame]) -> None:
+    offer(frames)

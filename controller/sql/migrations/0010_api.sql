@@ -9,7 +9,7 @@
 
 CREATE TABLE api_tokens (
     id           bigserial PRIMARY KEY,
-    name         text NOT NULL UNIQUE
+    name         text NOT NULL
                  CONSTRAINT api_tokens_name_shape CHECK (name ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'),
     scope        text NOT NULL CONSTRAINT api_tokens_scope_known CHECK (scope IN ('read', 'write')),
     token_hash   text NOT NULL UNIQUE CONSTRAINT api_tokens_hash_hex CHECK (token_hash ~ '^[0-9a-f]{64}$'),
@@ -17,6 +17,8 @@ CREATE TABLE api_tokens (
     last_used_at timestamptz,
     revoked_at   timestamptz
 );
+-- A revoked token keeps its row (when it was used, when revoked); its name may be reused.
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
 COMMENT ON TABLE api_tokens IS
     'Bearer tokens of the HTTP API. Only the sha256 of a token is kept: it is shown once, at `berth token create`.';
 
