@@ -13,7 +13,7 @@ COPY controller ./controller
 RUN pip install . && useradd --system --no-create-home berth
 # Talking to the Docker socket needs its group; run with --group-add $(stat -c %g /var/run/docker.sock).
 USER berth
-EXPOSE 9321
+EXPOSE 9321 9380
 HEALTHCHECK --interval=15s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('BERTH_HTTP_ADDR','127.0.0.1:9321').rsplit(':',1)[1] + '/healthz')"
 ENTRYPOINT ["berth"]
 CMD ["run"]

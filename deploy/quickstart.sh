@@ -66,9 +66,18 @@ for _ in $(seq 1 40); do curl -fsS -o /dev/null -H 'Host: hello.localhost' http:
 echo "[quickstart] through the proxy, http://127.0.0.1:8080 with Host: hello.localhost: $(curl -fsS -H 'Host: hello.localhost' http://127.0.0.1:8080/)"
 port=$(docker port "$(replica0 hello-git)" 8080/tcp | head -1 | sed 's/.*://')
 echo "[quickstart] hello-git's replica 0 (built from $REPO) answers on port $port: $("$ROOT/.venv/bin/python" -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().splitlines()[0])")"
+# The HTTP API and dashboard (every replica serves them on BERTH_API_ADDR, 127.0.0.1:9380):
+# a read token for this quickstart, shown once (a rerun revokes the previous one).
+"$BERTH" token revoke quickstart >/dev/null 2>&1 || true
+TOKEN=$("$BERTH" token create --scope read --name quickstart 2>/dev/null)
+for _ in $(seq 1 40); do curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9380/api/v1/deployments 2>/dev/null && break; sleep 0.25; done
+summary='import json, sys; print(", ".join("%s %s %s/%s" % (d["name"], d["phase"], d["ready_replicas"], d["desired_replicas"]) for d in json.load(sys.stdin)["items"]))'
+echo "[quickstart] the API says: $(curl -fsS -H "Authorization: Bearer $TOKEN" http://127.0.0.1:9380/api/v1/deployments | "$ROOT/.venv/bin/python" -c "$summary")"
 cat <<HELP
 
-Berth is running (pid $(cat "$PIDFILE"), log $LOG). Try:
+Berth is running (pid $(cat "$PIDFILE"), log $LOG).
+Dashboard: http://127.0.0.1:9380/ (paste this read token, shown once: $TOKEN)
+Try:
   $BERTH describe hello
   curl -H 'Host: hello.localhost' http://127.0.0.1:8080/     # through the proxy
   $BERTH rollout status hello --wait; $BERTH rollout history hello

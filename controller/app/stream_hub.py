@@ -17,7 +17,6 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +33,9 @@ log = structlog.get_logger("berth.stream")
 BUFFER = 1000  # changes a client may be behind before it is cut off
 READ_LIMIT = 1000
 HOLE_CHECK_S = 0.5
+# After a read, the next waits this long: a lone change goes out at once, a burst is read
+# (and written to every client) at most 20 times a second instead of once per commit.
+COALESCE_S = 0.05
 
 Frame = tuple[int, str, bytes]  # (seq, deployment, the encoded SSE message)
 
@@ -138,6 +140,7 @@ class StreamHub:
             try:
                 self._read()
                 self.ready.set()
+                self.stopping.wait(COALESCE_S)
             except BerthError as error:
                 log.warning("stream read failed", error=str(error))
                 self._wake.set()
@@ -167,13 +170,18 @@ class StreamHub:
 
     @staticmethod
     def _fan_out(subscribers: list[Subscriber], frames: list[Frame]) -> None:
+        """One wake-up of each event loop per read, whatever the number of clients."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscriber, list[Frame]]]] = {}
         for subscriber in subscribers:
             wanted = frames
             if subscriber.deployment is not None:
                 wanted = [f for f in frames if f[1] == subscriber.deployment]
             if wanted:
-                subscriber.loop.call_soon_threadsafe(_offer, subscriber.offer, wanted)
+                by_loop.setdefault(subscriber.loop, []).append((subscriber, wanted))
+        for loop, offers in by_loop.items():
+            loop.call_soon_threadsafe(_offer_all, offers)
 
 
-def _offer(offer: Callable[[list[Frame]], None], frames: list[Frame]) -> None:
-    offer(frames)
+def _offer_all(offers: list[tuple[Subscriber, list[Frame]]]) -> None:
+    for subscriber, frames in offers:
+        subscriber.offer(frames)

@@ -326,6 +326,10 @@ class Database(ApiStore, RevisionStore, BuildStore):
             return self._run("select_overview")
         return self._run("select_overview_one", {"name": name})
 
+    def overview_json(self) -> str:
+        """The overview as a JSON array (text), serialised by Postgres."""
+        return str(self._run("select_overview_json")[0]["items"])
+
     def spec_row(self, name: str) -> dict[str, Any] | None:
         rows = self._run("select_spec", {"name": name})
         return rows[0] if rows else None

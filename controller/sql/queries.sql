@@ -111,6 +111,10 @@ DELETE FROM deployments WHERE name = %(name)s RETURNING name;
 -- name: select_overview
 SELECT * FROM deployment_overview ORDER BY name;
 
+-- name: select_overview_json
+-- The whole overview as one JSON array, built by Postgres: the API's list sends it as is.
+SELECT coalesce(json_agg(o ORDER BY o.name), '[]')::text AS items FROM deployment_overview o;
+
 -- name: select_overview_one
 SELECT * FROM deployment_overview WHERE name = %(name)s;
 

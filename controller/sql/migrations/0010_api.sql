@@ -280,7 +280,20 @@ CREATE OR REPLACE FUNCTION berth_spec_of(row_value jsonb) RETURNS jsonb LANGUAGE
                              'stream_seq']
 $$;
 
--- The overview also says where a deployment is reached (the dashboard shows its routes).
+-- A git URL's credentials, redacted (`https://user:token@host/x` -> `https://***@host/x`):
+-- the overview is read by every viewer (CLI, API, dashboard); `deployments` keeps the URL.
+CREATE FUNCTION berth_public_source(source jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN jsonb_typeof(source -> 'git' -> 'url') = 'string'
+             AND source -> 'git' ->> 'url' ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@'
+        THEN jsonb_set(source, '{git,url}', to_jsonb(regexp_replace(
+            source -> 'git' ->> 'url', '^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@', '\1***@')))
+        ELSE source
+    END
+$$;
+
+-- The overview also says where a deployment is reached (the dashboard shows its routes),
+-- and never shows a git URL's credentials.
 CREATE OR REPLACE VIEW deployment_overview AS
 SELECT coalesce(d.name, s.name)                              AS name,
        d.image,
@@ -297,7 +310,7 @@ SELECT coalesce(d.name, s.name)                              AS name,
        s.phase_updated_at,
        d.updated_at                                          AS spec_updated_at,
        coalesce(s.restart_count, 0)                          AS restart_count,
-       d.source,
+       berth_public_source(d.source)                         AS source,
        d.priority,
        s.serving_revision,
        d.routes
