@@ -186,6 +186,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.context = ctx
     for module in (api_deployments, api_builds, api_stream):
         app.include_router(module.router, prefix=PREFIX)
+    for route in app.routes:
+        path = getattr(route, "path", "")
+        if path.startswith(PREFIX):
+            API_DURATION.labels(route=path)  # every route's series exists from the start
 
     @app.exception_handler(BerthError)
     async def berth_error(_request: Request, error: BerthError) -> JSONResponse:

@@ -161,6 +161,7 @@ WEBHOOK_DELIVERIES = Counter(
     ["outcome"],
 )
 
+API_DURATION.labels(route="other")  # unmatched /api paths; the app adds each route's series
 for _outcome in WEBHOOK_STATUSES:
     WEBHOOK_DELIVERIES.labels(outcome=_outcome)
 for _scope in ("full", "deployment"):
