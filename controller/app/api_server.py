@@ -15,6 +15,7 @@ import time
 
 import structlog
 import uvicorn
+import uvloop
 
 from controller.app.api import ApiContext, create_app
 from controller.app.stream_hub import StreamHub
@@ -50,12 +51,16 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            http="httptools",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._serve, name="api", daemon=True)
 
     def _serve(self) -> None:
-        asyncio.run(self._server.serve())
+        # uvloop and httptools (uvicorn's own fast paths): every stream client costs a write
+        # per batch of changes, and the API shares the process (and its cores) with the loop.
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(self._server.serve())
 
     @property
     def port(self) -> int:

@@ -36,10 +36,13 @@ class ApiSizes:
     clients: int = 200
     converge: int = 100
     threads: int = 8
+    pairs: int = 3
 
     @classmethod
     def smoke(cls) -> ApiSizes:
-        return cls(deployments=20, requests=20, stream_trials=5, clients=5, converge=3, threads=2)
+        return cls(
+            deployments=20, requests=20, stream_trials=5, clients=5, converge=3, threads=2, pairs=1
+        )
 
 
 def _ms(seconds: float) -> str:
@@ -101,36 +104,38 @@ class Stream:
                         return
 
 
-def stream_latency(env: Environment, port: int, token: str, sizes: ApiSizes) -> None:
-    reader = Stream(port, token)
-    thread = threading.Thread(target=reader.run, daemon=True)
-    thread.start()
-    reader.connected.wait(10)
+def _commit_to_event(env: Environment, reader: Stream, trials: int, pause_s: float) -> list[float]:
     latencies = []
-    for trial in range(sizes.stream_trials):
-        marker = f"bench {trial}"
+    for trial in range(trials):
+        marker = f"bench {pause_s} {trial}"
         committed = time.monotonic()  # before the statement: an upper bound of the latency
         env.sql("UPDATE deployment_status SET message = %s WHERE name = 'api-00000'", [marker])
         poll(partial(operator.contains, reader.arrived, marker), timeout_s=10, interval_s=0.0005)
         latencies.append(reader.arrived[marker] - committed)
+        time.sleep(pause_s)  # pacing of the commits, the variable measured
+    return latencies
+
+
+def stream_latency(env: Environment, port: int, token: str, sizes: ApiSizes) -> None:
+    """Commits one at a time, each a change of its own (paced 100 ms apart), then commits
+    back to back (each right after the previous one arrived: the hub's coalescing window)."""
+    reader = Stream(port, token)
+    thread = threading.Thread(target=reader.run, daemon=True)
+    thread.start()
+    reader.connected.wait(10)
+    lone = _commit_to_event(env, reader, sizes.stream_trials, 0.1)
+    burst = _commit_to_event(env, reader, sizes.stream_trials, 0.0)
     env.sql("UPDATE deployment_status SET message = 'bench stop' WHERE name = 'api-00000'")
     thread.join(10)
     floor = notify_floor(env, sizes.stream_trials)
+    name = "NOTIFY -> LISTEN, psycopg"
     _table(
-        f"api: SQL commit -> SSE event at the client, {sizes.stream_trials} trials",
+        f"api: SQL commit -> SSE event at the client, {sizes.stream_trials} trials each",
         [
-            (
-                "p50",
-                percentile(latencies, 0.5),
-                percentile(floor, 0.5),
-                "NOTIFY -> LISTEN, psycopg",
-            ),
-            (
-                "p99",
-                percentile(latencies, 0.99),
-                percentile(floor, 0.99),
-                "NOTIFY -> LISTEN, psycopg",
-            ),
+            ("p50, commits 100 ms apart", percentile(lone, 0.5), percentile(floor, 0.5), name),
+            ("p99, commits 100 ms apart", percentile(lone, 0.99), percentile(floor, 0.99), name),
+            ("p50, commits back to back", percentile(burst, 0.5), percentile(floor, 0.5), name),
+            ("p99, commits back to back", percentile(burst, 0.99), percentile(floor, 0.99), name),
         ],
     )
 
@@ -214,24 +219,34 @@ class Clients:
 
 
 def converge_with_clients(env: Environment, port: int, token: str, sizes: ApiSizes) -> None:
-    env.clear()
-    quiet = scenarios.cold(env, sizes.converge, sizes.threads, False, False)[0]
-    env.clear()
-    with Clients(port, token, sizes.clients) as clients:
-        loaded = scenarios.cold(env, sizes.converge, sizes.threads, False, False)[0]
-        received = sorted(clients.messages)
-    env.clear()
+    """Pairs of cold converges, without then with the clients connected, each against its
+    own docker-py floor: the machine drifts, so only ratios measured side by side compare."""
     print(
         f"\n== api: cold converge of {sizes.converge} deployments, without and with "
-        f"{sizes.clients} SSE clients connected"
+        f"{sizes.clients} SSE clients connected ({sizes.pairs} interleaved pairs)"
     )
-    print(f"{'':<34}{'berth':>10}{'docker-py':>11}{'ratio':>8}")
-    for label, row in (("without clients", quiet), (f"with {sizes.clients} clients", loaded)):
-        ratio = row.berth / row.baseline if row.baseline else float("nan")
-        print(f"{label:<34}{row.berth:>9.2f}s{row.baseline or 0:>10.2f}s{ratio:>7.2f}x")
+    print(f"{'':<28}{'berth':>10}{'docker-py':>11}{'ratio':>8}{'messages per client':>22}")
+    ratios: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(sizes.pairs):
+        for connected in (False, True):
+            env.clear()
+            if connected:
+                with Clients(port, token, sizes.clients) as clients:
+                    row = scenarios.cold(env, sizes.converge, sizes.threads, False, False)[0]
+                    received = sorted(clients.messages)
+                counts = f"{received[0]}-{received[-1]}"
+            else:
+                row = scenarios.cold(env, sizes.converge, sizes.threads, False, False)[0]
+                counts = "-"
+            ratio = row.berth / row.baseline if row.baseline else float("nan")
+            ratios[connected].append(ratio)
+            label = f"with {sizes.clients} clients" if connected else "without clients"
+            print(f"{label:<28}{row.berth:>9.2f}s{row.baseline or 0:>10.2f}s{ratio:>7.2f}x"
+                  f"{counts:>22}", flush=True)  # fmt: skip
+    env.clear()
     print(
-        f"messages per client during the converge: min {received[0]}, "
-        f"median {received[len(received) // 2]}, max {received[-1]}"
+        f"median ratio: without {percentile(ratios[False], 0.5):.2f}x, "
+        f"with {percentile(ratios[True], 0.5):.2f}x"
     )
 
 

@@ -115,7 +115,13 @@ class ApiStore(Pool):
         self, after: int, holes: list[int], deployment: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
         """Changes with a stream sequence above `after` or in `holes`, oldest first."""
-        params = {"after": after, "holes": holes, "deployment": deployment, "limit": limit}
+        params = {
+            "since": min([after, *holes]) - 1 if holes else after,
+            "after": after,
+            "holes": "{" + ",".join(str(seq) for seq in holes) + "}",  # a bigint[] literal
+            "deployment": deployment,
+            "limit": limit,
+        }
         return self._run("select_stream", params)
 
     def stream_head(self) -> int:

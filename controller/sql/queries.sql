@@ -540,13 +540,15 @@ RETURNING id, status;
 -- waits on), oldest first, optionally for one deployment.
 
 -- name: select_stream
+-- `since` is below every hole: one index range scan over recent rows, holes hashed.
 SELECT seq, kind, deployment, data FROM (
     SELECT d.stream_seq AS seq, 'spec' AS kind, d.name AS deployment,
            jsonb_build_object('generation', d.generation, 'image', d.image,
                               'replicas', d.replicas, 'priority', d.priority,
                               'routes', d.routes, 'updated_at', d.updated_at) AS data
     FROM deployments d
-    WHERE d.stream_seq > %(after)s OR d.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    WHERE d.stream_seq > %(since)s
+      AND (d.stream_seq > %(after)s OR d.stream_seq = ANY(%(holes)s::bigint[]))
     UNION ALL
     SELECT s.stream_seq, 'status', s.name,
            jsonb_build_object('phase', s.phase, 'phase_progress', s.phase_progress,
@@ -557,14 +559,16 @@ SELECT seq, kind, deployment, data FROM (
                               'restart_count', s.restart_count,
                               'phase_updated_at', s.phase_updated_at)
     FROM deployment_status s
-    WHERE s.stream_seq > %(after)s OR s.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    WHERE s.stream_seq > %(since)s
+      AND (s.stream_seq > %(after)s OR s.stream_seq = ANY(%(holes)s::bigint[]))
     UNION ALL
     SELECT e.stream_seq, 'event', e.deployment,
            jsonb_build_object('id', e.id, 'at', e.at, 'generation', e.generation, 'kind', e.kind,
                               'level', e.level, 'phase_from', e.phase_from,
                               'phase_to', e.phase_to, 'action', e.action, 'message', e.message)
     FROM deployment_events e
-    WHERE e.stream_seq > %(after)s OR e.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    WHERE e.stream_seq > %(since)s
+      AND (e.stream_seq > %(after)s OR e.stream_seq = ANY(%(holes)s::bigint[]))
     UNION ALL
     SELECT b.stream_seq, 'build', b.deployment,
            jsonb_build_object('id', b.id, 'status', b.status, 'step', b.step,
@@ -572,13 +576,15 @@ SELECT seq, kind, deployment, data FROM (
                               'revision', b.revision, 'error', b.error,
                               'cancel_requested_at', b.cancel_requested_at)
     FROM builds b
-    WHERE b.stream_seq > %(after)s OR b.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    WHERE b.stream_seq > %(since)s
+      AND (b.stream_seq > %(after)s OR b.stream_seq = ANY(%(holes)s::bigint[]))
     UNION ALL
     SELECT l.stream_seq, 'log', b.deployment,
            jsonb_build_object('build_id', l.build_id, 'seq', l.seq, 'at', l.at,
                               'stream', l.stream, 'line', l.line)
     FROM build_logs l JOIN builds b ON b.id = l.build_id
-    WHERE l.stream_seq > %(after)s OR l.stream_seq = ANY(ARRAY(SELECT jsonb_array_elements_text(%(holes)s)::bigint))
+    WHERE l.stream_seq > %(since)s
+      AND (l.stream_seq > %(after)s OR l.stream_seq = ANY(%(holes)s::bigint[]))
 ) AS changes
 WHERE %(deployment)s::text IS NULL OR deployment = %(deployment)s
 ORDER BY seq LIMIT %(limit)s;

@@ -26,6 +26,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "steady",
             "build",
             "rollout",
+            "api",
         ],
         capture_output=True,
         text=True,
@@ -36,7 +37,8 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
     headings = ("== planner", "== latency", "== cold converge", "== update", "== steady state")
     builds = ("== build: source -> running", "== build: 3 builds queued")
     rollouts = ("== rollout: 2 image updates", "== rollout: 2 deployments x 3 replicas")
-    for heading in (*headings, *builds, *rollouts):
+    api = ("== api: GET /api/v1/deployments", "== api: SQL commit -> SSE", "== api: cold converge")
+    for heading in (*headings, *builds, *rollouts, *api):
         assert heading in result.stdout, heading
     assert "Swarm" in result.stdout
     assert "full resync wall time" in result.stdout
