@@ -250,3 +250,24 @@ class ProxyAdmin(Protocol):
     def set_handlers(self, route_id: str, handlers: list[dict[str, Any]]) -> bool: ...
 
     def in_flight(self, addresses: Collection[str]) -> int: ...
+
+
+class DeliveryStore(Protocol):
+    """The webhooks' outbox: claims on a lease, outcomes (`loop/webhooks`)."""
+
+    def claim_deliveries(self, limit: int, lease_s: float) -> list[dict[str, Any]]: ...
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        status: str,
+        status_code: int | None,
+        error: str | None,
+        retry_in_s: float = 0.0,
+    ) -> None: ...
+
+
+class WebhookPoster(Protocol):
+    """POSTs a signed body; answers the status code (`gateways/webhook_client`)."""
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...

@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from controller.gateways.lock_session import listen
-from controller.loop.ports import FenceSource
+from controller.loop.ports import DeliveryStore, FenceSource, WebhookPoster
 from controller.model.errors import BerthError, Deposed, WebhookUnreachable
 from controller.model.settings import Settings
 from controller.observability.metrics import WEBHOOK_DELIVERIES
@@ -39,29 +39,12 @@ SENDERS = 4
 LEASE_MARGIN_S = 30.0
 
 
-class DeliveryStore(Protocol):
-    def claim_deliveries(self, limit: int, lease_s: float) -> list[dict[str, Any]]: ...
-
-    def finish_delivery(
-        self,
-        delivery_id: int,
-        status: str,
-        status_code: int | None,
-        error: str | None,
-        retry_in_s: float = 0.0,
-    ) -> None: ...
-
-
-class Poster(Protocol):
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...
-
-
 class WebhookSender:
     def __init__(
         self,
         settings: Settings,
         store: DeliveryStore,
-        poster: Poster,
+        poster: WebhookPoster,
         leadership: FenceSource,
         stopping: threading.Event,
         database_url: str,
