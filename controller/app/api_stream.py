@@ -14,12 +14,11 @@ write: a client that is behind catches up in few, larger writes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -28,7 +27,6 @@ from controller.app.stream_hub import encode
 from controller.model.errors import InvalidSpec
 
 router = APIRouter(tags=["stream"])
-PING_S = 15.0
 REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
@@ -36,7 +34,6 @@ HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 @router.get("/stream", dependencies=[Reader], response_class=StreamingResponse)
 async def stream(
     ctx: Context,
-    request: Request,
     deployment: str | None = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -67,26 +64,17 @@ async def stream(
                     if len(rows) < REPLAY_PAGE:
                         break
                     after = rows[-1]["seq"]
-            idle = 0.0
             while True:
-                try:
-                    batch = await asyncio.wait_for(subscriber.queue.get(), timeout=1.0)
-                except TimeoutError:
-                    if hub.stopping.is_set() or await request.is_disconnected():
-                        return
-                    idle += 1.0
-                    if idle >= PING_S:
-                        idle = 0.0
-                        yield b": ping\n\n"
-                    continue
+                # No timeout here: the hub pings idle clients and ends every response when it
+                # stops; a client that goes away cancels this (Starlette listens for it).
+                batch = await subscriber.queue.get()
                 while not subscriber.queue.empty():
                     batch = batch + subscriber.queue.get_nowait()
                 subscriber.taken(batch)
                 if subscriber.cut:
-                    return  # fell behind: the client reconnects and resumes from the tables
+                    return  # fell behind, or the server stops: the client resumes elsewhere
                 chunk = b"".join(frame for seq, _, frame in batch if seq not in replayed)
                 if chunk:
-                    idle = 0.0
                     yield chunk
         finally:
             hub.unsubscribe(subscriber)

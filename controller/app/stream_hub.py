@@ -17,7 +17,9 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -30,14 +32,18 @@ from controller.policy.backoff import backoff_s
 from controller.policy.stream_cursor import StreamCursor
 
 log = structlog.get_logger("berth.stream")
+Frame = tuple[int, str, bytes]  # (seq, deployment, the encoded SSE message)
 BUFFER = 1000  # changes a client may be behind before it is cut off
 READ_LIMIT = 1000
 HOLE_CHECK_S = 0.5
-# After a read, the next waits this long: a lone change goes out at once, a burst is read
-# (and written to every client) at most 20 times a second instead of once per commit.
+# After a read, the next waits this long: a lone change goes out at once; changes that
+# follow closely are read (and written to every client) at most 20 times a second, and
+# during a burst (a read of BURST changes or more: a fleet converging) 4 times a second.
 COALESCE_S = 0.05
-
-Frame = tuple[int, str, bytes]  # (seq, deployment, the encoded SSE message)
+BURST = 20
+BURST_COALESCE_S = 0.25
+PING_S = 15.0  # a comment line to idle clients: proxies keep the connection, and a dead
+PING: Frame = (0, "", b": ping\n\n")  # client's next write fails, ending its response
 
 
 def encode(change: dict[str, Any], cursor: int) -> Frame:
@@ -69,6 +75,12 @@ class Subscriber:
             return
         self.pending += len(frames)
         self.queue.put_nowait(frames)
+
+    def end(self) -> None:
+        """End the response (the hub stops); the client resumes elsewhere."""
+        if not self.cut:
+            self.cut = True
+            self.queue.put_nowait([])
 
     def taken(self, frames: list[Frame]) -> None:
         self.pending -= len(frames)
@@ -127,33 +139,40 @@ class StreamHub:
                 self.stopping.wait(backoff_s(attempt, 0.2, 5.0))
 
     def _reader(self) -> None:
+        pinged = time.monotonic()
         while not self.stopping.is_set():
             woken = self._wake.wait(HOLE_CHECK_S)
             self._wake.clear()
             if self.stopping.is_set():
-                return
+                break
+            now = time.monotonic()
+            if now - pinged >= PING_S:
+                pinged = now
+                self._offer_each(lambda _subscriber: [PING])
             if not woken:
                 if self._cursor is not None:
                     with self._lock:
-                        self._cursor.expire(time.monotonic())
+                        self._cursor.expire(now)
                 continue
             try:
-                self._read()
+                delivered = self._read()
                 self.ready.set()
-                self.stopping.wait(COALESCE_S)
+                self.stopping.wait(BURST_COALESCE_S if delivered >= BURST else COALESCE_S)
             except BerthError as error:
                 log.warning("stream read failed", error=str(error))
                 self._wake.set()
                 self.stopping.wait(1.0)
+        self._offer_each(lambda _subscriber: None)  # stopping: every response ends
 
-    def _read(self) -> None:
-        """Read every change since the cursor and hand it out, encoded once."""
+    def _read(self) -> int:
+        """Read every change since the cursor and hand it out, encoded once; how many."""
         if self._cursor is None:
             head = self.database.stream_head()
             with self._lock:
                 self._cursor = StreamCursor(head)
-            return
+            return 0
         cursor = self._cursor
+        delivered = 0
         while True:
             rows = self.database.stream_changes(
                 cursor.delivered, cursor.open_holes(), None, READ_LIMIT
@@ -161,27 +180,36 @@ class StreamHub:
             with self._lock:
                 fresh = set(cursor.accept((row["seq"] for row in rows), time.monotonic()))
                 safe = cursor.safe
-                subscribers = list(self._subscribers)
             frames = [encode(row, min(row["seq"], safe)) for row in rows if row["seq"] in fresh]
+            delivered += len(frames)
             if frames:
-                self._fan_out(subscribers, frames)
+                self._offer_each(partial(_frames_for, frames))
             if len(rows) < READ_LIMIT:
-                return
+                return delivered
 
-    @staticmethod
-    def _fan_out(subscribers: list[Subscriber], frames: list[Frame]) -> None:
-        """One wake-up of each event loop per read, whatever the number of clients."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscriber, list[Frame]]]] = {}
+    def _offer_each(self, frames_for: Callable[[Subscriber], list[Frame] | None]) -> None:
+        """Hand each client its frames (None: end its response): one wake-up of each event
+        loop, whatever the number of clients."""
+        with self._lock:
+            subscribers = list(self._subscribers)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Subscriber, list[Frame] | None]]] = {}
         for subscriber in subscribers:
-            wanted = frames
-            if subscriber.deployment is not None:
-                wanted = [f for f in frames if f[1] == subscriber.deployment]
-            if wanted:
-                by_loop.setdefault(subscriber.loop, []).append((subscriber, wanted))
+            frames = frames_for(subscriber)
+            if frames is None or frames:
+                by_loop.setdefault(subscriber.loop, []).append((subscriber, frames))
         for loop, offers in by_loop.items():
             loop.call_soon_threadsafe(_offer_all, offers)
 
 
-def _offer_all(offers: list[tuple[Subscriber, list[Frame]]]) -> None:
+def _frames_for(frames: list[Frame], subscriber: Subscriber) -> list[Frame]:
+    if subscriber.deployment is None:
+        return frames
+    return [frame for frame in frames if frame[1] == subscriber.deployment]
+
+
+def _offer_all(offers: list[tuple[Subscriber, list[Frame] | None]]) -> None:
     for subscriber, frames in offers:
-        subscriber.offer(frames)
+        if frames is None:
+            subscriber.end()
+        else:
+            subscriber.offer(frames)
