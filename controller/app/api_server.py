@@ -26,7 +26,7 @@ from controller.model.settings import Settings
 
 log = structlog.get_logger("berth.api")
 API_POOL_SIZE = 8
-API_ACQUIRE_TIMEOUT_S = 2.0
+API_ACQUIRE_TIMEOUT_S = 1.0  # x 4 attempts: a 503 within about 5 s while Postgres is down
 START_TIMEOUT_S = 15.0
 
 
