@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -33,6 +34,13 @@ from controller.model.names import (
 from controller.model.source import SourceSpec
 
 MAX_REPLICAS = 1000
+# The same limits as the database's (sql/migrations/0011_input_limits.sql; a test keeps them
+# equal): a value Docker would pass to exec() must stay well inside ARG_MAX.
+ENV_KEY_REGEX = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_ENV_VALUE_BYTES = 32_768
+MAX_ENV_BYTES = 131_072
+MAX_LABEL_KEY_BYTES = 256
+MAX_LABEL_VALUE_BYTES = 4_096
 
 
 class Port(BaseModel):
@@ -145,11 +153,30 @@ class DeploymentSpec(BaseModel):
     @field_validator("labels")
     @classmethod
     def _unreserved_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
+        for key, text in value.items():
             if key.startswith(RESERVED_LABEL_PREFIX):
                 raise ValueError(
                     f"label {key!r} uses the reserved prefix {RESERVED_LABEL_PREFIX!r}"
                 )
+            if len(key.encode()) > MAX_LABEL_KEY_BYTES:
+                raise ValueError(f"a key of {len(key.encode())} bytes; at most 256")
+            if len(text.encode()) > MAX_LABEL_VALUE_BYTES:
+                raise ValueError(f"{key}: is {len(text.encode())} bytes; at most 4096")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_variables(cls, value: dict[str, str]) -> dict[str, str]:
+        total = 0
+        for key, text in value.items():
+            if not re.match(ENV_KEY_REGEX, key):
+                raise ValueError(f"{key}: keys must be variable names (letters, digits and _)")
+            size = len(text.encode())
+            if size > MAX_ENV_VALUE_BYTES:
+                raise ValueError(f"{key}: is {size} bytes; one value may have at most 32768")
+            total += len(key.encode()) + size + 2
+        if total > MAX_ENV_BYTES:
+            raise ValueError(f"is {total} bytes in all; at most 131072")
         return value
 
     @model_validator(mode="after")

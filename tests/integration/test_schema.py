@@ -27,6 +27,12 @@ pytestmark = pytest.mark.integration
         ({"command": []}, "deployments.command"),
         ({"env": ["not", "an", "object"]}, "deployments.env: must be a JSON object"),
         ({"env": {"A": 1}}, "deployments.env.A: must be a string"),
+        ({"env": {"A=B": "c"}}, "deployments.env.A=B: keys must be variable names"),
+        ({"env": {"1A": "c"}}, "deployments.env.1A: keys must be variable names"),
+        ({"env": {"BIG": "x" * 1_000_000}}, "deployments.env.BIG: is 1000000 bytes"),
+        ({"env": {f"V{i}": "x" * 30_000 for i in range(5)}}, "deployments.env: is 150"),
+        ({"labels": {"note": "x" * 100_000}}, "deployments.labels.note: is 100000 bytes"),
+        ({"labels": {"k" * 300: "v"}}, "deployments.labels: a key of 300 bytes"),
         ({"labels": {"io.berth.replica": "3"}}, "deployments.labels.io.berth.replica"),
         ({"ports": {"container": 80}}, "deployments.ports: must be a JSON array"),
         (
@@ -66,6 +72,23 @@ def test_invalid_rows_are_refused_naming_the_field(
         sql.insert(**values)
     assert message in str(caught.value)
     assert sql("SELECT count(*) AS n FROM deployments")[0]["n"] == 0
+
+
+def test_a_fixed_host_port_belongs_to_one_deployment(sql: Sql) -> None:
+    sql.insert("first", ports=[{"container": 8080, "host": 18080}])
+    with pytest.raises(psycopg.errors.CheckViolation) as caught:
+        sql.insert("second", ports=[{"container": 80}, {"container": 8080, "host": 18080}])
+    assert "deployments.ports[1].host: host port 18080/tcp is published by deployment first" in (
+        str(caught.value)
+    )
+    sql.insert("udp", ports=[{"container": 53, "host": 18080, "protocol": "udp"}])  # other proto
+    sql("UPDATE deployments SET replicas = 1, env = '{\"A\": \"b\"}' WHERE name = 'first'")
+    sql("DELETE FROM deployments WHERE name = 'first'")
+    sql.insert("second", ports=[{"container": 8080, "host": 18080}])  # free again
+    assert [r["name"] for r in sql("SELECT name FROM deployments ORDER BY name")] == [
+        "second",
+        "udp",
+    ]
 
 
 def test_missing_image_is_refused(sql: Sql) -> None:

@@ -59,3 +59,17 @@ def test_webhook_events_are_the_phases_and_build_statuses() -> None:
     named = {name for part in lists for name in re.findall(r"'([\w.]+)'", part)}
     statuses = {f"build.{status}" for status in BuildStatus if status != BuildStatus.QUEUED}
     assert named == {str(phase) for phase in Phase} | statuses
+
+
+def test_input_limits_are_the_same_in_python_and_sql() -> None:
+    from controller.model import spec
+
+    sql = "\n".join(text for version, _, text in migrations() if version == 11)
+    assert f"'{spec.ENV_KEY_REGEX}'" in sql
+    for limit in (
+        spec.MAX_ENV_VALUE_BYTES,
+        spec.MAX_ENV_BYTES,
+        spec.MAX_LABEL_KEY_BYTES,
+        spec.MAX_LABEL_VALUE_BYTES,
+    ):
+        assert f"> {limit}" in sql, limit
