@@ -20,6 +20,7 @@ from controller.loop.ports import ContainerEngine
 from controller.loop.routes import RouteKeeper
 from controller.loop.status import StatusWriter
 from controller.model.errors import Abandoned
+from controller.model.names import LOOPBACK
 from controller.model.phases import Phase
 from controller.model.spec import DeploymentSpec, container_request
 from controller.policy.planner import (
@@ -65,9 +66,11 @@ class Executor:
         stop_timeout_s: int,
         stopping: threading.Event,
         routes: RouteKeeper | None = None,
+        publish_address: str = LOOPBACK,
     ) -> None:
         self.docker = docker
         self.cluster = cluster
+        self.publish_address = publish_address
         self.stop_timeout_s = stop_timeout_s
         self.stopping = stopping
         self.routes = routes
@@ -247,7 +250,7 @@ class Executor:
     def _create(
         self, writer: StatusWriter, spec: DeploymentSpec, generation: int, replica: int
     ) -> tuple[str, str]:
-        request = container_request(spec, replica, self.cluster, generation)
+        request = container_request(spec, replica, self.cluster, generation, self.publish_address)
         with writer.mutation("create", request.name) as done:
             container_id = self.docker.create(request)
             faults.crash_point("after:create")

@@ -94,7 +94,12 @@ class Reconciler:
         )
         self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
         self.executor = Executor(
-            docker, settings.cluster, settings.stop_timeout_s, stopping, self.routes
+            docker,
+            settings.cluster,
+            settings.stop_timeout_s,
+            stopping,
+            self.routes,
+            settings.publish_address,
         )
         self.restarts = RestartGate(
             docker,

@@ -229,6 +229,15 @@ class Settings(BaseSettings):
             "default: set 0.0.0.0:80 to serve other machines."
         ),
     )
+    publish_address: str = Field(
+        default="127.0.0.1",
+        description=(
+            "Host address a deployment's published `ports` bind to. Loopback by default: "
+            "services are reached through the reverse proxy (`routes`), and nothing is "
+            "exposed to other machines unless an operator says so (0.0.0.0: every interface). "
+            "Applies to containers created from then on."
+        ),
+    )
     api_addr: str = Field(
         default="127.0.0.1:9380",
         description=(

@@ -227,9 +227,15 @@ def route_ports(spec: DeploymentSpec) -> set[int]:
 
 
 def container_request(
-    spec: DeploymentSpec, replica: int, cluster: str, generation: int
+    spec: DeploymentSpec,
+    replica: int,
+    cluster: str,
+    generation: int,
+    publish_address: str = LOOPBACK,
 ) -> ContainerRequest:
-    """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create."""
+    """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create;
+    its `ports` bound to `publish_address` (BERTH_PUBLISH_ADDRESS), its routed ports to
+    loopback (only the proxy reaches them)."""
     labels = dict(spec.labels)
     labels.update(
         {
@@ -258,7 +264,9 @@ def container_request(
         command=tuple(spec.command) if spec.command is not None else None,
         environment=dict(spec.env),
         labels=labels,
-        ports=tuple(PublishedPort(p.container, p.protocol, p.host) for p in spec.ports)
+        ports=tuple(
+            PublishedPort(p.container, p.protocol, p.host, publish_address) for p in spec.ports
+        )
         + tuple(PublishedPort(port, "tcp", None, LOOPBACK) for port in sorted(route_ports(spec))),
         healthcheck=probe,
     )

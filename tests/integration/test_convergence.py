@@ -46,7 +46,8 @@ def test_insert_creates_a_running_labelled_container(
     assert container["Names"] == [f"/berth-{containers.cluster}-web-0-{revision}"]
     inspected = containers.api.inspect_container(container["Id"])
     assert "GREETING=hi" in inspected["Config"]["Env"]
-    assert "8080/tcp" in inspected["HostConfig"]["PortBindings"]
+    [binding] = inspected["HostConfig"]["PortBindings"]["8080/tcp"]
+    assert binding["HostIp"] == "127.0.0.1", "published on loopback (BERTH_PUBLISH_ADDRESS)"
     phases = [
         row["phase_to"]
         for row in sql(

@@ -85,10 +85,19 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
     }
     # The Docker gateway turns Berth's request into Docker's arguments and units.
     arguments = docker_arguments(request)
-    assert arguments["port_bindings"] == {"8080/udp": None}
+    assert arguments["port_bindings"] == {"8080/udp": ("127.0.0.1", None)}  # loopback
     assert arguments["ports"] == [(8080, "udp")]
     assert arguments["healthcheck"]["interval"] == 500_000_000
     assert arguments["labels"] == request.labels
+
+
+def test_published_ports_bind_to_the_publish_address() -> None:
+    spec = parse_spec({**BASE, "ports": [{"container": 80, "host": 8080}]})
+    assert docker_arguments(container_request(spec, 0, "c", 1))["port_bindings"] == {
+        "80/tcp": ("127.0.0.1", 8080)
+    }
+    everywhere = container_request(spec, 0, "c", 1, publish_address="0.0.0.0")
+    assert docker_arguments(everywhere)["port_bindings"] == {"80/tcp": ("0.0.0.0", 8080)}
 
 
 def test_default_cluster_keeps_short_names() -> None:
