@@ -24,11 +24,10 @@ from typing import Any
 
 import structlog
 
-from controller.gateways.lock_session import listen
 from controller.gateways.postgres import Database
+from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError
 from controller.observability.metrics import STREAM_CLIENTS, STREAM_DROPPED
-from controller.policy.backoff import backoff_s
 from controller.policy.stream_cursor import StreamCursor
 
 log = structlog.get_logger("berth.stream")
@@ -69,15 +68,14 @@ class Subscriber:
             return
         if self.pending + len(frames) > BUFFER:
             # Cut off: its reader ends the response and the client resumes from the tables.
-            self.cut = True
             STREAM_DROPPED.inc()
-            self.queue.put_nowait([])
+            self.end()
             return
         self.pending += len(frames)
         self.queue.put_nowait(frames)
 
     def end(self) -> None:
-        """End the response (the hub stops); the client resumes elsewhere."""
+        """End the response (cut off, or the hub stops); the client resumes elsewhere."""
         if not self.cut:
             self.cut = True
             self.queue.put_nowait([])
@@ -123,20 +121,13 @@ class StreamHub:
     def _listen(self) -> None:
         """Raise the flag at each notification, and after each (re)connect: whatever
         committed while the session was down is read then."""
-        attempt = 0
-        while not self.stopping.is_set():
-            try:
-                subscribed = False
-                for payload in listen(self.url, poll_s=0.5, query="listen_stream"):
-                    if self.stopping.is_set():
-                        return
-                    if payload is not None or not subscribed:
-                        subscribed, attempt = True, 0
-                        self._wake.set()
-            except BerthError as error:
-                attempt += 1
-                log.warning("stream listener lost", error=str(error), attempt=attempt)
-                self.stopping.wait(backoff_s(attempt, 0.2, 5.0))
+        follow_notifications(
+            self.url,
+            "listen_stream",
+            self.stopping,
+            lambda payload: None if payload is None else self._wake.set(),
+            self._wake.set,
+        )
 
     def _reader(self) -> None:
         pinged = time.monotonic()

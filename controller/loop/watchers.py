@@ -65,31 +65,52 @@ def _backoff(attempt: int) -> float:
     return backoff_s(attempt + 1, RECONNECT_BASE_S, RECONNECT_MAX_S)
 
 
+def follow_notifications(
+    url: str,
+    channel_query: str,
+    stopping: threading.Event,
+    on_notify: Callable[[str | None], object],
+    on_subscribed: Callable[[], object],
+    poll_s: float = 0.5,
+) -> None:
+    """Follow one LISTEN (the named query `channel_query`) until `stopping`: `on_notify`
+    with each payload, and with None every `poll_s` without one; `on_subscribed` after
+    each (re)connect, since anything may have been missed while the session was down. A
+    lost session is reconnected with the one backoff formula. The database watcher below,
+    the webhook sender and the API's stream hub all follow their channel this way."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            subscribed = False
+            for payload in listen(url, poll_s=poll_s, query=channel_query):
+                if stopping.is_set():
+                    return
+                if payload is None and not subscribed:
+                    subscribed, attempt = True, 0
+                    log.info("listening", query=channel_query)
+                    on_subscribed()
+                    continue
+                on_notify(payload)
+        except BerthError as error:
+            attempt += 1
+            log.warning("listener lost", query=channel_query, error=str(error), attempt=attempt)
+            stopping.wait(_backoff(attempt))
+
+
 def watch_database(
     url: str,
     queue: WorkQueue,
     stopping: threading.Event,
     on_subscribed: Callable[[], None],
 ) -> None:
-    """Follow NOTIFY until `stopping`; call `on_subscribed` (a full resync) after each LISTEN."""
-    attempt = 0
-    while not stopping.is_set():
-        try:
-            subscribed = False
-            for payload in listen(url, poll_s=0.5):
-                if stopping.is_set():
-                    return
-                if payload is None:
-                    if not subscribed:
-                        subscribed, attempt = True, 0
-                        log.info("listening on berth_deployments")
-                        on_subscribed()
-                    continue
-                queue.add(payload)
-        except BerthError as error:
-            attempt += 1
-            log.warning("database listener lost", error=str(error), attempt=attempt)
-            stopping.wait(_backoff(attempt))
+    """Follow `berth_deployments` until `stopping`: each payload (a deployment name) into
+    the queue; `on_subscribed` (a full resync) after each LISTEN."""
+
+    def enqueue(payload: str | None) -> None:
+        if payload is not None:
+            queue.add(payload)
+
+    follow_notifications(url, "listen", stopping, enqueue, on_subscribed)
 
 
 def watch_docker(

@@ -19,12 +19,11 @@ from typing import Any
 
 import structlog
 
-from controller.gateways.lock_session import listen
 from controller.loop.ports import DeliveryStore, FenceSource, WebhookPoster
+from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError, Deposed, WebhookUnreachable
 from controller.model.settings import Settings
 from controller.observability.metrics import WEBHOOK_DELIVERIES
-from controller.policy.backoff import backoff_s
 from controller.policy.webhooks import (
     DELIVERY_HEADER,
     EVENT_HEADER,
@@ -59,18 +58,15 @@ class WebhookSender:
         self._busy = threading.Semaphore(SENDERS)
 
     def run(self) -> None:
-        attempt = 0
-        while not self.stopping.is_set():
-            try:
-                for _payload in listen(self.database_url, POLL_S, query="listen_webhooks"):
-                    if self.stopping.is_set():
-                        return
-                    attempt = 0
-                    self.dispatch()
-            except BerthError as error:
-                attempt += 1
-                log.warning("webhook listener lost", error=str(error), attempt=attempt)
-                self.stopping.wait(backoff_s(attempt, 0.5, 10.0))
+        """Wake on `berth_webhooks` and every POLL_S (retries coming due) until stopped."""
+        follow_notifications(
+            self.database_url,
+            "listen_webhooks",
+            self.stopping,
+            lambda _payload: self.dispatch(),
+            self.dispatch,
+            POLL_S,
+        )
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def dispatch(self) -> int:
