@@ -11,17 +11,14 @@ with `Retry-After`; never a stack trace.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal
 from importlib import resources
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -103,21 +100,6 @@ def can_write(who: Annotated[Caller, Depends(caller)]) -> Caller:
 
 Reader = Depends(can_read)
 Writer = Depends(can_write)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    return str(value)  # UUIDs and the like
-
-
-def rows_response(body: dict[str, Any], status_code: int = 200) -> Response:
-    """JSON of database rows, serialised in one `json.dumps` (FastAPI's generic encoder walks
-    every value in Python first: at 1,000 deployments that was most of a list's time)."""
-    content = json.dumps(body, default=_plain, separators=(",", ":"))
-    return Response(content, status_code=status_code, media_type="application/json")
 
 
 def error_body(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:

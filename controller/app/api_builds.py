@@ -16,9 +16,9 @@ from typing import Annotated, Any, BinaryIO, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 
-from controller.app.api import Caller, Context, Reader, Writer, can_read, rows_response
+from controller.app.api import Caller, Context, Reader, Writer, can_read
 from controller.app.api_deployments import public
 from controller.model.errors import NotFound, SourceInvalid
 
@@ -32,10 +32,10 @@ def builds(
     deployment: str | None = None,
     dead: Annotated[bool, Query(description="dead-lettered builds only")] = False,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> Response:
+) -> dict[str, Any]:
     """The queue first (with `position` of `queue_length`), then the newest builds."""
     rows = ctx.database.builds(deployment, dead, limit)
-    return rows_response({"items": [public(row) for row in rows]})
+    return {"items": [public(row) for row in rows]}
 
 
 @router.get("/builds/{build_id}", tags=["builds"], dependencies=[Reader])
