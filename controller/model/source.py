@@ -108,8 +108,9 @@ class SourceSpec(BaseModel):
 def redact_url(url: str) -> str:
     """`https://user:secret@host/x` -> `https://***@host/x`: credentials never leave."""
     scheme, separator, rest = url.partition("://")
-    if separator and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    authority, slash, path = rest.partition("/")
+    if separator and "@" in authority:  # the last @ ends the credentials (`p@ss` included)
+        return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{slash}{path}"
     return url
 
 

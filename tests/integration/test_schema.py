@@ -91,6 +91,30 @@ def test_a_fixed_host_port_belongs_to_one_deployment(sql: Sql) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://user:secret@example.test/shop.git",
+        "https://user:p@ss@example.test/shop.git",
+        "https://token@example.test:8443/a/b@c.git",
+        "https://example.test/shop.git",
+        "file:///srv/git/shop",
+        "git@example.test:shop.git",
+    ],
+)
+def test_the_overview_redacts_git_urls_as_berth_does(sql: Sql, url: str) -> None:
+    """The view's redaction (SQL) and the CLI's and API's (Python) agree."""
+    from controller.model.source import redact_url
+
+    row = sql(
+        "SELECT berth_public_source(jsonb_build_object('git', jsonb_build_object('url', %s::text))) "
+        "-> 'git' ->> 'url' AS url",
+        [url],
+    )
+    assert row[0]["url"] == redact_url(url)
+    assert "secret" not in row[0]["url"] and "p@ss" not in row[0]["url"]
+
+
 def test_missing_image_is_refused(sql: Sql) -> None:
     with pytest.raises(psycopg.errors.CheckViolation, match=r"deployments\.image: is required"):
         sql("INSERT INTO deployments (name) VALUES ('web')")

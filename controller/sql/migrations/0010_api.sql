@@ -280,14 +280,15 @@ CREATE OR REPLACE FUNCTION berth_spec_of(row_value jsonb) RETURNS jsonb LANGUAGE
                              'stream_seq']
 $$;
 
--- A git URL's credentials, redacted (`https://user:token@host/x` -> `https://***@host/x`):
+-- A git URL's credentials, redacted (`https://user:token@host/x` -> `https://***@host/x`, up to
+-- the last @ before the path, as `model/source.redact_url` does; a test keeps them equal):
 -- the overview is read by every viewer (CLI, API, dashboard); `deployments` keeps the URL.
 CREATE FUNCTION berth_public_source(source jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE
         WHEN jsonb_typeof(source -> 'git' -> 'url') = 'string'
-             AND source -> 'git' ->> 'url' ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/@]*@'
+             AND source -> 'git' ->> 'url' ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^/]*@'
         THEN jsonb_set(source, '{git,url}', to_jsonb(regexp_replace(
-            source -> 'git' ->> 'url', '^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@', '\1***@')))
+            source -> 'git' ->> 'url', '^([A-Za-z][A-Za-z0-9+.-]*://)[^/]*@', '\1***@')))
         ELSE source
     END
 $$;
