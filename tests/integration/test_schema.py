@@ -107,8 +107,8 @@ def test_the_overview_redacts_git_urls_as_berth_does(sql: Sql, url: str) -> None
     from controller.model.source import redact_url
 
     row = sql(
-        "SELECT berth_public_source(jsonb_build_object('git', jsonb_build_object('url', %s::text))) "
-        "-> 'git' ->> 'url' AS url",
+        "SELECT berth_public_source(jsonb_build_object('git', "
+        "jsonb_build_object('url', %s::text))) -> 'git' ->> 'url' AS url",
         [url],
     )
     assert row[0]["url"] == redact_url(url)
