@@ -33,6 +33,7 @@ from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
 from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.docker_storage import DockerStorage
 from controller.gateways.git_source import GitGateway
 from controller.gateways.postgres import Database
 from controller.gateways.proxy import ProxyGateway
@@ -105,6 +106,7 @@ class Daemon:
             self.stopping,
             database_url,
         )
+        self.storage = DockerStorage(self.docker)
         self.api = ApiServer(settings, database_url, self.docker) if settings.api_addr else None
         self.reconciler = Reconciler(
             settings,
@@ -115,6 +117,7 @@ class Daemon:
             engine=self.engine,
             wake_builds=self.builds.wake,
             routes=self.routes,
+            storage=self.storage,
         )
         self.controller = Controller(
             self.reconciler,

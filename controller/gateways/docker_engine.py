@@ -25,6 +25,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 import docker.utils
 import requests
 
@@ -161,7 +162,7 @@ def state_from_inspect(state: dict[str, Any]) -> ContainerState:
 def docker_arguments(request: ContainerRequest) -> dict[str, Any]:
     """`create_container` keyword arguments for `request` (plus `port_bindings`)."""
     probe = request.healthcheck
-    return {
+    arguments: dict[str, Any] = {
         "image": request.image,
         "command": list(request.command) if request.command is not None else None,
         "environment": dict(request.environment),
@@ -182,6 +183,44 @@ def docker_arguments(request: ContainerRequest) -> dict[str, Any]:
             "start_period": int(probe.start_period_s * _NANOSECONDS),
         },
     }
+    optional = {
+        "user": request.user,
+        "stop_signal": request.stop_signal,
+        "stop_timeout": request.stop_timeout_s,
+    }
+    arguments.update({key: value for key, value in optional.items() if value is not None})
+    return arguments
+
+
+def host_config_arguments(request: ContainerRequest) -> dict[str, Any]:
+    """`create_host_config` keyword arguments for `request`: only what it asks for, so a
+    container of an older spec is created exactly as before."""
+    limits = request.limits
+    network_mode = request.network_mode or (request.networks[0] if request.networks else None)
+    wanted: dict[str, Any] = {
+        "mounts": [
+            docker.types.Mount(
+                m.target,
+                m.source,
+                type="volume" if m.kind == "volume" else "bind",
+                read_only=m.read_only,
+            )
+            for m in request.mounts
+        ],
+        "mem_limit": limits.memory_bytes,
+        "nano_cpus": limits.nano_cpus,
+        "pids_limit": limits.pids,
+        "read_only": request.read_only,
+        "cap_add": list(request.cap_add),
+        "cap_drop": list(request.cap_drop),
+        "init": request.init,
+        "privileged": request.privileged,
+        "network_mode": network_mode,
+        "pid_mode": request.pid_mode,
+        "ipc_mode": request.ipc_mode,
+        "devices": [f"{device}:{device}:rwm" for device in request.devices],
+    }
+    return {key: value for key, value in wanted.items() if value not in (None, False, [])}
 
 
 class DockerGateway:
@@ -249,15 +288,36 @@ class DockerGateway:
     def create(self, request: ContainerRequest) -> str:
         """Create a container (not started); return its id. A repeat finds the first one."""
         arguments = docker_arguments(request)
-        host_config = self.api.create_host_config(port_bindings=arguments.pop("port_bindings"))
+        with _translated("create", request.name):
+            host_config = self.api.create_host_config(
+                port_bindings=arguments.pop("port_bindings"), **host_config_arguments(request)
+            )
+            if request.networks:  # the first network at create, under the aliases
+                arguments["networking_config"] = {
+                    "EndpointsConfig": {request.networks[0]: {"Aliases": list(request.aliases)}}
+                }
         try:
             with _translated("create", request.name):
                 created = self.api.create_container(
                     **arguments, host_config=host_config, name=request.name, detach=True
                 )
-            return str(created["Id"])
+            container_id = str(created["Id"])
         except DockerConflict:
-            return self._existing_with_same_identity(request.name, request.labels)
+            container_id = self._existing_with_same_identity(request.name, request.labels)
+        self._join_networks(container_id, request)
+        return container_id
+
+    def _join_networks(self, container_id: str, request: ContainerRequest) -> None:
+        """The networks after the first (joined at create); already joined counts as done."""
+        for network in request.networks[1:]:
+            try:
+                with _translated("connect", network):
+                    self.api.connect_container_to_network(
+                        container_id, network, aliases=list(request.aliases)
+                    )
+            except (DockerRejected, DockerConflict, DockerServerError) as error:
+                if "already exists" not in str(error):
+                    raise
 
     def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
         with _translated("inspect", name):

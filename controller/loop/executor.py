@@ -10,19 +10,29 @@ transition and every action through the pass's `StatusWriter`. Each action is an
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from controller.loop import faults
-from controller.loop.ports import ContainerEngine
+from controller.loop.ports import ContainerEngine, StorageEngine
 from controller.loop.routes import RouteKeeper
 from controller.loop.status import StatusWriter
 from controller.model.errors import Abandoned
-from controller.model.names import LOOPBACK
+from controller.model.names import (
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_NETWORK,
+    LABEL_VOLUME,
+    LOOPBACK,
+    network_name,
+    volume_name,
+)
 from controller.model.phases import Phase
 from controller.model.spec import DeploymentSpec, container_request
+from controller.model.workload import check_bind_sources
 from controller.policy.planner import (
     Action,
     CreateReplica,
@@ -67,8 +77,12 @@ class Executor:
         stopping: threading.Event,
         routes: RouteKeeper | None = None,
         publish_address: str = LOOPBACK,
+        storage: StorageEngine | None = None,
+        allowed_bind_paths: Sequence[str] = (),
     ) -> None:
         self.docker = docker
+        self.storage = storage
+        self.allowed_bind_paths = tuple(allowed_bind_paths)
         self.cluster = cluster
         self.publish_address = publish_address
         self.stop_timeout_s = stop_timeout_s
@@ -132,6 +146,7 @@ class Executor:
                 "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
             )
             writer.progress(1, 1)
+            self._ensure_storage(writer, spec)
         changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
         restarting = [s.container_id for s in starts if s.from_state == "running"]
         # Start-first: the new containers are made and started first, and the old ones
@@ -152,7 +167,7 @@ class Executor:
                 to_remove=len(early),
                 to_create=len(creates),
             )
-            self._remove_all(writer, early)
+            self._remove_all(writer, early, self.grace_s(spec))
             for changed, action in enumerate(creates, start=len(early) + 1):
                 self._check_stopping()
                 container_id, name = self._create(writer, spec, generation, action.replica)
@@ -174,7 +189,7 @@ class Executor:
                 )
                 with writer.mutation(kind, start.name) as done:
                     if kind == "restart":
-                        self.docker.restart(start.container_id, self.stop_timeout_s)
+                        self.docker.restart(start.container_id, self.grace_s(spec))
                     else:
                         self.docker.start(start.container_id, start.from_state)
                     faults.crash_point(f"after:{kind}")
@@ -195,8 +210,49 @@ class Executor:
                 to_remove=len(late),
                 to_create=0,
             )
-            self._remove_all(writer, late)
+            self._remove_all(writer, late, self.grace_s(spec))
         return created
+
+    def _ensure_storage(self, writer: StatusWriter, spec: DeploymentSpec) -> None:
+        """The named volumes and networks the new containers mount and join, made (and
+        labelled as Berth's) before the first of them is created; binds checked against
+        BERTH_ALLOWED_BIND_PATHS, which the database cannot know."""
+        check_bind_sources(spec.volumes, self.allowed_bind_paths)
+        if self.storage is None:
+            return
+        for volume in spec.volumes:
+            if volume.name is None:
+                continue
+            name = volume_name(spec.name, volume.name, self.cluster)
+            labels = {
+                LABEL_CLUSTER: self.cluster,
+                LABEL_DEPLOYMENT: spec.name,
+                LABEL_VOLUME: volume.name,
+            }
+            if self.storage.ensure_volume(name, labels):
+                writer.action("volume", f"created volume {name}", volume=name)
+        for network in spec.networks:
+            name = network_name(network, self.cluster)
+            labels = {LABEL_CLUSTER: self.cluster, LABEL_NETWORK: network}
+            if self.storage.ensure_network(name, labels):
+                writer.action("network", f"created network {name}", network=name)
+
+    def release_volumes(
+        self, writer: StatusWriter, deployment: str, last_spec: DeploymentSpec | None
+    ) -> None:
+        """After a deleted deployment's containers are gone: remove its named volumes whose
+        last spec said `retain: false`. Without a spec to say so, every volume is kept."""
+        if self.storage is None or last_spec is None:
+            return
+        for volume in last_spec.volumes:
+            if volume.name is None or volume.retained:
+                continue
+            name = volume_name(deployment, volume.name, self.cluster)
+            outcome = self.storage.remove_volume(name, self.cluster)
+            if outcome == "removed":
+                writer.action("volume", f"removed volume {name} (retain: false)", volume=name)
+            elif outcome != "missing":
+                writer.note(f"kept volume {name}: {outcome}", level="warning", volume=name)
 
     def _withdraw(
         self,
@@ -222,21 +278,29 @@ class Executor:
                 drain_s=round(waited, 3),
             )
 
-    def _remove_all(self, writer: StatusWriter, removes: Sequence[RemoveContainer]) -> None:
+    def grace_s(self, spec: DeploymentSpec | None) -> int:
+        """Seconds a stop waits before SIGKILL: the spec's `stop_grace_s`, else the daemon's."""
+        if spec is None or spec.stop_grace_s is None:
+            return self.stop_timeout_s
+        return math.ceil(spec.stop_grace_s)
+
+    def _remove_all(
+        self, writer: StatusWriter, removes: Sequence[RemoveContainer], grace_s: int
+    ) -> None:
         """Remove in parallel: stops that each wait out a grace period never queue up."""
         self._check_stopping()
         if len(removes) <= 1:
             for action in removes:
-                self._remove(writer, action)
+                self._remove(writer, action, grace_s)
             return
         with ThreadPoolExecutor(max_workers=min(len(removes), MAX_PARALLEL_STOPS)) as pool:
-            futures = [pool.submit(self._remove, writer, action) for action in removes]
+            futures = [pool.submit(self._remove, writer, action, grace_s) for action in removes]
             for future in futures:
                 future.result()  # the first error raises, after every stop has ended
 
-    def _remove(self, writer: StatusWriter, action: RemoveContainer) -> None:
+    def _remove(self, writer: StatusWriter, action: RemoveContainer, grace_s: int) -> None:
         with writer.mutation("remove", action.container_name) as done:
-            self.docker.remove(action.container_id, self.stop_timeout_s)
+            self.docker.remove(action.container_id, grace_s)
             faults.crash_point("after:remove")
             done(
                 f"removed {action.container_name} ({action.reason.value})",
@@ -264,7 +328,12 @@ class Executor:
             )
         return container_id, request.name
 
-    def teardown(self, writer: StatusWriter, removals: Sequence[RemoveContainer]) -> None:
+    def teardown(
+        self,
+        writer: StatusWriter,
+        removals: Sequence[RemoveContainer],
+        last_spec: DeploymentSpec | None = None,
+    ) -> None:
         writer.enter(
             Phase.DELETING, f"removing {len(removals)} container(s)", to_remove=len(removals)
         )
@@ -272,5 +341,5 @@ class Executor:
             self._withdraw(
                 writer, removals[0].deployment, (), [a.container_id for a in removals], 0
             )
-        self._remove_all(writer, removals)
+        self._remove_all(writer, removals, self.grace_s(last_spec))
         writer.progress(len(removals), len(removals))

@@ -21,7 +21,7 @@ import structlog
 
 from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
-from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.loop.ports import ContainerEngine, FenceSource, StateStore, StorageEngine
 from controller.loop.reports import not_ready_report
 from controller.loop.restarts import Gated, RestartGate, Waiting
 from controller.loop.rollback import Rollbacks
@@ -36,6 +36,7 @@ from controller.model.errors import (
     DockerServerError,
     DockerUnavailable,
     HealthDeadlineExceeded,
+    InvalidSpec,
     PermanentError,
     StuckTooOften,
     TransientError,
@@ -59,6 +60,7 @@ from controller.policy.planner import (
     plan_deployment,
     ready_replicas,
 )
+from controller.policy.rollout import serving_spec
 
 log = structlog.get_logger("berth.reconciler")
 ROUTE_RETRY_S = 5.0  # the proxy did not take a change: try again this soon
@@ -69,6 +71,17 @@ def summarize(actions: Sequence[Action]) -> str:
     for action in actions:
         counts[action.kind] += 1
     return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
+
+
+def last_served(record: DeploymentRecord | None) -> DeploymentSpec | None:
+    """The spec a deleted deployment last served (its revision outlives the row), which
+    says which of its volumes to keep; None if it never served or no longer parses."""
+    if record is None or record.serving_spec is None:
+        return None
+    try:
+        return serving_spec(record)
+    except InvalidSpec:
+        return None
 
 
 class Reconciler:
@@ -83,6 +96,7 @@ class Reconciler:
         engine: EngineHistory | None = None,
         wake_builds: Callable[[], None] = lambda: None,
         routes: RouteKeeper | None = None,
+        storage: StorageEngine | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -100,6 +114,8 @@ class Reconciler:
             stopping,
             self.routes,
             settings.publish_address,
+            storage,
+            settings.allowed_bind_paths,
         )
         self.restarts = RestartGate(
             docker,
@@ -367,8 +383,10 @@ class Reconciler:
             a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)
         ]
         writer = StatusWriter.for_teardown(self.store, fence, name, record)
+        last_spec = last_served(record)
         if removals:
-            self.executor.teardown(writer, removals)
+            self.executor.teardown(writer, removals, last_spec)
+        self.executor.release_volumes(writer, name, last_spec)
         self.routes.forget(name)
         if record is not None:
             writer.forget(len(removals))

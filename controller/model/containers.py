@@ -77,13 +77,52 @@ class HealthProbe:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A named volume (`kind` "volume", `source` its Docker name) or a bind of a host path."""
+
+    kind: str
+    source: str
+    target: str
+    read_only: bool
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one container (None: Docker's default, unlimited)."""
+
+    memory_bytes: int | None = None
+    nano_cpus: int | None = None
+    pids: int | None = None
+
+
+@dataclass(frozen=True)
 class ContainerRequest:
-    """One replica to create: everything Docker needs, in Berth's words."""
+    """One replica to create: everything Docker needs, in Berth's words.
+
+    `environment` may hold secret values: it is left out of the repr, so a request in a log
+    line or a traceback never shows them."""
 
     name: str
     image: str
     command: tuple[str, ...] | None
-    environment: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict, repr=False)
     labels: dict[str, str] = field(default_factory=dict)
     ports: tuple[PublishedPort, ...] = ()
     healthcheck: HealthProbe | None = None
+    mounts: tuple[Mount, ...] = ()
+    # Docker networks to join (the first at create, the others before start), under aliases.
+    networks: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    limits: Limits = Limits()
+    stop_signal: str | None = None
+    stop_timeout_s: int | None = None
+    user: str | None = None
+    read_only: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    init: bool = False
+    privileged: bool = False
+    network_mode: str | None = None
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+    devices: tuple[str, ...] = ()

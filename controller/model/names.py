@@ -19,6 +19,10 @@ LABEL_REPLICA = "io.berth.replica"
 LABEL_SPEC_HASH = "io.berth.spec-hash"
 LABEL_CLUSTER = "io.berth.cluster"
 LABEL_GENERATION = "io.berth.generation"
+# Named volumes and networks Berth made carry these (and LABEL_CLUSTER); nothing without
+# them is ever removed.
+LABEL_VOLUME = "io.berth.volume"
+LABEL_NETWORK = "io.berth.network"
 # Images Berth builds live in this repository namespace, one repository per deployment
 # (and cluster); the `builds` table records which build made which tag. Nothing else may
 # tag images there: Berth removes old ones (BERTH_IMAGE_RETENTION).
@@ -45,6 +49,20 @@ def container_name(
     if cluster == DEFAULT_CLUSTER:
         return f"berth-{deployment}-{replica}{suffix}"
     return f"berth-{cluster}-{deployment}-{replica}{suffix}"
+
+
+def volume_name(deployment: str, volume: str, cluster: str = DEFAULT_CLUSTER) -> str:
+    """The Docker name of a deployment's named volume (shared by its replicas)."""
+    if cluster == DEFAULT_CLUSTER:
+        return f"berth-{deployment}-{volume}"
+    return f"berth-{cluster}-{deployment}-{volume}"
+
+
+def network_name(network: str, cluster: str = DEFAULT_CLUSTER) -> str:
+    """The Docker name of a network deployments declare (`networks`), per cluster."""
+    if cluster == DEFAULT_CLUSTER:
+        return f"berth-net-{network}"
+    return f"berth-{cluster}-net-{network}"
 
 
 def build_repository(deployment: str, cluster: str = DEFAULT_CLUSTER) -> str:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from controller.model.phases import Phase
+from controller.model.workload import WORKLOAD_FIELDS
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class DeploymentRecord:
                     "priority",
                     "routes",
                     "rollout",
+                    *WORKLOAD_FIELDS,
                 )
                 if key in row
             }

@@ -238,6 +238,56 @@ class Settings(BaseSettings):
             "Applies to containers created from then on."
         ),
     )
+    allowed_bind_paths: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Host directories whose paths deployments may bind-mount (`volumes[].source`), "
+            'as a JSON list, e.g. ["/srv/berth"]. Empty by default: a bind mount gives a '
+            "container the host's files, so an administrator names the few directories meant "
+            "for it. `/` and the Docker socket need a `policy` row besides."
+        ),
+    )
+    retention_interval_s: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Seconds between the leader's clean-ups (old events and build logs, networks no "
+            "deployment uses). Ten minutes: retention is about days, and each pass is a few "
+            "indexed deletes."
+        ),
+    )
+    events_max_age_s: float = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description=(
+            "Seconds a deployment event is kept (30 days: long enough to look back on a "
+            "month of rollouts, short enough that the table stays small)."
+        ),
+    )
+    events_max_per_deployment: int = Field(
+        default=1000,
+        ge=10,
+        description=(
+            "Events kept per deployment, the newest; older ones go whatever their age. "
+            "1,000 covers hundreds of rollouts; `berth describe` shows the last 20."
+        ),
+    )
+    build_logs_max_age_s: float = Field(
+        default=14 * 86400.0,
+        gt=0,
+        description=(
+            "Seconds the log lines of a finished build are kept (14 days: a failed build is "
+            "read within days; the image it made outlives its log)."
+        ),
+    )
+    build_logs_max_builds: int = Field(
+        default=20,
+        ge=1,
+        description=(
+            "Finished builds per deployment whose log lines are kept, the newest: a build "
+            "log is up to thousands of lines, and the builds table keeps every build's outcome."
+        ),
+    )
     api_addr: str = Field(
         default="127.0.0.1:9380",
         description=(

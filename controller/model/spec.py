@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller.model.containers import ContainerRequest, HealthProbe, PublishedPort
+from controller.model.containers import ContainerRequest, HealthProbe, Limits, Mount, PublishedPort
 from controller.model.errors import InvalidSpec
 from controller.model.names import (
     HOST_PATTERN,
@@ -27,11 +28,15 @@ from controller.model.names import (
     LABEL_SPEC_HASH,
     LOOPBACK,
     NAME_PATTERN,
+    NAME_REGEX,
     NAME_RULE,
     RESERVED_LABEL_PREFIX,
     container_name,
+    network_name,
+    volume_name,
 )
 from controller.model.source import SourceSpec
+from controller.model.workload import WORKLOAD_FIELDS, Resources, Volume
 
 MAX_REPLICAS = 1000
 # The same limits as the database's (sql/migrations/0011_input_limits.sql; a test keeps them
@@ -41,6 +46,8 @@ MAX_ENV_VALUE_BYTES = 32_768
 MAX_ENV_BYTES = 131_072
 MAX_LABEL_KEY_BYTES = 256
 MAX_LABEL_VALUE_BYTES = 4_096
+USER_REGEX = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,31})?$"
+CAPABILITY_REGEX = r"^[A-Z][A-Z0-9_]{1,30}$"
 
 
 class Port(BaseModel):
@@ -121,6 +128,26 @@ class DeploymentSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     rollout: Rollout = Field(default_factory=Rollout)
+    # Production workloads (schema 12). Their defaults are what Docker did before, and the
+    # spec hash leaves a default out: upgrading Berth replaces no container.
+    resources: Resources = Field(default_factory=Resources)
+    volumes: list[Volume] = Field(default_factory=list)
+    networks: list[Annotated[str, Field(pattern=NAME_REGEX)]] = Field(default_factory=list)
+    stop_signal: str | None = Field(default=None, pattern=r"^(SIG[A-Z0-9+-]{2,12}|[0-9]{1,2})$")
+    stop_grace_s: float | None = Field(default=None, ge=0, le=3600)
+    user: str | None = Field(default=None, pattern=USER_REGEX)
+    read_only: bool = False
+    cap_add: list[Annotated[str, Field(pattern=CAPABILITY_REGEX)]] = Field(default_factory=list)
+    cap_drop: list[Annotated[str, Field(pattern=CAPABILITY_REGEX)]] = Field(default_factory=list)
+    init: bool = False
+    # Refused by the database unless an administrator allowed them in `policy`.
+    privileged: bool = False
+    network_mode: Literal["host", "none"] | None = None
+    pid_mode: Literal["host"] | None = None
+    ipc_mode: Literal["host", "private", "shareable"] | None = None
+    devices: list[Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_./-]+$")]] = Field(
+        default_factory=list
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -197,6 +224,19 @@ class DeploymentSpec(BaseModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _workload_consistent(self) -> DeploymentSpec:
+        targets = [volume.target for volume in self.volumes]
+        if len(set(targets)) != len(targets):
+            raise ValueError("volumes: a target is mounted twice")
+        if len(set(self.networks)) != len(self.networks):
+            raise ValueError("networks: a network is listed twice")
+        if self.networks and self.network_mode is not None:
+            raise ValueError(f"networks: cannot be joined with network_mode {self.network_mode}")
+        if self.network_mode == "host" and (self.ports or self.routes):
+            raise ValueError("ports: cannot be published on the host's network")
+        return self
+
     @property
     def spec_hash(self) -> str:
         return spec_hash(self)
@@ -213,10 +253,24 @@ def spec_hash(spec: DeploymentSpec) -> str:
     shaped = spec.model_dump(
         mode="json", exclude={"name", "replicas", "source", "priority", "routes", "rollout"}
     )
+    for field in WORKLOAD_FIELDS:  # at their defaults they shape nothing new
+        if shaped[field] == _WORKLOAD_DEFAULTS[field]:
+            del shaped[field]
+    if "volumes" in shaped:  # kept on delete or not: no container changes for it
+        shaped["volumes"] = [
+            {key: value for key, value in volume.items() if key != "retain"}
+            for volume in shaped["volumes"]
+        ]
     if spec.routes:  # the ports routed to are published on loopback: they shape a container
         shaped["route_ports"] = sorted(route_ports(spec))
     canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+_WORKLOAD_DEFAULTS = {
+    field: DeploymentSpec.model_validate({"name": "x", "image": "x"}).model_dump(mode="json")[field]
+    for field in WORKLOAD_FIELDS
+}
 
 
 def route_ports(spec: DeploymentSpec) -> set[int]:
@@ -269,6 +323,36 @@ def container_request(
         )
         + tuple(PublishedPort(port, "tcp", None, LOOPBACK) for port in sorted(route_ports(spec))),
         healthcheck=probe,
+        mounts=tuple(
+            Mount(
+                "volume" if volume.name is not None else "bind",
+                volume_name(spec.name, volume.name, cluster)
+                if volume.name is not None
+                else str(volume.source),
+                volume.target,
+                not volume.writable,
+            )
+            for volume in spec.volumes
+        ),
+        networks=tuple(network_name(network, cluster) for network in spec.networks),
+        aliases=(spec.name,) if spec.networks else (),
+        limits=Limits(
+            spec.resources.memory_bytes,
+            None if spec.resources.cpus is None else round(spec.resources.cpus * 1e9),
+            spec.resources.pids,
+        ),
+        stop_signal=spec.stop_signal,
+        stop_timeout_s=None if spec.stop_grace_s is None else math.ceil(spec.stop_grace_s),
+        user=spec.user,
+        read_only=spec.read_only,
+        cap_add=tuple(spec.cap_add),
+        cap_drop=tuple(spec.cap_drop),
+        init=spec.init,
+        privileged=spec.privileged,
+        network_mode=spec.network_mode,
+        pid_mode=spec.pid_mode,
+        ipc_mode=spec.ipc_mode,
+        devices=tuple(spec.devices),
     )
 
 

@@ -9,6 +9,9 @@ SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
+       d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
+       d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
+       d.devices,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -34,6 +37,9 @@ SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
+       d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
+       d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
+       d.devices,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -94,15 +100,25 @@ DELETE FROM deployment_status WHERE name = %(name)s;
 -- name: upsert_deployment
 INSERT INTO deployments AS d
     (name, image, source, priority, command, env, ports, replicas, healthcheck, labels, routes,
-     rollout)
+     rollout, resources, volumes, networks, stop_signal, stop_grace_s, "user", read_only,
+     cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices)
 VALUES (%(name)s, %(image)s, %(source)s, %(priority)s, %(command)s, %(env)s, %(ports)s,
-        %(replicas)s, %(healthcheck)s, %(labels)s, %(routes)s, %(rollout)s)
+        %(replicas)s, %(healthcheck)s, %(labels)s, %(routes)s, %(rollout)s, %(resources)s,
+        %(volumes)s, %(networks)s, %(stop_signal)s, %(stop_grace_s)s, %(user)s, %(read_only)s,
+        %(cap_add)s, %(cap_drop)s, %(init)s, %(privileged)s, %(network_mode)s, %(pid_mode)s,
+        %(ipc_mode)s, %(devices)s)
 ON CONFLICT (name) DO UPDATE
 SET image = excluded.image, source = excluded.source, priority = excluded.priority,
     command = excluded.command, env = excluded.env,
     ports = excluded.ports, replicas = excluded.replicas,
     healthcheck = excluded.healthcheck, labels = excluded.labels, routes = excluded.routes,
-    rollout = excluded.rollout
+    rollout = excluded.rollout, resources = excluded.resources, volumes = excluded.volumes,
+    networks = excluded.networks, stop_signal = excluded.stop_signal,
+    stop_grace_s = excluded.stop_grace_s, "user" = excluded."user",
+    read_only = excluded.read_only, cap_add = excluded.cap_add, cap_drop = excluded.cap_drop,
+    init = excluded.init, privileged = excluded.privileged,
+    network_mode = excluded.network_mode, pid_mode = excluded.pid_mode,
+    ipc_mode = excluded.ipc_mode, devices = excluded.devices
 RETURNING d.generation, (xmax = 0) AS inserted;
 
 -- name: delete_deployment
@@ -120,7 +136,9 @@ SELECT * FROM deployment_overview WHERE name = %(name)s;
 
 -- name: select_spec
 SELECT name, image, source, priority, command, env, ports, replicas, healthcheck, labels,
-       routes, rollout, generation, created_at, updated_at
+       routes, rollout, resources, volumes, networks, stop_signal, stop_grace_s, "user",
+       read_only, cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices,
+       generation, created_at, updated_at
 FROM deployments WHERE name = %(name)s;
 
 -- name: select_status
@@ -484,12 +502,20 @@ RETURNING id;
 
 -- name: api_create_deployment
 INSERT INTO deployments (name, image, source, priority, command, env, ports, replicas,
-                         healthcheck, labels, routes, rollout)
+                         healthcheck, labels, routes, rollout, resources, volumes, networks,
+                         stop_signal, stop_grace_s, "user", read_only, cap_add, cap_drop, init,
+                         privileged, network_mode, pid_mode, ipc_mode, devices)
 SELECT %(name)s, s ->> 'image', s -> 'source', coalesce((s ->> 'priority')::integer, 0),
        CASE WHEN s ? 'command' THEN ARRAY(SELECT jsonb_array_elements_text(s -> 'command')) END,
        coalesce(s -> 'env', '{}'), coalesce(s -> 'ports', '[]'),
        coalesce((s ->> 'replicas')::integer, 1), s -> 'healthcheck', coalesce(s -> 'labels', '{}'),
-       coalesce(s -> 'routes', '[]'), coalesce(s -> 'rollout', '{}')
+       coalesce(s -> 'routes', '[]'), coalesce(s -> 'rollout', '{}'),
+       coalesce(s -> 'resources', '{}'), coalesce(s -> 'volumes', '[]'),
+       coalesce(s -> 'networks', '[]'), s ->> 'stop_signal', (s ->> 'stop_grace_s')::float8,
+       s ->> 'user', coalesce((s ->> 'read_only')::boolean, false),
+       coalesce(s -> 'cap_add', '[]'), coalesce(s -> 'cap_drop', '[]'),
+       coalesce((s ->> 'init')::boolean, false), coalesce((s ->> 'privileged')::boolean, false),
+       s ->> 'network_mode', s ->> 'pid_mode', s ->> 'ipc_mode', coalesce(s -> 'devices', '[]')
 FROM berth_checked_spec(%(spec)s) AS s
 ON CONFLICT (name) DO NOTHING
 RETURNING generation;
@@ -504,7 +530,15 @@ SET image = s ->> 'image', source = s -> 'source',
     env = coalesce(s -> 'env', '{}'), ports = coalesce(s -> 'ports', '[]'),
     replicas = coalesce((s ->> 'replicas')::integer, 1), healthcheck = s -> 'healthcheck',
     labels = coalesce(s -> 'labels', '{}'), routes = coalesce(s -> 'routes', '[]'),
-    rollout = coalesce(s -> 'rollout', '{}')
+    rollout = coalesce(s -> 'rollout', '{}'), resources = coalesce(s -> 'resources', '{}'),
+    volumes = coalesce(s -> 'volumes', '[]'), networks = coalesce(s -> 'networks', '[]'),
+    stop_signal = s ->> 'stop_signal', stop_grace_s = (s ->> 'stop_grace_s')::float8,
+    "user" = s ->> 'user', read_only = coalesce((s ->> 'read_only')::boolean, false),
+    cap_add = coalesce(s -> 'cap_add', '[]'), cap_drop = coalesce(s -> 'cap_drop', '[]'),
+    init = coalesce((s ->> 'init')::boolean, false),
+    privileged = coalesce((s ->> 'privileged')::boolean, false),
+    network_mode = s ->> 'network_mode', pid_mode = s ->> 'pid_mode',
+    ipc_mode = s ->> 'ipc_mode', devices = coalesce(s -> 'devices', '[]')
 FROM berth_checked_spec(%(spec)s) AS s
 WHERE d.name = %(name)s AND (%(expected)s::bigint IS NULL OR d.generation = %(expected)s)
 RETURNING d.generation;

@@ -104,6 +104,15 @@ def cluster(docker_api: docker.APIClient) -> Iterator[str]:
     for label in (f"{LABEL_CLUSTER}={name}", f"{TEST_LABEL}={name}"):
         for container in docker_api.containers(all=True, filters={"label": [label]}):
             docker_api.remove_container(container["Id"], force=True, v=True)
+    # volumes and networks Berth made for this test's deployments
+    for volume in docker_api.volumes(filters={"label": [f"{LABEL_CLUSTER}={name}"]}).get(
+        "Volumes"
+    ) or []:
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_volume(volume["Name"], force=True)
+    for network in docker_api.networks(filters={"label": [f"{LABEL_CLUSTER}={name}"]}):
+        with contextlib.suppress(docker.errors.APIError):
+            docker_api.remove_network(network["Id"])
     # images Berth built for this test's deployments (berth-build/<cluster>-<deployment>)
     for image in docker_api.images(filters={"reference": [f"{BUILD_REPOSITORY_PREFIX}{name}-*"]}):
         with contextlib.suppress(docker.errors.APIError):
