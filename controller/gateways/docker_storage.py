@@ -9,6 +9,7 @@ reads those labels: an object without them, or of another cluster, is never touc
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from controller.gateways.docker_engine import DockerGateway, _translated
@@ -33,6 +34,10 @@ class DockerStorage:
 
     def __init__(self, docker: DockerGateway) -> None:
         self.api = docker.api
+        # Docker does not refuse a second network of the same name (its duplicate check is
+        # best effort), and two replicas joining "ambiguous" names then fail: the leader's
+        # workers make networks one at a time.
+        self._network_lock = threading.Lock()
 
     @retry_transient
     def ensure_volume(self, name: str, labels: dict[str, str]) -> bool:
@@ -55,6 +60,10 @@ class DockerStorage:
     @retry_transient
     def ensure_network(self, name: str, labels: dict[str, str]) -> bool:
         """Make bridge network `name` unless it exists; True if made."""
+        with self._network_lock:
+            return self._ensure_network(name, labels)
+
+    def _ensure_network(self, name: str, labels: dict[str, str]) -> bool:
         with _translated("list_networks", name):
             found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
         if found:

@@ -105,9 +105,9 @@ def cluster(docker_api: docker.APIClient) -> Iterator[str]:
         for container in docker_api.containers(all=True, filters={"label": [label]}):
             docker_api.remove_container(container["Id"], force=True, v=True)
     # volumes and networks Berth made for this test's deployments
-    for volume in docker_api.volumes(filters={"label": [f"{LABEL_CLUSTER}={name}"]}).get(
-        "Volumes"
-    ) or []:
+    for volume in (
+        docker_api.volumes(filters={"label": [f"{LABEL_CLUSTER}={name}"]}).get("Volumes") or []
+    ):
         with contextlib.suppress(docker.errors.APIError):
             docker_api.remove_volume(volume["Name"], force=True)
     for network in docker_api.networks(filters={"label": [f"{LABEL_CLUSTER}={name}"]}):
@@ -138,7 +138,7 @@ class Sql:
             k: Jsonb(v) if isinstance(v, dict | list) and k != "command" else v
             for k, v in values.items()
         }
-        names = ", ".join(values)
+        names = ", ".join(f'"{key}"' for key in values)
         placeholders = ", ".join(f"%({k})s" for k in values)
         self(f"INSERT INTO deployments ({names}) VALUES ({placeholders})", values)
 

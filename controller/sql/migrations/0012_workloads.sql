@@ -183,7 +183,7 @@ BEGIN
         IF jsonb_typeof(item -> 'target') IS DISTINCT FROM 'string' OR item ->> 'target' = '/'
            OR NOT berth_clean_absolute_path(item ->> 'target') THEN
             PERFORM berth_refuse(format('volumes[%s].target', item_index),
-                format('must be an absolute path in the container, not "/", without ".." segments, got %s', coalesce(item -> 'target', 'nothing')));
+                format('must be an absolute path in the container, not "/", without ".." segments, got %s', coalesce((item -> 'target')::text, 'nothing')));
         END IF;
         IF item ->> 'target' = ANY (seen) THEN
             PERFORM berth_refuse(format('volumes[%s].target', item_index), format('%s is mounted twice', item ->> 'target'));
