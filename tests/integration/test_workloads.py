@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,7 @@ def test_a_deployment_reaches_another_by_name_on_a_shared_network(
     sql.insert("app", command=SLEEPER, networks=["backend", "frontend"], user="1000:1000")
     sql.insert("loner", command=SLEEPER)
     for name in ("db", "app", "loner"):
-        wait_for(lambda name=name: sql.converged(name), what=f"{name} converged")
+        wait_for(partial(sql.converged, name), what=f"{name} converged")
     app = inspect(containers, "app")
     assert app["Config"]["User"] == "1000:1000"
     assert set(app["NetworkSettings"]["Networks"]) == {
