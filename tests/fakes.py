@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -129,6 +129,7 @@ class FakeStore:
         # deployment_revisions: per deployment, rows of (revision, spec, hash, outcome)
         self.revisions: dict[str, list[dict[str, Any]]] = {}
         self.serving: dict[str, int] = {}  # deployment_status.serving_revision
+        self.secrets: dict[str, tuple[str, int]] = {}  # secrets: name -> (value, version)
         self._lock = threading.Lock()
 
     # operators' SQL: INSERT/UPDATE/DELETE on deployments (the generation trigger)
@@ -147,6 +148,21 @@ class FakeStore:
 
     def delete(self, name: str) -> None:
         self.specs.pop(name, None)
+
+    def set_secret(self, name: str, value: str) -> None:
+        """INSERT or UPDATE of a secret: a new value bumps the generation of its users."""
+        old = self.secrets.get(name)
+        if old is not None and old[0] == value:
+            return
+        self.secrets[name] = (value, old[1] + 1 if old else 1)
+        if old is not None:
+            for user, spec in self.specs.items():
+                if name in self._secret_refs(spec):
+                    self.generations[user] += 1
+
+    @staticmethod
+    def _secret_refs(spec: dict[str, Any]) -> set[str]:
+        return {v["secret"] for v in spec.get("env", {}).values() if isinstance(v, dict)}
 
     def status(self, name: str) -> StatusWrite:
         return self.statuses[name].write
@@ -204,7 +220,15 @@ class FakeStore:
             serving_spec=serving["spec"] if (serving := self._serving_row(name)) else None,
             serving_hash=serving["spec_hash"] if serving else None,
             rollout_started_at=status.rollout_started_at if status else None,
+            secret_versions={
+                ref: self.secrets[ref][1]
+                for ref in (self._secret_refs(spec) if spec else set())
+                if ref in self.secrets
+            },
         )
+
+    def secret_values(self, names: Collection[str]) -> dict[str, str]:
+        return {name: self.secrets[name][0] for name in names if name in self.secrets}
 
     def _serving_row(self, name: str) -> dict[str, Any] | None:
         number = self.serving.get(name)

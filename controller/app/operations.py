@@ -17,6 +17,7 @@ from controller.model.builds import BuildRecord
 from controller.model.errors import Conflict, InvalidSpec, NotFound
 from controller.model.source import source_key
 from controller.model.spec import parse_spec
+from controller.model.workload import WORKLOAD_FIELDS
 
 BOOKKEEPING = ("generation", "created_at", "updated_at", "stream_seq")
 
@@ -88,3 +89,10 @@ def container_output(
 def spec_document(row: dict[str, Any]) -> dict[str, Any]:
     """A deployment row as the spec an operator wrote (no bookkeeping)."""
     return {key: value for key, value in row.items() if key not in BOOKKEEPING}
+
+
+def workload_settings(row: dict[str, Any]) -> dict[str, Any]:
+    """The workload fields (schema 12) a row sets, leaving out those at their defaults."""
+    spec = parse_spec(spec_document(row))
+    dumped = spec.model_dump(mode="json", include=set(WORKLOAD_FIELDS), exclude_defaults=True)
+    return dict(dumped)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -131,6 +131,13 @@ class Database(ApiStore, RevisionStore, BuildStore):
     def fetch_one(self, name: str) -> DeploymentRecord | None:
         rows = self._run("select_deployment", {"name": name})
         return DeploymentRecord.from_row(rows[0]) if rows else None
+
+    def secret_values(self, names: Collection[str]) -> dict[str, str]:
+        """The values of these secrets (the daemon's role alone may read them)."""
+        if not names:
+            return {}
+        rows = self._run("select_secret_values", {"names": sorted(names)})
+        return {str(row["name"]): str(row["value"]) for row in rows}
 
     def upsert_deployment(self, spec: dict[str, Any]) -> tuple[int, bool]:
         rows = self._run("upsert_deployment", spec)

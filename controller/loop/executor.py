@@ -101,9 +101,11 @@ class Executor:
         actions: Sequence[Action],
         notes: Mapping[int, str] | None = None,
         restart_notes: Mapping[int, str] | None = None,
+        environment: dict[str, str] | None = None,
     ) -> set[str]:
         """Apply `actions`; `notes` (by replica) explain restarts in their events, and
-        `restart_notes` the restarts in the `starting` message. Returns the ids of the
+        `restart_notes` the restarts in the `starting` message; `environment` is the env
+        with its secrets resolved (the spec's own when None). Returns the ids of the
         containers it created (recorded as Berth's with each create's outcome)."""
         notes = notes or {}
         created: set[str] = set()
@@ -170,7 +172,9 @@ class Executor:
             self._remove_all(writer, early, self.grace_s(spec))
             for changed, action in enumerate(creates, start=len(early) + 1):
                 self._check_stopping()
-                container_id, name = self._create(writer, spec, generation, action.replica)
+                container_id, name = self._create(
+                    writer, spec, generation, action.replica, environment
+                )
                 reason = notes.get(action.replica, "new")
                 starts.append(_Start(container_id, name, "created", action.replica, reason))
                 created.add(container_id)
@@ -312,9 +316,16 @@ class Executor:
             )
 
     def _create(
-        self, writer: StatusWriter, spec: DeploymentSpec, generation: int, replica: int
+        self,
+        writer: StatusWriter,
+        spec: DeploymentSpec,
+        generation: int,
+        replica: int,
+        environment: dict[str, str] | None,
     ) -> tuple[str, str]:
-        request = container_request(spec, replica, self.cluster, generation, self.publish_address)
+        request = container_request(
+            spec, replica, self.cluster, generation, self.publish_address, environment
+        )
         with writer.mutation("create", request.name) as done:
             container_id = self.docker.create(request)
             faults.crash_point("after:create")

@@ -35,6 +35,8 @@ class StateStore(Protocol):
 
     def fetch_one(self, name: str) -> DeploymentRecord | None: ...
 
+    def secret_values(self, names: Collection[str]) -> dict[str, str]: ...
+
     def record(
         self,
         fence: Fence,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import structlog
@@ -200,13 +200,14 @@ class Reconciler:
                 Result.DONE, record.phase, message, requeue_after=wait_s, terminal=permanent
             )
         assert record.spec is not None
-        spec = parse_spec(record.spec)
+        spec = parse_spec(record.spec).with_secret_versions(record.secret_versions)
         if spec.source is not None:  # built first: wait for the build, or run its image
             staged = self.sources.stage(record, spec, writer, containers)
             if isinstance(staged, Outcome):
                 return staged
             spec = staged
         spec, held = self.rollbacks.spec_to_run(record, spec)
+        environment = spec.environment(self.store.secret_values(spec.secret_names))
         name, generation = record.name, record.generation
         desired = desired_deployment(spec)
         actions = plan_deployment(desired, name, containers)
@@ -214,7 +215,7 @@ class Reconciler:
         writer.observe(generation, spec.replicas, self._now() if new_generation else None)
         previous = {} if new_generation else load_states(record.replica_restarts)
         gated = self.restarts.apply(
-            actions, previous, spec.replicas, self._now().timestamp(), spec.env
+            actions, previous, spec.replicas, self._now().timestamp(), environment
         )
         self._record_restarts(writer, record, gated, new_generation)
         if gated.actions:
@@ -227,7 +228,13 @@ class Reconciler:
             # Replicas that became ready serve before any old one is taken out of the route.
             self.routes.serve(name, spec.routes, containers)
             created = self.executor.apply(
-                writer, spec, generation, gated.actions, gated.notes, gated.restart_notes
+                writer,
+                spec,
+                generation,
+                gated.actions,
+                gated.notes,
+                gated.restart_notes,
+                environment,
             )
             containers = self._containers(name, record, frozenset(created))
         return self._settle(
@@ -239,6 +246,7 @@ class Reconciler:
             changed=bool(gated.actions) or new_generation,
             waiting=gated.waiting,
             held=held,
+            environment=environment,
         )
 
     def _record_restarts(
@@ -274,6 +282,7 @@ class Reconciler:
         changed: bool,
         waiting: list[Waiting],
         held: bool = False,
+        environment: Mapping[str, str] | None = None,
     ) -> Outcome:
         ready = ready_replicas(desired, containers)
         now = self._now()
@@ -331,7 +340,7 @@ class Reconciler:
                     desired,
                     containers,
                     settlement.deadline_exceeded_after_s,
-                    spec.env,
+                    environment or {},
                     self.settings.health_check_deadline_s,
                 )
             )

@@ -50,6 +50,8 @@ class DeploymentRecord:
     serving_spec: dict[str, Any] | None = None
     serving_hash: str | None = None
     rollout_started_at: datetime | None = None
+    # The current version of each secret its env references (secrets.version).
+    secret_versions: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
@@ -98,6 +100,7 @@ class DeploymentRecord:
             serving_spec=row.get("serving_spec"),
             serving_hash=row.get("serving_hash"),
             rollout_started_at=row.get("rollout_started_at"),
+            secret_versions=dict(row.get("secret_versions") or {}),
         )
 
 

@@ -50,6 +50,18 @@ USER_REGEX = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,3
 CAPABILITY_REGEX = r"^[A-Z][A-Z0-9_]{1,30}$"
 
 
+class SecretRef(BaseModel):
+    """An env value held in the `secrets` table: `{"secret": "stripe-key"}`. The spec never
+    holds the value; the daemon reads it only to create a container."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret: str = Field(pattern=NAME_REGEX)
+
+    def __str__(self) -> str:
+        return f"<secret:{self.secret}>"
+
+
 class Port(BaseModel):
     """One published port: `container` inside, `host` outside (null = Docker picks one)."""
 
@@ -121,7 +133,7 @@ class DeploymentSpec(BaseModel):
     source: SourceSpec | None = None
     priority: int = Field(default=0, ge=-1000, le=1000)
     command: list[str] | None = None
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str | SecretRef] = Field(default_factory=dict)
     ports: list[Port] = Field(default_factory=list)
     replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
     healthcheck: HealthCheck | None = None
@@ -148,6 +160,9 @@ class DeploymentSpec(BaseModel):
     devices: list[Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_./-]+$")]] = Field(
         default_factory=list
     )
+    # The current version of each secret `env` references (not a column: the daemon reads
+    # it with the row). Part of the spec hash, so a changed value means new containers.
+    secret_versions: dict[str, int] = Field(default_factory=dict, exclude=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -193,11 +208,12 @@ class DeploymentSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _env_variables(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env_variables(cls, value: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         total = 0
-        for key, text in value.items():
+        for key, item in value.items():
             if not re.match(ENV_KEY_REGEX, key):
                 raise ValueError(f"{key}: keys must be variable names (letters, digits and _)")
+            text = item if isinstance(item, str) else json.dumps({"secret": item.secret})
             size = len(text.encode())
             if size > MAX_ENV_VALUE_BYTES:
                 raise ValueError(f"{key}: is {size} bytes; one value may have at most 32768")
@@ -241,6 +257,32 @@ class DeploymentSpec(BaseModel):
     def spec_hash(self) -> str:
         return spec_hash(self)
 
+    @property
+    def secret_names(self) -> set[str]:
+        return {item.secret for item in self.env.values() if isinstance(item, SecretRef)}
+
+    def with_secret_versions(self, versions: dict[str, int]) -> DeploymentSpec:
+        """This spec with the current versions of the secrets it references."""
+        wanted = {name: versions.get(name, 0) for name in sorted(self.secret_names)}
+        return self.model_copy(update={"secret_versions": wanted})
+
+    def environment(self, secret_values: dict[str, str]) -> dict[str, str]:
+        """`env` with each secret reference replaced by its value; InvalidSpec names the
+        variable whose secret is missing."""
+        resolved = {}
+        for key, item in self.env.items():
+            if isinstance(item, str):
+                resolved[key] = item
+            elif item.secret in secret_values:
+                resolved[key] = secret_values[item.secret]
+            else:
+                raise InvalidSpec(f"env.{key}: secret {item.secret!r} does not exist")
+        return resolved
+
+    def shown_env(self) -> dict[str, str]:
+        """`env` fit to show: a secret reference as `<secret:NAME>`."""
+        return {key: str(item) for key, item in self.env.items()}
+
     def with_image(self, image: str) -> DeploymentSpec:
         """This spec running `image` (a source deployment's built image): what the planner
         and the executor see once the build is done."""
@@ -256,6 +298,8 @@ def spec_hash(spec: DeploymentSpec) -> str:
     for field in WORKLOAD_FIELDS:  # at their defaults they shape nothing new
         if shaped[field] == _WORKLOAD_DEFAULTS[field]:
             del shaped[field]
+    if spec.secret_versions:  # a secret's new value: new containers
+        shaped["secret_versions"] = spec.secret_versions
     if "volumes" in shaped:  # kept on delete or not: no container changes for it
         shaped["volumes"] = [
             {key: value for key, value in volume.items() if key != "retain"}
@@ -286,10 +330,12 @@ def container_request(
     cluster: str,
     generation: int,
     publish_address: str = LOOPBACK,
+    environment: dict[str, str] | None = None,
 ) -> ContainerRequest:
     """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create;
     its `ports` bound to `publish_address` (BERTH_PUBLISH_ADDRESS), its routed ports to
-    loopback (only the proxy reaches them)."""
+    loopback (only the proxy reaches them); `environment` is `env` with its secrets
+    resolved (required when it references any)."""
     labels = dict(spec.labels)
     labels.update(
         {
@@ -316,7 +362,7 @@ def container_request(
         name=container_name(spec.name, replica, cluster, spec.spec_hash),
         image=spec.image,
         command=tuple(spec.command) if spec.command is not None else None,
-        environment=dict(spec.env),
+        environment=environment if environment is not None else spec.environment({}),
         labels=labels,
         ports=tuple(
             PublishedPort(p.container, p.protocol, p.host, publish_address) for p in spec.ports

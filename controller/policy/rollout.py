@@ -28,7 +28,8 @@ def held_back(record: DeploymentRecord) -> bool:
 
 def serving_spec(record: DeploymentRecord) -> DeploymentSpec:
     assert record.serving_spec is not None
-    return parse_spec({**record.serving_spec, "name": record.name})
+    spec = parse_spec({**record.serving_spec, "name": record.name})
+    return spec.with_secret_versions(record.secret_versions)
 
 
 def rollback_reason(

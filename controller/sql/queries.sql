@@ -11,7 +11,7 @@ SELECT coalesce(d.name, s.name) AS name,
        d.source, d.priority, d.routes, d.rollout,
        d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
        d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
-       d.devices,
+       d.devices, berth_secret_versions(d.env) AS secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -39,7 +39,7 @@ SELECT wanted.name,
        d.source, d.priority, d.routes, d.rollout,
        d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
        d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
-       d.devices,
+       d.devices, berth_secret_versions(d.env) AS secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -140,6 +140,11 @@ SELECT name, image, source, priority, command, env, ports, replicas, healthcheck
        read_only, cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices,
        generation, created_at, updated_at
 FROM deployments WHERE name = %(name)s;
+
+-- name: select_secret_values
+-- Only the daemon's role may read values: it does so when it creates containers.
+SELECT name, value FROM secrets
+WHERE name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb));
 
 -- name: select_status
 SELECT * FROM deployment_status WHERE name = %(name)s;

@@ -437,3 +437,32 @@ def test_an_image_appearing_retries_what_failed_for_want_of_it_at_once() -> None
     assert cluster.controller.resync() is True
     assert cluster.queue.get(timeout_s=0) == "web", "due now, not in ten minutes"
     assert cluster.queue.get(timeout_s=0) is None, "a transient backoff is not cut short"
+
+
+def test_a_secret_reaches_the_container_and_nothing_else_and_a_new_value_rolls_out() -> None:
+    cluster = Cluster()
+    value = "sk_live_the-first-value-4242"
+    cluster.store.set_secret("stripe-key", value)
+    cluster.store.apply(
+        "pay",
+        image="berth-example/busybox:1",
+        env={"API_KEY": {"secret": "stripe-key"}, "MODE": "live"},
+    )
+    cluster.engine.behaviours["pay"] = Behaviour(exit_code=1, logs=f"booting with {value}\n")
+    cluster.drive("pay")
+    [container] = cluster.engine.of("pay")
+    assert container.request.environment == {"API_KEY": value, "MODE": "live"}
+    assert value not in repr(container.request)
+    recorded = repr([event for _, event in cluster.store.events])
+    recorded += repr(cluster.store.status("pay"))
+    assert value not in recorded, "the crash's log tail quoted the secret"
+    assert "<env:API_KEY>" in recorded, "the log tail was quoted, redacted"
+
+    cluster.engine.behaviours["pay"] = Behaviour()
+    cluster.store.set_secret("stripe-key", "sk_live_the-second-value-4343")
+    assert cluster.store.generations["pay"] == 2
+    cluster.drive("pay")
+    [replaced] = cluster.engine.of("pay")
+    assert replaced.id != container.id
+    assert replaced.request.environment["API_KEY"] == "sk_live_the-second-value-4343"
+    assert_converged(cluster, "pay", 1)
