@@ -62,7 +62,7 @@ def migrate() -> None:
     settings = Settings()
     with exit_codes():
         database = Database(database_url(settings), pool_size=2)
-        applied = database.migrate()
+        applied = database.migrate(settings.database_roles)
         click.echo(
             f"schema at version {database.schema_version()}"
             + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")

@@ -149,7 +149,7 @@ class Daemon:
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         if self.settings.migrate_on_start:
-            applied = self.database.migrate()
+            applied = self.database.migrate(self.settings.database_roles)
             if applied:
                 log.info("migrations applied", versions=applied)
         else:

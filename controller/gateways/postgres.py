@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -53,12 +53,18 @@ class Database(ApiStore, RevisionStore, BuildStore):
 
     # --- schema -----------------------------------------------------------------------
     @retry_transient
-    def migrate(self) -> list[int]:
-        """Apply missing migrations in one transaction under an advisory lock; return them."""
+    def migrate(self, roles: Mapping[str, str] | None = None) -> list[int]:
+        """Apply missing migrations in one transaction under an advisory lock; return them.
+        `roles` names the database roles (operator, viewer, daemon, admin) for the
+        migration that creates them (BERTH_ROLE_*)."""
         applied_now: list[int] = []
 
         def work(conn: psycopg.Connection[Any]) -> None:
             conn.execute(queries()["lock_migrations"], {"key": advisory_key(MIGRATION_LOCK_NAME)})
+            for kind, role in (roles or {}).items():
+                conn.execute(
+                    queries()["set_local_setting"], {"name": f"berth.role_{kind}", "value": role}
+                )
             conn.execute(queries()["create_migrations_table"])
             done = {row["version"] for row in conn.execute(queries()["select_migrations"])}
             for version, name, sql in migrations():

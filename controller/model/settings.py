@@ -19,6 +19,9 @@ from controller.model.phases import MOVING_PHASES, Phase
 BUILD_STUCK_MARGIN_S = 60.0
 
 
+ROLE_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
 class Settings(BaseSettings):
     """Every field is an environment variable named `BERTH_<FIELD>`."""
 
@@ -236,6 +239,36 @@ class Settings(BaseSettings):
             "services are reached through the reverse proxy (`routes`), and nothing is "
             "exposed to other machines unless an operator says so (0.0.0.0: every interface). "
             "Applies to containers created from then on."
+        ),
+    )
+    role_operator: str = Field(
+        default="berth_operator",
+        pattern=ROLE_PATTERN,
+        description=(
+            "Database role (NOLOGIN group) that may write deployments, secrets (never read "
+            "their values) and webhooks. Made by the migration to schema 15; a name of its "
+            "own so that it cannot collide with a role the server has already."
+        ),
+    )
+    role_viewer: str = Field(
+        default="berth_viewer",
+        pattern=ROLE_PATTERN,
+        description="Database role (NOLOGIN group) that may read, never secret values.",
+    )
+    role_daemon: str = Field(
+        default="berth_daemon",
+        pattern=ROLE_PATTERN,
+        description=(
+            "Database role (NOLOGIN group) for Berth itself: reads and writes its tables and "
+            "secret values, and cannot change the schema (run `berth migrate` as the owner)."
+        ),
+    )
+    role_admin: str = Field(
+        default="berth_admin",
+        pattern=ROLE_PATTERN,
+        description=(
+            "Database role (NOLOGIN group): the operator's rights, plus `policy` and "
+            "`quotas`. Taken as given when schema 15 is made; rename later with ALTER ROLE."
         ),
     )
     allowed_bind_paths: list[str] = Field(
@@ -475,6 +508,16 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError("must be host:port, e.g. 127.0.0.1:9321")
         return value
+
+    @property
+    def database_roles(self) -> dict[str, str]:
+        """The role names by kind, for the migration that makes them."""
+        return {
+            "operator": self.role_operator,
+            "viewer": self.role_viewer,
+            "daemon": self.role_daemon,
+            "admin": self.role_admin,
+        }
 
     @property
     def http_host(self) -> str:

@@ -268,6 +268,9 @@ LISTEN berth_stream;
 -- name: listen_webhooks
 LISTEN berth_webhooks;
 
+-- name: set_local_setting
+SELECT set_config(%(name)s, %(value)s, true);
+
 -- name: set_session_setting
 SELECT set_config(%(name)s, %(value)s, false);
 

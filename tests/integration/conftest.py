@@ -200,8 +200,8 @@ def start_daemon(cluster: str, database_url: str, sql: Sql) -> Iterator[Callable
     """Start an in-process daemon with settings overridden for this test; stopped after."""
     started: list[Daemon] = []
 
-    def start(**overrides: Any) -> Daemon:
-        running = Daemon(settings_for(cluster, database_url, **overrides), database_url)
+    def start(url: str = database_url, **overrides: Any) -> Daemon:
+        running = Daemon(settings_for(cluster, url, **overrides), url)
         running.start()
         started.append(running)
         return running
