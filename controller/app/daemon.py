@@ -43,6 +43,7 @@ from controller.loop import faults
 from controller.loop.builder import BuildDispatcher
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
+from controller.loop.janitor import Janitor
 from controller.loop.leadership import Leadership
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
@@ -57,6 +58,7 @@ from controller.observability.metrics import IS_LEADER, LEADER_CHANGES, LEADER_T
 
 log = structlog.get_logger("berth.daemon")
 RESYNC_JOB = "full-resync"
+JANITOR_JOB = "clean-up"
 NODE_REPORT_INTERVAL_S = 2.0
 
 
@@ -107,6 +109,7 @@ class Daemon:
             database_url,
         )
         self.storage = DockerStorage(self.docker)
+        self.janitor = Janitor(settings, self.database, self.storage, self.leadership)
         self.api = ApiServer(settings, database_url, self.docker) if settings.api_addr else None
         self.reconciler = Reconciler(
             settings,
@@ -194,6 +197,14 @@ class Daemon:
             max_instances=1,
             coalesce=True,
             next_run_time=datetime.now().astimezone(),
+        )
+        self.scheduler.add_job(
+            self.janitor.sweep,
+            "interval",
+            seconds=self.settings.retention_interval_s,
+            id=JANITOR_JOB,
+            max_instances=1,
+            coalesce=True,
         )
         self.scheduler.start()
         log.info(

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 
 from controller.gateways.postgres_api import ApiStore
 from controller.gateways.postgres_builds import BuildStore
+from controller.gateways.postgres_retention import RetentionStore
 from controller.gateways.postgres_revisions import RevisionStore
 from controller.gateways.postgres_sql import (
     MIGRATION_LOCK_NAME,
@@ -48,7 +49,7 @@ from controller.model.records import (
 )
 
 
-class Database(ApiStore, RevisionStore, BuildStore):
+class Database(ApiStore, RevisionStore, BuildStore, RetentionStore):
     """One method per use of the database; every method is retried when transient."""
 
     # --- schema -----------------------------------------------------------------------

@@ -140,6 +140,16 @@ class StorageEngine(Protocol):
     def remove_network(self, name: str, cluster: str) -> bool: ...
 
 
+class RetentionPort(Protocol):
+    """What the janitor prunes in Postgres (`gateways.postgres_retention`)."""
+
+    def prune_events(self, max_age_s: float, keep: int) -> int: ...
+
+    def prune_build_logs(self, max_age_s: float, keep: int) -> int: ...
+
+    def declared_networks(self) -> set[str]: ...
+
+
 class EventSource(Protocol):
     """Docker's event streams, for the watchers."""
 

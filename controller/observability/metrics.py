@@ -200,3 +200,10 @@ for _reason in RESTART_REASONS:
     CONTAINER_RESTARTS.labels(reason=_reason)
 for _change in ("elected", "deposed"):
     LEADER_CHANGES.labels(change=_change)
+CLEANUP_REMOVED = Counter(
+    "berth_cleanup_removed_total",
+    "What the leader's clean-up removed, by kind (events, build_log_lines, networks)",
+    ["kind"],
+)
+for _kind in ("events", "build_log_lines", "networks"):
+    CLEANUP_REMOVED.labels(kind=_kind)

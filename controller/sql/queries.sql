@@ -662,3 +662,36 @@ WHERE id = %(id)s;
 -- name: next_delivery_due
 SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp()) AS due_in_s
 FROM webhook_deliveries WHERE status = 'pending';
+
+-- name: prune_events
+-- Retention: events older than max_age_s, and those past the newest `keep` of their
+-- deployment, go (the index on (deployment, id DESC) serves the ranking).
+WITH ranked AS (
+    SELECT id, at, row_number() OVER (PARTITION BY deployment ORDER BY id DESC) AS newest
+    FROM deployment_events
+), gone AS (
+    DELETE FROM deployment_events e USING ranked r
+    WHERE e.id = r.id
+      AND (r.newest > %(keep)s OR r.at < now() - make_interval(secs => %(max_age_s)s))
+    RETURNING 1
+)
+SELECT count(*) AS removed FROM gone;
+
+-- name: prune_build_logs
+-- Retention: the log lines of finished builds older than max_age_s, or past the newest
+-- `keep` finished builds of their deployment. The builds rows (outcome, error) stay.
+WITH finished AS (
+    SELECT id, finished_at,
+           row_number() OVER (PARTITION BY deployment ORDER BY id DESC) AS newest
+    FROM builds WHERE status IN ('succeeded', 'failed', 'cancelled', 'dead')
+), gone AS (
+    DELETE FROM build_logs l USING finished f
+    WHERE l.build_id = f.id
+      AND (f.newest > %(keep)s OR f.finished_at < now() - make_interval(secs => %(max_age_s)s))
+    RETURNING 1
+)
+SELECT count(*) AS removed FROM gone;
+
+-- name: select_declared_networks
+SELECT DISTINCT n.value #>> '{}' AS network
+FROM deployments d, jsonb_array_elements(d.networks) n;

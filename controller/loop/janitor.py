@@ -1,0 +1,87 @@
+"""The janitor: the leader's periodic clean-up of what Berth made and no longer needs.
+
+Scheduled by the daemon every BERTH_RETENTION_INTERVAL_S; does nothing on a follower. One
+sweep prunes old deployment events and build log lines (by age and by count per
+deployment, BERTH_EVENTS_* and BERTH_BUILD_LOGS_*) and removes the networks Berth made
+that no deployment declares and no container uses. Images Berth built are pruned by the
+build dispatcher (BERTH_IMAGE_RETENTION), named volumes when their deployment is deleted
+(unless retained), containers by the reconciler. Everything removed here is found by
+Berth's labels and the cluster's name first: nothing Berth did not make is touched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+
+from controller.loop.ports import FenceSource, RetentionPort, StorageEngine
+from controller.model.errors import BerthError, Deposed
+from controller.model.names import network_name
+from controller.model.settings import Settings
+from controller.observability.metrics import CLEANUP_REMOVED
+
+log = structlog.get_logger("berth.janitor")
+
+
+@dataclass(frozen=True)
+class Swept:
+    events: int = 0
+    build_log_lines: int = 0
+    networks: tuple[str, ...] = ()
+
+
+class Janitor:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RetentionPort,
+        storage: StorageEngine,
+        leadership: FenceSource,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.leadership = leadership
+
+    def sweep(self) -> Swept | None:
+        """One clean-up if this replica leads; None otherwise or when it failed (logged:
+        the next sweep tries again)."""
+        try:
+            self.leadership.fence()
+        except Deposed:
+            return None
+        try:
+            swept = self._sweep()
+        except BerthError as error:
+            log.warning("clean-up failed", error=str(error))
+            return None
+        CLEANUP_REMOVED.labels(kind="events").inc(swept.events)
+        CLEANUP_REMOVED.labels(kind="build_log_lines").inc(swept.build_log_lines)
+        CLEANUP_REMOVED.labels(kind="networks").inc(len(swept.networks))
+        if swept.events or swept.build_log_lines or swept.networks:
+            log.info(
+                "cleaned up",
+                events=swept.events,
+                build_log_lines=swept.build_log_lines,
+                networks=list(swept.networks),
+            )
+        return swept
+
+    def _sweep(self) -> Swept:
+        settings = self.settings
+        events = self.store.prune_events(
+            settings.events_max_age_s, settings.events_max_per_deployment
+        )
+        lines = self.store.prune_build_logs(
+            settings.build_logs_max_age_s, settings.build_logs_max_builds
+        )
+        wanted = {
+            network_name(network, settings.cluster) for network in self.store.declared_networks()
+        }
+        removed = tuple(
+            name
+            for name in self.storage.unused_networks(settings.cluster, wanted)
+            if self.storage.remove_network(name, settings.cluster)
+        )
+        return Swept(events, lines, removed)
