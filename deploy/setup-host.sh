@@ -94,6 +94,15 @@ command -v promtool >/dev/null 2>&1 || apt_install prometheus
 command -v chromium >/dev/null 2>&1 || apt_install chromium
 command -v chromedriver >/dev/null 2>&1 || apt_install chromium-driver
 
+# The image tests build the Dockerfile FROM a Debian base image made here from Debian's
+# packages (debootstrap, `docker import`; once, then reused) and run deploy/docker-compose.yml
+# with Debian's docker-compose.
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+if ! docker image inspect berth-base/debian:bookworm >/dev/null 2>&1; then
+  log "making the Debian base image berth-base/debian:bookworm (debootstrap; a few minutes, once)"
+  bash deploy/build-image.sh --base-only
+fi
+
 # 4. Python: a virtualenv with Berth and its test dependencies.
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtualenv $VENV"

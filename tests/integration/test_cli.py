@@ -18,7 +18,10 @@ pytestmark = pytest.mark.integration
 
 def test_apply_get_describe_delete(daemon: Daemon, sql: Sql, tmp_path: Path) -> None:
     spec = tmp_path / "web.yaml"
-    spec.write_text(f"name: cliweb\nimage: {EXAMPLE_IMAGE}\nreplicas: 2\nenv:\n  A: b\n")
+    spec.write_text(
+        f"name: cliweb\nimage: {EXAMPLE_IMAGE}\nreplicas: 2\nenv:\n  A: b\n"
+        "resources:\n  memory: 64Mi\nvolumes:\n  - name: data\n    target: /data\n"
+    )
     applied = berth(sql.url, "apply", "-f", str(spec))
     assert applied.returncode == 0, applied.stderr
     assert "deployment/cliweb created (generation 1)" in applied.stdout
@@ -34,6 +37,9 @@ def test_apply_get_describe_delete(daemon: Daemon, sql: Sql, tmp_path: Path) -> 
     )
     table = berth(sql.url, "get").stdout
     assert "cliweb" in table and "active" in table and "2/2" in table
+    human = berth(sql.url, "describe", "cliweb").stdout
+    assert '"resources": {"memory": "64Mi"}' in human, human
+    assert '"volumes": [{"name": "data", "target": "/data"}]' in human, human
 
     described = json.loads(berth(sql.url, "describe", "cliweb", "-o", "json").stdout)
     assert described["spec"]["env"] == {"A": "b"}

@@ -114,8 +114,8 @@ BEGIN
     NEW.init := coalesce(NEW.init, false);
     NEW.privileged := coalesce(NEW.privileged, false);
 
-    -- resources
-    NEW.resources := coalesce(NEW.resources, '{}'::jsonb);
+    -- resources (a null field is an absent one: clients that write every field send them)
+    NEW.resources := jsonb_strip_nulls(coalesce(NEW.resources, '{}'::jsonb));
     IF jsonb_typeof(NEW.resources) <> 'object' THEN
         PERFORM berth_refuse('resources', format('must be an object {"memory", "cpus", "pids"}, got %s', jsonb_typeof(NEW.resources)));
     END IF;
@@ -140,7 +140,7 @@ BEGIN
     END IF;
 
     -- volumes
-    NEW.volumes := coalesce(NEW.volumes, '[]'::jsonb);
+    NEW.volumes := jsonb_strip_nulls(coalesce(NEW.volumes, '[]'::jsonb));
     IF jsonb_typeof(NEW.volumes) <> 'array' THEN
         PERFORM berth_refuse('volumes', format('must be a JSON array, got %s', jsonb_typeof(NEW.volumes)));
     END IF;
