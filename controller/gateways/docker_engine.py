@@ -61,6 +61,7 @@ _SPEC_CAUSED_START_FAILURES = (
     "executable file not found",
     "no such file or directory",
     "permission denied",
+    "operation not permitted",  # the runtime may not grant what the spec asks (privileged)
 )
 
 

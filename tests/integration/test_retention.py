@@ -137,8 +137,8 @@ def test_the_janitor_prunes_history_and_berths_leftovers_only(
     assert not [n for n in containers.api.networks(names=[network]) if n["Name"] == network]
     still_there(containers.api, foreign)
 
-    # A container carrying Berth's labels for this cluster, of no deployment: it goes at
-    # the next resync; the foreign one of the same look stays.
+    # An exited container carrying Berth's labels for this cluster, of no deployment: it
+    # goes at the next resync; the foreign exited one of the same look stays.
     ghost = containers.api.create_container(
         EXAMPLE_IMAGE,
         ["true"],
@@ -150,6 +150,8 @@ def test_the_janitor_prunes_history_and_berths_leftovers_only(
             "io.berth.spec-hash": "0" * 16,
         },
     )["Id"]
+    containers.api.start(ghost)
+    assert containers.api.wait(ghost, timeout=30)["StatusCode"] == 0, "it ran and exited"
     daemon.controller.request_resync()
     wait_for(lambda: not containers.find("ghost"), what="the ghost container removed")
     assert ghost not in {c["Id"] for c in containers.api.containers(all=True)}

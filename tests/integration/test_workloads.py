@@ -162,3 +162,41 @@ def test_a_bind_outside_the_allow_list_fails_naming_the_field(
     assert status["failure_kind"] == "permanent"
     assert containers.find("outside") == []
     wait_for(lambda: sql.converged("fine"), what="another deployment converged meanwhile")
+
+
+def test_what_policy_allows_reaches_docker_and_nothing_more(
+    daemon: Daemon, sql: Sql, containers: Containers
+) -> None:
+    sql(
+        "INSERT INTO policy (deployment, allow, reason) VALUES"
+        " ('agent', '{host_pid,devices,cap:NET_ADMIN}', 'a node agent'),"
+        " ('root', '{privileged}', 'a privileged tool')"
+    )
+    sql.insert(
+        "agent", command=SLEEPER, pid_mode="host", devices=["/dev/null"], cap_add=["NET_ADMIN"]
+    )
+    sql.insert("isolated", command=SLEEPER, network_mode="none", ipc_mode="shareable")
+    sql.insert("root", command=SLEEPER, privileged=True)
+    for name in ("agent", "isolated"):
+        wait_for(partial(sql.converged, name), what=f"{name} converged")
+    agent = inspect(containers, "agent")["HostConfig"]
+    assert agent["PidMode"] == "host" and agent["Privileged"] is False
+    assert agent["CapAdd"] == ["NET_ADMIN"]
+    assert agent["Devices"] == [
+        {"PathOnHost": "/dev/null", "PathInContainer": "/dev/null", "CgroupPermissions": "rwm"}
+    ]
+    isolated = inspect(containers, "isolated")
+    assert isolated["HostConfig"]["NetworkMode"] == "none"
+    assert isolated["HostConfig"]["IpcMode"] == "shareable"
+    # Privileged mode reaches Docker. Whether the runtime may grant it is the host's
+    # business: this machine's sandbox refuses ("unable to apply caps: operation not
+    # permitted"), which fails the deployment for good with the runtime's reason.
+    status = wait_for(
+        lambda: (s := sql.status("root")) and s["phase"] in ("active", "failed") and s,
+        what="root settled",
+    )
+    [created] = containers.find("root")
+    assert containers.api.inspect_container(created["Id"])["HostConfig"]["Privileged"] is True
+    if status["phase"] == "failed":
+        assert status["failure_kind"] == "permanent", status["message"]
+        assert "operation not permitted" in status["message"]
