@@ -11,7 +11,10 @@ SELECT coalesce(d.name, s.name) AS name,
        d.source, d.priority, d.routes, d.rollout,
        d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
        d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
-       d.devices, berth_secret_versions(d.env) AS secret_versions,
+       d.devices,
+       -- (the lookup only for an env that may hold a reference: most hold none)
+       CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
+           AS secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -39,7 +42,10 @@ SELECT wanted.name,
        d.source, d.priority, d.routes, d.rollout,
        d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", d.read_only,
        d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, d.pid_mode, d.ipc_mode,
-       d.devices, berth_secret_versions(d.env) AS secret_versions,
+       d.devices,
+       -- (the lookup only for an env that may hold a reference: most hold none)
+       CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
+           AS secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
