@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import api, builds, chaos, rollouts, scenarios
+from controller.bench import api, builds, chaos, fullread, rollouts, scenarios
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
@@ -36,6 +36,7 @@ SCENARIOS = (
     "build",
     "rollout",
     "api",
+    "fullread",
     "failover",
 )
 # Run only when named: it stops and starts engines and databases, and takes minutes.
@@ -60,6 +61,8 @@ class BenchOptions:
     build_queue: int = 10
     rollout_updates: int = 10
     rollout_fleet: int = 20
+    fullread_deployments: int = 1000
+    fullread_rounds: int = 30
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -81,6 +84,8 @@ class BenchOptions:
             build_queue=3,
             rollout_updates=2,
             rollout_fleet=2,
+            fullread_deployments=20,
+            fullread_rounds=2,
         )
 
 
@@ -141,6 +146,12 @@ def run(names: list[str], options: BenchOptions) -> None:
         env = Environment(options.database_url)
         try:
             api.run(env, api.ApiSizes.smoke() if options.tiny else api.ApiSizes())
+        finally:
+            env.close()
+    if "fullread" in names:
+        env = Environment(options.database_url)
+        try:
+            fullread.run(env, options.fullread_deployments, options.fullread_rounds)
         finally:
             env.close()
     if "failover" in names:

@@ -27,6 +27,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "build",
             "rollout",
             "api",
+            "fullread",
         ],
         capture_output=True,
         text=True,
@@ -38,7 +39,8 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
     builds = ("== build: source -> running", "== build: 3 builds queued")
     rollouts = ("== rollout: 2 image updates", "== rollout: 2 deployments x 3 replicas")
     api = ("== api: GET /api/v1/deployments", "== api: SQL commit -> SSE", "== api: cold converge")
-    for heading in (*headings, *builds, *rollouts, *api):
+    reads = ("== full read: 20 deployments", "full read + parse, p50 (ms)")
+    for heading in (*headings, *builds, *rollouts, *api, *reads):
         assert heading in result.stdout, heading
     assert "Swarm" in result.stdout
     assert "full resync wall time" in result.stdout
