@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from controller.app.daemon import Daemon
+from controller.gateways.postgres import Database
 from controller.model.settings import Settings
 from tests.integration.conftest import (
     RUN_ID,
@@ -141,3 +142,33 @@ def test_quotas_cap_replicas_memory_and_cpus_per_label(sql: Sql) -> None:
     sql.insert("worker", replicas=2, labels=team, resources={"memory": "128Mi", "cpus": 0.5})
     sql.insert("other", replicas=10, labels={"team": "search"})  # no quota of its own
     assert sql("SELECT count(*) AS n FROM deployments")[0]["n"] == 3
+
+
+def test_an_upgrade_by_a_role_that_may_not_create_roles_still_migrates(
+    postgres_server_url: str,
+) -> None:
+    """The schema is made and the grants wait (a WARNING says what to run): an upgrade of a
+    running installation must not fail on roles."""
+    owner, database = f"t{RUN_ID}_owner", f"berth_roles_{RUN_ID}"
+    roles = {
+        kind: f"t{RUN_ID}_missing_{kind}" for kind in ("operator", "viewer", "daemon", "admin")
+    }
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{owner}" LOGIN')
+        conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+    try:
+        url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=database, user=owner)
+        migrated = Database(url, pool_size=1)
+        try:
+            assert migrated.migrate(roles)[-1] >= 15
+        finally:
+            migrated.close()
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            made = conn.execute(
+                "SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", [list(roles.values())]
+            ).fetchone()
+            assert made == (0,)
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')

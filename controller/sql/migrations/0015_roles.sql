@@ -39,14 +39,29 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = each_role) THEN
             BEGIN
                 EXECUTE format('CREATE ROLE %I NOLOGIN', each_role);
-            EXCEPTION WHEN duplicate_object THEN
-                NULL;  -- made meanwhile by a migration of another database of this server
+            EXCEPTION
+                WHEN duplicate_object THEN
+                    NULL;  -- made meanwhile by a migration of another database of this server
+                WHEN insufficient_privilege THEN
+                    -- An upgrade run by a role that may not create roles must not fail: the
+                    -- schema is made, the grants wait for an administrator.
+                    RAISE WARNING 'role % does not exist and % may not create roles: no grants made. As an administrator: CREATE ROLE % NOLOGIN (and the other three of berth_roles), then SELECT berth_grant_roles();',
+                        each_role, current_user, each_role;
+                    RETURN;
             END;
         END IF;
-        EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), each_role);
+        BEGIN
+            EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), each_role);
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'could not grant CONNECT on database % to %: the database''s owner may', current_database(), each_role;
+        END;
         EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', current_schema(), each_role);
     END LOOP;
-    EXECUTE format('GRANT %I TO %I', operator_role, admin_role);
+    BEGIN
+        EXECUTE format('GRANT %I TO %I', operator_role, admin_role);
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'could not make % a member of %: an administrator may (GRANT % TO %)', admin_role, operator_role, operator_role, admin_role;
+    END;
 
     -- Berth's own role: every table, sequence and function of the schema.
     EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA %I TO %I', current_schema(), daemon_role);
