@@ -90,11 +90,12 @@ class Daemon:
         self.engine = EngineHistory()
         self.proxy = ProxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
         self.routes = RouteKeeper(self.proxy, settings.proxy_http_addr)
+        self.image_builder = DockerBuilder(self.docker, settings.build_timeout_s)
         self.builds = BuildDispatcher(
             settings,
             self.database,
             GitGateway(settings.source_timeout_s),
-            DockerBuilder(self.docker, settings.build_timeout_s),
+            self.image_builder,
             Workspaces(settings.workspace_dir, settings.cluster),
             self.leadership,
             self.stopping,
@@ -109,7 +110,9 @@ class Daemon:
             database_url,
         )
         self.storage = DockerStorage(self.docker)
-        self.janitor = Janitor(settings, self.database, self.storage, self.leadership)
+        self.janitor = Janitor(
+            settings, self.database, self.storage, self.leadership, self.image_builder
+        )
         self.api = ApiServer(settings, database_url, self.docker) if settings.api_addr else None
         self.reconciler = Reconciler(
             settings,

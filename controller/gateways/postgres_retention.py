@@ -26,3 +26,8 @@ class RetentionStore(Pool):
     def declared_networks(self) -> set[str]:
         """Every network some deployment declares (`deployments.networks`)."""
         return {str(row["network"]) for row in self._run("select_declared_networks")}
+
+    def deleted_built_deployments(self) -> list[str]:
+        """Deployments, deleted since, that Berth built images for."""
+        rows = self._run("select_deleted_built_deployments")
+        return sorted(str(row["deployment"]) for row in rows)

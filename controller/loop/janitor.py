@@ -2,10 +2,11 @@
 
 Scheduled by the daemon every BERTH_RETENTION_INTERVAL_S; does nothing on a follower. One
 sweep prunes old deployment events and build log lines (by age and by count per
-deployment, BERTH_EVENTS_* and BERTH_BUILD_LOGS_*) and removes the networks Berth made
-that no deployment declares and no container uses. Images Berth built are pruned by the
-build dispatcher (BERTH_IMAGE_RETENTION), named volumes when their deployment is deleted
-(unless retained), containers by the reconciler. Everything removed here is found by
+deployment, BERTH_EVENTS_* and BERTH_BUILD_LOGS_*), removes the networks Berth made that no
+deployment declares and no container uses, and the images Berth built for deployments
+deleted since. The images of a live deployment are pruned by the build dispatcher
+(BERTH_IMAGE_RETENTION), named volumes when their deployment is deleted (unless retained),
+containers by the reconciler. Everything removed here is found by
 Berth's labels and the cluster's name first: nothing Berth did not make is touched.
 """
 
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller.loop.ports import FenceSource, RetentionPort, StorageEngine
+from controller.loop.ports import BuiltImages, FenceSource, RetentionPort, StorageEngine
 from controller.model.errors import BerthError, Deposed
-from controller.model.names import network_name
+from controller.model.names import build_repository, network_name
 from controller.model.settings import Settings
 from controller.observability.metrics import CLEANUP_REMOVED
 
@@ -29,6 +30,7 @@ class Swept:
     events: int = 0
     build_log_lines: int = 0
     networks: tuple[str, ...] = ()
+    images: int = 0
 
 
 class Janitor:
@@ -38,10 +40,12 @@ class Janitor:
         store: RetentionPort,
         storage: StorageEngine,
         leadership: FenceSource,
+        images: BuiltImages,
     ) -> None:
         self.settings = settings
         self.store = store
         self.storage = storage
+        self.images = images
         self.leadership = leadership
 
     def sweep(self) -> Swept | None:
@@ -59,12 +63,14 @@ class Janitor:
         CLEANUP_REMOVED.labels(kind="events").inc(swept.events)
         CLEANUP_REMOVED.labels(kind="build_log_lines").inc(swept.build_log_lines)
         CLEANUP_REMOVED.labels(kind="networks").inc(len(swept.networks))
-        if swept.events or swept.build_log_lines or swept.networks:
+        CLEANUP_REMOVED.labels(kind="images").inc(swept.images)
+        if swept.events or swept.build_log_lines or swept.networks or swept.images:
             log.info(
                 "cleaned up",
                 events=swept.events,
                 build_log_lines=swept.build_log_lines,
                 networks=list(swept.networks),
+                images=swept.images,
             )
         return swept
 
@@ -84,4 +90,13 @@ class Janitor:
             for name in self.storage.unused_networks(settings.cluster, wanted)
             if self.storage.remove_network(name, settings.cluster)
         )
-        return Swept(events, lines, removed)
+        images = 0
+        for deployment in self.store.deleted_built_deployments():
+            repository = build_repository(deployment, settings.cluster) + ":"
+            for image in self.images.built_images(deployment, settings.cluster):
+                tags = image.get("RepoTags") or []
+                assert isinstance(tags, list)
+                for tag in tags:  # by tag: an image also tagged elsewhere loses only this name
+                    if str(tag).startswith(repository):
+                        images += self.images.remove_image(str(tag))  # in use: kept
+        return Swept(events, lines, removed, images)

@@ -149,6 +149,16 @@ class RetentionPort(Protocol):
 
     def declared_networks(self) -> set[str]: ...
 
+    def deleted_built_deployments(self) -> list[str]: ...
+
+
+class BuiltImages(Protocol):
+    """Images Berth built (`gateways.docker_builds.DockerBuilder`)."""
+
+    def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]: ...
+
+    def remove_image(self, image_id: str) -> bool: ...
+
 
 class EventSource(Protocol):
     """Docker's event streams, for the watchers."""

@@ -202,8 +202,8 @@ for _change in ("elected", "deposed"):
     LEADER_CHANGES.labels(change=_change)
 CLEANUP_REMOVED = Counter(
     "berth_cleanup_removed_total",
-    "What the leader's clean-up removed, by kind (events, build_log_lines, networks)",
+    "What the leader's clean-up removed, by kind (events, build_log_lines, networks, images)",
     ["kind"],
 )
-for _kind in ("events", "build_log_lines", "networks"):
+for _kind in ("events", "build_log_lines", "networks", "images"):
     CLEANUP_REMOVED.labels(kind=_kind)

@@ -701,3 +701,8 @@ SELECT count(*) AS removed FROM gone;
 -- name: select_declared_networks
 SELECT DISTINCT n.value #>> '{}' AS network
 FROM deployments d, jsonb_array_elements(d.networks) n;
+
+-- name: select_deleted_built_deployments
+-- Deployments Berth built images for that no longer exist: their images are the janitor's.
+SELECT DISTINCT b.deployment FROM builds b
+WHERE b.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.name = b.deployment);

@@ -5,6 +5,7 @@ did not make is touched, with foreign containers, images, volumes and networks p
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -54,6 +55,16 @@ def foreign(docker_api: docker.APIClient, cluster: str) -> Iterator[dict[str, st
     for key in ("network", "other_cluster_network"):
         with contextlib.suppress(docker.errors.APIError):
             docker_api.remove_network(made[key])
+
+
+def built_image(api: docker.APIClient, cluster: str, deployment: str) -> str:
+    """An image of its own (a distinct id), as a build of Berth's would be."""
+    dockerfile = f"FROM {EXAMPLE_IMAGE}\nLABEL {TEST_LABEL}={cluster} built-for={deployment}\n"
+    for _ in api.build(fileobj=io.BytesIO(dockerfile.encode()), rm=True, decode=True,
+                       labels={TEST_LABEL: cluster}):  # fmt: skip
+        pass
+    [image] = api.images(filters={"label": [f"built-for={deployment}", f"{TEST_LABEL}={cluster}"]})
+    return str(image["Id"])
 
 
 def still_there(api: docker.APIClient, made: dict[str, str]) -> None:
@@ -127,6 +138,20 @@ def test_the_janitor_prunes_history_and_berths_leftovers_only(
     network = f"berth-{cluster}-net-backend"
     assert containers.api.networks(names=[network]), "kept until the clean-up"
 
+    # Images Berth built: one for a deployment deleted since (it goes), one for a live one
+    # (the dispatcher's retention keeps those).
+    built = {}
+    for deployment in ("gone", "live"):
+        tag = f"berth-build/{cluster}-{deployment}:0123456789ab"
+        containers.api.tag(built_image(containers.api, cluster, deployment), tag)
+        sql(
+            "INSERT INTO builds (deployment, generation, source, source_key, status, image)"
+            " VALUES (%s, 1, '{}', 'k', 'succeeded', %s)",
+            [deployment, tag],
+        )
+        built[deployment] = tag
+    sql.insert("live", command=["sleep", "3600"], replicas=0)
+
     swept = wait_for(daemon.janitor.sweep, what="a sweep as the leader")
     after = counts(sql, "archive")
     assert after["events"] == 15, "past the newest 20: 10 went; older than 30 days: 5 went"
@@ -134,6 +159,9 @@ def test_the_janitor_prunes_history_and_berths_leftovers_only(
     assert after["lines"] == 100, "past the newest 2 builds: 1 went; older than 14 days: 1"
     assert after["builds"] == 3, "the builds rows (their outcome) stay"
     assert swept.networks == (network,)
+    assert swept.images == 1
+    assert not containers.api.images(name=built["gone"].split(":")[0])
+    assert containers.api.inspect_image(built["live"])
     assert not [n for n in containers.api.networks(names=[network]) if n["Name"] == network]
     still_there(containers.api, foreign)
 
@@ -156,4 +184,4 @@ def test_the_janitor_prunes_history_and_berths_leftovers_only(
     wait_for(lambda: not containers.find("ghost"), what="the ghost container removed")
     assert ghost not in {c["Id"] for c in containers.api.containers(all=True)}
     still_there(containers.api, foreign)
-    assert daemon.janitor.sweep() == type(swept)(0, 0, ())
+    assert daemon.janitor.sweep() == type(swept)(0, 0, (), 0)
