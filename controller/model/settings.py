@@ -285,8 +285,8 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Seconds between the leader's clean-ups (old events and build logs, networks no "
-            "deployment uses). Ten minutes: retention is about days, and each pass is a few "
-            "indexed deletes."
+            "deployment uses, images built for deleted deployments). Ten minutes: retention "
+            "is about days, and each pass is a few indexed deletes and list calls."
         ),
     )
     events_max_age_s: float = Field(
