@@ -19,11 +19,7 @@ from controller.gateways.postgres_sql import queries
 from controller.model.records import DeploymentRecord
 from controller.model.spec import parse_spec
 
-ADDED_COLUMNS = (
-    '       d.resources, d.volumes, d.networks, d.stop_signal, d.stop_grace_s, d."user", '
-    "d.read_only,\n       d.cap_add, d.cap_drop, d.init, d.privileged, d.network_mode, "
-    "d.pid_mode, d.ipc_mode,\n       d.devices,\n"
-)
+ADDED_COLUMNS = "       CASE WHEN d.name IS NOT NULL THEN berth_workload_of(d) END AS workload,\n"
 
 
 def baseline_query() -> str:

@@ -72,10 +72,11 @@ class DeploymentRecord:
                     "priority",
                     "routes",
                     "rollout",
-                    *WORKLOAD_FIELDS,
                 )
                 if key in row
             }
+            # schema 12's fields, those a row sets (`berth_workload_of`), or the columns
+            spec.update(row.get("workload") or {k: row[k] for k in WORKLOAD_FIELDS if k in row})
         return cls(
             name=row["name"],
             present=row["present"],
