@@ -19,7 +19,7 @@ from controller.gateways.postgres_sql import queries
 from controller.model.records import DeploymentRecord
 from controller.model.spec import parse_spec
 
-ADDED_COLUMNS = "       CASE WHEN d.name IS NOT NULL THEN berth_workload_of(d) END AS workload,\n"
+ADDED_COLUMNS = "       berth_workload_of(d) AS workload,\n"
 
 
 def baseline_query() -> str:

@@ -9,7 +9,7 @@ SELECT coalesce(d.name, s.name) AS name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
-       CASE WHEN d.name IS NOT NULL THEN berth_workload_of(d) END AS workload,
+       berth_workload_of(d) AS workload,
        -- (the lookup only for an env that may hold a reference: most hold none)
        CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
            AS secret_versions,
@@ -38,7 +38,7 @@ SELECT wanted.name,
        d.name IS NOT NULL AS present,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
-       CASE WHEN d.name IS NOT NULL THEN berth_workload_of(d) END AS workload,
+       berth_workload_of(d) AS workload,
        -- (the lookup only for an env that may hold a reference: most hold none)
        CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
            AS secret_versions,

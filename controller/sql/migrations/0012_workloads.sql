@@ -31,16 +31,23 @@ COMMENT ON COLUMN deployments.networks IS
     'User-defined networks Berth makes, e.g. ["backend"]: each replica joins with the deployment''s name as its DNS alias.';
 
 -- The workload fields a row sets, as one object without those at their defaults: what the
--- daemon's full read fetches (most rows set none: one small value instead of 15 columns).
+-- daemon's full read fetches: null for the many rows that set none (the guard costs less
+-- than building an object per row, and one null less than decoding 15 columns).
 CREATE FUNCTION berth_workload_of(d deployments) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object(
-        'resources', nullif(d.resources, '{}'), 'volumes', nullif(d.volumes, '[]'),
-        'networks', nullif(d.networks, '[]'), 'stop_signal', d.stop_signal,
-        'stop_grace_s', d.stop_grace_s, 'user', d."user", 'read_only', nullif(d.read_only, false),
-        'cap_add', nullif(d.cap_add, '[]'), 'cap_drop', nullif(d.cap_drop, '[]'),
-        'init', nullif(d.init, false), 'privileged', nullif(d.privileged, false),
-        'network_mode', d.network_mode, 'pid_mode', d.pid_mode, 'ipc_mode', d.ipc_mode,
-        'devices', nullif(d.devices, '[]')))
+    SELECT CASE WHEN d.resources <> '{}' OR d.volumes <> '[]' OR d.networks <> '[]'
+                  OR d.stop_signal IS NOT NULL OR d.stop_grace_s IS NOT NULL OR d."user" IS NOT NULL
+                  OR d.read_only OR d.cap_add <> '[]' OR d.cap_drop <> '[]' OR d.init
+                  OR d.privileged OR d.network_mode IS NOT NULL OR d.pid_mode IS NOT NULL
+                  OR d.ipc_mode IS NOT NULL OR d.devices <> '[]'
+        THEN jsonb_strip_nulls(jsonb_build_object(
+            'resources', nullif(d.resources, '{}'), 'volumes', nullif(d.volumes, '[]'),
+            'networks', nullif(d.networks, '[]'), 'stop_signal', d.stop_signal,
+            'stop_grace_s', d.stop_grace_s, 'user', d."user", 'read_only', nullif(d.read_only, false),
+            'cap_add', nullif(d.cap_add, '[]'), 'cap_drop', nullif(d.cap_drop, '[]'),
+            'init', nullif(d.init, false), 'privileged', nullif(d.privileged, false),
+            'network_mode', d.network_mode, 'pid_mode', d.pid_mode, 'ipc_mode', d.ipc_mode,
+            'devices', nullif(d.devices, '[]')))
+    END
 $$;
 
 -- The capabilities Docker grants by default: adding one back (after cap_drop ALL) is safe.
