@@ -249,8 +249,8 @@ class DeploymentSpec(BaseModel):
             raise ValueError("networks: a network is listed twice")
         if self.networks and self.network_mode is not None:
             raise ValueError(f"networks: cannot be joined with network_mode {self.network_mode}")
-        if self.network_mode == "host" and (self.ports or self.routes):
-            raise ValueError("ports: cannot be published on the host's network")
+        if self.network_mode is not None and (self.ports or self.routes):
+            raise ValueError(f"ports: cannot be published with network_mode {self.network_mode}")
         return self
 
     @property

@@ -67,6 +67,10 @@ REFUSED = [
     ({"privileged": True}, "deployments.privileged: a privileged container owns the host"),
     ({"network_mode": "host"}, "deployments.network_mode: the host's network is refused"),
     ({"network_mode": "container:x"}, "deployments.network_mode: must be null"),
+    (
+        {"network_mode": "none", "ports": [{"container": 80}]},
+        "deployments.ports: cannot be published with network_mode 'none'",
+    ),
     ({"pid_mode": "host"}, "deployments.pid_mode: the host's PID namespace is refused"),
     ({"ipc_mode": "host"}, "deployments.ipc_mode: the host's IPC namespace is refused"),
     ({"devices": ["/dev/sda"]}, "deployments.devices[0]: host devices are refused"),

@@ -279,8 +279,8 @@ BEGIN
     IF NEW.network_mode = 'host' AND NOT 'host_network' = ANY (allowed) THEN
         PERFORM berth_refuse('network_mode', 'the host''s network is refused unless an administrator allows "host_network" for this deployment in policy');
     END IF;
-    IF NEW.network_mode = 'host' AND (jsonb_array_length(NEW.ports) > 0 OR jsonb_array_length(coalesce(NEW.routes, '[]')) > 0) THEN
-        PERFORM berth_refuse('ports', 'cannot be published on the host''s network (network_mode "host"); leave ports and routes empty');
+    IF NEW.network_mode IS NOT NULL AND (jsonb_array_length(NEW.ports) > 0 OR jsonb_array_length(coalesce(NEW.routes, '[]')) > 0) THEN
+        PERFORM berth_refuse('ports', format('cannot be published with network_mode %L (the host''s network, or none); leave ports and routes empty', NEW.network_mode));
     END IF;
     IF NEW.pid_mode IS NOT NULL AND NEW.pid_mode <> 'host' THEN
         PERFORM berth_refuse('pid_mode', format('must be null or "host", got %L', NEW.pid_mode));
