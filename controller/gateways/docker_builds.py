@@ -1,10 +1,11 @@
 """The Docker gateway's build side: `docker build` of a workspace, and Berth's built images.
 
-Used by the build job (`controller.loop.build_job`: `build`, `image_present`) and the build
-dispatcher (`controller.loop.builder`: retention, `built_images`, `remove_image`). The
-build runs the `docker` CLI (classic builder, `--force-rm`) in its own process group
-(`controller.gateways.commands`): killing it closes its connection, on which the engine
-stops the build and removes its intermediate container; output arrives line by line.
+Used by the build job (`controller.loop.build_job`: `build`, `image_present`), the build
+dispatcher (`controller.loop.builder`: retention, `built_images`, `remove_built`) and the
+janitor (a deleted deployment's images). The build runs the `docker` CLI (classic
+builder, `--force-rm`) in its own process group (`controller.gateways.commands`): killing
+it closes its connection, on which the engine stops the build and removes its intermediate
+container; output arrives line by line.
 Images are read and removed through docker-py's low-level API, and only images in Berth's
 build repositories (`controller.model.names.build_repository`) are ever removed.
 """
@@ -101,11 +102,23 @@ class DockerBuilder:
             images = self.docker.api.images(name=build_repository(deployment, cluster))
         return sorted(images, key=lambda image: int(str(image.get("Created") or 0)), reverse=True)
 
-    def remove_image(self, image_id: str) -> bool:
-        """Remove one built image unless a container uses it (then False: kept)."""
-        try:
-            with _translated("remove_image", image_id[:19]):
-                self.docker.api.remove_image(image_id, force=False, noprune=False)
-            return True
-        except (DockerConflict, DockerRejected, DockerServerError):
-            return False
+    def remove_built(self, image: dict[str, object], deployment: str, cluster: str) -> int:
+        """Remove a built image's names in `deployment`'s build repository (the image goes
+        with its last name; one also tagged elsewhere keeps that name); a name a container
+        uses is kept. How many names went."""
+        repository = build_repository(deployment, cluster) + ":"
+        tags = image.get("RepoTags")
+        names = (
+            [str(tag) for tag in tags if str(tag).startswith(repository)]
+            if isinstance(tags, list)
+            else []
+        )
+        removed = 0
+        for name in names:
+            try:
+                with _translated("remove_image", name):
+                    self.docker.api.remove_image(name, force=False, noprune=False)
+                removed += 1
+            except (DockerConflict, DockerRejected, DockerServerError):
+                continue
+        return removed

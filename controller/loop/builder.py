@@ -189,7 +189,7 @@ class BuildDispatcher:
         try:
             images = self.builder.built_images(deployment, self.settings.cluster)
             for image in images[self.settings.image_retention :]:
-                if self.builder.remove_image(str(image["Id"])):
+                if self.builder.remove_built(image, deployment, self.settings.cluster):
                     log.info(
                         "old built image removed",
                         deployment=deployment,

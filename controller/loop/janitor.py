@@ -18,7 +18,7 @@ import structlog
 
 from controller.loop.ports import BuiltImages, FenceSource, RetentionPort, StorageEngine
 from controller.model.errors import BerthError, Deposed
-from controller.model.names import build_repository, network_name
+from controller.model.names import network_name
 from controller.model.settings import Settings
 from controller.observability.metrics import CLEANUP_REMOVED
 
@@ -92,11 +92,6 @@ class Janitor:
         )
         images = 0
         for deployment in self.store.deleted_built_deployments():
-            repository = build_repository(deployment, settings.cluster) + ":"
             for image in self.images.built_images(deployment, settings.cluster):
-                tags = image.get("RepoTags") or []
-                assert isinstance(tags, list)
-                for tag in tags:  # by tag: an image also tagged elsewhere loses only this name
-                    if str(tag).startswith(repository):
-                        images += self.images.remove_image(str(tag))  # in use: kept
+                images += self.images.remove_built(image, deployment, settings.cluster)
         return Swept(events, lines, removed, images)

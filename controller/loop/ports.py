@@ -153,11 +153,12 @@ class RetentionPort(Protocol):
 
 
 class BuiltImages(Protocol):
-    """Images Berth built (`gateways.docker_builds.DockerBuilder`)."""
+    """Images Berth built (`gateways.docker_builds.DockerBuilder`): listed, and removed by
+    their names in the deployment's build repository."""
 
     def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]: ...
 
-    def remove_image(self, image_id: str) -> bool: ...
+    def remove_built(self, image: dict[str, object], deployment: str, cluster: str) -> int: ...
 
 
 class EventSource(Protocol):
@@ -240,7 +241,7 @@ class SourceFetcher(Protocol):
     ) -> str: ...
 
 
-class ImageBuilder(Protocol):
+class ImageBuilder(BuiltImages, Protocol):
     """Docker's build side (`controller.gateways.docker_builds.DockerBuilder`)."""
 
     def image_present(self, image: str) -> bool: ...
@@ -253,10 +254,6 @@ class ImageBuilder(Protocol):
         on_line: Callable[[str, str], None],
         cancelled: threading.Event,
     ) -> None: ...
-
-    def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]: ...
-
-    def remove_image(self, image_id: str) -> bool: ...
 
 
 class WorkspaceArea(Protocol):
