@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from controller.model.phases import Phase
-from controller.model.workload import WORKLOAD_FIELDS
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,7 @@ class DeploymentRecord:
                 )
                 if key in row
             }
-            # schema 12's fields, those a row sets (`berth_workload_of`), or the columns
-            spec.update(row.get("workload") or {k: row[k] for k in WORKLOAD_FIELDS if k in row})
+            spec.update(row.get("workload") or {})  # schema 12's fields a row sets
         return cls(
             name=row["name"],
             present=row["present"],

@@ -10,9 +10,7 @@ SELECT coalesce(d.name, s.name) AS name,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
        berth_workload_of(d) AS workload,
-       -- (the lookup only for an env that may hold a reference: most hold none)
-       CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
-           AS secret_versions,
+       d.secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,
@@ -39,9 +37,7 @@ SELECT wanted.name,
        d.image, d.command, d.env, d.ports, d.replicas, d.healthcheck, d.labels, d.generation,
        d.source, d.priority, d.routes, d.rollout,
        berth_workload_of(d) AS workload,
-       -- (the lookup only for an env that may hold a reference: most hold none)
-       CASE WHEN d.env::text LIKE '%%"secret"%%' THEN berth_secret_versions(d.env) END
-           AS secret_versions,
+       d.secret_versions,
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts,

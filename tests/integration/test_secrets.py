@@ -118,4 +118,6 @@ def test_references_are_checked_by_the_database(sql: Sql) -> None:
         sql("INSERT INTO secrets (name, value) VALUES ('Bad Name', 'x')")
     sql("UPDATE secrets SET value = 'hunter2-hunter2'")  # the same value: no new version
     assert sql("SELECT version FROM secrets")[0]["version"] == 1
-    assert sql("SELECT generation FROM deployments")[0]["generation"] == 1
+    sql("""UPDATE deployments SET secret_versions = '{"db-password": 9}'""")  # by hand: ignored
+    [row] = sql("SELECT generation, secret_versions FROM deployments")
+    assert row == {"generation": 1, "secret_versions": {"db-password": 1}}

@@ -1,8 +1,10 @@
 -- Berth schema, version 13: secrets. An operator writes a secret's value once in `secrets`;
 -- a deployment's env names it (`{"API_KEY": {"secret": "stripe-key"}}`) and never holds the
 -- value, so nothing that shows a spec (events, `berth describe`, the API, the stream) can
--- show it. The daemon reads values only when it creates a container. Changing a value bumps
--- the generation of every deployment that uses it: they roll out like any spec change.
+-- show it. The daemon reads values only when it creates a container. Each row keeps the
+-- versions of the secrets it references (`deployments.secret_versions`, owned by the
+-- database): a new value changes that column, so the generation of every deployment that
+-- uses the secret moves and they roll out like any spec change.
 
 CREATE TABLE secrets (
     name        text PRIMARY KEY
@@ -23,6 +25,31 @@ CREATE FUNCTION berth_secret_refs(env jsonb) RETURNS SETOF text LANGUAGE sql IMM
     SELECT e.value ->> 'secret' FROM jsonb_each(CASE WHEN jsonb_typeof(env) = 'object' THEN env ELSE '{}' END) e
     WHERE jsonb_typeof(e.value) = 'object'
 $$;
+
+-- The current version of each secret an env references.
+CREATE FUNCTION berth_secret_versions(env jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(s.name, s.version), '{}'::jsonb)
+    FROM secrets s WHERE s.name IN (SELECT berth_secret_refs(env))
+$$;
+
+-- Owned by the database, like `generation`: recomputed on every write of the row, so a
+-- value written by hand is replaced. berth_spec_of counts it as spec (every column but the
+-- bookkeeping does): a new version moves the generation, and the daemon reads it with the
+-- row into the spec hash.
+ALTER TABLE deployments ADD COLUMN secret_versions jsonb NOT NULL DEFAULT '{}'::jsonb;
+COMMENT ON COLUMN deployments.secret_versions IS
+    'The version of each secret env references, e.g. {"stripe-key": 3}; kept by the database, never set by hand.';
+
+CREATE FUNCTION berth_stamp_secret_versions() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.secret_versions := berth_secret_versions(NEW.env);
+    RETURN NEW;
+END
+$$;
+
+-- After the checks of env (10), before the generation (20).
+CREATE TRIGGER berth_18_secret_versions BEFORE INSERT OR UPDATE ON deployments
+    FOR EACH ROW EXECUTE FUNCTION berth_stamp_secret_versions();
 
 -- env (and labels) as version 1 checked them, except that an env value may also be a
 -- reference to an existing secret: exactly {"secret": "<name>"}.
@@ -59,7 +86,7 @@ BEGIN
 END
 $$;
 
--- A changed value: the next version, and every deployment using it a new generation.
+-- A changed value: the next version.
 CREATE FUNCTION berth_secret_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -87,14 +114,13 @@ $$;
 CREATE TRIGGER berth_10_version BEFORE INSERT OR UPDATE ON secrets
     FOR EACH ROW EXECUTE FUNCTION berth_secret_changed();
 
+-- ... and every deployment using it restamped: its secret_versions, then its generation,
+-- move (berth_18_secret_versions and berth_20_generation do it).
 CREATE FUNCTION berth_secret_rollout() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.version <> OLD.version THEN
-        -- berth_bump_generation reads this flag: the row's spec is the same, its secret is not.
-        PERFORM set_config('berth.secret_changed', 'on', true);
-        UPDATE deployments d SET updated_at = now()
+        UPDATE deployments d SET secret_versions = '{}'::jsonb
         WHERE NEW.name IN (SELECT berth_secret_refs(d.env));
-        PERFORM set_config('berth.secret_changed', '', true);
     END IF;
     RETURN NULL;
 END
@@ -119,31 +145,3 @@ $$;
 
 CREATE TRIGGER berth_10_in_use BEFORE DELETE ON secrets
     FOR EACH ROW EXECUTE FUNCTION berth_secret_in_use();
-
-CREATE OR REPLACE FUNCTION berth_bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-        NEW.generation := 1;
-        NEW.created_at := now();
-        NEW.updated_at := now();
-        RETURN NEW;
-    END IF;
-    NEW.created_at := OLD.created_at;
-    IF berth_spec_of(to_jsonb(NEW)) IS DISTINCT FROM berth_spec_of(to_jsonb(OLD))
-       OR current_setting('berth.secret_changed', true) = 'on' THEN
-        NEW.generation := OLD.generation + 1;
-        NEW.updated_at := now();
-    ELSE
-        NEW.generation := OLD.generation;
-        NEW.updated_at := OLD.updated_at;
-    END IF;
-    RETURN NEW;
-END
-$$;
-
--- The current version of each secret an env references: part of the spec hash, so a new
--- value means new containers. Read by the daemon's select_deployments.
-CREATE FUNCTION berth_secret_versions(env jsonb) RETURNS jsonb LANGUAGE sql STABLE AS $$
-    SELECT coalesce(jsonb_object_agg(s.name, s.version), '{}'::jsonb)
-    FROM secrets s WHERE s.name IN (SELECT berth_secret_refs(env))
-$$;

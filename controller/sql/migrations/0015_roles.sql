@@ -105,6 +105,7 @@ DECLARE
 BEGIN
     FOREACH fn IN ARRAY ARRAY['berth_record_deletion()', 'berth_cancel_orphaned_builds()',
                               'berth_priority_to_builds()', 'berth_secret_rollout()',
+                              'berth_stamp_secret_versions()',
                               'berth_secret_in_use()', 'berth_enforce_quotas()',
                               'berth_validate_limits()'] LOOP
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', fn, current_schema());
