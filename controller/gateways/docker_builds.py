@@ -27,7 +27,7 @@ from controller.model.errors import (
     DockerServerError,
     DockerUnavailable,
 )
-from controller.model.names import build_repository
+from controller.model.names import BUILD_REPOSITORY_PREFIX, build_repository
 from controller.policy.builds import failed_step
 
 # The classic builder: its "Step N/M" lines give progress; BuildKit is not installed with
@@ -101,6 +101,14 @@ class DockerBuilder:
         with _translated("list_images"):
             images = self.docker.api.images(name=build_repository(deployment, cluster))
         return sorted(images, key=lambda image: int(str(image.get("Created") or 0)), reverse=True)
+
+    @retry_transient
+    def every_built_image(self) -> list[dict[str, object]]:
+        """Every image named in Berth's build repositories (any deployment, any cluster):
+        one list call, for the janitor."""
+        with _translated("list_images"):
+            images = self.docker.api.images(filters={"reference": [f"{BUILD_REPOSITORY_PREFIX}*"]})
+        return list(images)
 
     def remove_built(self, image: dict[str, object], deployment: str, cluster: str) -> int:
         """Remove a built image's names in `deployment`'s build repository (the image goes

@@ -18,7 +18,7 @@ import structlog
 
 from controller.loop.ports import BuiltImages, FenceSource, RetentionPort, StorageEngine
 from controller.model.errors import BerthError, Deposed
-from controller.model.names import network_name
+from controller.model.names import build_repository, network_name
 from controller.model.settings import Settings
 from controller.observability.metrics import CLEANUP_REMOVED
 
@@ -90,8 +90,24 @@ class Janitor:
             for name in self.storage.unused_networks(settings.cluster, wanted)
             if self.storage.remove_network(name, settings.cluster)
         )
-        images = 0
-        for deployment in self.store.deleted_built_deployments():
-            for image in self.images.built_images(deployment, settings.cluster):
-                images += self.images.remove_built(image, deployment, settings.cluster)
-        return Swept(events, lines, removed, images)
+        return Swept(events, lines, removed, self._remove_deleted_deployments_images())
+
+    def _remove_deleted_deployments_images(self) -> int:
+        """Images Berth built for deployments deleted since: one list of every built image,
+        whatever the number of deleted deployments, matched by repository name."""
+        cluster = self.settings.cluster
+        deleted = {
+            build_repository(deployment, cluster): deployment
+            for deployment in self.store.deleted_built_deployments()
+        }
+        if not deleted:
+            return 0
+        removed = 0
+        for image in self.images.every_built_image():
+            tags = image.get("RepoTags")
+            names = (
+                {str(tag).rsplit(":", 1)[0] for tag in tags} if isinstance(tags, list) else set()
+            )
+            for repository in sorted(names & deleted.keys()):
+                removed += self.images.remove_built(image, deleted[repository], cluster)
+        return removed
