@@ -31,7 +31,7 @@ from controller.app.cli_common import (
 )
 from controller.app.cli_rollout import register as register_rollout_commands
 from controller.app.cli_tokens import register as register_token_commands
-from controller.app.operations import spec_document, workload_settings
+from controller.app.operations import shown_spec
 from controller.gateways.postgres import Database
 from controller.model.errors import InvalidSpec, NotFound
 from controller.model.settings import Settings
@@ -187,10 +187,7 @@ def describe(name: str, event_count: int, output: str) -> None:
                 click.echo(f"Image:       {spec['image']}")
             click.echo(f"Replicas:    {spec['replicas']}")
             click.echo(f"Generation:  {spec['generation']}")
-            shown = {k: spec[k] for k in ("command", "env", "ports", "healthcheck", "labels")}
-            shown["env"] = parse_spec(spec_document(spec)).shown_env()  # secrets by name only
-            shown.update(workload_settings(spec))
-            click.echo("Spec:        " + json.dumps(shown, default=str))
+            click.echo("Spec:        " + json.dumps(shown_spec(spec), default=str))
         else:
             click.echo("Spec:        (deleted; containers being removed)")
         if status:

@@ -91,8 +91,11 @@ def spec_document(row: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in row.items() if key not in BOOKKEEPING}
 
 
-def workload_settings(row: dict[str, Any]) -> dict[str, Any]:
-    """The workload fields (schema 12) a row sets, leaving out those at their defaults."""
+def shown_spec(row: dict[str, Any]) -> dict[str, Any]:
+    """A deployment row fit to show (`berth describe`): command, env with each secret as
+    `<secret:NAME>`, ports, healthcheck, labels, and the workload fields it sets."""
     spec = parse_spec(spec_document(row))
-    dumped = spec.model_dump(mode="json", include=set(WORKLOAD_FIELDS), exclude_defaults=True)
-    return dict(dumped)
+    shown = {key: row[key] for key in ("command", "ports", "healthcheck", "labels")}
+    shown["env"] = spec.shown_env()
+    shown.update(spec.model_dump(mode="json", include=set(WORKLOAD_FIELDS), exclude_defaults=True))
+    return shown
