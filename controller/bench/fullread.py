@@ -19,7 +19,11 @@ from controller.gateways.postgres_sql import queries
 from controller.model.records import DeploymentRecord
 from controller.model.spec import parse_spec
 
-ADDED_COLUMNS = "       berth_workload_of(d) AS workload,\n       d.secret_versions,\n"
+ADDED_COLUMNS = (
+    "       berth_workload_of(d) AS workload,\n"
+    "       nullif(d.secret_versions, '{}') AS secret_versions,"
+    "  -- most: none, nothing to decode\n"
+)
 
 
 def baseline_query() -> str:
