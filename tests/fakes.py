@@ -3,7 +3,7 @@
 `FakeStore` answers the calls of `controller.loop.ports.StateStore` as the named queries in
 controller/sql/queries.sql do (fencing by term, phase_updated_at moving only on a phase
 change, the stuck count per generation and its reset on a settled phase), and
-`FakeEngine` those of `ContainerEngine` as the Docker gateway does (idempotent create by
+`FakeRuntime` those of `Runtime` as the Docker gateway does (idempotent create by
 name, start of a running container, remove of a missing one). `Cluster` wires them with
 the real Reconciler, FullResync and Controller on one fake clock, and drives the queue
 single-threaded, advancing the clock to each delayed requeue, so a minute of the loop's
@@ -27,11 +27,11 @@ from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync, Release
 from controller.loop.workqueue import WorkQueue
 from controller.model.builds import BuildRecord, BuildStatus
-from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
 from controller.model.errors import (
     BerthError,
     Deposed,
     DockerConflict,
+    DockerRejected,
     DockerUnavailable,
     ImageUnavailable,
     NameTaken,
@@ -43,14 +43,23 @@ from controller.model.names import (
     LABEL_SPEC_HASH,
 )
 from controller.model.outcome import Outcome
-from controller.model.phases import Phase
+from controller.model.phases import SETTLED_PHASES, Phase
 from controller.model.records import (
     DeploymentRecord,
     Event,
     Fence,
     Intent,
+    MutationAction,
     MutationRecord,
+    Resolution,
     StatusWrite,
+)
+from controller.model.replicas import (
+    Health,
+    ObservedReplica,
+    ReplicaInspection,
+    ReplicaRequest,
+    RunState,
 )
 from controller.model.settings import Settings
 
@@ -105,7 +114,7 @@ class StoredIntent:
     id: int
     term: int
     deployment: str
-    action: str
+    action: MutationAction
     target: str
     outcome: str | None = None
     resolution: str | None = None
@@ -262,7 +271,7 @@ class FakeStore:
                     self.statuses[status.name] = stored
                 if stored.write.phase != status.phase:
                     stored.phase_updated_at = self.clock.wall()
-                if status.phase in (Phase.ACTIVE, Phase.FAILED):
+                if status.phase in SETTLED_PHASES:
                     stored.stuck_resumes = 0
                 stored.write = status
                 stored.leader_term = fence.term
@@ -277,7 +286,7 @@ class FakeStore:
 
     @contextmanager
     def mutation(
-        self, fence: Fence, deployment: str, action: str, target: str
+        self, fence: Fence, deployment: str, action: MutationAction, target: str
     ) -> Iterator[MutationRecord]:
         with self._lock:
             self._fence(fence)
@@ -312,7 +321,7 @@ class FakeStore:
         self,
         fence: Fence,
         intent: Intent,
-        resolution: str,
+        resolution: Resolution,
         event: Event,
         created: str | None = None,
     ) -> None:
@@ -449,9 +458,9 @@ class FakeStore:
 @dataclass
 class FakeContainer:
     id: str
-    request: ContainerRequest
+    request: ReplicaRequest
     created: int
-    state: str = "created"
+    state: RunState = RunState.CREATED
     started_at: float | None = None
     exit_code: int | None = None
     finished_at: float | None = None
@@ -467,7 +476,7 @@ class Behaviour:
 
 
 @dataclass
-class FakeEngine:
+class FakeRuntime:
     clock: FakeClock
     images: set[str] = field(default_factory=lambda: {"berth-example/busybox:1"})
     containers: dict[str, FakeContainer] = field(default_factory=dict)
@@ -486,8 +495,8 @@ class FakeEngine:
     def stop_everything(self) -> None:
         """What an engine going down does to its containers."""
         for container in self.containers.values():
-            if container.state == "running":
-                container.state, container.exit_code = "exited", 0
+            if container.state == RunState.RUNNING:
+                container.state, container.exit_code = RunState.EXITED, 0
                 container.finished_at = self.clock.wall().timestamp()
 
     def fail(self, call: str, *errors: BerthError) -> None:
@@ -502,22 +511,23 @@ class FakeEngine:
         if pending:
             raise pending.pop(0)
 
-    def _health(self, container: FakeContainer) -> str:
-        if container.request.healthcheck is None or container.state != "running":
-            return "none"
+    def _health(self, container: FakeContainer) -> Health:
+        if container.request.healthcheck is None or container.state != RunState.RUNNING:
+            return Health.NONE
         after = self.behaviour(container).healthy_after_s
         assert container.started_at is not None
         if after is None:
-            return "starting"  # a probe that never passes within its start period
-        return "healthy" if self.clock.elapsed - container.started_at >= after else "starting"
+            return Health.STARTING  # a probe that never passes within its start period
+        healthy = self.clock.elapsed - container.started_at >= after
+        return Health.HEALTHY if healthy else Health.STARTING
 
     def of(self, deployment: str) -> list[FakeContainer]:
         return [
             c for c in self.containers.values() if c.request.labels[LABEL_DEPLOYMENT] == deployment
         ]
 
-    # ContainerEngine --------------------------------------------------------------------------
-    def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]:
+    # Runtime ------------------------------------------------------------------------------
+    def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         self._call("list")
         found = []
         for container in self.containers.values():
@@ -525,7 +535,7 @@ class FakeEngine:
             if deployment is not None and labels.get(LABEL_DEPLOYMENT) != deployment:
                 continue
             found.append(
-                ObservedContainer(
+                ObservedReplica(
                     id=container.id,
                     name=container.request.name,
                     deployment=labels.get(LABEL_DEPLOYMENT),
@@ -539,13 +549,13 @@ class FakeEngine:
             )
         return found
 
-    def ensure_image(self, image: str) -> str:
+    def prepare_image(self, image: str) -> str:
         self._call("image")
         if image not in self.images:
             raise ImageUnavailable(f"image {image!r} is not present locally")
         return "present"
 
-    def create(self, request: ContainerRequest) -> str:
+    def place(self, request: ReplicaRequest) -> str:
         self._call("create")
         for container in self.containers.values():
             if container.request.name == request.name:
@@ -560,33 +570,33 @@ class FakeEngine:
         )
         return container_id
 
-    def start(self, container_id: str, from_state: str = "created") -> None:
+    def start(self, replica_id: str, from_state: RunState = RunState.CREATED) -> None:
         self._call("start")
-        container = self.containers[container_id]
+        container = self._existing(replica_id)
         behaviour = self.behaviour(container)
         container.started_at = self.clock.elapsed
         if behaviour.exit_code is not None:
-            container.state, container.exit_code = "exited", behaviour.exit_code
+            container.state, container.exit_code = RunState.EXITED, behaviour.exit_code
             container.finished_at = self.clock.wall().timestamp()
         else:
-            container.state, container.exit_code = "running", None
+            container.state, container.exit_code = RunState.RUNNING, None
 
-    def restart(self, container_id: str, stop_timeout_s: int) -> None:
-        self.start(container_id, "running")
+    def restart(self, replica_id: str, grace_s: int) -> None:
+        self.start(replica_id, RunState.RUNNING)
 
-    def remove(self, container_id: str, stop_timeout_s: int) -> None:
+    def retire(self, replica_id: str, grace_s: int) -> None:
         self._call("remove")
-        self.containers.pop(container_id, None)
+        self.containers.pop(replica_id, None)
 
-    def inspect_state(self, container_id: str) -> ContainerState:
+    def inspect(self, replica_id: str) -> ReplicaInspection:
         self._call("inspect")
-        container = self.containers[container_id]
+        container = self._existing(replica_id)
         health = self._health(container)
-        return ContainerState(
+        return ReplicaInspection(
             status=container.state,
             exit_code=container.exit_code,
             health_output="probe failed: connection refused"
-            if health in ("starting", "unhealthy")
+            if health in (Health.STARTING, Health.UNHEALTHY)
             else "",
             finished_at=container.finished_at,
             started_at=None
@@ -594,8 +604,15 @@ class FakeEngine:
             else (EPOCH + timedelta(seconds=container.started_at)).timestamp(),
         )
 
-    def logs_tail(self, container_id: str, lines: int = 20) -> str:
-        return self.behaviour(self.containers[container_id]).logs
+    def output_tail(self, replica_id: str, lines: int = 20) -> str:
+        return self.behaviour(self._existing(replica_id)).logs
+
+    def _existing(self, replica_id: str) -> FakeContainer:
+        """The replica, or the docker runtime's answer for one that is gone."""
+        container = self.containers.get(replica_id)
+        if container is None:
+            raise DockerRejected(f"No such container: {replica_id}")
+        return container
 
 
 # --- leadership and the loop --------------------------------------------------------------------
@@ -637,12 +654,12 @@ class Cluster:
     def __init__(
         self,
         store: FakeStore | None = None,
-        engine: FakeEngine | None = None,
+        runtime: FakeRuntime | None = None,
         settings: Settings | None = None,
     ) -> None:
         self.clock = store.clock if store else FakeClock()
         self.store = store or FakeStore(self.clock)
-        self.engine = engine or FakeEngine(self.clock)
+        self.runtime = runtime or FakeRuntime(self.clock)
         self.settings = settings or unit_settings()
         self.leadership = FakeLeadership(self.store, self.store.term)
         self.stopping = threading.Event()
@@ -650,7 +667,7 @@ class Cluster:
         self.reconciler = Reconciler(
             self.settings,
             self.store,
-            self.engine,
+            self.runtime,
             self.leadership,
             self.stopping,
             wall_clock=self.clock.wall,
@@ -660,7 +677,7 @@ class Cluster:
         self.resync = FullResync(
             self.settings,
             self.store,
-            self.engine,
+            self.runtime,
             self.leadership,
             wall_clock=self.clock.wall,
             monotonic=self.clock.monotonic,
@@ -676,13 +693,13 @@ class Cluster:
         self.outcomes: list[tuple[str, Outcome]] = []
 
     def engine_down(self) -> None:
-        self.engine.down = True
-        self.engine.stop_everything()
+        self.runtime.down = True
+        self.runtime.stop_everything()
         self.history.lost(self.clock.wall().timestamp())
 
     def engine_back(self) -> None:
         """The engine answers again; the Docker watcher would now tell the controller."""
-        self.engine.down = False
+        self.runtime.down = False
         self.history.back(self.clock.wall().timestamp())
         self.controller.release_holds_next(Release.ALL)
 
@@ -690,7 +707,7 @@ class Cluster:
         """A new leader after this one died: a new term, nothing kept in memory."""
         faults.arm(None)
         self.store.term += 1
-        return Cluster(self.store, self.engine, self.settings)
+        return Cluster(self.store, self.runtime, self.settings)
 
     def drive(self, *names: str, until_s: float = 120.0, max_passes: int = 500) -> None:
         """Queue `names` (or a full resync), then run passes single-threaded, moving the

@@ -26,8 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from controller.app.operations import ReplicaOutput
 from controller.app.stream_hub import StreamHub
-from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.postgres import Database
 from controller.model.errors import (
     BerthError,
@@ -58,7 +58,7 @@ class ApiContext:
     settings: Settings
     database: Database
     hub: StreamHub
-    docker: DockerGateway | None = None
+    runtime: ReplicaOutput | None = None
 
 
 def context(request: Request) -> ApiContext:

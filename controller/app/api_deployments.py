@@ -17,7 +17,7 @@ from fastapi.concurrency import iterate_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from controller.app.api import Context, Reader, Writer
-from controller.app.operations import build_again, container_output, roll_back, spec_document
+from controller.app.operations import build_again, replica_output, roll_back, spec_document
 from controller.model.errors import DockerUnavailable, InvalidSpec, NotFound
 from controller.model.source import redact_url
 
@@ -177,7 +177,7 @@ def logs(
     follow: bool = False,
 ) -> StreamingResponse:
     """A replica's container output, as text (`follow` keeps streaming new lines)."""
-    if ctx.docker is None:
+    if ctx.runtime is None:
         raise DockerUnavailable("this replica has no Docker engine to read logs from")
-    lines = container_output(ctx.docker, ctx.settings.cluster, name, replica, tail, follow)
+    lines = replica_output(ctx.runtime, ctx.settings.cluster, name, replica, tail, follow)
     return StreamingResponse(iterate_in_threadpool(lines), media_type="text/plain")

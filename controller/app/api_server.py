@@ -18,8 +18,8 @@ import uvicorn
 import uvloop
 
 from controller.app.api import ApiContext, create_app
+from controller.app.operations import ReplicaOutput
 from controller.app.stream_hub import StreamHub
-from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.postgres import Database
 from controller.model.errors import BerthError
 from controller.model.settings import Settings
@@ -31,7 +31,9 @@ START_TIMEOUT_S = 15.0
 
 
 class ApiServer:
-    def __init__(self, settings: Settings, database_url: str, docker: DockerGateway | None) -> None:
+    def __init__(
+        self, settings: Settings, database_url: str, runtime: ReplicaOutput | None
+    ) -> None:
         self.settings = settings
         self.stopping = threading.Event()
         self.database = Database(
@@ -41,7 +43,7 @@ class ApiServer:
             acquire_timeout_s=API_ACQUIRE_TIMEOUT_S,
         )
         self.hub = StreamHub(self.database, database_url, self.stopping)
-        self.app = create_app(ApiContext(settings, self.database, self.hub, docker))
+        self.app = create_app(ApiContext(settings, self.database, self.hub, runtime))
         host, _, port = settings.api_addr.rpartition(":")
         config = uvicorn.Config(
             self.app,

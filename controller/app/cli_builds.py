@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from controller.app.cli_common import exit_codes, open_database, output_option, print_table
-from controller.app.operations import build_again, container_output
+from controller.app.operations import build_again, replica_output
 from controller.gateways.postgres import Database
 from controller.model.builds import FINISHED, BuildStatus
 from controller.model.errors import InvalidSpec, NotFound
@@ -94,9 +94,10 @@ def logs(
             _follow_build(open_database(settings), name, build_id, follow)
             return
         from controller.gateways.docker_engine import DockerGateway
+        from controller.gateways.docker_runtime import DockerRuntime
 
-        docker = DockerGateway(pool_size=1, timeout_s=3600)
-        for text in container_output(docker, settings.cluster, name, replica, tail, follow):
+        runtime = DockerRuntime(DockerGateway(pool_size=1, timeout_s=3600))
+        for text in replica_output(runtime, settings.cluster, name, replica, tail, follow):
             click.echo(text, nl=False)
 
 

@@ -19,9 +19,9 @@ import click
 from controller.app.cli_common import exit_codes, open_database, output_option, print_table
 from controller.app.operations import roll_back
 from controller.model.errors import NotFound
+from controller.model.phases import Phase, settled
 from controller.model.settings import Settings
 
-SETTLED = ("active", "rolled_back", "failed")
 WAIT_POLL_S = 0.25
 
 
@@ -53,9 +53,9 @@ def rollout_status(name: str, wait: bool, timeout: float) -> None:
             if line != last:
                 click.echo(line)
                 last = line
-            settled = row["phase"] in SETTLED and row["observed_generation"] == row["generation"]
-            if not wait or settled or time.monotonic() > deadline:
-                if wait and row["phase"] in ("rolled_back", "failed"):
+            done = settled(row["phase"], row["observed_generation"], row["generation"])
+            if not wait or done or time.monotonic() > deadline:
+                if wait and row["phase"] in (Phase.ROLLED_BACK, Phase.FAILED):
                     sys.exit(1)
                 return
             time.sleep(WAIT_POLL_S)

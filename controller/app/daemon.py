@@ -33,6 +33,7 @@ from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
 from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.docker_storage import DockerStorage
 from controller.gateways.git_source import GitGateway
 from controller.gateways.postgres import Database
@@ -76,6 +77,7 @@ class Daemon:
             application_name=f"berth {node_id}",
         )
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
+        self.runtime = DockerRuntime(self.docker)
         self.queue = WorkQueue()
         self.leadership = Leadership(
             database_url,
@@ -113,11 +115,11 @@ class Daemon:
         self.janitor = Janitor(
             settings, self.database, self.storage, self.leadership, self.image_builder
         )
-        self.api = ApiServer(settings, database_url, self.docker) if settings.api_addr else None
+        self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
         self.reconciler = Reconciler(
             settings,
             self.database,
-            self.docker,
+            self.runtime,
             self.leadership,
             self.stopping,
             engine=self.engine,
@@ -127,7 +129,7 @@ class Daemon:
         )
         self.controller = Controller(
             self.reconciler,
-            FullResync(settings, self.database, self.docker, self.leadership, routes=self.routes),
+            FullResync(settings, self.database, self.runtime, self.leadership, routes=self.routes),
             self.queue,
             self.stopping,
             elected=lambda: self.leadership.term is not None,

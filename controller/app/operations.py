@@ -9,17 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.postgres import Database
 from controller.model.builds import BuildRecord
 from controller.model.errors import Conflict, InvalidSpec, NotFound
+from controller.model.replicas import ObservedReplica, RunState
 from controller.model.source import source_key
 from controller.model.spec import parse_spec
 from controller.model.workload import WORKLOAD_FIELDS
 
 BOOKKEEPING = ("generation", "created_at", "updated_at", "stream_seq")
+
+
+class ReplicaOutput(Protocol):
+    """What reading a replica's output needs of a runtime (`DockerRuntime`)."""
+
+    def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
+
+    def follow_output(self, replica_id: str, lines: int, follow: bool) -> Iterator[str]: ...
 
 
 @dataclass(frozen=True)
@@ -74,16 +82,15 @@ def build_again(database: Database, name: str, requested_by: str) -> BuildRecord
     )
 
 
-def container_output(
-    docker: DockerGateway, cluster: str, name: str, replica: int, tail: int, follow: bool
+def replica_output(
+    runtime: ReplicaOutput, cluster: str, name: str, replica: int, tail: int, follow: bool
 ) -> Iterator[str]:
-    """A replica's container output (during a rollout a slot has two: the newest running
-    one is read)."""
-    found = [c for c in docker.list_managed(name) if c.replica == replica and c.cluster == cluster]
+    """A replica's output (during a rollout a slot has two: the newest running one is read)."""
+    found = [c for c in runtime.observe(name) if c.replica == replica and c.cluster == cluster]
     if not found:
         raise NotFound(f"deployment {name!r} has no container for replica {replica}")
-    found.sort(key=lambda c: (c.state != "running", -c.created))
-    return docker.follow_logs(found[0].id, tail, follow)
+    found.sort(key=lambda c: (c.state != RunState.RUNNING, -c.created))
+    return runtime.follow_output(found[0].id, tail, follow)
 
 
 def spec_document(row: dict[str, Any]) -> dict[str, Any]:

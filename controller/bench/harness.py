@@ -19,9 +19,10 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.postgres import Database
 from controller.gateways.processes import free_port, spawn_replica
-from controller.model.containers import ObservedContainer
+from controller.model.replicas import Health, ObservedReplica, RunState
 
 BENCH_IMAGE = "berth-example/busybox:1"
 
@@ -58,6 +59,7 @@ class Environment:
         self.database = Database(database_url, pool_size=2)
         self.database.migrate()
         self.docker = DockerGateway()
+        self.runtime = DockerRuntime(self.docker)
         self.processes: list[subprocess.Popen[bytes]] = []
 
     @property
@@ -93,14 +95,14 @@ class Environment:
         )
         return process, port
 
-    def containers(self, deployment: str | None = None) -> list[ObservedContainer]:
-        return [c for c in self.docker.list_managed(deployment) if c.cluster == self.cluster]
+    def containers(self, deployment: str | None = None) -> list[ObservedReplica]:
+        return [c for c in self.runtime.observe(deployment) if c.cluster == self.cluster]
 
     def running(self, healthy: bool = False) -> int:
         return sum(
             1
             for c in self.containers()
-            if c.state == "running" and (not healthy or c.health == "healthy")
+            if c.state == RunState.RUNNING and (not healthy or c.health == Health.HEALTHY)
         )
 
     def converged(self, names: list[str]) -> bool:
@@ -133,7 +135,7 @@ class Environment:
             process.kill()
             process.wait(10)
         for container in self.containers():
-            self.docker.remove(container.id, stop_timeout_s=0)
+            self.runtime.retire(container.id, grace_s=0)
         self.database.close()
         self.docker.close()
         if self._server is not None:

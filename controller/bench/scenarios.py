@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from controller.bench import baselines
 from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
-from controller.model.containers import ObservedContainer
+from controller.model.replicas import ObservedReplica
 from controller.policy.planner import DesiredDeployment, plan
 
 BENCH_IMAGE_2 = "berth-example/busybox:2"
@@ -285,14 +285,14 @@ def steady(env: Environment, count: int, port: int, idle_s: float) -> list[str]:
     return lines
 
 
-def _synthetic(count: int) -> tuple[list[DesiredDeployment], list[ObservedContainer]]:
+def _synthetic(count: int) -> tuple[list[DesiredDeployment], list[ObservedReplica]]:
     desired = [DesiredDeployment(f"d{i:06d}", 1, "h1") for i in range(count)]
     observed = []
     for i in range(count):
         if i % 100 == 0:
             continue  # 1% missing
         spec_hash = "h0" if i % 100 == 1 else "h1"  # 1% stale
-        observed.append(ObservedContainer(f"c{i}", f"berth-d{i:06d}-0", f"d{i:06d}", 0, spec_hash))
+        observed.append(ObservedReplica(f"c{i}", f"berth-d{i:06d}-0", f"d{i:06d}", 0, spec_hash))
     return desired, observed
 
 

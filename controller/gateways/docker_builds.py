@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from controller.gateways.commands import run_command
-from controller.gateways.docker_engine import DockerGateway, _translated
+from controller.gateways.docker_engine import DockerGateway, translated
 from controller.gateways.retry import retry_transient
 from controller.model.errors import (
     BuildCancelled,
@@ -98,7 +98,7 @@ class DockerBuilder:
     @retry_transient
     def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]:
         """Images Berth built for `deployment` in `cluster`, newest first."""
-        with _translated("list_images"):
+        with translated("list_images"):
             images = self.docker.api.images(name=build_repository(deployment, cluster))
         return sorted(images, key=lambda image: int(str(image.get("Created") or 0)), reverse=True)
 
@@ -106,7 +106,7 @@ class DockerBuilder:
     def every_built_image(self) -> list[dict[str, object]]:
         """Every image named in Berth's build repositories (any deployment, any cluster):
         one list call, for the janitor."""
-        with _translated("list_images"):
+        with translated("list_images"):
             images = self.docker.api.images(filters={"reference": [f"{BUILD_REPOSITORY_PREFIX}*"]})
         return list(images)
 
@@ -124,7 +124,7 @@ class DockerBuilder:
         removed = 0
         for name in names:
             try:
-                with _translated("remove_image", name):
+                with translated("remove_image", name):
                     self.docker.api.remove_image(name, force=False, noprune=False)
                 removed += 1
             except (DockerConflict, DockerRejected, DockerServerError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from controller.gateways.docker_engine import DockerGateway, _translated
+from controller.gateways.docker_engine import DockerGateway, translated
 from controller.gateways.retry import retry_transient
 from controller.model.errors import DockerConflict, DockerRejected, DockerServerError
 from controller.model.names import (
@@ -44,10 +44,10 @@ class DockerStorage:
         """Make volume `name` unless it exists; True if made. One of the same name without
         Berth's labels is refused, not adopted."""
         try:
-            with _translated("inspect_volume", name):
+            with translated("inspect_volume", name):
                 found = self.api.inspect_volume(name)
         except DockerRejected:
-            with _translated("create_volume", name):
+            with translated("create_volume", name):
                 self.api.create_volume(name=name, driver="local", labels=labels)
             return True
         if not _ours(found.get("Labels"), labels[LABEL_CLUSTER], LABEL_VOLUME):
@@ -64,7 +64,7 @@ class DockerStorage:
             return self._ensure_network(name, labels)
 
     def _ensure_network(self, name: str, labels: dict[str, str]) -> bool:
-        with _translated("list_networks", name):
+        with translated("list_networks", name):
             found = [n for n in self.api.networks(names=[name]) if n.get("Name") == name]
         if found:
             if not _ours(found[0].get("Labels"), labels[LABEL_CLUSTER], LABEL_NETWORK):
@@ -74,7 +74,7 @@ class DockerStorage:
                 )
             return False
         try:
-            with _translated("create_network", name):
+            with translated("create_network", name):
                 self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
         except DockerConflict:  # made meanwhile by another pass
             return False
@@ -84,14 +84,14 @@ class DockerStorage:
     def remove_volume(self, name: str, cluster: str) -> str:
         """Remove a named volume Berth made: 'removed', 'missing', 'in use' or 'foreign'."""
         try:
-            with _translated("inspect_volume", name):
+            with translated("inspect_volume", name):
                 found = self.api.inspect_volume(name)
         except DockerRejected:
             return "missing"
         if not _ours(found.get("Labels"), cluster, LABEL_VOLUME):
             return "foreign"
         try:
-            with _translated("remove_volume", name):
+            with translated("remove_volume", name):
                 self.api.remove_volume(name)
         except DockerConflict:
             return "in use"
@@ -100,7 +100,7 @@ class DockerStorage:
     @retry_transient
     def deployment_volumes(self, deployment: str, cluster: str) -> list[str]:
         """The named volumes Berth made for `deployment` in `cluster`."""
-        with _translated("list_volumes"):
+        with translated("list_volumes"):
             answer = self.api.volumes(filters={"label": [f"{LABEL_DEPLOYMENT}={deployment}"]})
         return sorted(
             str(volume["Name"])
@@ -111,14 +111,14 @@ class DockerStorage:
     @retry_transient
     def unused_networks(self, cluster: str, wanted: set[str]) -> list[str]:
         """Berth's networks of `cluster` that no container is attached to, minus `wanted`."""
-        with _translated("list_networks"):
+        with translated("list_networks"):
             networks = self.api.networks(filters={"label": [LABEL_NETWORK]})
         unused = []
         for network in networks:
             name = str(network.get("Name"))
             if name in wanted or not _ours(network.get("Labels"), cluster, LABEL_NETWORK):
                 continue
-            with _translated("inspect_network", name):
+            with translated("inspect_network", name):
                 detail: dict[str, Any] = self.api.inspect_network(network["Id"])
             if not detail.get("Containers"):
                 unused.append(name)
@@ -127,11 +127,11 @@ class DockerStorage:
     def remove_network(self, name: str, cluster: str) -> bool:
         """Remove one of Berth's networks unless a container joined it meanwhile."""
         try:
-            with _translated("inspect_network", name):
+            with translated("inspect_network", name):
                 found = self.api.inspect_network(name)
             if not _ours(found.get("Labels"), cluster, LABEL_NETWORK):
                 return False
-            with _translated("remove_network", name):
+            with translated("remove_network", name):
                 self.api.remove_network(found["Id"])
             return True
         except (DockerRejected, DockerConflict, DockerServerError):

@@ -44,7 +44,9 @@ from controller.model.records import (
     Event,
     Fence,
     Intent,
+    MutationAction,
     MutationRecord,
+    Resolution,
     StatusWrite,
 )
 
@@ -206,7 +208,7 @@ class Database(ApiStore, RevisionStore, BuildStore, RetentionStore):
 
     @contextmanager
     def mutation(
-        self, fence: Fence, deployment: str, action: str, target: str
+        self, fence: Fence, deployment: str, action: MutationAction, target: str
     ) -> Iterator[MutationRecord]:
         """Record one Docker mutation around the call, holding no transaction during it:
 
@@ -274,7 +276,13 @@ class Database(ApiStore, RevisionStore, BuildStore, RetentionStore):
             "select_unfinished_intents", {"cluster": fence.cluster, "term": fence.term}
         )
         return [
-            Intent(row["id"], row["term"], row["deployment"], row["action"], row["target"])
+            Intent(
+                row["id"],
+                row["term"],
+                row["deployment"],
+                MutationAction(row["action"]),
+                row["target"],
+            )
             for row in rows
         ]
 
@@ -282,7 +290,7 @@ class Database(ApiStore, RevisionStore, BuildStore, RetentionStore):
         self,
         fence: Fence,
         intent: Intent,
-        resolution: str,
+        resolution: Resolution,
         event: Event,
         created: str | None = None,
     ) -> None:

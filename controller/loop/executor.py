@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from controller.loop import faults
-from controller.loop.ports import ContainerEngine, StorageEngine
+from controller.loop.ports import Runtime, StorageEngine
 from controller.loop.routes import RouteKeeper
 from controller.loop.status import StatusWriter
 from controller.model.errors import Abandoned
@@ -31,25 +31,27 @@ from controller.model.names import (
     volume_name,
 )
 from controller.model.phases import Phase
+from controller.model.records import MutationAction
+from controller.model.replicas import RunState
 from controller.model.spec import DeploymentSpec, container_request
 from controller.model.workload import check_bind_sources
 from controller.policy.planner import (
     Action,
     CreateReplica,
-    RemoveContainer,
-    RemoveReason,
-    RestartContainer,
-    StartContainer,
+    RestartReplica,
+    RetireReplica,
+    StartReplica,
 )
+from controller.policy.rollout import retirement_order
 
 MAX_PARALLEL_STOPS = 16
 
 
 @dataclass(frozen=True)
 class _Start:
-    container_id: str
+    replica_id: str
     name: str
-    from_state: str
+    from_state: RunState
     replica: int
     reason: str
 
@@ -71,7 +73,7 @@ class Executor:
 
     def __init__(
         self,
-        docker: ContainerEngine,
+        runtime: Runtime,
         cluster: str,
         stop_timeout_s: int,
         stopping: threading.Event,
@@ -80,7 +82,7 @@ class Executor:
         storage: StorageEngine | None = None,
         allowed_bind_paths: Sequence[str] = (),
     ) -> None:
-        self.docker = docker
+        self.runtime = runtime
         self.storage = storage
         self.allowed_bind_paths = tuple(allowed_bind_paths)
         self.cluster = cluster
@@ -110,27 +112,26 @@ class Executor:
         notes = notes or {}
         created: set[str] = set()
         creates = [a for a in actions if isinstance(a, CreateReplica)]
-        removes = [a for a in actions if isinstance(a, RemoveContainer)]
         starts: list[_Start] = []
         for action in actions:
-            if isinstance(action, StartContainer):
+            if isinstance(action, StartReplica):
                 reason = notes.get(action.replica, f"was {action.from_state}")
                 starts.append(
                     _Start(
-                        action.container_id,
-                        action.container_name,
+                        action.replica_id,
+                        action.replica_name,
                         action.from_state,
                         action.replica,
                         reason,
                     )
                 )
-            elif isinstance(action, RestartContainer):
+            elif isinstance(action, RestartReplica):
                 reason = notes.get(action.replica, "unhealthy")
                 starts.append(
                     _Start(
-                        action.container_id,
-                        action.container_name,
-                        "running",
+                        action.replica_id,
+                        action.replica_name,
+                        RunState.RUNNING,
                         action.replica,
                         reason,
                     )
@@ -142,25 +143,18 @@ class Executor:
             # A pull changes no container and is harmless to repeat, and may take minutes:
             # it is not held in a fenced transaction, only preceded by a trust check.
             writer.fence.check_trust()
-            outcome = self.docker.ensure_image(spec.image)
+            outcome = self.runtime.prepare_image(spec.image)
             faults.crash_point("after:image")
             writer.action(
                 "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
             )
             writer.progress(1, 1)
             self._ensure_storage(writer, spec)
-        changes = [a for a in actions if isinstance(a, RemoveContainer | CreateReplica)]
-        restarting = [s.container_id for s in starts if s.from_state == "running"]
-        # Start-first: the new containers are made and started first, and the old ones
-        # leave (out of the routes, drained, stopped) while the new ones come up. Stop-first
-        # (a fixed host port cannot be held twice): the old ones leave first.
-        # (Only an old revision's containers wait: a dead or duplicate one of the current
-        # revision holds the name its replacement needs.)
-        retire_last = spec.rollout.strategy == "start-first" and bool(creates)
-        late = [a for a in removes if retire_last and a.reason == RemoveReason.STALE]
-        early = [a for a in removes if a not in late]
+        changes = [a for a in actions if isinstance(a, RetireReplica | CreateReplica)]
+        restarting = [s.replica_id for s in starts if s.from_state == RunState.RUNNING]
+        early, late = retirement_order(actions, start_first=spec.rollout.strategy == "start-first")
         self._withdraw(
-            writer, spec.name, restarting, [a.container_id for a in early], spec.rollout.drain_s
+            writer, spec.name, restarting, [a.replica_id for a in early], spec.rollout.drain_s
         )
         if changes and (early or creates):
             writer.enter(
@@ -176,7 +170,7 @@ class Executor:
                     writer, spec, generation, action.replica, environment
                 )
                 reason = notes.get(action.replica, "new")
-                starts.append(_Start(container_id, name, "created", action.replica, reason))
+                starts.append(_Start(container_id, name, RunState.CREATED, action.replica, reason))
                 created.add(container_id)
                 writer.progress(changed, len(early) + len(creates))
         if starts:
@@ -187,26 +181,27 @@ class Executor:
             )
             for started, start in enumerate(starts, 1):
                 self._check_stopping()
-                kind = "restart" if start.from_state == "running" else "start"
-                verb = {"paused": "unpaused", "running": "restarted"}.get(
+                restart = start.from_state == RunState.RUNNING
+                kind = MutationAction.RESTART if restart else MutationAction.START
+                verb = {RunState.PAUSED: "unpaused", RunState.RUNNING: "restarted"}.get(
                     start.from_state, "started"
                 )
                 with writer.mutation(kind, start.name) as done:
-                    if kind == "restart":
-                        self.docker.restart(start.container_id, self.grace_s(spec))
+                    if restart:
+                        self.runtime.restart(start.replica_id, self.grace_s(spec))
                     else:
-                        self.docker.start(start.container_id, start.from_state)
+                        self.runtime.start(start.replica_id, start.from_state)
                     faults.crash_point(f"after:{kind}")
                     done(
                         f"{verb} {start.name} ({start.reason})",
                         container=start.name,
-                        container_id=start.container_id[:12],
+                        container_id=start.replica_id[:12],
                         replica=start.replica,
                     )
                 writer.progress(started, len(starts))
         if late:
             self._withdraw(
-                writer, spec.name, (), [a.container_id for a in late], spec.rollout.drain_s
+                writer, spec.name, (), [a.replica_id for a in late], spec.rollout.drain_s
             )
             writer.enter(
                 Phase.CREATING,
@@ -289,7 +284,7 @@ class Executor:
         return math.ceil(spec.stop_grace_s)
 
     def _remove_all(
-        self, writer: StatusWriter, removes: Sequence[RemoveContainer], grace_s: int
+        self, writer: StatusWriter, removes: Sequence[RetireReplica], grace_s: int
     ) -> None:
         """Remove in parallel: stops that each wait out a grace period never queue up."""
         self._check_stopping()
@@ -302,15 +297,15 @@ class Executor:
             for future in futures:
                 future.result()  # the first error raises, after every stop has ended
 
-    def _remove(self, writer: StatusWriter, action: RemoveContainer, grace_s: int) -> None:
-        with writer.mutation("remove", action.container_name) as done:
-            self.docker.remove(action.container_id, grace_s)
+    def _remove(self, writer: StatusWriter, action: RetireReplica, grace_s: int) -> None:
+        with writer.mutation(MutationAction.REMOVE, action.replica_name) as done:
+            self.runtime.retire(action.replica_id, grace_s)
             faults.crash_point("after:remove")
             done(
-                f"removed {action.container_name} ({action.reason.value})",
-                removed=action.container_id,
-                container=action.container_name,
-                container_id=action.container_id[:12],
+                f"removed {action.replica_name} ({action.reason.value})",
+                removed=action.replica_id,
+                container=action.replica_name,
+                container_id=action.replica_id[:12],
                 replica=action.replica,
                 reason=action.reason.value,
             )
@@ -326,8 +321,8 @@ class Executor:
         request = container_request(
             spec, replica, self.cluster, generation, self.publish_address, environment
         )
-        with writer.mutation("create", request.name) as done:
-            container_id = self.docker.create(request)
+        with writer.mutation(MutationAction.CREATE, request.name) as done:
+            container_id = self.runtime.place(request)
             faults.crash_point("after:create")
             done(
                 f"created {request.name} (spec {spec.spec_hash})",
@@ -342,15 +337,13 @@ class Executor:
     def teardown(
         self,
         writer: StatusWriter,
-        removals: Sequence[RemoveContainer],
+        removals: Sequence[RetireReplica],
         last_spec: DeploymentSpec | None = None,
     ) -> None:
         writer.enter(
             Phase.DELETING, f"removing {len(removals)} container(s)", to_remove=len(removals)
         )
         if removals:
-            self._withdraw(
-                writer, removals[0].deployment, (), [a.container_id for a in removals], 0
-            )
+            self._withdraw(writer, removals[0].deployment, (), [a.replica_id for a in removals], 0)
         self._remove_all(writer, removals, self.grace_s(last_spec))
         writer.progress(len(removals), len(removals))

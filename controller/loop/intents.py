@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import structlog
 
-from controller.loop.ports import ContainerEngine, StateStore
-from controller.model.records import Event, Fence
+from controller.loop.ports import Runtime, StateStore
+from controller.model.records import Event, Fence, MutationAction, Resolution
 from controller.policy.intents import judge
 from controller.policy.planner import managed_by
 
 log = structlog.get_logger("berth.intents")
 
 
-def resolve_unfinished(
-    store: StateStore, docker: ContainerEngine, fence: Fence, cluster: str
-) -> int:
+def resolve_unfinished(store: StateStore, runtime: Runtime, fence: Fence, cluster: str) -> int:
     """Resolve every unfinished intent of earlier terms; return how many."""
     unfinished = store.unfinished_intents(fence)
     if not unfinished:
         return 0
-    by_name = {c.name: c for c in managed_by(docker.list_managed(), cluster)}
+    by_name = {c.name: c for c in managed_by(runtime.observe(), cluster)}
     for intent in unfinished:
         found = by_name.get(intent.target)
         resolution, why = judge(intent.action, found)
@@ -36,7 +34,11 @@ def resolve_unfinished(
             f"{resolution} ({why})"
         )
         log.warning("unfinished intent resolved", deployment=intent.deployment, message=message)
-        created = found.id if found and intent.action == "create" and resolution == "done" else None
+        created = (
+            found.id
+            if found and intent.action == MutationAction.CREATE and resolution == Resolution.DONE
+            else None
+        )
         store.resolve_intent(
             fence,
             intent,
@@ -44,7 +46,7 @@ def resolve_unfinished(
             Event(
                 deployment=intent.deployment,
                 kind="note",
-                level="info" if resolution == "done" else "warning",
+                level="info" if resolution == Resolution.DONE else "warning",
                 message=message,
                 metadata={
                     "intent_id": intent.id,

@@ -1,7 +1,7 @@
 """What the loop needs of the outside world, as protocols: the two gateways and leadership.
 
 The real implementations are `controller.gateways.postgres.Database`,
-`controller.gateways.docker_engine.DockerGateway` and `controller.loop.leadership.Leadership`;
+`controller.gateways.docker_runtime.DockerRuntime` and `controller.loop.leadership.Leadership`;
 the in-memory fakes in tests/fakes.py answer the same calls, so the loop's behaviour is
 unit-tested in seconds. Imported by the reconciler, the resync, the executor, the status
 writer and the restart gate for their type hints.
@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from controller.model.builds import BuildRecord, BuildResult
-from controller.model.containers import ContainerRequest, ContainerState, ObservedContainer
 from controller.model.records import (
     Claim,
     DeploymentRecord,
     Event,
     Fence,
     Intent,
+    MutationAction,
     MutationRecord,
+    Resolution,
     StatusWrite,
 )
+from controller.model.replicas import ObservedReplica, ReplicaInspection, ReplicaRequest, RunState
 
 
 class StateStore(Protocol):
@@ -48,7 +50,7 @@ class StateStore(Protocol):
     def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None: ...
 
     def mutation(
-        self, fence: Fence, deployment: str, action: str, target: str
+        self, fence: Fence, deployment: str, action: MutationAction, target: str
     ) -> AbstractContextManager[MutationRecord]: ...
 
     def unfinished_intents(self, fence: Fence) -> list[Intent]: ...
@@ -57,7 +59,7 @@ class StateStore(Protocol):
         self,
         fence: Fence,
         intent: Intent,
-        resolution: str,
+        resolution: Resolution,
         event: Event,
         created: str | None = None,
     ) -> None: ...
@@ -104,24 +106,28 @@ class StateStore(Protocol):
     ) -> BuildRecord: ...
 
 
-class ContainerEngine(Protocol):
-    """The loop's view of Docker."""
+class Runtime(Protocol):
+    """The loop's view of whatever runs replicas, in the loop's words: a deployment's
+    replicas as observed, "run this revision's replica in this slot" (`place`, then
+    `start`), "restart this one", "retire this one". The docker runtime
+    (`controller.gateways.docker_runtime.DockerRuntime`, one engine) implements it; so do
+    the fakes (tests/fakes.py), held to it by tests/contract."""
 
-    def list_managed(self, deployment: str | None = None) -> list[ObservedContainer]: ...
+    def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
 
-    def ensure_image(self, image: str) -> str: ...
+    def prepare_image(self, image: str) -> str: ...
 
-    def create(self, request: ContainerRequest) -> str: ...
+    def place(self, request: ReplicaRequest) -> str: ...
 
-    def start(self, container_id: str, from_state: str = "created") -> None: ...
+    def start(self, replica_id: str, from_state: RunState = RunState.CREATED) -> None: ...
 
-    def restart(self, container_id: str, stop_timeout_s: int) -> None: ...
+    def restart(self, replica_id: str, grace_s: int) -> None: ...
 
-    def remove(self, container_id: str, stop_timeout_s: int) -> None: ...
+    def retire(self, replica_id: str, grace_s: int) -> None: ...
 
-    def inspect_state(self, container_id: str) -> ContainerState: ...
+    def inspect(self, replica_id: str) -> ReplicaInspection: ...
 
-    def logs_tail(self, container_id: str, lines: int = 20) -> str: ...
+    def output_tail(self, replica_id: str, lines: int = 20) -> str: ...
 
 
 class StorageEngine(Protocol):

@@ -21,14 +21,13 @@ import structlog
 
 from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
-from controller.loop.ports import ContainerEngine, FenceSource, StateStore, StorageEngine
+from controller.loop.ports import FenceSource, Runtime, StateStore, StorageEngine
 from controller.loop.reports import not_ready_report
 from controller.loop.restarts import Gated, RestartGate, Waiting
 from controller.loop.rollback import Rollbacks
 from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
 from controller.loop.status import StatusWriter
-from controller.model.containers import ObservedContainer
 from controller.model.errors import (
     Abandoned,
     BerthError,
@@ -44,6 +43,7 @@ from controller.model.errors import (
 from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord, Fence
+from controller.model.replicas import ObservedReplica
 from controller.model.settings import Settings
 from controller.model.spec import DeploymentSpec, parse_spec
 from controller.observability.metrics import CONTAINER_RESTARTS
@@ -53,7 +53,7 @@ from controller.policy.crashloop import RestartPolicy, dump_states, load_states
 from controller.policy.planner import (
     Action,
     DesiredDeployment,
-    RemoveContainer,
+    RetireReplica,
     desired_deployment,
     managed_by,
     mark_recorded,
@@ -89,7 +89,7 @@ class Reconciler:
         self,
         settings: Settings,
         store: StateStore,
-        docker: ContainerEngine,
+        runtime: Runtime,
         leadership: FenceSource,
         stopping: threading.Event,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -100,7 +100,7 @@ class Reconciler:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.docker = docker
+        self.runtime = runtime
         self.leadership = leadership
         self.cluster = settings.cluster
         self.retry = policy.RetryPolicy(
@@ -108,7 +108,7 @@ class Reconciler:
         )
         self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
         self.executor = Executor(
-            docker,
+            runtime,
             settings.cluster,
             settings.stop_timeout_s,
             stopping,
@@ -118,7 +118,7 @@ class Reconciler:
             settings.allowed_bind_paths,
         )
         self.restarts = RestartGate(
-            docker,
+            runtime,
             RestartPolicy(
                 initial_backoff_s=settings.restart_backoff_initial_s,
                 max_backoff_s=settings.restart_backoff_max_s,
@@ -175,10 +175,10 @@ class Reconciler:
 
     def _containers(
         self, name: str, record: DeploymentRecord | None, created: frozenset[str] = frozenset()
-    ) -> list[ObservedContainer]:
+    ) -> list[ObservedReplica]:
         """This deployment's containers of this cluster, marked with whether Berth has a
         record of creating them (`created`: ids made by this very pass)."""
-        containers = managed_by(self.docker.list_managed(name), self.cluster)
+        containers = managed_by(self.runtime.observe(name), self.cluster)
         if record is None:
             return containers
         return mark_recorded(
@@ -190,7 +190,7 @@ class Reconciler:
 
     # --- a present deployment -----------------------------------------------------------------
     def _converge(
-        self, record: DeploymentRecord, writer: StatusWriter, containers: list[ObservedContainer]
+        self, record: DeploymentRecord, writer: StatusWriter, containers: list[ObservedReplica]
     ) -> Outcome:
         wait_s = policy.held(record, self._now())
         if wait_s is not None:  # failed: wait out the backoff or the slow retry
@@ -260,7 +260,7 @@ class Reconciler:
             verb = "recreating" if restart.recreated else "restarting"
             writer.note(
                 f"replica {restart.replica} {restart.diagnosis.summary(restart.reason)}; "
-                f"{verb} {restart.container_name} (restart {restart.restarts}; "
+                f"{verb} {restart.replica_name} (restart {restart.restarts}; "
                 f"the next would wait {restart.next_backoff_s:g}s)",
                 level="warning",
                 replica=restart.replica,
@@ -278,7 +278,7 @@ class Reconciler:
         writer: StatusWriter,
         spec: DeploymentSpec,
         desired: DesiredDeployment,
-        containers: list[ObservedContainer],
+        containers: list[ObservedReplica],
         changed: bool,
         waiting: list[Waiting],
         held: bool = False,
@@ -336,7 +336,7 @@ class Reconciler:
         if settlement.deadline_exceeded_after_s is not None:
             raise HealthDeadlineExceeded(
                 not_ready_report(
-                    self.docker,
+                    self.runtime,
                     desired,
                     containers,
                     settlement.deadline_exceeded_after_s,
@@ -364,7 +364,7 @@ class Reconciler:
         """Replicas waiting out a restart backoff: say which, why, and until when (an
         absolute time, which stays true between writes)."""
         details = "; ".join(
-            f"replica {w.replica} ({w.container_name}) {w.diagnosis.summary(w.reason)}, "
+            f"replica {w.replica} ({w.replica_name}) {w.diagnosis.summary(w.reason)}, "
             f"restarted {w.restarts}x, next restart at "
             f"{policy.clock_time(datetime.fromtimestamp(now.timestamp() + w.wait_s, UTC))}"
             for w in waiting
@@ -386,10 +386,10 @@ class Reconciler:
         fence: Fence,
         name: str,
         record: DeploymentRecord | None,
-        containers: list[ObservedContainer],
+        containers: list[ObservedReplica],
     ) -> Outcome:
         removals = [
-            a for a in plan_deployment(None, name, containers) if isinstance(a, RemoveContainer)
+            a for a in plan_deployment(None, name, containers) if isinstance(a, RetireReplica)
         ]
         writer = StatusWriter.for_teardown(self.store, fence, name, record)
         last_spec = last_served(record)

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from controller.loop.ports import ContainerEngine
-from controller.model.containers import ObservedContainer
+from controller.loop.ports import Runtime
 from controller.model.errors import BerthError
+from controller.model.replicas import ObservedReplica
 from controller.policy.planner import DesiredDeployment
 from controller.policy.redact import sanitize
 
 
 def not_ready_report(
-    docker: ContainerEngine,
+    runtime: Runtime,
     desired: DesiredDeployment,
-    containers: Sequence[ObservedContainer],
+    containers: Sequence[ObservedReplica],
     waited_s: float,
     env: Mapping[str, str],
     deadline_s: float,
@@ -31,7 +31,7 @@ def not_ready_report(
             continue
         detail = f"{container.name}: {container.state}, health {container.health}"
         try:
-            state = docker.inspect_state(container.id)
+            state = runtime.inspect(container.id)
             output = sanitize(state.health_output, env, max_lines=3, max_chars=200)
             if output:
                 detail += f", last check: {output}"

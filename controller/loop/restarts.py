@@ -14,16 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.loop.engine import EngineHistory
-from controller.loop.ports import ContainerEngine
+from controller.loop.ports import Runtime
 from controller.model.errors import BerthError, DockerServerError, DockerUnavailable
+from controller.model.replicas import RestartReason
 from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide
 from controller.policy.planner import (
     Action,
     CreateReplica,
-    RemoveContainer,
     RemoveReason,
-    RestartContainer,
-    StartContainer,
+    RestartReplica,
+    RetireReplica,
+    StartReplica,
     restart_reason,
 )
 from controller.policy.redact import sanitize
@@ -42,8 +43,9 @@ class Diagnosis:
     ran_s: float | None = None  # from start to exit
 
     def summary(self, reason: str) -> str:
-        parts = [f"exited with code {self.exit_code}" if reason == "exited" else "unhealthy"]
-        if reason == "exited" and self.ran_s is not None and self.ran_s < QUICK_EXIT_S:
+        exited = reason == RestartReason.EXITED
+        parts = [f"exited with code {self.exit_code}" if exited else "unhealthy"]
+        if exited and self.ran_s is not None and self.ran_s < QUICK_EXIT_S:
             parts.append(
                 f"it ended {self.ran_s:.1f}s after starting: a replica's command (`command`, "
                 "or the image's default) must keep running, not finish"
@@ -61,7 +63,7 @@ class Diagnosis:
 @dataclass(frozen=True)
 class Waiting:
     replica: int
-    container_name: str
+    replica_name: str
     reason: str
     wait_s: float
     restarts: int
@@ -71,7 +73,7 @@ class Waiting:
 @dataclass(frozen=True)
 class Restarted:
     replica: int
-    container_name: str
+    replica_name: str
     reason: str
     restarts: int
     recreated: bool
@@ -100,12 +102,12 @@ class Gated:
 class RestartGate:
     def __init__(
         self,
-        docker: ContainerEngine,
+        runtime: Runtime,
         policy: RestartPolicy,
         log_tail_lines: int,
         engine: EngineHistory | None = None,
     ) -> None:
-        self.docker = docker
+        self.runtime = runtime
         self.engine = engine or EngineHistory()
         self.policy = policy
         self.log_tail_lines = log_tail_lines
@@ -114,9 +116,9 @@ class RestartGate:
         """Why a replica stopped. An engine that does not answer fails the pass instead (no
         restart is decided, or counted, without knowing why: the engine may be going down)."""
         try:
-            state = self.docker.inspect_state(container_id)
+            state = self.runtime.inspect(container_id)
             tail = (
-                self.docker.logs_tail(container_id, self.log_tail_lines)
+                self.runtime.output_tail(container_id, self.log_tail_lines)
                 if self.log_tail_lines
                 else ""
             )
@@ -149,11 +151,13 @@ class RestartGate:
         gated = Gated(states={r: s for r, s in states.items() if r < replicas})
         for action in actions:
             reason = restart_reason(action)
-            if reason is None or not isinstance(action, StartContainer | RestartContainer):
+            if reason is None or not isinstance(action, StartReplica | RestartReplica):
                 gated.actions.append(action)
                 continue
-            diagnosis = self.diagnose(action.container_id, env)
-            if reason == "exited" and self.engine.stopped_by_engine(diagnosis.finished_at):
+            diagnosis = self.diagnose(action.replica_id, env)
+            if reason == RestartReason.EXITED and self.engine.stopped_by_engine(
+                diagnosis.finished_at
+            ):
                 # The engine stopped it when it went down: no crash, no count, no backoff.
                 gated.actions.append(action)
                 gated.notes[action.replica] = "stopped by a Docker engine restart"
@@ -165,7 +169,7 @@ class RestartGate:
                 gated.waiting.append(
                     Waiting(
                         action.replica,
-                        action.container_name,
+                        action.replica_name,
                         reason,
                         decision.wait_s,
                         decision.state.restarts,
@@ -176,11 +180,11 @@ class RestartGate:
             restarts = decision.state.restarts
             if decision.recreate:
                 gated.actions.append(
-                    RemoveContainer(
+                    RetireReplica(
                         action.deployment,
                         action.replica,
-                        action.container_id,
-                        action.container_name,
+                        action.replica_id,
+                        action.replica_name,
                         RemoveReason.CRASH_LOOP,
                     )
                 )
@@ -193,7 +197,7 @@ class RestartGate:
             gated.restarted.append(
                 Restarted(
                     action.replica,
-                    action.container_name,
+                    action.replica_name,
                     reason,
                     restarts,
                     decision.recreate,

@@ -1,9 +1,9 @@
 """The full resync: read everything once, find the deployments needing work, mark stuck ones.
 
 Called by the controller loop (`controller.loop.controller`) periodically, when a watcher
-(re)subscribes, and when this replica is elected. One SQL query and one Docker list call
-cover every deployment; the pure planner and `controller.policy.settle` decide which need
-a pass. It also sets the fleet gauges, records stuck phases in Postgres (the count
+(re)subscribes, and when this replica is elected. One SQL query and one runtime list call
+cover every deployment; the pure `controller.policy.resync.survey` decides which need a
+pass. It also sets the fleet gauges, records stuck phases in Postgres (the count
 survives a leader change) and prunes the mutation log hourly. It returns the names; the
 controller queues them.
 """
@@ -13,21 +13,18 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
 import structlog
 
 from controller.loop.intents import resolve_unfinished
-from controller.loop.ports import ContainerEngine, FenceSource, StateStore
+from controller.loop.ports import FenceSource, Runtime, StateStore
 from controller.loop.routes import RouteKeeper
-from controller.model.containers import ObservedContainer
-from controller.model.errors import BerthError, Deposed, InvalidSpec
-from controller.model.phases import Phase
+from controller.model.errors import BerthError, Deposed
 from controller.model.records import DeploymentRecord, Event, Fence
+from controller.model.replicas import ObservedReplica
 from controller.model.settings import Settings
-from controller.model.spec import Route, parse_spec
 from controller.observability.metrics import (
     DEPLOYMENTS_BY_PHASE,
     DRIFT_DETECTED,
@@ -41,16 +38,11 @@ from controller.observability.metrics import (
     STUCK_DETECTED,
 )
 from controller.policy import settle as policy
-from controller.policy.crashloop import load_states
 from controller.policy.planner import (
-    DesiredDeployment,
-    desired_deployment,
     managed_by,
     mark_recorded,
-    plan,
-    ready_replicas,
 )
-from controller.policy.routes import members as route_members
+from controller.policy.resync import Fleet, survey
 
 log = structlog.get_logger("berth.resync")
 MUTATION_LOG_PRUNE_EVERY_S = 3600.0
@@ -63,23 +55,12 @@ class Release(StrEnum):
     ALL = "all"
 
 
-@dataclass
-class Fleet:
-    """What one full resync saw: the gauges' values."""
-
-    phases: dict[Phase, int] = field(default_factory=lambda: dict.fromkeys(Phase, 0))
-    replicas_desired: int = 0
-    replicas_ready: int = 0
-    stuck: int = 0
-    in_backoff: int = 0
-
-
 class FullResync:
     def __init__(
         self,
         settings: Settings,
         store: StateStore,
-        docker: ContainerEngine,
+        runtime: Runtime,
         leadership: FenceSource,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -87,7 +68,7 @@ class FullResync:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.docker = docker
+        self.runtime = runtime
         self.leadership = leadership
         self.cluster = settings.cluster
         self._now = wall_clock
@@ -110,7 +91,7 @@ class FullResync:
             return None
         started = self._monotonic()
         if self._resolved_term != fence.term:  # a new term: first, what did the last one leave?
-            resolve_unfinished(self.store, self.docker, fence, self.cluster)
+            resolve_unfinished(self.store, self.runtime, fence, self.cluster)
             self._resolved_term = fence.term
         if release is not None:
             released = self.store.release_holds(fence, permanent_only=release == Release.PERMANENT)
@@ -118,12 +99,11 @@ class FullResync:
                 log.info("retrying failed deployments at once", count=len(released))
         records = self.store.fetch_all()
         listed_at = self._monotonic()
-        listed = managed_by(self.docker.list_managed(), self.cluster)
-        by_deployment: dict[str, list[ObservedContainer]] = defaultdict(list)
-        for container in listed:
-            assert container.deployment is not None
-            by_deployment[container.deployment].append(container)
-        for record in records:  # only containers Berth has a record of are its replicas
+        by_deployment: dict[str, list[ObservedReplica]] = defaultdict(list)
+        for replica in managed_by(self.runtime.observe(), self.cluster):
+            assert replica.deployment is not None
+            by_deployment[replica.deployment].append(replica)
+        for record in records:  # only replicas Berth has a record of are its own
             if record.name in by_deployment:
                 by_deployment[record.name] = mark_recorded(
                     by_deployment[record.name],
@@ -131,85 +111,27 @@ class FullResync:
                     record.pending_creates,
                     record.records_since,
                 )
-        containers = [c for group in by_deployment.values() for c in group]
-
-        desired: list[DesiredDeployment] = []
-        routed: dict[str, tuple[list[Route], dict[str, dict[int, str]]]] = {}
-        dirty: set[str] = set()
-        fleet = Fleet()
         now = self._now()
-        for record in records:
-            if record.phase is not None:
-                fleet.phases[record.phase] += 1
-            fleet.in_backoff += sum(
-                1
-                for state in load_states(record.replica_restarts).values()
-                if state.next_restart_at is not None and state.next_restart_at > now.timestamp()
-            )
-            if self._mark_if_stuck(fence, record, now):
-                fleet.stuck += 1
-                dirty.add(record.name)
-            if not record.present:
-                dirty.add(record.name)
-                continue
-            assert record.spec is not None
-            if policy.held(record, now) is not None:  # failed: its pass requeued itself
-                continue
-            try:
-                spec = parse_spec(record.spec)
-            except InvalidSpec:
-                dirty.add(record.name)
-                continue
-            mine = by_deployment.get(record.name, [])
-            if spec.routes:
-                routed[record.name] = (spec.routes, route_members(spec.routes, mine))
-            if spec.source is not None:
-                # Its containers run the built image, which only its pass knows: judged by
-                # its status, and planned by its pass.
-                ready = sum(1 for c in mine if c.ready)
-                fleet.replicas_desired += spec.replicas
-                fleet.replicas_ready += ready
-                if not (
-                    record.phase == Phase.ACTIVE
-                    and record.observed_generation == record.generation
-                    and record.ready_replicas == ready == spec.replicas
-                    and len(mine) == spec.replicas
-                ):
-                    dirty.add(record.name)
-                continue
-            deployment = desired_deployment(spec)
-            desired.append(deployment)
-            ready = ready_replicas(deployment, by_deployment.get(record.name, ()))
-            fleet.replicas_desired += spec.replicas
-            fleet.replicas_ready += ready
-            converged = (
-                record.phase == Phase.ACTIVE
-                and record.observed_generation == record.generation
-                and record.ready_replicas == ready
-            )
-            if not converged:
-                dirty.add(record.name)
-        known = {record.name for record in records}
-        sourced = {r.name for r in records if r.present and r.spec and r.spec.get("source")}
-        planned = plan(
-            desired, [c for c in containers if c.deployment not in sourced], self.cluster
-        )
-        skipped = known - {d.name for d in desired} - dirty  # failed, waiting: leave them be
-        dirty |= set(planned) - skipped
+        stuck = {record.name for record in records if self._mark_if_stuck(fence, record, now)}
+        found = survey(records, by_deployment, self.cluster, now, stuck)
+        dirty = found.dirty
 
         RECONCILE_PASSES.labels(scope="full").inc()
         RECONCILE_DURATION.labels(scope="full").observe(self._monotonic() - started)
         DRIFT_DETECTED.inc(len(dirty))
-        self._publish(fleet)
+        self._publish(found.fleet)
         try:
-            self.routes.repair(routed, listed_at)
+            self.routes.repair(found.routed, listed_at)
         except BerthError as error:
             log.warning("proxy not repaired", error=str(error))
         if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
             self._last_prune = self._monotonic()
             self.store.prune_mutations(self.settings.mutation_log_retention_s)
         log.debug(
-            "full resync", deployments=len(records), containers=len(containers), dirty=len(dirty)
+            "full resync",
+            deployments=len(records),
+            replicas=sum(len(group) for group in by_deployment.values()),
+            dirty=len(dirty),
         )
         return dirty
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import structlog
 
 from controller.loop.ports import ProxyAdmin
-from controller.model.containers import ObservedContainer
 from controller.model.errors import BerthError, ProxyUnavailable
+from controller.model.replicas import ObservedReplica
 from controller.model.spec import Route
 from controller.policy.routes import RouteTarget, caddy_config, handlers, members, targets
 
@@ -66,7 +66,7 @@ class RouteKeeper:
             return bool(self._routes.get(deployment))
 
     def serve(
-        self, deployment: str, routes: Sequence[Route], containers: Iterable[ObservedContainer]
+        self, deployment: str, routes: Sequence[Route], containers: Iterable[ObservedReplica]
     ) -> Published:
         """A pass's view: its ready containers serve its routes (none if it has none)."""
         if not routes and not self.routed(deployment):

@@ -17,11 +17,11 @@ from datetime import datetime
 
 from controller.loop.ports import StateStore
 from controller.loop.status import StatusWriter
-from controller.model.containers import ObservedContainer
 from controller.model.errors import BuildFailed
 from controller.model.outcome import Outcome
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord
+from controller.model.replicas import ObservedReplica
 from controller.model.source import source_key
 from controller.model.spec import DeploymentSpec
 from controller.policy.builds import BUILD_POLL_S, SourceAction, decide
@@ -43,7 +43,7 @@ class SourceStage:
         record: DeploymentRecord,
         spec: DeploymentSpec,
         writer: StatusWriter,
-        containers: list[ObservedContainer],
+        containers: list[ObservedReplica],
     ) -> DeploymentSpec | Outcome:
         """The spec to converge (running the built image), or the outcome of a pass that
         waits for its build. Raises BuildFailed for a build that will not succeed as is."""

@@ -24,7 +24,7 @@ from controller.loop import faults
 from controller.loop.ports import StateStore
 from controller.model.errors import BerthError
 from controller.model.phases import Phase
-from controller.model.records import DeploymentRecord, Event, Fence, StatusWrite
+from controller.model.records import DeploymentRecord, Event, Fence, MutationAction, StatusWrite
 from controller.observability.metrics import ACTIONS
 from controller.policy.settle import Failure
 
@@ -230,7 +230,7 @@ class StatusWriter:
 
     # --- writing ---------------------------------------------------------------------------
     @contextmanager
-    def mutation(self, action: str, target: str) -> Iterator[Done]:
+    def mutation(self, action: MutationAction, target: str) -> Iterator[Done]:
         """Fence one Docker mutation (committed intent, trust checked before the call) and
         count it. The body calls `done(message, **metadata)` once the call succeeded: that
         action event is written with the mutation's outcome, in the same transaction."""

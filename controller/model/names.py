@@ -32,6 +32,8 @@ RESERVED_LABEL_PREFIX = "io.berth."
 HOST_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 LOOPBACK = "127.0.0.1"
 DEFAULT_CLUSTER = "default"
+# Where the docker runtime's replicas run: its one engine.
+LOCAL_NODE = "local"
 
 
 def container_name(

@@ -42,3 +42,20 @@ MOVING_PHASES = frozenset(
         Phase.DELETING,
     }
 )
+
+
+# Phases in which a pass is done with its generation: it converged, failed, or was rolled
+# back to the serving revision. A settled phase ends the generation's stuck count (the
+# query `write_status` lists the same; tests/unit/test_vocabulary.py holds them equal).
+SETTLED_PHASES = frozenset({Phase.ACTIVE, Phase.FAILED, Phase.ROLLED_BACK})
+
+
+def converged(phase: Phase | str | None, observed_generation: int, generation: int) -> bool:
+    """The one "converged" rule: the status says this generation runs as declared. The view
+    `deployment_overview.converged` computes the same (held equal by tests/contract)."""
+    return phase == Phase.ACTIVE and observed_generation == generation
+
+
+def settled(phase: Phase | str | None, observed_generation: int, generation: int) -> bool:
+    """A rollout of this generation has ended: converged, failed or rolled back."""
+    return phase in SETTLED_PHASES and observed_generation == generation

@@ -10,9 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from controller.model.phases import Phase
+
+
+class MutationAction(StrEnum):
+    """A runtime change the mutation log fences (`berth_mutations.action`; migration 16's
+    CHECK lists the same, tests/unit/test_vocabulary.py holds them equal)."""
+
+    CREATE = "create"
+    START = "start"
+    RESTART = "restart"
+    REMOVE = "remove"
+
+
+class Resolution(StrEnum):
+    """What a new term found of an intent its predecessor left without outcome
+    (`berth_mutations.resolution`, the CHECK of migration 5)."""
+
+    DONE = "done"
+    NOT_DONE = "not done"
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -160,7 +180,7 @@ class Intent:
     id: int
     term: int
     deployment: str
-    action: str
+    action: MutationAction
     target: str
 
 

@@ -2,7 +2,7 @@
 
 Pure: no I/O. Called by the CLI (`berth apply` validates files before they reach the
 database), by the reconciler (rows are parsed before anything is created) and by the
-executor, which turns a spec into `ContainerRequest`s for the Docker gateway. The database
+executor, which turns a spec into `ReplicaRequest`s for the Docker gateway. The database
 enforces the same rules with its own constraints (`sql/migrations/0001_schema.sql`); this
 model keeps the error messages equally precise on the client side.
 """
@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from controller.model.containers import ContainerRequest, HealthProbe, Limits, Mount, PublishedPort
 from controller.model.errors import InvalidSpec
 from controller.model.names import (
     HOST_PATTERN,
@@ -35,6 +34,7 @@ from controller.model.names import (
     network_name,
     volume_name,
 )
+from controller.model.replicas import HealthProbe, Limits, Mount, PublishedPort, ReplicaRequest
 from controller.model.source import SourceSpec
 from controller.model.workload import WORKLOAD_FIELDS, Resources, Volume
 
@@ -331,7 +331,7 @@ def container_request(
     generation: int,
     publish_address: str = LOOPBACK,
     environment: dict[str, str] | None = None,
-) -> ContainerRequest:
+) -> ReplicaRequest:
     """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create;
     its `ports` bound to `publish_address` (BERTH_PUBLISH_ADDRESS), its routed ports to
     loopback (only the proxy reaches them); `environment` is `env` with its secrets
@@ -358,7 +358,7 @@ def container_request(
         )
     if spec.image is None:
         raise InvalidSpec("image: a source deployment has no image until its build succeeds")
-    return ContainerRequest(
+    return ReplicaRequest(
         name=container_name(spec.name, replica, cluster, spec.spec_hash),
         image=spec.image,
         command=tuple(spec.command) if spec.command is not None else None,

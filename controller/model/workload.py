@@ -2,7 +2,7 @@
 limits, volumes, networks and the dangerous options only a policy may allow.
 
 Pure: no I/O. Imported by the spec (`controller.model.spec`), which embeds these models and
-turns them into a `ContainerRequest`, and by the executor, which checks bind mounts against
+turns them into a `ReplicaRequest`, and by the executor, which checks bind mounts against
 the operator's allow-list (`BERTH_ALLOWED_BIND_PATHS`). The database applies the same rules
 (`sql/migrations/0012_workloads.sql`); unit tests keep the two equal on the same inputs.
 """

@@ -13,13 +13,15 @@ from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_m
 from controller import __version__
 from controller.model.outcome import FAILURES
 from controller.model.phases import Phase
+from controller.model.records import MutationAction
+from controller.model.replicas import RestartReason
 
 # The *_created series double the output and nobody graphs them (untyped in the library).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PHASES = tuple(str(phase) for phase in Phase)
-ACTION_KINDS = ("create", "start", "restart", "remove")
-RESTART_REASONS = ("exited", "unhealthy")
+ACTION_KINDS = tuple(str(action) for action in MutationAction)
+RESTART_REASONS = tuple(str(reason) for reason in RestartReason)
 RESULTS = ("ok", "error")
 ERROR_KINDS = tuple(sorted(str(result) for result in FAILURES))
 

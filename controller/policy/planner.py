@@ -24,8 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from controller.model.containers import ObservedContainer
 from controller.model.names import DEFAULT_CLUSTER
+from controller.model.replicas import (
+    STARTABLE_STATES,
+    Health,
+    ObservedReplica,
+    RestartReason,
+    RunState,
+)
 from controller.model.spec import DeploymentSpec
 
 
@@ -70,11 +76,11 @@ class RemoveReason(StrEnum):
 
 
 @dataclass(frozen=True)
-class RemoveContainer:
+class RetireReplica:
     deployment: str
     replica: int | None
-    container_id: str
-    container_name: str
+    replica_id: str
+    replica_name: str
     reason: RemoveReason
 
     kind = "remove"
@@ -89,51 +95,56 @@ class CreateReplica:
 
 
 @dataclass(frozen=True)
-class StartContainer:
+class StartReplica:
     deployment: str
     replica: int
-    container_id: str
-    container_name: str
-    from_state: str
+    replica_id: str
+    replica_name: str
+    from_state: RunState
 
     kind = "start"
 
 
 @dataclass(frozen=True)
-class RestartContainer:
+class RestartReplica:
     """The kept container runs but its healthcheck says unhealthy."""
 
     deployment: str
     replica: int
-    container_id: str
-    container_name: str
+    replica_id: str
+    replica_name: str
 
     kind = "restart"
 
 
-Action = RemoveContainer | CreateReplica | StartContainer | RestartContainer
+Action = RetireReplica | CreateReplica | StartReplica | RestartReplica
 
 
-def restart_reason(action: Action) -> str | None:
+def restart_reason(action: Action) -> RestartReason | None:
     """Why an action restarts a failed replica (`exited`, `unhealthy`), or None if it does not.
 
     Starting a container that was only created, or unpausing one, is not a restart."""
-    if isinstance(action, RestartContainer):
-        return "unhealthy"
-    if isinstance(action, StartContainer) and action.from_state == "exited":
-        return "exited"
+    if isinstance(action, RestartReplica):
+        return RestartReason.UNHEALTHY
+    if isinstance(action, StartReplica) and action.from_state == RunState.EXITED:
+        return RestartReason.EXITED
     return None
 
 
-_STARTABLE = frozenset({"created", "exited", "paused"})
-_KEEPER_PREFERENCE = {"running": 0, "restarting": 1, "paused": 2, "created": 3, "exited": 4}
+_KEEPER_PREFERENCE = {
+    RunState.RUNNING: 0,
+    RunState.RESTARTING: 1,
+    RunState.PAUSED: 2,
+    RunState.CREATED: 3,
+    RunState.EXITED: 4,
+}
 
 
-def _keeper_rank(container: ObservedContainer) -> tuple[int, int, str]:
+def _keeper_rank(container: ObservedReplica) -> tuple[int, int, str]:
     return (_KEEPER_PREFERENCE.get(container.state, 9), container.created, container.id)
 
 
-def managed_by(containers: Iterable[ObservedContainer], cluster: str) -> list[ObservedContainer]:
+def managed_by(containers: Iterable[ObservedReplica], cluster: str) -> list[ObservedReplica]:
     """What a Berth of `cluster` may touch: labelled with a deployment and with that cluster."""
     return [c for c in containers if c.deployment is not None and c.cluster == cluster]
 
@@ -147,18 +158,18 @@ class _Budget:
     unavailable: int
 
 
-def _serving_old(deployment: DesiredDeployment, container: ObservedContainer) -> bool:
+def _serving_old(deployment: DesiredDeployment, container: ObservedReplica) -> bool:
     """An old revision's container that still serves (kept until its replacement is ready)."""
     return (
         deployment.start_first
         and container.recorded
         and container.spec_hash != deployment.spec_hash
-        and container.state == "running"
+        and container.state == RunState.RUNNING
     )
 
 
 def _budget(
-    deployment: DesiredDeployment, slots: Mapping[int, Sequence[ObservedContainer]]
+    deployment: DesiredDeployment, slots: Mapping[int, Sequence[ObservedReplica]]
 ) -> _Budget:
     """What is already spent: slots whose new container is not ready yet beside an old
     one (surge), and slots with no ready container at all (unavailable)."""
@@ -180,7 +191,7 @@ def _budget(
 def _plan_slot(
     deployment: DesiredDeployment,
     replica: int,
-    slot: Sequence[ObservedContainer],
+    slot: Sequence[ObservedReplica],
     budget: _Budget | None = None,
 ) -> list[Action]:
     actions: list[Action] = []
@@ -190,7 +201,7 @@ def _plan_slot(
             for c in slot
             if c.spec_hash == deployment.spec_hash
             and c.recorded
-            and c.state not in ("dead", "removing")
+            and c.state not in (RunState.DEAD, RunState.REMOVING)
         ),
         key=_keeper_rank,
     )
@@ -206,7 +217,7 @@ def _plan_slot(
         else:
             return []  # waits its turn: the old container keeps serving
     for container in slot:
-        if container is keeper or container.state == "removing":
+        if container is keeper or container.state == RunState.REMOVING:
             continue
         if keep_old and container in serving:
             continue
@@ -214,25 +225,23 @@ def _plan_slot(
             reason = RemoveReason.UNRECORDED
         elif container.spec_hash != deployment.spec_hash:
             reason = RemoveReason.STALE
-        elif container.state == "dead":
+        elif container.state == RunState.DEAD:
             reason = RemoveReason.DEAD
         else:
             reason = RemoveReason.DUPLICATE
         actions.append(
-            RemoveContainer(deployment.name, replica, container.id, container.name, reason)
+            RetireReplica(deployment.name, replica, container.id, container.name, reason)
         )
     if keeper is None:
         actions.append(CreateReplica(deployment.name, replica))
-    elif keeper.state in _STARTABLE:
-        actions.append(
-            StartContainer(deployment.name, replica, keeper.id, keeper.name, keeper.state)
-        )
-    elif keeper.state == "running" and keeper.health == "unhealthy":
-        actions.append(RestartContainer(deployment.name, replica, keeper.id, keeper.name))
+    elif keeper.state in STARTABLE_STATES:
+        actions.append(StartReplica(deployment.name, replica, keeper.id, keeper.name, keeper.state))
+    elif keeper.state == RunState.RUNNING and keeper.health == Health.UNHEALTHY:
+        actions.append(RestartReplica(deployment.name, replica, keeper.id, keeper.name))
     return actions
 
 
-def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedContainer]) -> bool:
+def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedReplica]) -> bool:
     """The common case, checked without sorting or allocating much: one running, healthy
     enough, current container in each slot and nothing else."""
     if len(containers) != deployment.replicas:
@@ -243,8 +252,8 @@ def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedConta
         if (
             container.spec_hash != deployment.spec_hash
             or not container.recorded
-            or container.state != "running"
-            or container.health == "unhealthy"
+            or container.state != RunState.RUNNING
+            or container.health == Health.UNHEALTHY
             or replica is None
             or not 0 <= replica < deployment.replicas
             or replica in seen
@@ -257,19 +266,19 @@ def _converged(deployment: DesiredDeployment, containers: Sequence[ObservedConta
 def plan_deployment(
     deployment: DesiredDeployment | None,
     name: str,
-    containers: Sequence[ObservedContainer],
+    containers: Sequence[ObservedReplica],
 ) -> list[Action]:
     """Actions for one deployment (`None` = deleted) given only its own containers."""
     if deployment is not None and _converged(deployment, containers):
         return []
     if deployment is None:
         return [
-            RemoveContainer(name, c.replica, c.id, c.name, RemoveReason.ORPHAN)
+            RetireReplica(name, c.replica, c.id, c.name, RemoveReason.ORPHAN)
             for c in sorted(containers, key=lambda c: c.id)
-            if c.state != "removing"
+            if c.state != RunState.REMOVING
         ]
     removals: list[Action] = []
-    slots: dict[int, list[ObservedContainer]] = defaultdict(list)
+    slots: dict[int, list[ObservedReplica]] = defaultdict(list)
     for container in sorted(containers, key=lambda c: c.id):
         reason: RemoveReason
         if container.replica is None or container.replica < 0:
@@ -279,9 +288,9 @@ def plan_deployment(
         else:
             slots[container.replica].append(container)
             continue
-        if container.state != "removing":
+        if container.state != RunState.REMOVING:
             removals.append(
-                RemoveContainer(name, container.replica, container.id, container.name, reason)
+                RetireReplica(name, container.replica, container.id, container.name, reason)
             )
     slot_actions: list[Action] = []
     budget = _budget(deployment, slots) if deployment.start_first else None
@@ -292,7 +301,7 @@ def plan_deployment(
 
 def plan(
     desired: Iterable[DesiredDeployment],
-    observed: Iterable[ObservedContainer],
+    observed: Iterable[ObservedReplica],
     cluster: str = DEFAULT_CLUSTER,
 ) -> dict[str, list[Action]]:
     """Every deployment that needs work, mapped to its actions (empty dict = converged).
@@ -315,16 +324,16 @@ def plan(
 
 def _plan(
     desired: Iterable[DesiredDeployment],
-    observed: Iterable[ObservedContainer],
+    observed: Iterable[ObservedReplica],
     cluster: str,
 ) -> dict[str, list[Action]]:
     by_name: Mapping[str, DesiredDeployment] = {d.name: d for d in desired}
-    grouped: dict[str, list[ObservedContainer]] = defaultdict(list)
+    grouped: dict[str, list[ObservedReplica]] = defaultdict(list)
     for container in managed_by(observed, cluster):
         assert container.deployment is not None
         grouped[container.deployment].append(container)
     result: dict[str, list[Action]] = {}
-    no_containers: tuple[ObservedContainer, ...] = ()
+    no_containers: tuple[ObservedReplica, ...] = ()
     for name, deployment in by_name.items():
         actions = plan_deployment(deployment, name, grouped.get(name, no_containers))
         if actions:
@@ -335,11 +344,11 @@ def _plan(
 
 
 def mark_recorded(
-    containers: Iterable[ObservedContainer],
+    containers: Iterable[ObservedReplica],
     recorded_ids: frozenset[str],
     pending_names: frozenset[str],
     records_since: float | None,
-) -> list[ObservedContainer]:
+) -> list[ObservedReplica]:
     """The containers with `recorded` set: Berth created them (a record, or a create still in
     flight whose outcome is not written yet), or they predate the records."""
     marked = []
@@ -354,7 +363,7 @@ def mark_recorded(
     return marked
 
 
-def ready_replicas(deployment: DesiredDeployment, containers: Iterable[ObservedContainer]) -> int:
+def ready_replicas(deployment: DesiredDeployment, containers: Iterable[ObservedReplica]) -> int:
     """Slots 0..replicas-1 served by a ready container of the current spec hash."""
     slots = {
         c.replica

@@ -2,7 +2,9 @@
 
 Pure: no I/O, time as a parameter. Called by the reconciler's rollback step
 (`controller.loop.rollback`): `rollback_reason` after each pass's actions, and
-`serving_spec` when a rolled-back generation keeps running the revision it fell back to.
+`serving_spec` when a rolled-back generation keeps running the revision it fell back to;
+by the executor: `retirement_order`, which replicas leave before the new ones are placed
+and which after they started.
 """
 
 from __future__ import annotations
@@ -14,6 +16,25 @@ from typing import Any
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord
 from controller.model.spec import DeploymentSpec, parse_spec
+from controller.policy.planner import Action, CreateReplica, RemoveReason, RetireReplica
+
+
+def retirement_order(
+    actions: Sequence[Action], start_first: bool
+) -> tuple[list[RetireReplica], list[RetireReplica]]:
+    """(early, late): the retirements made before this pass places new replicas, and those
+    made once the new ones started.
+
+    Start-first with replicas to place: an old revision's (stale) replicas leave last, out
+    of the routes, drained and stopped while the new ones come up. Anything else leaves
+    first: a dead or duplicate replica of the current revision holds the name its
+    replacement needs, and stop-first (a fixed host port cannot be held twice) empties the
+    slot before it is filled again."""
+    retirements = [a for a in actions if isinstance(a, RetireReplica)]
+    retire_last = start_first and any(isinstance(a, CreateReplica) for a in actions)
+    late = [a for a in retirements if retire_last and a.reason == RemoveReason.STALE]
+    early = [a for a in retirements if a not in late]
+    return early, late
 
 
 def held_back(record: DeploymentRecord) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.model.containers import ObservedContainer
+from controller.model.replicas import ObservedReplica
 from controller.model.spec import Route
 
 SERVER = "berth"
@@ -44,7 +44,7 @@ def route_id(deployment: str, index: int) -> str:
 
 def members(
     routes: Sequence[Route],
-    containers: Iterable[ObservedContainer],
+    containers: Iterable[ObservedReplica],
     spec_hashes: frozenset[str] | None = None,
 ) -> dict[str, dict[int, str]]:
     """The replicas that may serve: ready containers (of the serving revisions,
@@ -58,7 +58,7 @@ def members(
             continue
         addresses = {}
         for port in ports:
-            published = container.host_port(port)
+            published = container.address(port)
             if published is not None:
                 addresses[port] = f"{published[0]}:{published[1]}"
         if addresses:

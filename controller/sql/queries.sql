@@ -81,8 +81,10 @@ SET phase = %(phase)s,
     replica_restarts = %(replica_restarts)s,
     rollout_started_at = %(rollout_started_at)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
-    -- a settled phase ends the generation's stuck count (see mark_stuck)
-    stuck_resumes = CASE WHEN %(phase)s IN ('active', 'failed') THEN 0 ELSE stuck_resumes END,
+    -- a settled phase ends the generation's stuck count (see mark_stuck; model/phases.py
+    -- SETTLED_PHASES lists the same)
+    stuck_resumes = CASE WHEN %(phase)s IN ('active', 'failed', 'rolled_back') THEN 0
+                         ELSE stuck_resumes END,
     updated_at = now()
 WHERE name = %(name)s;
 

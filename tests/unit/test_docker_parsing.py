@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.gateways.docker_engine import observed_from_summary
+from controller.gateways.docker_runtime import replica_from_summary
 
 
 def summary(
@@ -19,7 +19,7 @@ def summary(
 
 
 def test_labels_become_fields() -> None:
-    observed = observed_from_summary(
+    observed = replica_from_summary(
         summary(
             {
                 "io.berth.deployment": "web",
@@ -39,21 +39,21 @@ def test_labels_become_fields() -> None:
 
 
 def test_missing_cluster_label_means_default_and_bad_replica_means_none() -> None:
-    observed = observed_from_summary(
+    observed = replica_from_summary(
         summary({"io.berth.deployment": "web", "io.berth.replica": "x"})
     )
     assert observed.cluster == "default" and observed.replica is None
 
 
 def test_health_is_read_from_the_status_text() -> None:
-    assert observed_from_summary(summary({}, "Up 3 seconds (healthy)")).health == "healthy"
-    assert observed_from_summary(summary({}, "Up 3 seconds (unhealthy)")).health == "unhealthy"
-    assert observed_from_summary(summary({}, "Up 1 second (health: starting)")).health == "starting"
-    assert observed_from_summary(summary({}, "Up 1 second")).health == "none"
+    assert replica_from_summary(summary({}, "Up 3 seconds (healthy)")).health == "healthy"
+    assert replica_from_summary(summary({}, "Up 3 seconds (unhealthy)")).health == "unhealthy"
+    assert replica_from_summary(summary({}, "Up 1 second (health: starting)")).health == "starting"
+    assert replica_from_summary(summary({}, "Up 1 second")).health == "none"
 
 
 def test_unmanaged_container_has_no_deployment() -> None:
-    assert observed_from_summary(summary({"other": "x"})).deployment is None
+    assert replica_from_summary(summary({"other": "x"})).deployment is None
 
 
 def test_engine_failures_are_transient_and_spec_failures_permanent() -> None:
@@ -76,13 +76,40 @@ def test_engine_failures_are_transient_and_spec_failures_permanent() -> None:
 
 
 def test_docker_times() -> None:
-    from controller.gateways.docker_engine import docker_time, state_from_inspect
+    from controller.gateways.docker_engine import docker_time
+    from controller.gateways.docker_runtime import inspection_from_state
 
     assert docker_time("0001-01-01T00:00:00Z") is None
     assert docker_time("2026-11-25T19:00:00.5Z") == 1795633200.5
     assert docker_time("2026-11-25T19:00:00.123456789Z") == 1795633200.123456789
     assert docker_time("2026-11-25T20:00:00+01:00") == 1795633200.0
-    state = state_from_inspect(
+    state = inspection_from_state(
         {"Status": "exited", "ExitCode": 3, "FinishedAt": "2026-11-25T19:00:00Z"}
     )
     assert (state.status, state.exit_code, state.finished_at) == ("exited", 3, 1795633200.0)
+
+
+def test_published_ports_become_addresses_the_proxy_reaches() -> None:
+    entry = summary({"io.berth.deployment": "web"})
+    entry["Ports"] = [
+        {"PrivatePort": 8080, "PublicPort": 32768, "IP": "0.0.0.0", "Type": "tcp"},
+        {"PrivatePort": 8080, "PublicPort": 32768, "IP": "::", "Type": "tcp"},  # IPv6 twin
+        {"PrivatePort": 9090, "PublicPort": 32769, "IP": "10.1.2.3", "Type": "tcp"},
+        {"PrivatePort": 53, "PublicPort": 5353, "IP": "0.0.0.0", "Type": "udp"},
+        {"PrivatePort": 7070, "Type": "tcp"},  # exposed, not published
+    ]
+    observed = replica_from_summary(entry)
+    assert observed.address(8080) == ("127.0.0.1", 32768)
+    assert observed.address(9090) == ("10.1.2.3", 32769)
+    assert observed.address(53) is None and observed.address(7070) is None
+    assert len(observed.endpoints) == 2
+
+
+def test_every_docker_state_is_a_run_state_and_others_are_unknown() -> None:
+    from controller.model.replicas import RunState
+
+    docker_states = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+    for state in docker_states:
+        assert replica_from_summary(summary({}, state=state)).state == RunState(state)
+    assert replica_from_summary(summary({}, state="frozen")).state == RunState.UNKNOWN
+    assert {str(s) for s in RunState} == {*docker_states, "unknown"}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from controller.model.containers import ObservedContainer
+from controller.model.records import MutationAction
+from controller.model.replicas import ObservedReplica, RunState
 from controller.policy.intents import judge
 
 
-def container(state: str) -> ObservedContainer:
-    return ObservedContainer("id", "berth-web-0", "web", 0, "h", state=state)
+def container(state: str) -> ObservedReplica:
+    return ObservedReplica("id", "berth-web-0", "web", 0, "h", state=RunState(state))
 
 
 @pytest.mark.parametrize(
@@ -26,5 +27,5 @@ def container(state: str) -> ObservedContainer:
         ("restart", container("running"), "unknown"),
     ],
 )
-def test_judge(action: str, found: ObservedContainer | None, resolution: str) -> None:
-    assert judge(action, found)[0] == resolution
+def test_judge(action: str, found: ObservedReplica | None, resolution: str) -> None:
+    assert judge(MutationAction(action), found)[0] == resolution

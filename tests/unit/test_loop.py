@@ -35,7 +35,7 @@ def assert_converged(cluster: Cluster, name: str, replicas: int) -> None:
     assert status.phase == Phase.ACTIVE, status.message
     assert status.ready_replicas == replicas
     assert status.observed_generation == cluster.store.generations[name]
-    containers = cluster.engine.of(name)
+    containers = cluster.runtime.of(name)
     slots = sorted(int(c.request.labels["io.berth.replica"]) for c in containers)
     assert slots == list(range(replicas)), "exactly one container per slot, no duplicate"
     assert all(c.state == "running" for c in containers)
@@ -65,7 +65,7 @@ def test_a_converged_deployment_costs_no_write() -> None:
     cluster.drive("web")
     cluster.drive()  # a full resync finds nothing to do
     assert cluster.store.status_writes == writes
-    assert cluster.engine.calls.count("create") == 1
+    assert cluster.runtime.calls.count("create") == 1
 
 
 CRASH_POINTS = [
@@ -87,14 +87,14 @@ CRASH_POINTS = [
 def test_a_crash_at_every_phase_boundary_is_resumed_by_the_next_leader(point: str) -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1", replicas=2, healthcheck=HEALTHCHECK)
-    cluster.engine.behaviours["web"] = Behaviour(healthy_after_s=2.0)
+    cluster.runtime.behaviours["web"] = Behaviour(healthy_after_s=2.0)
     crash_at(point)
     with pytest.raises(SimulatedCrash):
         cluster.drive("web")
     successor = cluster.successor()
     successor.drive()  # the new leader's first full resync finds the half-done work
     assert_converged(successor, "web", 2)
-    assert successor.engine.calls.count("create") == 2, "no container created twice"
+    assert successor.runtime.calls.count("create") == 2, "no container created twice"
 
 
 def test_a_deposed_leader_neither_writes_nor_mutates() -> None:
@@ -105,7 +105,7 @@ def test_a_deposed_leader_neither_writes_nor_mutates() -> None:
     assert cluster.last_outcome("web").result == Result.DEPOSED
     assert cluster.last_outcome("web").requeue_after is None
     assert cluster.store.statuses == {}
-    assert cluster.engine.containers == {}
+    assert cluster.runtime.containers == {}
     assert cluster.store.intents == []
 
 
@@ -119,7 +119,7 @@ def test_a_leader_deposed_mid_pass_stops_before_its_next_mutation() -> None:
     faults.arm("after:create", depose)  # the term moves on right after the first create
     cluster.drive("web")
     assert cluster.last_outcome("web").result == Result.DEPOSED
-    assert len(cluster.engine.containers) == 1
+    assert len(cluster.runtime.containers) == 1
     old_term = cluster.leadership.term
     assert [i.action for i in cluster.store.intents if i.term == old_term] == ["create"]
     assert all(term == old_term for term, _ in cluster.store.events)
@@ -132,7 +132,7 @@ def test_a_leader_deposed_mid_pass_stops_before_its_next_mutation() -> None:
 def test_transient_failures_back_off_exponentially_then_recover() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1")
-    cluster.engine.fail("create", DockerServerError("engine busy"), DockerServerError("busy"))
+    cluster.runtime.fail("create", DockerServerError("engine busy"), DockerServerError("busy"))
     cluster.drive("web", until_s=0)
     first = cluster.last_outcome("web")
     assert (first.result, first.phase, first.requeue_after) == (Result.TRANSIENT, Phase.FAILED, 1)
@@ -165,10 +165,10 @@ def test_a_permanent_failure_waits_for_a_spec_change() -> None:
     status = cluster.store.status("web")
     assert status.failure_kind == "permanent"
     assert "not present locally" in status.message
-    image_calls = cluster.engine.calls.count("image")
+    image_calls = cluster.runtime.calls.count("image")
     cluster.drive("web", until_s=retry_s - 1)
     cluster.drive(until_s=0)
-    assert cluster.engine.calls.count("image") == image_calls, "not retried unchanged"
+    assert cluster.runtime.calls.count("image") == image_calls, "not retried unchanged"
     cluster.store.apply("web", image="berth-example/busybox:1")
     cluster.drive("web")
     assert_converged(cluster, "web", 1)
@@ -179,7 +179,7 @@ def test_a_permanent_failure_is_retried_slowly_when_what_it_lacked_appears() -> 
     cluster.store.apply("web", image="berth-example/later:1")
     cluster.drive("web", until_s=0)
     assert cluster.store.status("web").failure_kind == "permanent"
-    cluster.engine.images.add("berth-example/later:1")  # loaded by hand
+    cluster.runtime.images.add("berth-example/later:1")  # loaded by hand
     cluster.drive(until_s=cluster.settings.permanent_retry_s)
     assert_converged(cluster, "web", 1)
 
@@ -209,7 +209,7 @@ def test_stuck_count_survives_leader_changes_and_fails_the_third_time() -> None:
 def test_replicas_never_ready_fail_at_the_health_deadline() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1", healthcheck=HEALTHCHECK)
-    cluster.engine.behaviours["web"] = Behaviour(healthy_after_s=None)
+    cluster.runtime.behaviours["web"] = Behaviour(healthy_after_s=None)
     deadline = cluster.settings.health_check_deadline_s
     cluster.drive("web", until_s=deadline - 5)
     assert cluster.store.status("web").phase == Phase.HEALTH_CHECK
@@ -227,7 +227,7 @@ def test_replicas_never_ready_fail_at_the_health_deadline() -> None:
 def test_a_crash_looping_replica_backs_off_with_an_absolute_next_restart() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1")
-    cluster.engine.behaviours["web"] = Behaviour(exit_code=3)
+    cluster.runtime.behaviours["web"] = Behaviour(exit_code=3)
     cluster.drive("web", until_s=0)
     cluster.drive("web", until_s=0)  # the replica exited: restarted at once (restart 1)
     starting = [
@@ -292,8 +292,8 @@ def test_a_replica_crashing_after_the_engine_came_back_counts_again() -> None:
     cluster.drive(until_s=0)
     assert_converged(cluster, "web", 1)
     cluster.clock.advance(60)
-    cluster.engine.behaviours["web"] = Behaviour(exit_code=1)
-    cluster.engine.stop_everything()  # exits on its own, a minute after the engine returned
+    cluster.runtime.behaviours["web"] = Behaviour(exit_code=1)
+    cluster.runtime.stop_everything()  # exits on its own, a minute after the engine returned
     cluster.drive("web", until_s=0)
     assert cluster.store.status("web").restart_count == 1
 
@@ -382,7 +382,7 @@ def test_quoted_output_never_carries_the_deployments_own_secrets() -> None:
     cluster = Cluster()
     password = "correct-horse-battery"
     cluster.store.apply("web", image="berth-example/busybox:1", env={"DB_PASSWORD": password})
-    cluster.engine.behaviours["web"] = Behaviour(
+    cluster.runtime.behaviours["web"] = Behaviour(
         exit_code=1, logs=f"\x1b[31mconnecting as admin:{password}\x1b[0m\nrefused"
     )
     cluster.drive("web", until_s=30)
@@ -398,7 +398,7 @@ def test_quoted_output_never_carries_the_deployments_own_secrets() -> None:
 def test_a_command_that_ends_at_once_is_named_as_the_cause() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1", command=["sh"])
-    cluster.engine.behaviours["web"] = Behaviour(exit_code=0)
+    cluster.runtime.behaviours["web"] = Behaviour(exit_code=0)
     cluster.drive("web", until_s=15)
     message = cluster.store.status("web").message
     assert "exited with code 0" in message
@@ -409,14 +409,14 @@ def test_a_labelled_container_berth_never_created_is_not_adopted() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1")
     cluster.drive("web")
-    [ours] = cluster.engine.of("web")
+    [ours] = cluster.runtime.of("web")
     # Someone makes a look-alike: Berth's labels, this cluster, the current spec hash, the
     # slot's name freed by removing ours behind Berth's back.
-    cluster.engine.containers.pop(ours.id)
-    impostor = cluster.engine.create(ours.request)
-    cluster.engine.start(impostor)
+    cluster.runtime.containers.pop(ours.id)
+    impostor = cluster.runtime.place(ours.request)
+    cluster.runtime.start(impostor)
     cluster.drive("web")
-    [replica] = cluster.engine.of("web")
+    [replica] = cluster.runtime.of("web")
     assert replica.id != impostor, "replaced, not adopted"
     assert replica.id in cluster.store.container_records
     removed = [e for _, e in cluster.store.events if e.action == "remove"]
@@ -428,11 +428,11 @@ def test_an_image_appearing_retries_what_failed_for_want_of_it_at_once() -> None
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/later:1")
     cluster.store.apply("flaky", image="berth-example/busybox:1")
-    cluster.engine.fail("create", DockerServerError("busy"))
+    cluster.runtime.fail("create", DockerServerError("busy"))
     cluster.drive("web", "flaky", until_s=0)
     assert cluster.store.status("web").failure_kind == "permanent"
     assert cluster.store.status("flaky").failure_kind == "transient"
-    cluster.engine.images.add("berth-example/later:1")  # docker load, pull or tag
+    cluster.runtime.images.add("berth-example/later:1")  # docker load, pull or tag
     cluster.controller.release_holds_next(Release.PERMANENT)  # what the image watcher does
     assert cluster.controller.resync() is True
     assert cluster.queue.get(timeout_s=0) == "web", "due now, not in ten minutes"
@@ -448,9 +448,9 @@ def test_a_secret_reaches_the_container_and_nothing_else_and_a_new_value_rolls_o
         image="berth-example/busybox:1",
         env={"API_KEY": {"secret": "stripe-key"}, "MODE": "live"},
     )
-    cluster.engine.behaviours["pay"] = Behaviour(exit_code=1, logs=f"booting with {value}\n")
+    cluster.runtime.behaviours["pay"] = Behaviour(exit_code=1, logs=f"booting with {value}\n")
     cluster.drive("pay")
-    [container] = cluster.engine.of("pay")
+    [container] = cluster.runtime.of("pay")
     assert container.request.environment == {"API_KEY": value, "MODE": "live"}
     assert value not in repr(container.request)
     recorded = repr([event for _, event in cluster.store.events])
@@ -458,11 +458,11 @@ def test_a_secret_reaches_the_container_and_nothing_else_and_a_new_value_rolls_o
     assert value not in recorded, "the crash's log tail quoted the secret"
     assert "<env:API_KEY>" in recorded, "the log tail was quoted, redacted"
 
-    cluster.engine.behaviours["pay"] = Behaviour()
+    cluster.runtime.behaviours["pay"] = Behaviour()
     cluster.store.set_secret("stripe-key", "sk_live_the-second-value-4343")
     assert cluster.store.generations["pay"] == 2
     cluster.drive("pay")
-    [replaced] = cluster.engine.of("pay")
+    [replaced] = cluster.runtime.of("pay")
     assert replaced.id != container.id
     assert replaced.request.environment["API_KEY"] == "sk_live_the-second-value-4343"
     assert_converged(cluster, "pay", 1)

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.model.containers import ObservedContainer
+from controller.model.replicas import Health, ObservedReplica, RunState
 from controller.policy.planner import (
     CreateReplica,
     DesiredDeployment,
-    RemoveContainer,
-    RestartContainer,
-    StartContainer,
+    RestartReplica,
+    RetireReplica,
+    StartReplica,
     mark_recorded,
     plan,
     ready_replicas,
@@ -34,17 +34,17 @@ def container(
     cluster: str = "default",
     health: str = "none",
     created: int = 0,
-) -> ObservedContainer:
+) -> ObservedReplica:
     ident = f"c{next(_ids):04d}"
-    return ObservedContainer(
+    return ObservedReplica(
         id=ident,
         name=f"n-{ident}",
         deployment=deployment,
         replica=replica,
         spec_hash=spec_hash,
         cluster=cluster,
-        state=state,
-        health=health,
+        state=RunState(state),
+        health=Health(health),
         created=created,
     )
 
@@ -55,13 +55,13 @@ WEB = DesiredDeployment("web", replicas=2, spec_hash="h1")
 def kinds(actions: Sequence[object]) -> list[tuple[str, object]]:
     out: list[tuple[str, object]] = []
     for action in actions:
-        if isinstance(action, RemoveContainer):
+        if isinstance(action, RetireReplica):
             out.append(("remove", action.reason.value))
         elif isinstance(action, CreateReplica):
             out.append(("create", action.replica))
-        elif isinstance(action, StartContainer):
+        elif isinstance(action, StartReplica):
             out.append(("start", action.replica))
-        elif isinstance(action, RestartContainer):
+        elif isinstance(action, RestartReplica):
             out.append(("restart", action.replica))
     return out
 
@@ -151,7 +151,7 @@ TABLE = [
 )
 def test_plan_table(
     desired: list[DesiredDeployment],
-    observed: list[ObservedContainer],
+    observed: list[ObservedReplica],
     expected: dict[str, list[tuple[str, object]]],
 ) -> None:
     result = plan(desired, observed)
@@ -167,7 +167,7 @@ def test_keeper_is_the_oldest_running_container() -> None:
     young = container(replica=0, created=200)
     old = container(replica=0, created=100)
     [removal] = plan([DesiredDeployment("web", 1, "h1")], [young, old])["web"]
-    assert isinstance(removal, RemoveContainer) and removal.container_id == young.id
+    assert isinstance(removal, RetireReplica) and removal.replica_id == young.id
 
 
 def test_ready_replicas_counts_current_healthy_slots_once() -> None:
@@ -213,30 +213,30 @@ container_strategy = st.builds(
 
 def apply_plan(
     desired: list[DesiredDeployment],
-    observed: list[ObservedContainer],
+    observed: list[ObservedReplica],
     actions: Mapping[str, Sequence[object]],
-) -> list[ObservedContainer]:
+) -> list[ObservedReplica]:
     """What Docker would hold after the actions (and after in-progress removals finish)."""
     by_id = {c.id: c for c in observed if c.state != "removing"}
     hashes = {d.name: d.spec_hash for d in desired}
     for deployment_actions in actions.values():
         for action in deployment_actions:
-            if isinstance(action, RemoveContainer):
-                by_id.pop(action.container_id)
+            if isinstance(action, RetireReplica):
+                by_id.pop(action.replica_id)
             elif isinstance(action, CreateReplica):
                 new = container(action.deployment, action.replica, hashes[action.deployment])
                 by_id[new.id] = new
-            elif isinstance(action, StartContainer | RestartContainer):
-                old = by_id[action.container_id]
+            elif isinstance(action, StartReplica | RestartReplica):
+                old = by_id[action.replica_id]
                 restarted = {**old.__dict__, "state": "running", "health": "starting"}
-                by_id[old.id] = ObservedContainer(**restarted)
+                by_id[old.id] = ObservedReplica(**restarted)
     return list(by_id.values())
 
 
 @settings(max_examples=300, deadline=None)
 @given(desired_strategy, st.lists(container_strategy, max_size=14))
 def test_applying_the_plan_yields_the_desired_state(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer]
+    desired: list[DesiredDeployment], observed: list[ObservedReplica]
 ) -> None:
     after = apply_plan(desired, observed, plan(desired, observed))
     managed = [c for c in after if c.deployment is not None and c.cluster == "default"]
@@ -252,7 +252,7 @@ def test_applying_the_plan_yields_the_desired_state(
 @settings(max_examples=300, deadline=None)
 @given(desired_strategy, st.lists(container_strategy, max_size=14))
 def test_a_converged_state_plans_nothing(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer]
+    desired: list[DesiredDeployment], observed: list[ObservedReplica]
 ) -> None:
     after = apply_plan(desired, observed, plan(desired, observed))
     assert plan(desired, after) == {}
@@ -261,7 +261,7 @@ def test_a_converged_state_plans_nothing(
 @settings(max_examples=300, deadline=None)
 @given(desired_strategy, st.lists(container_strategy, max_size=14))
 def test_unmanaged_and_foreign_containers_never_appear(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer]
+    desired: list[DesiredDeployment], observed: list[ObservedReplica]
 ) -> None:
     untouchable = {c.id for c in observed if c.deployment is None or c.cluster != "default"}
     for actions in plan(desired, observed).values():
@@ -272,7 +272,7 @@ def test_unmanaged_and_foreign_containers_never_appear(
 @settings(max_examples=100, deadline=None)
 @given(desired_strategy, st.lists(container_strategy, max_size=14), st.randoms())
 def test_the_plan_does_not_depend_on_listing_order(
-    desired: list[DesiredDeployment], observed: list[ObservedContainer], rng: random.Random
+    desired: list[DesiredDeployment], observed: list[ObservedReplica], rng: random.Random
 ) -> None:
     shuffled = list(observed)
     rng.shuffle(shuffled)
@@ -303,6 +303,6 @@ def test_an_unrecorded_container_is_replaced_not_kept() -> None:
 def test_mark_recorded(
     recorded: frozenset[str], pending: frozenset[str], since: float | None, adopted: bool
 ) -> None:
-    observed = ObservedContainer("c-id", "c-name", "web", 0, "h1", created=1000)
+    observed = ObservedReplica("c-id", "c-name", "web", 0, "h1", created=1000)
     [marked] = mark_recorded([observed], recorded, pending, since)
     assert marked.recorded is adopted

@@ -23,12 +23,12 @@ def _disarm() -> Iterator[None]:
 
 def serving(cluster: Cluster, image: str) -> int:
     return sum(
-        1 for c in cluster.engine.of("web") if c.request.image == image and c.state == "running"
+        1 for c in cluster.runtime.of("web") if c.request.image == image and c.state == "running"
     )
 
 
 def active_v1(cluster: Cluster) -> None:
-    cluster.engine.images.add(V2)
+    cluster.runtime.images.add(V2)
     cluster.store.apply("web", image=V1, replicas=2, healthcheck=HEALTHCHECK,
                         rollout={"progress_deadline_s": 30})  # fmt: skip
     cluster.drive("web")
@@ -39,7 +39,7 @@ def active_v1(cluster: Cluster) -> None:
 def test_a_release_that_never_gets_ready_is_rolled_back_at_its_deadline() -> None:
     cluster = Cluster()
     active_v1(cluster)
-    cluster.engine.behaviours[f"web@{V2}"] = Behaviour(healthy_after_s=None)
+    cluster.runtime.behaviours[f"web@{V2}"] = Behaviour(healthy_after_s=None)
     cluster.store.apply("web", image=V2, replicas=2, healthcheck=HEALTHCHECK,
                         rollout={"progress_deadline_s": 30})  # fmt: skip
     cluster.drive("web", until_s=20)
@@ -63,7 +63,7 @@ def test_a_release_that_never_gets_ready_is_rolled_back_at_its_deadline() -> Non
 def test_a_crash_looping_release_is_rolled_back_at_once() -> None:
     cluster = Cluster()
     active_v1(cluster)
-    cluster.engine.behaviours[f"web@{V2}"] = Behaviour(exit_code=2)
+    cluster.runtime.behaviours[f"web@{V2}"] = Behaviour(exit_code=2)
     cluster.store.apply("web", image=V2, replicas=2, healthcheck=HEALTHCHECK)
     cluster.drive("web", until_s=25)
     status = cluster.store.status("web")
@@ -104,7 +104,7 @@ def test_a_crash_at_every_step_of_a_rollout_leaves_one_container_per_slot(point:
     successor.drive()
     status = successor.store.status("web")
     assert status.phase == Phase.ACTIVE, status.message
-    containers = successor.engine.of("web")
+    containers = successor.runtime.of("web")
     assert sorted(int(c.request.labels["io.berth.replica"]) for c in containers) == [0, 1]
     assert {c.request.image for c in containers} == {V2}
     assert successor.store.serving["web"] == 2

@@ -8,50 +8,50 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.model.containers import ObservedContainer
+from controller.model.replicas import Health, ObservedReplica
 from controller.policy.planner import (
     CreateReplica,
     DesiredDeployment,
-    RemoveContainer,
+    RetireReplica,
     plan_deployment,
 )
 
 OLD, NEW = "old0000000000000", "new0000000000000"
 
 
-def fleet(replicas: int) -> list[ObservedContainer]:
-    return [
-        ObservedContainer(f"o{i}", f"berth-web-{i}-old", "web", i, OLD) for i in range(replicas)
-    ]
+def fleet(replicas: int) -> list[ObservedReplica]:
+    return [ObservedReplica(f"o{i}", f"berth-web-{i}-old", "web", i, OLD) for i in range(replicas)]
 
 
 def step(
-    desired: DesiredDeployment, containers: list[ObservedContainer], ids: itertools.count[int]
-) -> tuple[list[ObservedContainer], list[object]]:
+    desired: DesiredDeployment, containers: list[ObservedReplica], ids: itertools.count[int]
+) -> tuple[list[ObservedReplica], list[object]]:
     """One pass: plan, apply (a new container starts not yet healthy)."""
     actions = plan_deployment(desired, "web", containers)
-    removed = {a.container_id for a in actions if isinstance(a, RemoveContainer)}
+    removed = {a.replica_id for a in actions if isinstance(a, RetireReplica)}
     after = [c for c in containers if c.id not in removed]
     for action in actions:
         if isinstance(action, CreateReplica):
             n = next(ids)
             after.append(
-                ObservedContainer(
+                ObservedReplica(
                     f"n{n}",
                     f"berth-web-{action.replica}-new",
                     "web",
                     action.replica,
                     NEW,
-                    health="starting",
+                    health=Health.STARTING,
                 )
             )
     return after, list(actions)
 
 
-def become_ready(containers: list[ObservedContainer]) -> list[ObservedContainer]:
+def become_ready(containers: list[ObservedReplica]) -> list[ObservedReplica]:
     from dataclasses import replace
 
-    return [replace(c, health="healthy") if c.health == "starting" else c for c in containers]
+    return [
+        replace(c, health=Health.HEALTHY) if c.health == Health.STARTING else c for c in containers
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -85,15 +85,15 @@ def test_an_old_container_stays_until_its_replacement_is_ready() -> None:
     desired = DesiredDeployment("web", 2, NEW, True, 1, 0)
     first = plan_deployment(desired, "web", fleet(2))
     assert first == [CreateReplica("web", 0)]  # one slot at a time, nothing removed
-    starting = [*fleet(2), ObservedContainer("n0", "n0", "web", 0, NEW, health="starting")]
+    starting = [*fleet(2), ObservedReplica("n0", "n0", "web", 0, NEW, health=Health.STARTING)]
     assert plan_deployment(desired, "web", starting) == []  # waits: the old one serves
-    ready = [*fleet(2), ObservedContainer("n0", "n0", "web", 0, NEW, health="healthy")]
+    ready = [*fleet(2), ObservedReplica("n0", "n0", "web", 0, NEW, health=Health.HEALTHY)]
     second = plan_deployment(desired, "web", ready)
-    assert [type(a).__name__ for a in second] == ["RemoveContainer", "CreateReplica"]
-    assert isinstance(second[0], RemoveContainer) and second[0].container_id == "o0"
+    assert [type(a).__name__ for a in second] == ["RetireReplica", "CreateReplica"]
+    assert isinstance(second[0], RetireReplica) and second[0].replica_id == "o0"
 
 
 def test_stop_first_replaces_at_once() -> None:
     desired = DesiredDeployment("web", 2, NEW)
     actions = plan_deployment(desired, "web", fleet(2))
-    assert [type(a).__name__ for a in actions] == ["RemoveContainer", "CreateReplica"] * 2
+    assert [type(a).__name__ for a in actions] == ["RetireReplica", "CreateReplica"] * 2

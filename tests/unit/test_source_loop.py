@@ -12,7 +12,7 @@ GIT = {"git": {"url": "file:///src/app", "ref": "main"}}
 
 
 def images(cluster: Cluster, name: str) -> list[str]:
-    return sorted(c.request.image for c in cluster.engine.of(name))
+    return sorted(c.request.image for c in cluster.runtime.of(name))
 
 
 def test_a_source_deployment_waits_for_its_build_then_runs_the_image() -> None:
@@ -21,7 +21,7 @@ def test_a_source_deployment_waits_for_its_build_then_runs_the_image() -> None:
     cluster.drive("web")
     status = cluster.store.status("web")
     assert (status.phase, status.message) == (Phase.QUEUED, "build queued: position 1 of 1")
-    assert cluster.engine.of("web") == []
+    assert cluster.runtime.of("web") == []
     [build] = cluster.store.builds
     assert (build.generation, build.source) == (
         1,
@@ -38,7 +38,7 @@ def test_a_source_deployment_waits_for_its_build_then_runs_the_image() -> None:
     )
     assert status.phase_metadata["build_id"] == 1
 
-    cluster.engine.images.add("berth-build/web:k1")  # what the build job made
+    cluster.runtime.images.add("berth-build/web:k1")  # what the build job made
     cluster.store.set_build(1, status=BuildStatus.SUCCEEDED, image="berth-build/web:k1")
     cluster.drive("web")
     assert cluster.store.status("web").phase == Phase.ACTIVE
@@ -54,10 +54,10 @@ def test_a_failed_build_keeps_the_previous_release_serving() -> None:
     cluster = Cluster()
     cluster.store.apply("web", source=GIT)
     cluster.drive("web")
-    cluster.engine.images.add("berth-build/web:k1")  # what the build job made
+    cluster.runtime.images.add("berth-build/web:k1")  # what the build job made
     cluster.store.set_build(1, status=BuildStatus.SUCCEEDED, image="berth-build/web:k1")
     cluster.drive("web")
-    before = [c.id for c in cluster.engine.of("web")]
+    before = [c.id for c in cluster.runtime.of("web")]
 
     cluster.store.apply("web", source={"git": {"url": "file:///src/app", "ref": "v2"}})
     cluster.drive("web")
@@ -67,7 +67,7 @@ def test_a_failed_build_keeps_the_previous_release_serving() -> None:
     status = cluster.store.status("web")
     assert status.phase == Phase.FAILED and status.failure_kind == "permanent"
     assert "exit code 1" in status.message
-    assert [c.id for c in cluster.engine.of("web")] == before
+    assert [c.id for c in cluster.runtime.of("web")] == before
     assert cluster.store.status("web").ready_replicas == 1
 
 

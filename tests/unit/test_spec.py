@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from controller.gateways.docker_engine import docker_arguments
+from controller.gateways.docker_runtime import docker_arguments
 from controller.model.errors import InvalidSpec
 from controller.model.names import container_name
 from controller.model.spec import DeploymentSpec, container_request, parse_spec

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from controller.gateways.postgres_sql import migrations
 from controller.model.names import NAME_PATTERN, NAME_REGEX
@@ -73,3 +74,57 @@ def test_input_limits_are_the_same_in_python_and_sql() -> None:
         spec.MAX_LABEL_VALUE_BYTES,
     ):
         assert f"> {limit}" in sql, limit
+
+
+def _sql() -> str:
+    return "\n".join(text for _, _, text in migrations())
+
+
+def _quoted(text: str) -> set[str]:
+    return set(re.findall(r"'([\w ]+)'", text))
+
+
+def test_mutation_actions_are_one_vocabulary_with_the_sql() -> None:
+    from controller.model.records import MutationAction
+    from controller.observability.metrics import ACTION_KINDS
+
+    check = re.search(r"berth_mutations_action_known\s+CHECK \(action IN \((.*?)\)\)", _sql(), re.S)
+    assert check is not None
+    assert _quoted(check.group(1)) == {str(a) for a in MutationAction} == set(ACTION_KINDS)
+    queries = (Path(__file__).parents[2] / "controller/sql/queries.sql").read_text()
+    assert set(re.findall(r"action = '(\w+)'", queries)) <= {str(a) for a in MutationAction}
+
+
+def test_resolutions_are_one_vocabulary_with_the_sql() -> None:
+    from controller.model.records import Resolution
+
+    check = re.search(r"CHECK \(resolution IN \((.*?)\)\)", _sql(), re.S)
+    assert check is not None
+    assert _quoted(check.group(1)) == {str(r) for r in Resolution}
+
+
+def test_settled_phases_end_the_stuck_count_in_sql_and_the_fakes_alike() -> None:
+    from controller.model.phases import SETTLED_PHASES
+
+    queries = (Path(__file__).parents[2] / "controller/sql/queries.sql").read_text()
+    reset = re.search(r"stuck_resumes = CASE WHEN %\(phase\)s IN \((.*?)\) THEN 0", queries)
+    assert reset is not None
+    assert _quoted(reset.group(1)) == {str(p) for p in SETTLED_PHASES}
+
+
+def test_the_views_converged_is_the_one_rule() -> None:
+    """`deployment_overview.converged` (the newest definition) is `converged()`: active
+    at the current generation; tests/contract runs both on the same rows."""
+    views = re.findall(r"(coalesce\(.*?\) AS converged)", _sql())
+    assert views, "no converged column in the migrations"
+    assert views[-1] == (
+        f"coalesce(d.generation = s.observed_generation AND s.phase = '{Phase.ACTIVE}', false) "
+        "AS converged"
+    )
+
+
+def test_restart_reasons_are_the_metric_labels() -> None:
+    from controller.model.replicas import RestartReason
+    from controller.observability.metrics import RESTART_REASONS
+
+    assert set(RESTART_REASONS) == {str(r) for r in RestartReason}

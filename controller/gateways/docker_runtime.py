@@ -1,0 +1,291 @@
+"""The docker runtime: the loop's `Runtime` port on one Docker engine, a replica a container.
+
+Called by the loop through `controller.loop.ports.Runtime` (the executor places, starts,
+restarts and retires replicas; the reconciler and the resync observe them; the restart
+gate inspects them), and by the API and CLI for a replica's output. It turns a
+`ReplicaRequest` into Docker's own arguments here and nowhere else, and one entry of
+Docker's container list into an `ObservedReplica` (state and health in the one
+vocabulary, published ports as the addresses the proxy reaches). Uses the low-level list
+call, which returns labels, state and health for every container in one request. Every
+call treats "already done" as success: a create whose name exists with the same identity
+returns that container, a start of a running container and a removal of a missing one
+succeed. Calls go through `DockerGateway` (`controller.gateways.docker_engine`), which
+translates errors.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import docker.errors
+import docker.types
+
+from controller.gateways.docker_engine import DockerGateway, docker_time, translated
+from controller.gateways.retry import retry_transient
+from controller.model.errors import (
+    DockerConflict,
+    DockerRejected,
+    DockerServerError,
+    NameTaken,
+)
+from controller.model.names import (
+    DEFAULT_CLUSTER,
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_REPLICA,
+    LABEL_SPEC_HASH,
+    LOCAL_NODE,
+    LOOPBACK,
+)
+from controller.model.replicas import (
+    Endpoint,
+    Health,
+    ObservedReplica,
+    ReplicaInspection,
+    ReplicaRequest,
+    RunState,
+    run_state,
+)
+
+_NANOSECONDS = 1_000_000_000
+_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+_EVERY_INTERFACE = ("0.0.0.0", "", "::")
+
+
+def health_from_status(status_text: str) -> Health:
+    """The health Docker shows in a container's status text ("Up 3 seconds (healthy)")."""
+    match = _HEALTH_IN_STATUS.search(status_text or "")
+    if not match:
+        return Health.NONE
+    return Health.STARTING if match.group(1) == "health: starting" else Health(match.group(1))
+
+
+def replica_from_summary(summary: dict[str, Any], node: str = LOCAL_NODE) -> ObservedReplica:
+    """One entry of Docker's container list as the replica the planner sees. A port bound
+    to every interface is reached on loopback (Berth's proxy runs beside this engine)."""
+    labels = summary.get("Labels") or {}
+    replica_text = labels.get(LABEL_REPLICA, "")
+    names = summary.get("Names") or [""]
+    endpoints: dict[int, Endpoint] = {}
+    for port in summary.get("Ports") or ():
+        if not port.get("PublicPort") or port.get("Type", "tcp") != "tcp":
+            continue
+        host = str(port.get("IP") or "")
+        private = int(port["PrivatePort"])
+        if private not in endpoints:  # listed once per address family: the first one
+            endpoints[private] = Endpoint(
+                private, LOOPBACK if host in _EVERY_INTERFACE else host, int(port["PublicPort"])
+            )
+    return ObservedReplica(
+        id=summary["Id"],
+        name=names[0].lstrip("/"),
+        deployment=labels.get(LABEL_DEPLOYMENT),
+        replica=int(replica_text) if replica_text.isdigit() else None,
+        spec_hash=labels.get(LABEL_SPEC_HASH),
+        cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
+        state=run_state(str(summary.get("State", ""))),
+        health=health_from_status(summary.get("Status", "")),
+        created=int(summary.get("Created", 0)),
+        endpoints=tuple(endpoints.values()),
+        node=node,
+    )
+
+
+def inspection_from_state(state: dict[str, Any]) -> ReplicaInspection:
+    """The `State` block of a container's inspect as what failure messages need."""
+    health_log = (state.get("Health") or {}).get("Log") or []
+    exit_code = state.get("ExitCode")
+    return ReplicaInspection(
+        status=str(state.get("Status", "unknown")),
+        exit_code=int(exit_code) if exit_code is not None else None,
+        oom_killed=bool(state.get("OOMKilled")),
+        health_output=str(health_log[-1].get("Output", "")).strip() if health_log else "",
+        finished_at=docker_time(state.get("FinishedAt")),
+        started_at=docker_time(state.get("StartedAt")),
+    )
+
+
+def docker_arguments(request: ReplicaRequest) -> dict[str, Any]:
+    """`create_container` keyword arguments for `request` (plus `port_bindings`)."""
+    probe = request.healthcheck
+    arguments: dict[str, Any] = {
+        "image": request.image,
+        "command": list(request.command) if request.command is not None else None,
+        "environment": dict(request.environment),
+        "labels": dict(request.labels),
+        "ports": [(port.container, port.protocol) for port in request.ports] or None,
+        "port_bindings": {
+            f"{p.container}/{p.protocol}": p.host if p.host_ip is None else (p.host_ip, p.host)
+            for p in request.ports
+        }
+        or None,
+        "healthcheck": None
+        if probe is None
+        else {
+            "test": list(probe.test),
+            "interval": int(probe.interval_s * _NANOSECONDS),
+            "timeout": int(probe.timeout_s * _NANOSECONDS),
+            "retries": probe.retries,
+            "start_period": int(probe.start_period_s * _NANOSECONDS),
+        },
+    }
+    optional = {
+        "user": request.user,
+        "stop_signal": request.stop_signal,
+        "stop_timeout": request.stop_timeout_s,
+    }
+    arguments.update({key: value for key, value in optional.items() if value is not None})
+    return arguments
+
+
+def host_config_arguments(request: ReplicaRequest) -> dict[str, Any]:
+    """`create_host_config` keyword arguments for `request`: only what it asks for, so a
+    container of an older spec is created exactly as before."""
+    limits = request.limits
+    network_mode = request.network_mode or (request.networks[0] if request.networks else None)
+    wanted: dict[str, Any] = {
+        "mounts": [
+            docker.types.Mount(
+                m.target,
+                m.source,
+                type="volume" if m.kind == "volume" else "bind",
+                read_only=m.read_only,
+            )
+            for m in request.mounts
+        ],
+        "mem_limit": limits.memory_bytes,
+        "nano_cpus": limits.nano_cpus,
+        "pids_limit": limits.pids,
+        "read_only": request.read_only,
+        "cap_add": list(request.cap_add),
+        "cap_drop": list(request.cap_drop),
+        "init": request.init,
+        "privileged": request.privileged,
+        "network_mode": network_mode,
+        "pid_mode": request.pid_mode,
+        "ipc_mode": request.ipc_mode,
+        "devices": [f"{device}:{device}:rwm" for device in request.devices],
+    }
+    return {key: value for key, value in wanted.items() if value not in (None, False, [])}
+
+
+class DockerRuntime:
+    """The `Runtime` port on the engine `docker` talks to: a replica is a container."""
+
+    def __init__(self, docker: DockerGateway, node: str = LOCAL_NODE) -> None:
+        self.docker = docker
+        self.api = docker.api
+        self.node = node
+
+    @retry_transient
+    def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
+        """Every container carrying a deployment label (of one deployment if named): one call."""
+        label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
+        with translated("list"):
+            summaries = self.api.containers(all=True, filters={"label": [label]})
+        return [replica_from_summary(summary, self.node) for summary in summaries]
+
+    def prepare_image(self, image: str) -> str:
+        """The image where replicas run: 'present', 'pulled', or ImageUnavailable."""
+        return self.docker.ensure_image(image)
+
+    @retry_transient
+    def place(self, request: ReplicaRequest) -> str:
+        """Create the replica's container (not started); its id. A repeat finds the first."""
+        arguments = docker_arguments(request)
+        with translated("create", request.name):
+            host_config = self.api.create_host_config(
+                port_bindings=arguments.pop("port_bindings"), **host_config_arguments(request)
+            )
+            if request.networks:  # the first network at create, under the aliases
+                arguments["networking_config"] = {
+                    "EndpointsConfig": {request.networks[0]: {"Aliases": list(request.aliases)}}
+                }
+        try:
+            with translated("create", request.name):
+                created = self.api.create_container(
+                    **arguments, host_config=host_config, name=request.name, detach=True
+                )
+            container_id = str(created["Id"])
+        except DockerConflict:
+            container_id = self._existing_with_same_identity(request.name, request.labels)
+        self._join_networks(container_id, request)
+        return container_id
+
+    def _join_networks(self, container_id: str, request: ReplicaRequest) -> None:
+        """The networks after the first (joined at create); already joined counts as done."""
+        for network in request.networks[1:]:
+            try:
+                with translated("connect", network):
+                    self.api.connect_container_to_network(
+                        container_id, network, aliases=list(request.aliases)
+                    )
+            except (DockerRejected, DockerConflict, DockerServerError) as error:
+                if "already exists" not in str(error):
+                    raise
+
+    def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
+        with translated("inspect", name):
+            existing = self.api.inspect_container(name)
+        found = existing["Config"].get("Labels") or {}
+        if LABEL_DEPLOYMENT not in found:
+            raise NameTaken(
+                f"container name {name!r} is held by a container without Berth's labels "
+                f"({existing['Id'][:12]}); Berth never touches it: rename or remove it"
+            )
+        identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH)
+        if all(found.get(key) == labels.get(key) for key in identity) and (
+            found.get(LABEL_CLUSTER, DEFAULT_CLUSTER) == labels.get(LABEL_CLUSTER)
+        ):
+            return str(existing["Id"])
+        raise DockerConflict(f"container name {name!r} is still held by an older container")
+
+    @retry_transient
+    def start(self, replica_id: str, from_state: RunState = RunState.CREATED) -> None:
+        with translated("start", replica_id[:12]):
+            if from_state == RunState.PAUSED:
+                self.api.unpause(replica_id)
+            else:
+                self.api.start(replica_id)
+
+    @retry_transient
+    def restart(self, replica_id: str, grace_s: int) -> None:
+        with translated("restart", replica_id[:12]):
+            self.api.restart(replica_id, timeout=grace_s)
+
+    @retry_transient
+    def retire(self, replica_id: str, grace_s: int) -> None:
+        """Stop gracefully, then remove with its anonymous volumes. Missing = done."""
+        try:
+            with translated("remove", replica_id[:12]):
+                try:
+                    self.api.stop(replica_id, timeout=grace_s)
+                except docker.errors.APIError as error:
+                    if error.status_code not in (304, 409):  # already stopped / paused
+                        raise
+                self.api.remove_container(replica_id, v=True, force=True)
+        except DockerRejected as error:
+            if "No such container" in str(error) or "is already in progress" in str(error):
+                return
+            raise
+        except DockerConflict as error:
+            if "already in progress" in str(error):
+                return
+            raise
+
+    def inspect(self, replica_id: str) -> ReplicaInspection:
+        """Why one replica stopped or is unhealthy (exit code, OOM, last health output)."""
+        with translated("inspect", replica_id[:12]):
+            state = dict(self.api.inspect_container(replica_id).get("State") or {})
+        return inspection_from_state(state)
+
+    def output_tail(self, replica_id: str, lines: int = 20) -> str:
+        with translated("logs", replica_id[:12]):
+            output = self.api.logs(replica_id, tail=lines, stdout=True, stderr=True)
+        return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
+    def follow_output(self, replica_id: str, lines: int, follow: bool) -> Iterator[str]:
+        """A replica's output (`berth logs`): the last `lines`, then new ones if `follow`."""
+        return self.docker.follow_logs(replica_id, lines, follow)
