@@ -23,6 +23,7 @@ from typing import Any
 from controller.loop import faults
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
+from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync, Release
 from controller.loop.workqueue import WorkQueue
@@ -62,21 +63,27 @@ from controller.model.replicas import (
     RunState,
 )
 from controller.model.settings import Settings
+from controller.model.spec import COLUMN_FIELDS, SPEC_FIELDS
+from controller.model.workload import WORKLOAD_FIELDS
 
-SPEC_FIELDS = (
-    "image",
-    "source",
-    "priority",
-    "command",
-    "env",
-    "ports",
-    "replicas",
-    "healthcheck",
-    "labels",
-    "routes",
-    "rollout",
-)
 EPOCH = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+# The deployments table's column defaults (migration 1 and later), for the fields the full
+# read fetches one by one; tests/contract holds the fake's reads equal to the database's.
+COLUMN_DEFAULTS: dict[str, Any] = {
+    "image": None,
+    "source": None,
+    "priority": 0,
+    "command": None,
+    "env": {},
+    "ports": [],
+    "replicas": 1,
+    "healthcheck": None,
+    "labels": {},
+    "routes": [],
+    "rollout": {},
+}
 
 
 class SimulatedCrash(BaseException):
@@ -143,14 +150,9 @@ class FakeStore:
 
     # operators' SQL: INSERT/UPDATE/DELETE on deployments (the generation trigger)
     def apply(self, name: str, **spec: Any) -> None:
-        row = {"name": name, "replicas": 1, "env": {}, "ports": [], "labels": {}} | spec
-        row.setdefault("command", None)
-        row.setdefault("healthcheck", None)
-        row.setdefault("image", None)
-        row.setdefault("source", None)
-        row.setdefault("priority", 0)
-        row.setdefault("routes", [])
-        row.setdefault("rollout", {})
+        unknown = set(spec) - set(SPEC_FIELDS)
+        assert not unknown, f"not a deployment field: {unknown}"
+        row = {"name": name, **COLUMN_DEFAULTS} | spec
         if self.specs.get(name) != row:
             self.generations[name] = self.generations.get(name, 0) + 1
             self.specs[name] = row
@@ -197,7 +199,7 @@ class FakeStore:
         return DeploymentRecord(
             name=name,
             present=spec is not None,
-            spec={"name": name, **{k: spec[k] for k in SPEC_FIELDS}} if spec else None,
+            spec=self._read_spec(name, spec) if spec else None,
             generation=generation,
             phase=status.phase if status else None,
             phase_updated_at=stored.phase_updated_at if stored else None,
@@ -235,6 +237,15 @@ class FakeStore:
                 if ref in self.secrets
             },
         )
+
+    @staticmethod
+    def _read_spec(name: str, row: dict[str, Any]) -> dict[str, Any]:
+        """The row as the full read gives it (`select_deployment`): every column field, and
+        the workload fields it sets apart from their defaults (`berth_workload_of`)."""
+        workload = {
+            key: row[key] for key in WORKLOAD_FIELDS if row.get(key) not in (None, False, [], {})
+        }
+        return {"name": name, **{key: row[key] for key in COLUMN_FIELDS}, **workload}
 
     def secret_values(self, names: Collection[str]) -> dict[str, str]:
         return {name: self.secrets[name][0] for name in names if name in self.secrets}
@@ -666,7 +677,7 @@ class Cluster:
         self.history = EngineHistory()
         self.reconciler = Reconciler(
             self.settings,
-            self.store,
+            Stores.backed_by(self.store),
             self.runtime,
             self.leadership,
             self.stopping,
@@ -676,7 +687,7 @@ class Cluster:
         self.queue = WorkQueue(clock=self.clock.monotonic)
         self.resync = FullResync(
             self.settings,
-            self.store,
+            Stores.backed_by(self.store),
             self.runtime,
             self.leadership,
             wall_clock=self.clock.wall,

@@ -1,126 +1,47 @@
-"""The HTTP API's application: one FastAPI app, its auth, its errors, its dashboard.
+"""The HTTP API's application: one FastAPI app built from its route modules.
 
 Built by `controller.app.api_server` (which serves it with uvicorn in every `berth run`
 replica) and by tests and benchmarks in process. Routes live in `api_deployments`,
-`api_builds` and `api_stream`; every read comes from Postgres and every write is a row
-change through the same SQL an operator would run, so the database's validation is the
-API's. Errors are JSON `{"error": ..., "field": ...}`: invalid spec 422 naming the field
-as the database named it, unknown name 404, conflicting change 409, Postgres down 503
-with `Retry-After`; never a stack trace.
+`api_builds` and `api_stream`, independent of each other, over what they share in
+`api_deps` (the context, token checks, the one error shape and the statuses each route
+declares). Every read comes from Postgres and every write is a row change through the same
+SQL an operator would run, so the database's validation is the API's. Errors are JSON
+`{"error": ..., "field": ...}`: invalid input 422 naming the field, unknown name 404,
+conflicting change 409, Postgres down 503 with `Retry-After`, a method a path does not
+take 405 with every method it does take in `Allow`; never a stack trace.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any
 
 import structlog
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from controller.app.operations import ReplicaOutput
-from controller.app.stream_hub import StreamHub
-from controller.gateways.postgres import Database
-from controller.model.errors import (
-    BerthError,
-    Conflict,
-    DatabaseRejected,
-    DatabaseUnavailable,
-    DockerUnavailable,
-    Forbidden,
-    InvalidSpec,
-    NotFound,
-    PermissionDenied,
-    SourceInvalid,
-    Unauthorized,
-)
-from controller.model.settings import Settings
+from controller.app import api_builds, api_deployments, api_stream
+from controller.app.api_deps import PREFIX, ApiContext, error_body
+from controller.model.errors import BerthError
 from controller.observability.metrics import API_DURATION, API_REQUESTS
 
 log = structlog.get_logger("berth.api")
-PREFIX = "/api/v1"
-RETRY_AFTER_S = 2
-_FIELD = re.compile(r"^([a-z_]+(?:\.[^\s:]+)?): ")
 
 
-@dataclass
-class ApiContext:
-    """What the routes need; the daemon (or a test) builds it."""
-
-    settings: Settings
-    database: Database
-    hub: StreamHub
-    runtime: ReplicaOutput | None = None
-
-
-def context(request: Request) -> ApiContext:
-    found: ApiContext = request.app.state.context
-    return found
-
-
-Context = Annotated[ApiContext, Depends(context)]
-_bearer = HTTPBearer(auto_error=False)
-
-
-@dataclass(frozen=True)
-class Caller:
-    token: str  # the token's name, never its value
-    scope: str
-
-
-def caller(
-    ctx: Context,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized("an API token is needed: Authorization: Bearer <token>")
-    found = ctx.database.token_scope(credentials.credentials)
-    if found is None:
-        raise Unauthorized("unknown or revoked API token")
-    return Caller(*found)
-
-
-def can_read(who: Annotated[Caller, Depends(caller)]) -> Caller:
-    return who
-
-
-def can_write(who: Annotated[Caller, Depends(caller)]) -> Caller:
-    if who.scope != "write":
-        raise Forbidden("this token may only read: create one with --scope write")
-    return who
-
-
-Reader = Depends(can_read)
-Writer = Depends(can_write)
-
-
-def error_body(error: Exception) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """(status, body, headers) for one of Berth's errors."""
-    message = str(error)
-    headers: dict[str, str] = {}
-    if isinstance(error, Unauthorized):
-        return 401, {"error": message}, {"WWW-Authenticate": "Bearer"}
-    if isinstance(error, Forbidden | PermissionDenied):
-        return 403, {"error": message}, headers
-    if isinstance(error, NotFound):
-        return 404, {"error": message}, headers
-    if isinstance(error, Conflict):
-        return 409, {"error": message}, headers
-    if isinstance(error, InvalidSpec | SourceInvalid | DatabaseRejected):
-        match = _FIELD.match(message)
-        return 422, {"error": message, "field": match.group(1) if match else None}, headers
-    if isinstance(error, DatabaseUnavailable | DockerUnavailable):
-        retry = {"Retry-After": str(RETRY_AFTER_S)}
-        return 503, {"error": message, "retry_after_s": RETRY_AFTER_S}, retry
-    return 500, {"error": "internal error: see the daemon's log"}, headers
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """Every method the API document declares for this path (Starlette's 405 names only
+    the first route's, though one path has several routes: GET, PUT, PATCH, DELETE)."""
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
 
 
 class RequestMetrics:
@@ -155,8 +76,6 @@ class RequestMetrics:
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    from controller.app import api_builds, api_deployments, api_stream
-
     app = FastAPI(
         title="Berth",
         version="1",
@@ -188,8 +107,11 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return JSONResponse({"error": f"{field}: {first['msg']}", "field": field}, 422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": error.detail}, error.status_code, headers=error.headers)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            headers["Allow"] = allowed_methods(app, request.url.path)
+        return JSONResponse({"error": error.detail}, error.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:

@@ -14,19 +14,30 @@ import tarfile
 import tempfile
 from typing import Annotated, Any, BinaryIO, cast
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from controller.app.api import Caller, Context, Reader, Writer, can_read
-from controller.app.api_deployments import public
+from controller.app.api_deps import (
+    BIGINT_MAX,
+    READS,
+    BuildId,
+    Caller,
+    Context,
+    FileName,
+    Reader,
+    Writer,
+    answers,
+    can_read,
+    public,
+)
 from controller.model.errors import NotFound, SourceInvalid
 
 router = APIRouter()
 SPOOL_IN_MEMORY = 1 << 20  # larger uploads spill to disk as they arrive
 
 
-@router.get("/builds", tags=["builds"], dependencies=[Reader])
+@router.get("/builds", tags=["builds"], dependencies=[Reader], responses=READS)
 def builds(
     ctx: Context,
     deployment: str | None = None,
@@ -34,45 +45,64 @@ def builds(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """The queue first (with `position` of `queue_length`), then the newest builds."""
-    rows = ctx.database.builds(deployment, dead, limit)
+    rows = ctx.database.builds.builds(deployment, dead, limit)
     return {"items": [public(row) for row in rows]}
 
 
-@router.get("/builds/{build_id}", tags=["builds"], dependencies=[Reader])
-def build(ctx: Context, build_id: int) -> dict[str, Any]:
-    row = ctx.database.build(build_id)
+@router.get(
+    "/builds/{build_id}", tags=["builds"], dependencies=[Reader], responses=answers(403, 404)
+)
+def build(ctx: Context, build_id: BuildId) -> dict[str, Any]:
+    row = ctx.database.api.build(build_id)
     if row is None:
         raise NotFound(f"build {build_id} not found")
     return public(row)
 
 
-@router.get("/builds/{build_id}/logs", tags=["builds"], dependencies=[Reader])
+@router.get(
+    "/builds/{build_id}/logs",
+    tags=["builds"],
+    dependencies=[Reader],
+    responses=answers(403, 404),
+)
 def build_logs(
     ctx: Context,
-    build_id: int,
-    after: Annotated[int, Query(ge=0, description="lines after this seq")] = 0,
+    build_id: BuildId,
+    after: Annotated[int, Query(ge=0, le=BIGINT_MAX, description="lines after this seq")] = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """The build's output lines (git, docker build, Berth's notes) after `after`."""
-    status = ctx.database.build_status(build_id)
+    status = ctx.database.builds.build_status(build_id)
     if status is None:
         raise NotFound(f"build {build_id} not found")
-    lines = ctx.database.build_logs(build_id, after, limit)
+    lines = ctx.database.builds.build_logs(build_id, after, limit)
     return {"status": status, "items": lines}
 
 
-@router.post("/builds/{build_id}/cancel", status_code=202, tags=["builds"], dependencies=[Writer])
-def cancel(ctx: Context, build_id: int) -> dict[str, Any]:
+@router.post(
+    "/builds/{build_id}/cancel",
+    status_code=202,
+    tags=["builds"],
+    dependencies=[Writer],
+    responses=answers(403, 404, 409),
+)
+def cancel(ctx: Context, build_id: BuildId) -> dict[str, Any]:
     """Cancel a waiting (at once) or running (within 2 s) build; 409 if it already ended."""
-    row = ctx.database.cancel_build(build_id)
+    row = ctx.database.api.cancel_build(build_id)
     return {"build": row["id"], "status": row["status"]}
 
 
-@router.post("/archives", status_code=201, tags=["builds"], dependencies=[Writer])
+@router.post(
+    "/archives",
+    status_code=201,
+    tags=["builds"],
+    dependencies=[Writer],
+    responses=answers(403, 413),
+)
 async def upload(
     ctx: Context,
     request: Request,
-    x_filename: Annotated[str, Header(description="kept with the archive")] = "upload.tar",
+    x_filename: FileName = "upload.tar",
 ) -> JSONResponse:
     """Upload a tar or tar.gz (the request body); answers its sha256."""
     limit = ctx.settings.archive_max_bytes
@@ -90,7 +120,7 @@ async def upload(
         if not _is_tar(spool):
             raise SourceInvalid("archive: the body is not a tar or tar.gz file")
         sha256, stored, new = await run_in_threadpool(
-            ctx.database.store_archive, cast(BinaryIO, spool), x_filename[:200], limit
+            ctx.database.builds.store_archive, cast(BinaryIO, spool), x_filename[:200], limit
         )
     body = {
         "sha256": sha256,
@@ -111,19 +141,19 @@ def _is_tar(stream: Any) -> bool:
         stream.seek(0)
 
 
-@router.get("/token", tags=["cluster"])
+@router.get("/token", tags=["cluster"], responses=answers())
 def token(who: Annotated[Caller, Depends(can_read)]) -> dict[str, str]:
     """The calling token's name and scope (the dashboard shows write actions to `write`)."""
     return {"name": who.token, "scope": who.scope}
 
 
-@router.get("/cluster", tags=["cluster"], dependencies=[Reader])
+@router.get("/cluster", tags=["cluster"], dependencies=[Reader], responses=READS)
 def cluster(ctx: Context) -> dict[str, Any]:
     """The leader, its term, and the replicas heard from in the last 30 s."""
-    leader = ctx.database.leader(ctx.settings.cluster)
+    leader = ctx.database.views.leader(ctx.settings.cluster)
     return {
         "cluster": ctx.settings.cluster,
         "leader": leader,
         "term": None if leader is None else leader.get("term"),
-        "replicas": ctx.database.nodes(ctx.settings.cluster),
+        "replicas": ctx.database.views.nodes(ctx.settings.cluster),
     }

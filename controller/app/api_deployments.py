@@ -12,33 +12,33 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Body, Query, Response
 from fastapi.concurrency import iterate_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from controller.app.api import Context, Reader, Writer
+from controller.app.api_deps import (
+    BIGINT_MAX,
+    READS,
+    Context,
+    DeploymentName,
+    IfMatch,
+    NewSpecBody,
+    Reader,
+    SpecBody,
+    Writer,
+    answers,
+    public,
+    storable,
+)
 from controller.app.operations import build_again, replica_output, roll_back, spec_document
 from controller.model.errors import DockerUnavailable, InvalidSpec, NotFound
-from controller.model.source import redact_url
+from controller.model.spec import MAX_REPLICAS
 
 router = APIRouter(tags=["deployments"])
-SpecBody = Annotated[dict[str, Any], Body(description="the deployment, as in `berth apply`")]
-IfMatch = Annotated[
-    str | None, Header(description="the generation you read: 409 if the row moved on")
-]
 
 
-def public(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as the API shows it: a git URL's credentials redacted."""
-    source = row.get("source")
-    if isinstance(source, dict) and isinstance(source.get("git"), dict):
-        git = source["git"]
-        row = {**row, "source": {**source, "git": {**git, "url": redact_url(str(git["url"]))}}}
-    return row
-
-
-def _generation(if_match: str | None) -> int | None:
-    if if_match is None:
+def _generation(if_match: str) -> int | None:
+    if not if_match:
         return None
     value = if_match.strip().strip('"').removeprefix("W/").strip('"')
     if not value.isdigit():
@@ -47,17 +47,18 @@ def _generation(if_match: str | None) -> int | None:
 
 
 def _named(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    storable(spec)
     if "name" in spec and spec["name"] != name:
         raise InvalidSpec(f"deployments.name: {spec['name']!r} differs from the URL's {name!r}")
     return {key: value for key, value in spec.items() if key != "name"}
 
 
-def _one(ctx: Context, name: str) -> dict[str, Any]:
-    spec = ctx.database.spec_row(name)
-    rows = ctx.database.overview(name)
+def _one(ctx: Context, name: DeploymentName) -> dict[str, Any]:
+    spec = ctx.database.views.spec_row(name)
+    rows = ctx.database.views.overview(name)
     if spec is None or not rows:
         raise NotFound(f"deployment {name!r} not found")
-    latest = ctx.database.latest_build(name)
+    latest = ctx.database.builds.latest_build(name)
     return {
         "name": name,
         "spec": public(spec_document(spec)),
@@ -67,93 +68,106 @@ def _one(ctx: Context, name: str) -> dict[str, Any]:
     }
 
 
-@router.get("/deployments", dependencies=[Reader])
+@router.get("/deployments", dependencies=[Reader], responses=READS)
 def list_deployments(ctx: Context) -> Response:
     """Every deployment with its status (the `deployment_overview` view, which redacts git
     credentials), serialised by Postgres: at 1,000 deployments that halves the answer time."""
-    body = '{"items":' + ctx.database.overview_json() + "}"
+    body = '{"items":' + ctx.database.views.overview_json() + "}"
     return Response(body, media_type="application/json")
 
 
-@router.post("/deployments", status_code=201, dependencies=[Writer])
-def create_deployment(ctx: Context, spec: SpecBody, response: Response) -> dict[str, Any]:
+@router.post(
+    "/deployments", status_code=201, dependencies=[Writer], responses=answers(400, 403, 409)
+)
+def create_deployment(ctx: Context, spec: NewSpecBody, response: Response) -> dict[str, Any]:
     """Create a deployment (409 if the name exists)."""
     name = spec.get("name")
     if not isinstance(name, str):
         raise InvalidSpec("deployments.name: required, a string")
-    generation = ctx.database.create_deployment(name, _named(name, spec))
+    generation = ctx.database.api.create_deployment(name, _named(name, spec))
     response.headers["Location"] = f"/api/v1/deployments/{name}"
     response.headers["ETag"] = f'"{generation}"'
     return _one(ctx, name)
 
 
-@router.get("/deployments/{name}", dependencies=[Reader])
-def get_deployment(ctx: Context, name: str, response: Response) -> dict[str, Any]:
+@router.get("/deployments/{name}", dependencies=[Reader], responses=answers(403, 404))
+def get_deployment(ctx: Context, name: DeploymentName, response: Response) -> dict[str, Any]:
     found = _one(ctx, name)
     response.headers["ETag"] = f'"{found["generation"]}"'
     return found
 
 
-@router.put("/deployments/{name}", dependencies=[Writer])
+@router.put("/deployments/{name}", dependencies=[Writer], responses=answers(400, 403, 404, 409))
 def replace_deployment(
-    ctx: Context, name: str, spec: SpecBody, if_match: IfMatch = None
+    ctx: Context, name: DeploymentName, spec: SpecBody, if_match: IfMatch = ""
 ) -> dict[str, Any]:
     """Replace the whole spec (absent fields take their defaults)."""
-    ctx.database.replace_deployment(name, _named(name, spec), _generation(if_match))
+    ctx.database.api.replace_deployment(name, _named(name, spec), _generation(if_match))
     return _one(ctx, name)
 
 
-@router.patch("/deployments/{name}", dependencies=[Writer])
+@router.patch("/deployments/{name}", dependencies=[Writer], responses=answers(400, 403, 404, 409))
 def patch_deployment(
-    ctx: Context, name: str, patch: SpecBody, if_match: IfMatch = None
+    ctx: Context, name: DeploymentName, patch: SpecBody, if_match: IfMatch = ""
 ) -> dict[str, Any]:
     """Change some top-level fields (JSON merge patch: null removes a field)."""
-    current = ctx.database.spec_row(name)
+    current = ctx.database.views.spec_row(name)
     if current is None:
         raise NotFound(f"deployment {name!r} not found")
     merged = {**spec_document(current), **_named(name, patch)}
     spec = {key: value for key, value in merged.items() if value is not None and key != "name"}
     expected = _generation(if_match)
-    ctx.database.replace_deployment(
+    ctx.database.api.replace_deployment(
         name, spec, int(current["generation"]) if expected is None else expected
     )
     return _one(ctx, name)
 
 
-@router.delete("/deployments/{name}", status_code=202, dependencies=[Writer])
-def delete_deployment(ctx: Context, name: str, if_match: IfMatch = None) -> dict[str, str]:
+@router.delete(
+    "/deployments/{name}",
+    status_code=202,
+    dependencies=[Writer],
+    responses=answers(403, 404, 409),
+)
+def delete_deployment(ctx: Context, name: DeploymentName, if_match: IfMatch = "") -> dict[str, str]:
     """Delete the row; Berth then removes its containers (watch the stream)."""
-    ctx.database.delete_deployment_at(name, _generation(if_match))
+    ctx.database.api.delete_deployment_at(name, _generation(if_match))
     return {"deleted": name}
 
 
-@router.get("/deployments/{name}/events", dependencies=[Reader])
+@router.get("/deployments/{name}/events", dependencies=[Reader], responses=answers(403, 404))
 def events(
     ctx: Context,
-    name: str,
-    before: Annotated[int | None, Query(description="events older than this id")] = None,
+    name: DeploymentName,
+    before: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAX, description="events older than this id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """The deployment's events, newest first; `next` pages to older ones."""
-    rows = ctx.database.events_page(name, before, limit)
-    if not rows and before is None and ctx.database.spec_row(name) is None:
+    rows = ctx.database.api.events_page(name, before, limit)
+    if not rows and before is None and ctx.database.views.spec_row(name) is None:
         raise NotFound(f"deployment {name!r} has no events")
     older = rows[-1]["id"] if len(rows) == limit else None
     return {"items": rows, "next": None if older is None else f"?before={older}&limit={limit}"}
 
 
-@router.get("/deployments/{name}/revisions", dependencies=[Reader])
-def revisions(ctx: Context, name: str) -> dict[str, Any]:
-    rows = ctx.database.revisions(name)
-    if not rows and ctx.database.spec_row(name) is None:
+@router.get("/deployments/{name}/revisions", dependencies=[Reader], responses=answers(403, 404))
+def revisions(ctx: Context, name: DeploymentName) -> dict[str, Any]:
+    rows = ctx.database.revisions.revisions(name)
+    if not rows and ctx.database.views.spec_row(name) is None:
         raise NotFound(f"deployment {name!r} not found")
     return {"items": [public({**row, "spec": public(row["spec"])}) for row in rows]}
 
 
-@router.post("/deployments/{name}/rollback", dependencies=[Writer])
+@router.post(
+    "/deployments/{name}/rollback",
+    dependencies=[Writer],
+    responses=answers(400, 403, 404, 409),
+)
 def rollback(
     ctx: Context,
-    name: str,
+    name: DeploymentName,
     to_revision: Annotated[int | None, Body(embed=True)] = None,
 ) -> dict[str, Any]:
     """Write an earlier revision's spec back (default: the one before the serving one)."""
@@ -161,18 +175,23 @@ def rollback(
     return {"revision": done.revision, "image": done.image, "generation": done.generation}
 
 
-@router.post("/deployments/{name}/retry", status_code=202, dependencies=[Writer])
-def retry(ctx: Context, name: str) -> dict[str, Any]:
+@router.post(
+    "/deployments/{name}/retry",
+    status_code=202,
+    dependencies=[Writer],
+    responses=answers(403, 404, 409),
+)
+def retry(ctx: Context, name: DeploymentName) -> dict[str, Any]:
     """Build the source again (a moved branch is re-resolved)."""
     build = build_again(ctx.database, name, "api")
     return {"build": build.id, "generation": build.generation, "status": build.status.value}
 
 
-@router.get("/deployments/{name}/logs", dependencies=[Reader])
+@router.get("/deployments/{name}/logs", dependencies=[Reader], responses=answers(403, 404))
 def logs(
     ctx: Context,
-    name: str,
-    replica: Annotated[int, Query(ge=0)] = 0,
+    name: DeploymentName,
+    replica: Annotated[int, Query(ge=0, le=MAX_REPLICAS)] = 0,
     tail: Annotated[int, Query(ge=0, le=10000)] = 200,
     follow: bool = False,
 ) -> StreamingResponse:

@@ -17,7 +17,8 @@ import structlog
 import uvicorn
 import uvloop
 
-from controller.app.api import ApiContext, create_app
+from controller.app.api import create_app
+from controller.app.api_deps import ApiContext
 from controller.app.operations import ReplicaOutput
 from controller.app.stream_hub import StreamHub
 from controller.gateways.postgres import Database
@@ -42,7 +43,7 @@ class ApiServer:
             application_name="berth api",
             acquire_timeout_s=API_ACQUIRE_TIMEOUT_S,
         )
-        self.hub = StreamHub(self.database, database_url, self.stopping)
+        self.hub = StreamHub(self.database.api, database_url, self.stopping)
         self.app = create_app(ApiContext(settings, self.database, self.hub, runtime))
         host, _, port = settings.api_addr.rpartition(":")
         config = uvicorn.Config(

@@ -16,37 +16,35 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from controller.app.api import Context, Reader
+from controller.app.api_deps import Context, DeploymentFilter, LastEventId, Reader, answers
 from controller.app.stream_hub import encode
-from controller.model.errors import InvalidSpec
 
 router = APIRouter(tags=["stream"])
 REPLAY_PAGE = 1000
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-@router.get("/stream", dependencies=[Reader], response_class=StreamingResponse)
+@router.get(
+    "/stream", dependencies=[Reader], response_class=StreamingResponse, responses=answers(403)
+)
 async def stream(
     ctx: Context,
-    deployment: str | None = None,
-    last_event_id: Annotated[str | None, Header()] = None,
+    deployment: DeploymentFilter = None,
+    last_event_id: LastEventId = "",
 ) -> StreamingResponse:
     """Live changes (optionally of one deployment) as text/event-stream."""
-    if last_event_id is not None and not last_event_id.strip().isdigit():
-        raise InvalidSpec(f"Last-Event-ID: a number from this stream, not {last_event_id!r}")
     hub = ctx.hub
     subscriber = hub.subscribe(deployment)  # before reading the tables: nothing falls between
 
     async def messages() -> AsyncIterator[bytes]:
         try:
             replayed: set[int] = set()
-            if last_event_id is None:
+            if not last_event_id:
                 cursor = await run_in_threadpool(hub.safe_cursor)
                 hello = json.dumps({"cursor": cursor})
                 yield f"id: {cursor}\nevent: hello\ndata: {hello}\n\n".encode()
@@ -54,7 +52,7 @@ async def stream(
                 cursor = after = int(last_event_id)
                 while True:
                     rows = await run_in_threadpool(
-                        ctx.database.stream_changes, after, [], deployment, REPLAY_PAGE
+                        ctx.database.api.stream_changes, after, [], deployment, REPLAY_PAGE
                     )
                     safe = hub.safe_cursor()
                     replayed.update(row["seq"] for row in rows)

@@ -62,9 +62,9 @@ def migrate() -> None:
     settings = Settings()
     with exit_codes():
         database = Database(database_url(settings), pool_size=2)
-        applied = database.migrate(settings.database_roles)
+        applied = database.schema.migrate(settings.database_roles)
         click.echo(
-            f"schema at version {database.schema_version()}"
+            f"schema at version {database.schema.schema_version()}"
             + (f" (applied {', '.join(map(str, applied))})" if applied else " (up to date)")
         )
 
@@ -104,7 +104,9 @@ def apply(filename: str) -> None:
                 raise InvalidSpec(f"{label}: {error}") from error
         database = open_database(settings)
         for spec in specs:
-            generation, inserted = database.upsert_deployment(spec.model_dump(mode="json"))
+            generation, inserted = database.deployments.upsert_deployment(
+                spec.model_dump(mode="json")
+            )
             verb = "created" if inserted else "configured"
             click.echo(f"deployment/{spec.name} {verb} (generation {generation})")
 
@@ -126,7 +128,7 @@ def get(name: str | None, output: str) -> None:
     """List deployments with phase, progress and ready/desired replicas."""
     settings = Settings()
     with exit_codes():
-        rows = open_database(settings).overview(name)
+        rows = open_database(settings).views.overview(name)
         if name and not rows:
             raise NotFound(f"deployment {name!r} not found")
         if output == "json":
@@ -157,11 +159,11 @@ def describe(name: str, event_count: int, output: str) -> None:
     settings = Settings()
     with exit_codes():
         database = open_database(settings)
-        spec = database.spec_row(name)
-        status = database.status_row(name)
+        spec = database.views.spec_row(name)
+        status = database.views.status_row(name)
         if spec is None and status is None:
             raise NotFound(f"deployment {name!r} not found")
-        events = database.events(name, event_count)
+        events = database.views.events(name, event_count)
         if output == "json":
             click.echo(
                 json.dumps(
@@ -175,7 +177,7 @@ def describe(name: str, event_count: int, output: str) -> None:
                 click.echo(
                     f"Source:      {_source_text(spec['source'])} (priority {spec['priority']})"
                 )
-                build = database.latest_build(name)
+                build = database.builds.latest_build(name)
                 if build is not None:
                     ended = f", {build.error.splitlines()[0]}" if build.error else ""
                     reused = " (reused)" if build.cached else ""
@@ -218,7 +220,7 @@ def delete(name: str) -> None:
     """Delete a deployment; Berth then removes its containers."""
     settings = Settings()
     with exit_codes():
-        if not open_database(settings).delete_deployment(name):
+        if not open_database(settings).deployments.delete_deployment(name):
             raise NotFound(f"deployment {name!r} not found")
         click.echo(f"deployment/{name} deleted")
 
@@ -230,8 +232,8 @@ def status(output: str) -> None:
     settings = Settings()
     with exit_codes():
         database = open_database(settings)
-        leader = database.leader(settings.cluster)
-        nodes = database.nodes(settings.cluster)
+        leader = database.views.leader(settings.cluster)
+        nodes = database.views.nodes(settings.cluster)
         if output == "json":
             body = {"cluster": settings.cluster, "leader": leader, "nodes": nodes}
             click.echo(json.dumps(body, default=str, indent=2))

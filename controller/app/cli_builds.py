@@ -38,7 +38,7 @@ def _first_line(text: object, width: int = 60) -> str:
 def builds(name: str | None, dead: bool, limit: int, output: str) -> None:
     """The build queue (with positions, next first) and the history, newest first."""
     with exit_codes():
-        rows = open_database(Settings()).builds(name, dead_only=dead, limit=limit)
+        rows = open_database(Settings()).builds.builds(name, dead_only=dead, limit=limit)
         if output == "json":
             click.echo(json.dumps(rows, default=str, indent=2))
             return
@@ -103,16 +103,16 @@ def logs(
 
 def _follow_build(database: Database, name: str, build_id: int | None, follow: bool) -> None:
     if build_id is None:
-        latest = database.latest_build(name)
+        latest = database.builds.latest_build(name)
         if latest is None:
             raise NotFound(f"deployment {name!r} has no builds")
         build_id = latest.id
     after = 0
     while True:
-        status = database.build_status(build_id)  # read before the lines: none is missed
+        status = database.builds.build_status(build_id)  # read before the lines: none is missed
         if status is None:
             raise NotFound(f"build {build_id} not found")
-        for row in database.build_logs(build_id, after):
+        for row in database.builds.build_logs(build_id, after):
             after = row["seq"]
             prefix = "berth| " if row["stream"] == "berth" else ""
             click.echo(f"{prefix}{row['line']}")
@@ -128,7 +128,7 @@ def _follow_build(database: Database, name: str, build_id: int | None, follow: b
 def cancel(name: str) -> None:
     """Cancel the deployment's waiting or running build (a running one stops within 2 s)."""
     with exit_codes():
-        rows = open_database(Settings()).cancel_builds(name)
+        rows = open_database(Settings()).builds.cancel_builds(name)
         if not rows:
             raise NotFound(f"deployment {name!r} has no build waiting or running")
         for row in rows:
@@ -156,7 +156,7 @@ def upload(filename: Path) -> None:
         if not tarfile.is_tarfile(filename):
             raise InvalidSpec(f"archive: {filename} is not a tar or tar.gz file")
         database = open_database(settings)
-        sha256, size, new = database.store_archive(
+        sha256, size, new = database.builds.store_archive(
             stream, filename.name, settings.archive_max_bytes
         )
         click.echo(f"{'uploaded' if new else 'already uploaded'}: {filename.name}, {size} bytes")

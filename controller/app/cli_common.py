@@ -68,7 +68,7 @@ def exit_codes() -> Iterator[None]:
 def open_database(settings: Settings) -> Database:
     """A connection pool for an operator's command: checks the schema, never migrates."""
     database = Database(database_url(settings), pool_size=2)
-    database.check_schema()
+    database.schema.check_schema()
     return database
 
 

@@ -41,7 +41,7 @@ def rollout_status(name: str, wait: bool, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         last = None
         while True:
-            rows = database.overview(name)
+            rows = database.views.overview(name)
             if not rows:
                 raise NotFound(f"deployment {name!r} not found")
             row = rows[0]
@@ -67,7 +67,7 @@ def rollout_status(name: str, wait: bool, timeout: float) -> None:
 def rollout_history(name: str, output: str) -> None:
     """Every revision rolled out, newest first: what it ran and what became of it."""
     with exit_codes():
-        rows = open_database(Settings()).revisions(name)
+        rows = open_database(Settings()).revisions.revisions(name)
         if not rows:
             raise NotFound(f"deployment {name!r} has no revisions")
         if output == "json":

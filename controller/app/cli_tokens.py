@@ -28,8 +28,8 @@ def token_create(scope: str, name: str | None) -> None:
     with exit_codes():
         database = open_database(Settings())
         if name is None:
-            name = f"{scope}-{len(database.tokens()) + 1}"
-        secret, row = database.create_token(name, scope)
+            name = f"{scope}-{len(database.api.tokens()) + 1}"
+        secret, row = database.api.create_token(name, scope)
         click.echo(secret)
         click.echo(
             f"token {row['name']!r} ({row['scope']}) created; it is not shown again", err=True
@@ -41,7 +41,7 @@ def token_create(scope: str, name: str | None) -> None:
 def token_list(output: str) -> None:
     """Every token's name, scope, and when it was made, last used and revoked."""
     with exit_codes():
-        rows = open_database(Settings()).tokens()
+        rows = open_database(Settings()).api.tokens()
         if output == "json":
             click.echo(json.dumps(rows, default=str, indent=2))
             return
@@ -64,7 +64,7 @@ def token_list(output: str) -> None:
 def token_revoke(name: str) -> None:
     """Revoke a token: the next request with it gets 401."""
     with exit_codes():
-        open_database(Settings()).revoke_token(name)
+        open_database(Settings()).api.revoke_token(name)
         click.echo(f"token {name!r} revoked")
 
 

@@ -36,6 +36,7 @@ from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.docker_storage import DockerStorage
 from controller.gateways.git_source import GitGateway
+from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
 from controller.gateways.proxy import ProxyGateway
 from controller.gateways.webhook_client import WebhookClient
@@ -46,6 +47,7 @@ from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
 from controller.loop.janitor import Janitor
 from controller.loop.leadership import Leadership
+from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.routes import RouteKeeper
@@ -79,6 +81,7 @@ class Daemon:
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
         self.runtime = DockerRuntime(self.docker)
         self.queue = WorkQueue()
+        self.listen = listener(database_url)
         self.leadership = Leadership(
             database_url,
             settings.cluster,
@@ -88,6 +91,7 @@ class Daemon:
             on_elected=self._on_elected,
             on_deposed=self._on_deposed,
             node_id=node_id,
+            connect=LockSession,
         )
         self.engine = EngineHistory()
         self.proxy = ProxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
@@ -95,7 +99,7 @@ class Daemon:
         self.image_builder = DockerBuilder(self.docker, settings.build_timeout_s)
         self.builds = BuildDispatcher(
             settings,
-            self.database,
+            self.database.builds,
             GitGateway(settings.source_timeout_s),
             self.image_builder,
             Workspaces(settings.workspace_dir, settings.cluster),
@@ -105,20 +109,27 @@ class Daemon:
         self.webhook_client = WebhookClient(settings.webhook_timeout_s)
         self.webhooks = WebhookSender(
             settings,
-            self.database,
+            self.database.api,
             self.webhook_client,
             self.leadership,
             self.stopping,
-            database_url,
+            self.listen,
         )
         self.storage = DockerStorage(self.docker)
         self.janitor = Janitor(
-            settings, self.database, self.storage, self.leadership, self.image_builder
+            settings, self.database.retention, self.storage, self.leadership, self.image_builder
         )
         self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
+        self.stores = Stores(
+            self.database.deployments,
+            self.database.status,
+            self.database.mutations,
+            self.database.revisions,
+            self.database.builds,
+        )
         self.reconciler = Reconciler(
             settings,
-            self.database,
+            self.stores,
             self.runtime,
             self.leadership,
             self.stopping,
@@ -129,7 +140,7 @@ class Daemon:
         )
         self.controller = Controller(
             self.reconciler,
-            FullResync(settings, self.database, self.runtime, self.leadership, routes=self.routes),
+            FullResync(settings, self.stores, self.runtime, self.leadership, routes=self.routes),
             self.queue,
             self.stopping,
             elected=lambda: self.leadership.term is not None,
@@ -138,7 +149,7 @@ class Daemon:
         set_node(self.leadership.node_id)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.probes = Probes(
-            {"postgres": self.database.ping, "docker": self.docker.ping_once},
+            {"postgres": self.database.schema.ping, "docker": self.docker.ping_once},
             self._cluster_snapshot,
             self._local_status,
         )
@@ -157,11 +168,11 @@ class Daemon:
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
         if self.settings.migrate_on_start:
-            applied = self.database.migrate(self.settings.database_roles)
+            applied = self.database.schema.migrate(self.settings.database_roles)
             if applied:
                 log.info("migrations applied", versions=applied)
         else:
-            self.database.check_schema()
+            self.database.schema.check_schema()
         self.docker.ping()
         self.http.start()
         if self.api is not None:
@@ -175,7 +186,7 @@ class Daemon:
         self._spawn(
             "listen",
             watch_database,
-            self.database_url,
+            self.listen,
             self.queue,
             self.stopping,
             self.controller.request_resync,
@@ -285,7 +296,7 @@ class Daemon:
     def _report_node(self, role: str | None = None) -> None:
         term = self.leadership.term
         try:
-            self.database.report_node(
+            self.database.views.report_node(
                 {
                     "node_id": self.leadership.node_id,
                     "cluster": self.settings.cluster,
@@ -336,6 +347,6 @@ class Daemon:
 
     def _cluster_snapshot(self) -> dict[str, Any]:
         phases: dict[str, int] = {}
-        for row in self.database.overview():
+        for row in self.database.views.overview():
             phases[row["phase"]] = phases.get(row["phase"], 0) + 1
-        return {"leader": self.database.leader(self.settings.cluster), "phases": phases}
+        return {"leader": self.database.views.leader(self.settings.cluster), "phases": phases}

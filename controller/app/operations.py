@@ -40,7 +40,7 @@ class RolledBack:
 def roll_back(database: Database, name: str, to_revision: int | None) -> RolledBack:
     """Write a revision's spec back into the deployment (its image is reused: no build, no
     pull). Default: after a rollback the serving revision, else the one it superseded."""
-    rows = database.revisions(name)
+    rows = database.revisions.revisions(name)
     if not rows:
         raise NotFound(f"deployment {name!r} has no revisions")
     if to_revision is None:
@@ -54,23 +54,23 @@ def roll_back(database: Database, name: str, to_revision: int | None) -> RolledB
         if not matching:
             raise NotFound(f"deployment {name!r} has no revision {to_revision}")
         target = matching[0]
-    current = database.spec_row(name)
+    current = database.views.spec_row(name)
     if current is None:
         raise NotFound(f"deployment {name!r} not found")
     spec = parse_spec({**target["spec"], "name": name, "priority": current["priority"]})
-    generation, _ = database.upsert_deployment(spec.model_dump(mode="json"))
+    generation, _ = database.deployments.upsert_deployment(spec.model_dump(mode="json"))
     return RolledBack(int(target["revision"]), str(target["image"]), generation)
 
 
 def build_again(database: Database, name: str, requested_by: str) -> BuildRecord:
     """Queue a new build of the deployment's source (re-resolving a branch)."""
-    row = database.spec_row(name)
+    row = database.views.spec_row(name)
     if row is None:
         raise NotFound(f"deployment {name!r} not found")
     spec = parse_spec({key: value for key, value in row.items() if key not in BOOKKEEPING})
     if spec.source is None:
         raise InvalidSpec(f"source: deployment {name!r} runs an image, it has nothing to build")
-    return database.enqueue_build(
+    return database.builds.enqueue_build(
         None,
         name,
         int(row["generation"]),

@@ -2,7 +2,7 @@
 
 Started by the API server (`controller.app.api_server`); read by the stream route
 (`controller.app.api_stream`). One thread follows `berth_stream` notifications and only
-raises a flag; a second reads what changed since its cursor (`Database.stream_changes`)
+raises a flag; a second reads what changed since its cursor (`ApiStore.stream_changes`)
 whenever the flag is up, so a burst of commits costs one read, not one per commit.
 Nothing polls the tables: the reader reads only when Postgres said something committed.
 Each change is encoded once, as its server-sent-event frame, and the same bytes are offered
@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from controller.gateways.postgres import Database
+from controller.gateways.lock_session import listener
 from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError
 from controller.observability.metrics import STREAM_CLIENTS, STREAM_DROPPED
@@ -84,9 +84,19 @@ class Subscriber:
         self.pending -= len(frames)
 
 
+class StreamChanges(Protocol):
+    """The stream's reads (`controller.gateways.postgres_api.ApiStore`)."""
+
+    def stream_head(self) -> int: ...
+
+    def stream_changes(
+        self, after: int, holes: list[int], deployment: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]: ...
+
+
 class StreamHub:
-    def __init__(self, database: Database, url: str, stopping: threading.Event) -> None:
-        self.database = database
+    def __init__(self, changes: StreamChanges, url: str, stopping: threading.Event) -> None:
+        self.changes = changes
         self.url = url
         self.stopping = stopping
         self._lock = threading.Lock()
@@ -102,7 +112,7 @@ class StreamHub:
     def safe_cursor(self) -> int:
         with self._lock:
             if self._cursor is None:
-                return self.database.stream_head()
+                return self.changes.stream_head()
             return self._cursor.safe
 
     def subscribe(self, deployment: str | None) -> Subscriber:
@@ -122,7 +132,7 @@ class StreamHub:
         """Raise the flag at each notification, and after each (re)connect: whatever
         committed while the session was down is read then."""
         follow_notifications(
-            self.url,
+            listener(self.url),
             "listen_stream",
             self.stopping,
             lambda payload: None if payload is None else self._wake.set(),
@@ -158,14 +168,14 @@ class StreamHub:
     def _read(self) -> int:
         """Read every change since the cursor and hand it out, encoded once; how many."""
         if self._cursor is None:
-            head = self.database.stream_head()
+            head = self.changes.stream_head()
             with self._lock:
                 self._cursor = StreamCursor(head)
             return 0
         cursor = self._cursor
         delivered = 0
         while True:
-            rows = self.database.stream_changes(
+            rows = self.changes.stream_changes(
                 cursor.delivered, cursor.open_holes(), None, READ_LIMIT
             )
             with self._lock:

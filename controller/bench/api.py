@@ -253,7 +253,7 @@ def converge_with_clients(env: Environment, port: int, token: str, sizes: ApiSiz
 def run(env: Environment, sizes: ApiSizes) -> None:
     port = free_port()
     env.start_daemon(BERTH_API_ADDR=f"127.0.0.1:{port}", BERTH_CONCURRENCY=str(sizes.threads))
-    token = env.database.create_token("bench", "read")[0]
+    token = env.database.api.create_token("bench", "read")[0]
     with httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
     ) as api:

@@ -46,7 +46,7 @@ def run(env: Environment, count: int, rounds: int) -> None:
 
     def read(query: str) -> Callable[[], None]:
         def once() -> None:
-            rows = env.database.execute_sql(query)
+            rows = env.database.schema.execute_sql(query)
             for row in rows:
                 record = DeploymentRecord.from_row({**row, "present": True})
                 assert record.spec is not None

@@ -57,7 +57,7 @@ class Environment:
         self.url = database_url
         self.cluster = f"bench-{uuid.uuid4().hex[:6]}"
         self.database = Database(database_url, pool_size=2)
-        self.database.migrate()
+        self.database.schema.migrate()
         self.docker = DockerGateway()
         self.runtime = DockerRuntime(self.docker)
         self.processes: list[subprocess.Popen[bytes]] = []
@@ -72,7 +72,7 @@ class Environment:
         self.database = Database(self.url, pool_size=2)
 
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
-        return self.database.execute_sql(query, params)
+        return self.database.schema.execute_sql(query, params)
 
     def start_daemon(self, **env: str) -> tuple[subprocess.Popen[bytes], int]:
         """A `berth run` of this cluster; returns once it leads (if no other daemon does)."""

@@ -8,13 +8,23 @@ lock and a LISTEN belong to a session. Their SQL is named in `sql/queries.sql`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg.rows import dict_row
 
 from controller.gateways.postgres_sql import queries, translated
 from controller.model.records import Claim
+
+
+def listener(url: str) -> Callable[[str, float], Iterator[str | None]]:
+    """`listen` bound to the database at `url`: what the loop's LISTEN followers are given
+    (`controller.loop.ports.Listen`)."""
+
+    def bound(channel_query: str, poll_s: float) -> Iterator[str | None]:
+        return listen(url, poll_s=poll_s, query=channel_query)
+
+    return bound
 
 
 def listen(url: str, poll_s: float = 1.0, query: str = "listen") -> Iterator[str | None]:

@@ -13,7 +13,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.gateways.postgres_pool import Pool
+from controller.gateways.postgres_pool import Store
 from controller.model.errors import Conflict, DatabaseRejected, NotFound
 
 TOKEN_PREFIX = "berth_"
@@ -24,7 +24,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class ApiStore(Pool):
+class ApiStore(Store):
     # --- tokens -------------------------------------------------------------------------
     def create_token(self, name: str, scope: str) -> tuple[str, dict[str, Any]]:
         """A new random token (returned once, never stored) and its row."""

@@ -17,17 +17,18 @@ from typing import Any, BinaryIO
 
 import psycopg
 
-from controller.gateways.postgres_pool import Pool
-from controller.gateways.postgres_sql import adapt, advisory_key, queries
+from controller.gateways.postgres_pool import Store
+from controller.gateways.postgres_sql import adapt, queries
 from controller.model.builds import BuildRecord, BuildResult
 from controller.model.errors import SourceInvalid
+from controller.model.names import advisory_key
 from controller.model.records import Fence
 
 ARCHIVE_CHUNK = 1024 * 1024
 BUILD_QUEUE_LOCK = "berth.build-queue"
 
 
-class BuildStore(Pool):
+class BuildStore(Store):
     # --- the source stage of a pass -----------------------------------------------------
     def current_build(self, deployment: str) -> BuildRecord | None:
         rows = self._run("select_current_build", {"deployment": deployment})

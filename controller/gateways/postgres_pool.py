@@ -1,8 +1,11 @@
 """The Postgres connection pool and its plumbing: named queries run, timed, translated and
 retried when transient; transactions fenced by the leader's term; events inserted.
 
-The base of `controller.gateways.postgres.Database`, which adds one method per use. Only
-the gateways import psycopg.
+One `Pool` per process role (the daemon's, the API's, a CLI command's); every store by
+concern (`Store`: the deployments, status, mutation log, builds, revisions, the API's,
+retention...) runs its statements through the one pool it is given, with the same
+plumbing (`PoolOps`). `controller.gateways.postgres.Database` holds the pool and its
+stores. Only the gateways import psycopg.
 """
 
 from __future__ import annotations
@@ -28,47 +31,13 @@ from controller.model.records import Event, Fence
 T = TypeVar("T")
 
 
-class Pool:
-    """A small connection pool, the statements run through it (timed, translated, retried
-    when transient), and the fenced-transaction plumbing."""
+class PoolOps:
+    """Statements run through a pool (timed, translated, retried when transient), and the
+    fenced-transaction plumbing: what every store shares."""
 
-    def __init__(
-        self,
-        url: str,
-        pool_size: int = 4,
-        idle_in_transaction_s: float = 10.0,
-        application_name: str = "berth",
-        acquire_timeout_s: float = 10.0,
-    ) -> None:
-        self.url = url
-        # How long a call waits for a connection: the loop rides out a restart; the API
-        # answers 503 sooner (its callers retry after `Retry-After`).
-        self.acquire_timeout_s = acquire_timeout_s
-        self.role = role_of(url)
-        # A leader paused inside a fenced transaction holds the term row, and a new leader's
-        # claim waits for it: Postgres ends such a session after this long idle in it. No
-        # Docker call is made inside a transaction, so a few seconds is plenty.
-        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
-        self._pool = ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max(2, pool_size),
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "connect_timeout": 5,
-                "options": options,
-                "application_name": application_name,
-            },
-            check=check_idle_connection,
-            open=False,
-            name="berth",
-        )
-        with translated("connect"):
-            self._pool.open(wait=True, timeout=15)
-
-    def close(self) -> None:
-        self._pool.close()
+    _pool: ConnectionPool[Any]
+    role: str
+    acquire_timeout_s: float
 
     @retry_transient
     def _run(self, query: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -112,3 +81,55 @@ class Pool:
         for event in events:
             params = {**event.__dict__, "leader_term": fence.term}
             conn.execute(queries()["insert_event"], adapt(params))
+
+
+class Pool(PoolOps):
+    """A small connection pool of one process role."""
+
+    def __init__(
+        self,
+        url: str,
+        pool_size: int = 4,
+        idle_in_transaction_s: float = 10.0,
+        application_name: str = "berth",
+        acquire_timeout_s: float = 10.0,
+    ) -> None:
+        self.url = url
+        # How long a call waits for a connection: the loop rides out a restart; the API
+        # answers 503 sooner (its callers retry after `Retry-After`).
+        self.acquire_timeout_s = acquire_timeout_s
+        self.role = role_of(url)
+        # A leader paused inside a fenced transaction holds the term row, and a new leader's
+        # claim waits for it: Postgres ends such a session after this long idle in it. No
+        # Docker call is made inside a transaction, so a few seconds is plenty.
+        options = f"-c idle_in_transaction_session_timeout={int(idle_in_transaction_s * 1000)}"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_size),
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": 5,
+                "options": options,
+                "application_name": application_name,
+            },
+            check=check_idle_connection,
+            open=False,
+            name="berth",
+        )
+        with translated("connect"):
+            self._pool.open(wait=True, timeout=15)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class Store(PoolOps):
+    """A store by concern: its statements run through the pool it is given (shared)."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self._pool = pool._pool
+        self.role = pool.role
+        self.acquire_timeout_s = pool.acquire_timeout_s

@@ -7,10 +7,10 @@ one statement; deleting history is harmless to repeat, so it is not fenced.
 
 from __future__ import annotations
 
-from controller.gateways.postgres_pool import Pool
+from controller.gateways.postgres_pool import Store
 
 
-class RetentionStore(Pool):
+class RetentionStore(Store):
     def prune_events(self, max_age_s: float, keep: int) -> int:
         """Remove events older than `max_age_s` or past the newest `keep` of their
         deployment; how many went."""

@@ -12,12 +12,12 @@ from typing import Any
 
 import psycopg
 
-from controller.gateways.postgres_pool import Pool
+from controller.gateways.postgres_pool import Store
 from controller.gateways.postgres_sql import adapt, queries
 from controller.model.records import Fence
 
 
-class RevisionStore(Pool):
+class RevisionStore(Store):
     @staticmethod
     def _insert(
         conn: psycopg.Connection[Any],

@@ -10,7 +10,6 @@ carrying Postgres' own message, which names the field).
 from __future__ import annotations
 
 import getpass
-import hashlib
 import os
 import re
 import select
@@ -37,11 +36,6 @@ from controller.observability.metrics import (
 NOTIFY_CHANNEL = "berth_deployments"
 _QUERY_HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
-
-
-def advisory_key(name: str) -> int:
-    """A signed 64-bit advisory-lock key: the first 8 bytes of sha256(name)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
 MIGRATION_LOCK_NAME = "berth.migrations"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import structlog
 
-from controller.loop.ports import Runtime, StateStore
+from controller.loop.ports import MutationLog, Runtime
 from controller.model.records import Event, Fence, MutationAction, Resolution
 from controller.policy.intents import judge
 from controller.policy.planner import managed_by
@@ -20,7 +20,7 @@ from controller.policy.planner import managed_by
 log = structlog.get_logger("berth.intents")
 
 
-def resolve_unfinished(store: StateStore, runtime: Runtime, fence: Fence, cluster: str) -> int:
+def resolve_unfinished(store: MutationLog, runtime: Runtime, fence: Fence, cluster: str) -> int:
     """Resolve every unfinished intent of earlier terms; return how many."""
     unfinished = store.unfinished_intents(fence)
     if not unfinished:

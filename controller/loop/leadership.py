@@ -26,10 +26,9 @@ from collections.abc import Callable
 
 import structlog
 
-from controller.gateways.lock_session import LockSession
-from controller.gateways.postgres_sql import advisory_key
 from controller.loop.ports import ElectionSession
 from controller.model.errors import BerthError, Deposed
+from controller.model.names import advisory_key
 from controller.model.records import Claim, Fence
 from controller.policy.backoff import backoff_s
 
@@ -52,10 +51,11 @@ class Leadership:
         heartbeat_interval_s: float,
         trust_window_s: float,
         silence_timeout_s: float,
+        *,
+        connect: Callable[[str, str, float], ElectionSession],
         on_elected: Callable[[int], None] = lambda term: None,
         on_deposed: Callable[[int], None] = lambda term: None,
         monotonic: Callable[[], float] = time.monotonic,
-        connect: Callable[[str, str, float], ElectionSession] = LockSession,
         node_id: str | None = None,
     ) -> None:
         self.database_url = database_url

@@ -1,7 +1,9 @@
-"""What the loop needs of the outside world, as protocols: the two gateways and leadership.
+"""What the loop needs of the outside world, as protocols, one per concern.
 
-The real implementations are `controller.gateways.postgres.Database`,
-`controller.gateways.docker_runtime.DockerRuntime` and `controller.loop.leadership.Leadership`;
+The real implementations are the stores of `controller.gateways.postgres.Database`
+(gathered in `Stores`), `controller.gateways.docker_runtime.DockerRuntime` (the `Runtime`),
+the lock session and LISTEN of `controller.gateways.lock_session`, and
+`controller.loop.leadership.Leadership`;
 the in-memory fakes in tests/fakes.py answer the same calls, so the loop's behaviour is
 unit-tested in seconds. Imported by the reconciler, the resync, the executor, the status
 writer and the restart gate for their type hints.
@@ -12,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
@@ -30,14 +33,18 @@ from controller.model.records import (
 from controller.model.replicas import ObservedReplica, ReplicaInspection, ReplicaRequest, RunState
 
 
-class StateStore(Protocol):
-    """Desired state in, observed state out: the loop's view of Postgres."""
+class DesiredState(Protocol):
+    """The deployments as declared (`controller.gateways.postgres_state.DesiredStore`)."""
 
     def fetch_all(self) -> list[DeploymentRecord]: ...
 
     def fetch_one(self, name: str) -> DeploymentRecord | None: ...
 
     def secret_values(self, names: Collection[str]) -> dict[str, str]: ...
+
+
+class StatusLog(Protocol):
+    """Status rows and their events, fenced (`postgres_state.StatusStore`)."""
 
     def record(
         self,
@@ -48,6 +55,14 @@ class StateStore(Protocol):
     ) -> None: ...
 
     def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None: ...
+
+    def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...
+
+    def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]: ...
+
+
+class MutationLog(Protocol):
+    """An intent before each runtime call, its outcome after (`postgres_mutations`)."""
 
     def mutation(
         self, fence: Fence, deployment: str, action: MutationAction, target: str
@@ -64,13 +79,11 @@ class StateStore(Protocol):
         created: str | None = None,
     ) -> None: ...
 
-    def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None: ...
-
-    def release_holds(self, fence: Fence, permanent_only: bool = False) -> list[str]: ...
-
     def prune_mutations(self, older_than_s: float) -> None: ...
 
-    def current_build(self, deployment: str) -> BuildRecord | None: ...
+
+class RevisionLog(Protocol):
+    """The revisions rolled out and rolled back (`postgres_revisions.RevisionStore`)."""
 
     def serve_revision(
         self,
@@ -93,6 +106,12 @@ class StateStore(Protocol):
         reason: str,
     ) -> int: ...
 
+
+class BuildRequests(Protocol):
+    """A pass's side of the build queue (`postgres_builds.BuildStore`)."""
+
+    def current_build(self, deployment: str) -> BuildRecord | None: ...
+
     def enqueue_build(
         self,
         fence: Fence | None,
@@ -104,6 +123,27 @@ class StateStore(Protocol):
         revision: str | None = None,
         requested_by: str = "berth",
     ) -> BuildRecord: ...
+
+
+class StateStore(DesiredState, StatusLog, MutationLog, RevisionLog, BuildRequests, Protocol):
+    """All of the loop's Postgres in one object: what the in-memory fake is."""
+
+
+@dataclass(frozen=True)
+class Stores:
+    """The loop's Postgres, one port per concern: the reconciler, the resync and the status
+    writer take what they need from here. The daemon fills it with the real stores
+    (`controller.gateways.postgres.Database`); the unit tests with one fake for all."""
+
+    desired: DesiredState
+    status: StatusLog
+    mutations: MutationLog
+    revisions: RevisionLog
+    builds: BuildRequests
+
+    @classmethod
+    def backed_by(cls, store: StateStore) -> Stores:
+        return cls(store, store, store, store, store)
 
 
 class Runtime(Protocol):
@@ -193,6 +233,12 @@ class ElectionSession(Protocol):
     def cancel(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+# A LISTEN session (`controller.gateways.lock_session.listener(url)`): called with a named
+# LISTEN query and a poll interval, it yields each NOTIFY payload, None once listening and
+# then every poll interval without one; raises DatabaseUnavailable when the session is lost.
+Listen = Callable[[str, float], Iterator[str | None]]
 
 
 class FenceSource(Protocol):

@@ -21,7 +21,7 @@ import structlog
 
 from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
-from controller.loop.ports import FenceSource, Runtime, StateStore, StorageEngine
+from controller.loop.ports import FenceSource, Runtime, StorageEngine, Stores
 from controller.loop.reports import not_ready_report
 from controller.loop.restarts import Gated, RestartGate, Waiting
 from controller.loop.rollback import Rollbacks
@@ -88,7 +88,7 @@ class Reconciler:
     def __init__(
         self,
         settings: Settings,
-        store: StateStore,
+        stores: Stores,
         runtime: Runtime,
         leadership: FenceSource,
         stopping: threading.Event,
@@ -99,7 +99,7 @@ class Reconciler:
         storage: StorageEngine | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = stores
         self.runtime = runtime
         self.leadership = leadership
         self.cluster = settings.cluster
@@ -129,8 +129,8 @@ class Reconciler:
             engine,
         )
         self._now = wall_clock
-        self.sources = SourceStage(store, wall_clock, wake_builds)
-        self.rollbacks = Rollbacks(store)
+        self.sources = SourceStage(stores.builds, wall_clock, wake_builds)
+        self.rollbacks = Rollbacks(stores.revisions)
 
     def reconcile(self, name: str) -> Outcome:
         """One pass for one deployment. Never raises: errors become its `failed` status."""
@@ -141,13 +141,13 @@ class Reconciler:
         try:
             fence = self.leadership.fence()
             structlog.contextvars.bind_contextvars(term=fence.term)
-            record = self.store.fetch_one(name)
+            record = self.stores.desired.fetch_one(name)
             containers = self._containers(name, record)
             if record is None or not record.present:
                 return self._teardown(fence, name, record, containers)
             assert record.spec is not None
             writer = StatusWriter.for_record(
-                self.store, fence, record, int(record.spec.get("replicas") or 0)
+                self.stores, fence, record, int(record.spec.get("replicas") or 0)
             )
             if policy.stuck_too_often(record):
                 deadline = self.settings.stuck_deadline_s_for(record.phase)
@@ -207,7 +207,7 @@ class Reconciler:
                 return staged
             spec = staged
         spec, held = self.rollbacks.spec_to_run(record, spec)
-        environment = spec.environment(self.store.secret_values(spec.secret_names))
+        environment = spec.environment(self.stores.desired.secret_values(spec.secret_names))
         name, generation = record.name, record.generation
         desired = desired_deployment(spec)
         actions = plan_deployment(desired, name, containers)
@@ -391,7 +391,7 @@ class Reconciler:
         removals = [
             a for a in plan_deployment(None, name, containers) if isinstance(a, RetireReplica)
         ]
-        writer = StatusWriter.for_teardown(self.store, fence, name, record)
+        writer = StatusWriter.for_teardown(self.stores, fence, name, record)
         last_spec = last_served(record)
         if removals:
             self.executor.teardown(writer, removals, last_spec)

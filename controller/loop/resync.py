@@ -19,7 +19,7 @@ from enum import StrEnum
 import structlog
 
 from controller.loop.intents import resolve_unfinished
-from controller.loop.ports import FenceSource, Runtime, StateStore
+from controller.loop.ports import FenceSource, Runtime, Stores
 from controller.loop.routes import RouteKeeper
 from controller.model.errors import BerthError, Deposed
 from controller.model.records import DeploymentRecord, Event, Fence
@@ -59,7 +59,7 @@ class FullResync:
     def __init__(
         self,
         settings: Settings,
-        store: StateStore,
+        stores: Stores,
         runtime: Runtime,
         leadership: FenceSource,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -67,7 +67,7 @@ class FullResync:
         routes: RouteKeeper | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.stores = stores
         self.runtime = runtime
         self.leadership = leadership
         self.cluster = settings.cluster
@@ -91,13 +91,15 @@ class FullResync:
             return None
         started = self._monotonic()
         if self._resolved_term != fence.term:  # a new term: first, what did the last one leave?
-            resolve_unfinished(self.store, self.runtime, fence, self.cluster)
+            resolve_unfinished(self.stores.mutations, self.runtime, fence, self.cluster)
             self._resolved_term = fence.term
         if release is not None:
-            released = self.store.release_holds(fence, permanent_only=release == Release.PERMANENT)
+            released = self.stores.status.release_holds(
+                fence, permanent_only=release == Release.PERMANENT
+            )
             if released:
                 log.info("retrying failed deployments at once", count=len(released))
-        records = self.store.fetch_all()
+        records = self.stores.desired.fetch_all()
         listed_at = self._monotonic()
         by_deployment: dict[str, list[ObservedReplica]] = defaultdict(list)
         for replica in managed_by(self.runtime.observe(), self.cluster):
@@ -126,7 +128,7 @@ class FullResync:
             log.warning("proxy not repaired", error=str(error))
         if self._monotonic() - self._last_prune >= MUTATION_LOG_PRUNE_EVERY_S:
             self._last_prune = self._monotonic()
-            self.store.prune_mutations(self.settings.mutation_log_retention_s)
+            self.stores.mutations.prune_mutations(self.settings.mutation_log_retention_s)
         log.debug(
             "full resync",
             deployments=len(records),
@@ -160,7 +162,7 @@ class FullResync:
         STUCK_DETECTED.inc()
         message = policy.stuck_message(record, waited, fence.term)
         log.warning("stuck deployment", deployment=record.name, phase=record.phase, waited_s=waited)
-        self.store.mark_stuck(
+        self.stores.status.mark_stuck(
             fence,
             record.name,
             record.generation,

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import structlog
 
-from controller.loop.ports import StateStore
+from controller.loop.ports import RevisionLog
 from controller.loop.status import StatusWriter
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord
@@ -28,7 +28,7 @@ log = structlog.get_logger("berth.rollback")
 
 
 class Rollbacks:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: RevisionLog) -> None:
         self.store = store
 
     def spec_to_run(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from controller.loop.ports import StateStore
+from controller.loop.ports import BuildRequests
 from controller.loop.status import StatusWriter
 from controller.model.errors import BuildFailed
 from controller.model.outcome import Outcome
@@ -30,7 +30,7 @@ from controller.policy.builds import BUILD_POLL_S, SourceAction, decide
 class SourceStage:
     def __init__(
         self,
-        store: StateStore,
+        store: BuildRequests,
         now: Callable[[], datetime],
         wake_builds: Callable[[], None] = lambda: None,
     ) -> None:

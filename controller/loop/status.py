@@ -4,7 +4,7 @@ Created by the reconciler at the start of a pass (`StatusWriter.for_record`, or
 `for_teardown` for a deleted deployment) and handed to the executor. Nobody else sets the
 status's fields: callers say what happened (`enter`, `progress`, `action`, `note`,
 `observe`, `restarts`, `ready`, `failed`) and the writer decides what to write and when.
-Every write goes through the fenced `StateStore.record` (term row held, trust checked),
+Every write goes through the fenced `StatusLog.record` (term row held, trust checked),
 the status row and the events of one step in one transaction; it only writes on a phase
 change, on progress short of 100% (100% rides along with the next phase's write) and when
 the pass ends.
@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import structlog
 
 from controller.loop import faults
-from controller.loop.ports import StateStore
+from controller.loop.ports import Stores
 from controller.model.errors import BerthError
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord, Event, Fence, MutationAction, StatusWrite
@@ -48,8 +48,8 @@ class Done(Protocol):
 class StatusWriter:
     """Writes one deployment's status row and events; only writes what changed."""
 
-    def __init__(self, store: StateStore, fence: Fence, status: StatusWrite) -> None:
-        self._store = store
+    def __init__(self, stores: Stores, fence: Fence, status: StatusWrite) -> None:
+        self._stores = stores
         self.fence = fence
         self._status = status
         self._pending: list[Event] = []
@@ -57,12 +57,12 @@ class StatusWriter:
 
     @classmethod
     def for_record(
-        cls, store: StateStore, fence: Fence, record: DeploymentRecord, desired_replicas: int
+        cls, stores: Stores, fence: Fence, record: DeploymentRecord, desired_replicas: int
     ) -> StatusWriter:
         """The writer of a present deployment, starting from its recorded status; a
         deployment seen for the first time gets its row and a `queued` event."""
         writer = cls(
-            store,
+            stores,
             fence,
             StatusWrite(
                 name=record.name,
@@ -94,10 +94,10 @@ class StatusWriter:
 
     @classmethod
     def for_teardown(
-        cls, store: StateStore, fence: Fence, name: str, record: DeploymentRecord | None
+        cls, stores: Stores, fence: Fence, name: str, record: DeploymentRecord | None
     ) -> StatusWriter:
         return cls(
-            store,
+            stores,
             fence,
             StatusWrite(
                 name=name,
@@ -234,7 +234,9 @@ class StatusWriter:
         """Fence one Docker mutation (committed intent, trust checked before the call) and
         count it. The body calls `done(message, **metadata)` once the call succeeded: that
         action event is written with the mutation's outcome, in the same transaction."""
-        with self._store.mutation(self.fence, self._status.name, action, target) as record:
+        with self._stores.mutations.mutation(
+            self.fence, self._status.name, action, target
+        ) as record:
 
             def done(
                 message: str,
@@ -255,7 +257,7 @@ class StatusWriter:
         ACTIONS.labels(kind=action, result="ok").inc()
 
     def flush(self) -> None:
-        self._store.record(self.fence, self._status, self._pending, self._create_row)
+        self._stores.status.record(self.fence, self._status, self._pending, self._create_row)
         self._create_row = False
         self._pending = []
 
@@ -276,5 +278,5 @@ class StatusWriter:
                 message=f"deleted: {removed} container(s) removed",
             ),
         ]
-        self._store.forget(self.fence, self._status.name, events)
+        self._stores.status.forget(self.fence, self._status.name, events)
         self._pending = []

@@ -17,9 +17,8 @@ from collections.abc import Callable
 
 import structlog
 
-from controller.gateways.lock_session import listen
 from controller.loop.engine import EngineHistory
-from controller.loop.ports import EventSource
+from controller.loop.ports import EventSource, Listen
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
 from controller.policy.backoff import backoff_s
@@ -66,7 +65,7 @@ def _backoff(attempt: int) -> float:
 
 
 def follow_notifications(
-    url: str,
+    listen: Listen,
     channel_query: str,
     stopping: threading.Event,
     on_notify: Callable[[str | None], object],
@@ -82,7 +81,7 @@ def follow_notifications(
     while not stopping.is_set():
         try:
             subscribed = False
-            for payload in listen(url, poll_s=poll_s, query=channel_query):
+            for payload in listen(channel_query, poll_s):
                 if stopping.is_set():
                     return
                 if payload is None and not subscribed:
@@ -98,7 +97,7 @@ def follow_notifications(
 
 
 def watch_database(
-    url: str,
+    listen: Listen,
     queue: WorkQueue,
     stopping: threading.Event,
     on_subscribed: Callable[[], None],
@@ -110,7 +109,7 @@ def watch_database(
         if payload is not None:
             queue.add(payload)
 
-    follow_notifications(url, "listen", stopping, enqueue, on_subscribed)
+    follow_notifications(listen, "listen", stopping, enqueue, on_subscribed)
 
 
 def watch_docker(

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from controller.loop.ports import DeliveryStore, FenceSource, WebhookPoster
+from controller.loop.ports import DeliveryStore, FenceSource, Listen, WebhookPoster
 from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError, Deposed, WebhookUnreachable
 from controller.model.settings import Settings
@@ -46,21 +46,21 @@ class WebhookSender:
         poster: WebhookPoster,
         leadership: FenceSource,
         stopping: threading.Event,
-        database_url: str,
+        listen: Listen,
     ) -> None:
         self.settings = settings
         self.store = store
         self.poster = poster
         self.leadership = leadership
         self.stopping = stopping
-        self.database_url = database_url
+        self.listen = listen
         self._pool = ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook")
         self._busy = threading.Semaphore(SENDERS)
 
     def run(self) -> None:
         """Wake on `berth_webhooks` and every POLL_S (retries coming due) until stopped."""
         follow_notifications(
-            self.database_url,
+            self.listen,
             "listen_webhooks",
             self.stopping,
             lambda _payload: self.dispatch(),

@@ -7,6 +7,7 @@ the SQL text equal to `NAME_REGEX`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # A lowercase DNS label (RFC 1123): usable as a container name part and a DNS alias.
@@ -78,3 +79,9 @@ def build_image(deployment: str, build_key: str, cluster: str = DEFAULT_CLUSTER)
     """The tag of the image built for `deployment` from one revision and build inputs
     (`build_key`): the same source never gets a second name, so it is never rebuilt."""
     return f"{build_repository(deployment, cluster)}:{build_key}"
+
+
+def advisory_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key: the first 8 bytes of sha256(name) (not Postgres'
+    `hashtext`, whose value is not promised across versions)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)

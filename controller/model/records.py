@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.model.phases import Phase
+from controller.model.spec import COLUMN_FIELDS
 
 
 class MutationAction(StrEnum):
@@ -76,24 +77,7 @@ class DeploymentRecord:
     def from_row(cls, row: dict[str, Any]) -> DeploymentRecord:
         spec: dict[str, Any] | None = None
         if row["present"]:
-            spec = {
-                key: row[key]
-                for key in (
-                    "name",
-                    "image",
-                    "command",
-                    "env",
-                    "ports",
-                    "replicas",
-                    "healthcheck",
-                    "labels",
-                    "source",
-                    "priority",
-                    "routes",
-                    "rollout",
-                )
-                if key in row
-            }
+            spec = {key: row[key] for key in ("name", *COLUMN_FIELDS) if key in row}
             spec.update(row.get("workload") or {})  # schema 12's fields a row sets
         return cls(
             name=row["name"],

@@ -311,6 +311,16 @@ def spec_hash(spec: DeploymentSpec) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+# The deployment's fields, declared once: `DeploymentSpec` above. Every other list is derived
+# from these (the records' columns, the fakes') or held to them by tests/unit/test_fields.py
+# (the SQL's column lists, `berth_workload_of`, `berth_checked_spec`, the migrations'
+# columns, docs/sql-interface.md): a field added in one place only fails it.
+SPEC_FIELDS: tuple[str, ...] = tuple(
+    field for field in DeploymentSpec.model_fields if field not in ("name", "secret_versions")
+)
+# Those the full read fetches as columns one by one; the workload fields come as one object.
+COLUMN_FIELDS: tuple[str, ...] = tuple(f for f in SPEC_FIELDS if f not in WORKLOAD_FIELDS)
+
 _WORKLOAD_DEFAULTS = {
     field: DeploymentSpec.model_validate({"name": "x", "image": "x"}).model_dump(mode="json")[field]
     for field in WORKLOAD_FIELDS

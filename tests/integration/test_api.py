@@ -184,7 +184,7 @@ def test_the_api_answers_503_with_retry_after_while_postgres_is_down(
     api_server = ApiServer(settings, sql.url, None)
     api_server.start()
     try:
-        secret = api_server.database.create_token("ops", "read")[0]
+        secret = api_server.database.api.create_token("ops", "read")[0]
         api = client(api_server.port, secret)
         assert api.get("/api/v1/deployments").status_code == 200
         server.stop()
@@ -215,7 +215,7 @@ def test_the_stream_delivers_plain_sql_changes_and_resumes_without_a_gap_on_anot
 ) -> None:
     first, second = _two_api_servers(cluster, sql.url)
     try:
-        secret = first.database.create_token("watcher", "read")[0]
+        secret = first.database.api.create_token("watcher", "read")[0]
         sql.insert("web")
         stream = StreamReader(first.port, secret).start()
         latencies = []

@@ -110,7 +110,7 @@ def test_git_daemon_and_archive_sources(
     uploaded = make_tar(tmp_path / "upload.tar.gz", files)
     database = Database(sql.url, pool_size=1)
     with uploaded.open("rb") as stream:
-        sha256, size, new = database.store_archive(stream, "upload.tar.gz", 10_000_000)
+        sha256, size, new = database.builds.store_archive(stream, "upload.tar.gz", 10_000_000)
     database.close()
     assert new and size == uploaded.stat().st_size
     start_daemon(archive_dirs=[allowed])

@@ -76,7 +76,7 @@ def test_plain_sql_changes_show_within_a_second_and_the_progress_bar_moves(
 ) -> None:
     daemon = start_daemon(api_addr="127.0.0.1:0")
     assert daemon.api is not None
-    secret = daemon.api.database.create_token("browser", "read")[0]
+    secret = daemon.api.database.api.create_token("browser", "read")[0]
     sql.insert("web", replicas=3, healthcheck=HEALTH)
     wait_for(lambda: sql.converged("web"), what="web converged")
     log_in(browser, daemon, secret)
@@ -141,8 +141,8 @@ def test_cancel_and_delete_from_the_page_and_readers_see_no_actions(
 ) -> None:
     daemon = start_daemon(api_addr="127.0.0.1:0")
     assert daemon.api is not None
-    writer = daemon.api.database.create_token("operator", "write")[0]
-    reader = daemon.api.database.create_token("viewer", "read")[0]
+    writer = daemon.api.database.api.create_token("operator", "write")[0]
+    reader = daemon.api.database.api.create_token("viewer", "read")[0]
     make_repo(tmp_path / "slow", {"Dockerfile": dockerfile("sleep 300"), "app.sh": APP})
     sql.insert("slow", image=None, source={"git": {"url": str(tmp_path / "slow")}})
     sql.insert("web")

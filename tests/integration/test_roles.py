@@ -160,7 +160,7 @@ def test_an_upgrade_by_a_role_that_may_not_create_roles_still_migrates(
         url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=database, user=owner)
         migrated = Database(url, pool_size=1)
         try:
-            assert migrated.migrate(roles)[-1] >= 15
+            assert migrated.schema.migrate(roles)[-1] >= 15
         finally:
             migrated.close()
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:

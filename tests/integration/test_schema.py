@@ -156,7 +156,7 @@ def test_migrations_are_safe_when_daemons_start_together(database_url: str) -> N
     def migrate() -> None:
         try:
             database = Database(database_url, pool_size=2)
-            applied.append(database.migrate())
+            applied.append(database.schema.migrate())
             database.close()
         except BaseException as error:
             errors.append(error)

@@ -65,7 +65,7 @@ def test_a_secret_reaches_only_its_container_and_a_new_value_rolls_out(
                            database_url, None)  # fmt: skip
     api_server.start()
     try:
-        api = client(api_server.port, api_server.database.create_token("viewer", "read")[0])
+        api = client(api_server.port, api_server.database.api.create_token("viewer", "read")[0])
         answer = api.get("/api/v1/deployments/calm")
         assert answer.status_code == 200
         assert answer.json()["spec"]["env"]["API_KEY"] == {"secret": "stripe-key"}

@@ -1,7 +1,7 @@
-"""The import contracts can fail: a driver imported by the policy layer breaks `lint-imports`.
+"""The import contracts can fail: each deliberate violation breaks `lint-imports`.
 
-`.ci/run` runs `lint-imports` on the real tree; this test proves the contracts would catch
-a violation, on a copy of the package with one deliberate `import docker` in a policy module.
+`.ci/run` runs `lint-imports` on the real tree; these tests prove each contract would catch
+a violation, on a copy of the package with one deliberate import added.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -27,15 +29,56 @@ def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_driver_import_in_policy_breaks_the_contracts(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    copy = tmp_path_factory.mktemp("tree")
     for name in ("controller", "tests"):
-        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    assert _lint(tmp_path).returncode == 0, "the copy keeps every contract"
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    assert _lint(copy).returncode == 0, "the copy keeps every contract"
+    return copy
 
-    backoff = tmp_path / "controller" / "policy" / "backoff.py"
-    backoff.write_text(backoff.read_text() + "\nimport docker  # noqa\n")
-    result = _lint(tmp_path)
+
+@pytest.mark.parametrize(
+    ("module", "added", "contract", "chain"),
+    [
+        (
+            "controller/policy/backoff.py",
+            "import docker",
+            "import the drivers",
+            "controller.policy.backoff -> docker",
+        ),
+        (
+            "controller/loop/workqueue.py",
+            "import controller.gateways.retry",
+            "it imports no gateway",
+            "controller.loop.workqueue -> controller.gateways.retry",
+        ),
+        (
+            "controller/model/phases.py",
+            "import controller.model.records",
+            "No import cycle",
+            "No cycles are allowed in controller.model",
+        ),
+        (
+            "controller/app/api_builds.py",
+            "import controller.app.api_deployments",
+            "independent of each other",
+            "controller.app.api_builds -> controller.app.api_deployments",
+        ),
+    ],
+)
+def test_a_violation_breaks_its_contract(
+    tree: Path, module: str, added: str, contract: str, chain: str
+) -> None:
+    path = tree / module
+    original = path.read_text()
+    path.write_text(original + f"\n{added}  # noqa\n")
+    try:
+        result = _lint(tree)
+    finally:
+        path.write_text(original)
     assert result.returncode != 0
-    assert "controller.policy.backoff -> docker" in result.stdout
-    assert "Decisions are pure" in result.stdout or "import the drivers" in result.stdout
+    broken = result.stdout[result.stdout.index("BROKEN") :] if "BROKEN" in result.stdout else ""
+    assert contract in result.stdout and "BROKEN" in result.stdout, result.stdout[-2000:]
+    assert chain in broken or chain.replace(" -> ", " ->\n") in broken, result.stdout[-3000:]

@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Any, cast
+from typing import Any
 
 from controller.app.stream_hub import BUFFER, StreamHub, Subscriber, encode
-from controller.gateways.postgres import Database
 
 
 class FakeStreamDatabase:
@@ -44,7 +43,7 @@ def test_a_frame_is_one_sse_message_with_its_cursor() -> None:
 def test_changes_reach_every_client_once_and_filters_apply() -> None:
     async def scenario() -> None:
         database = FakeStreamDatabase([])
-        hub = StreamHub(cast(Database, database), "unused", threading.Event())
+        hub = StreamHub(database, "unused", threading.Event())
         hub._read()  # the first read takes the head as its cursor
         everything, only_db = hub.subscribe(None), hub.subscribe("db")
         database.rows = [change(1), change(2, "db"), change(4)]  # 3: a hole (not committed)

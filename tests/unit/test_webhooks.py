@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -104,9 +105,13 @@ def delivery(delivery_id: int, url: str, secret: str = "k") -> dict[str, Any]:
     }
 
 
+def no_listen(channel_query: str, poll_s: float) -> Iterator[str | None]:
+    raise AssertionError("these tests drive the sender without a LISTEN session")
+
+
 def sender(outbox: FakeOutbox, endpoints: FakeEndpoints, leading: bool = True) -> WebhookSender:
     return WebhookSender(
-        unit_settings(), outbox, endpoints, Leader(leading), threading.Event(), "unused"
+        unit_settings(), outbox, endpoints, Leader(leading), threading.Event(), no_listen
     )
 
 
