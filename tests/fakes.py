@@ -153,9 +153,14 @@ class FakeStore:
         unknown = set(spec) - set(SPEC_FIELDS)
         assert not unknown, f"not a deployment field: {unknown}"
         row = {"name": name, **COLUMN_DEFAULTS} | spec
-        if self.specs.get(name) != row:
-            self.generations[name] = self.generations.get(name, 0) + 1
-            self.specs[name] = row
+        before = self.specs.get(name)
+        if before == row:
+            return
+        if before is not None and {**before, "priority": 0} == {**row, "priority": 0}:
+            self.specs[name] = row  # the build priority is not the spec: no new generation
+            return
+        self.generations[name] = self.generations.get(name, 0) + 1
+        self.specs[name] = row
 
     def delete(self, name: str) -> None:
         self.specs.pop(name, None)
