@@ -22,7 +22,7 @@ import structlog
 from controller.loop.ports import DeliveryStore, FenceSource, Listen, WebhookPoster
 from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError, Deposed, WebhookUnreachable
-from controller.model.settings import Settings
+from controller.model.settings_jobs import ApiSettings
 from controller.observability.metrics import WEBHOOK_DELIVERIES
 from controller.policy.webhooks import (
     DELIVERY_HEADER,
@@ -41,7 +41,7 @@ LEASE_MARGIN_S = 30.0
 class WebhookSender:
     def __init__(
         self,
-        settings: Settings,
+        settings: ApiSettings,
         store: DeliveryStore,
         poster: WebhookPoster,
         leadership: FenceSource,

@@ -50,3 +50,21 @@ def test_build_phases_have_their_own_stuck_deadlines() -> None:
     assert settings.stuck_deadline_s_for(Phase.CREATING) == settings.stuck_deadline_s
     overridden = Settings(stuck_deadline_by_phase_s={"building": 30})
     assert overridden.stuck_deadline_s_for(Phase.BUILDING) == 30
+
+
+def test_every_section_reads_its_own_variables_and_settings_holds_them_all(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from controller.model.settings import SECTIONS
+
+    names = [name for section in SECTIONS for name in section.model_fields]
+    assert len(names) == len(set(names)), "a field in two sections"
+    assert set(names) == set(Settings.model_fields)
+    monkeypatch.setenv("BERTH_WEBHOOK_MAX_ATTEMPTS", "4")
+    monkeypatch.setenv("BERTH_API_ADDR", "bad")
+    from controller.model.settings_jobs import ApiSettings
+
+    with pytest.raises(ValidationError, match="api_addr"):
+        ApiSettings()
+    monkeypatch.setenv("BERTH_API_ADDR", "")
+    assert ApiSettings().webhook_max_attempts == Settings().webhook_max_attempts == 4
