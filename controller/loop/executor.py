@@ -33,7 +33,8 @@ from controller.model.names import (
 from controller.model.phases import Phase
 from controller.model.records import MutationAction
 from controller.model.replicas import RunState
-from controller.model.spec import DeploymentSpec, container_request
+from controller.model.requests import replica_request
+from controller.model.spec import DeploymentSpec
 from controller.model.workload import check_bind_sources
 from controller.policy.planner import (
     Action,
@@ -318,7 +319,7 @@ class Executor:
         replica: int,
         environment: dict[str, str] | None,
     ) -> tuple[str, str]:
-        request = container_request(
+        request = replica_request(
             spec, replica, self.cluster, generation, self.publish_address, environment
         )
         with writer.mutation(MutationAction.CREATE, request.name) as done:

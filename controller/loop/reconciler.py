@@ -23,7 +23,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.executor import Executor
 from controller.loop.ports import FenceSource, Runtime, StorageEngine, Stores
 from controller.loop.reports import not_ready_report
-from controller.loop.restarts import Gated, RestartGate, Waiting
+from controller.loop.restarts import RestartGate, Waiting, record_restarts, report_degraded
 from controller.loop.rollback import Rollbacks
 from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
@@ -46,10 +46,9 @@ from controller.model.records import DeploymentRecord, Fence
 from controller.model.replicas import ObservedReplica
 from controller.model.settings import Settings
 from controller.model.spec import DeploymentSpec, parse_spec
-from controller.observability.metrics import CONTAINER_RESTARTS
 from controller.policy import settle as policy
 from controller.policy.backoff import backoff_s
-from controller.policy.crashloop import RestartPolicy, dump_states, load_states
+from controller.policy.crashloop import RestartPolicy, load_states
 from controller.policy.planner import (
     Action,
     DesiredDeployment,
@@ -217,7 +216,7 @@ class Reconciler:
         gated = self.restarts.apply(
             actions, previous, spec.replicas, self._now().timestamp(), environment
         )
-        self._record_restarts(writer, record, gated, new_generation)
+        record_restarts(writer, record, gated, new_generation)
         if gated.actions:
             if not held and (new_generation or record.phase != Phase.QUEUED):
                 writer.stage(
@@ -248,29 +247,6 @@ class Reconciler:
             held=held,
             environment=environment,
         )
-
-    def _record_restarts(
-        self, writer: StatusWriter, record: DeploymentRecord, gated: Gated, new_generation: bool
-    ) -> None:
-        """Keep the per-replica restart state and count; one warning event per restart."""
-        count = (0 if new_generation else record.restart_count) + len(gated.restarted)
-        writer.restarts(dump_states(gated.states), count)
-        for restart in gated.restarted:
-            CONTAINER_RESTARTS.labels(reason=restart.reason).inc()
-            verb = "recreating" if restart.recreated else "restarting"
-            writer.note(
-                f"replica {restart.replica} {restart.diagnosis.summary(restart.reason)}; "
-                f"{verb} {restart.replica_name} (restart {restart.restarts}; "
-                f"the next would wait {restart.next_backoff_s:g}s)",
-                level="warning",
-                replica=restart.replica,
-                reason=restart.reason,
-                restarts=restart.restarts,
-                exit_code=restart.diagnosis.exit_code,
-                oom_killed=restart.diagnosis.oom_killed,
-                health_output=restart.diagnosis.health_output,
-                log_tail=restart.diagnosis.log_tail,
-            )
 
     def _settle(
         self,
@@ -345,40 +321,13 @@ class Reconciler:
                 )
             )
         if settlement.phase == Phase.DEGRADED:
-            message = self._degraded(writer, desired, ready, waiting, now)
+            message = report_degraded(writer, desired.replicas, ready, waiting, now)
         else:
             if writer.phase != Phase.HEALTH_CHECK:
                 writer.enter(Phase.HEALTH_CHECK, message, healthcheck=spec.healthcheck is not None)
             writer.progress(ready, desired.replicas, ready=ready)
         assert settlement.requeue_after is not None
         return Outcome.again(settlement.phase, settlement.requeue_after, message)
-
-    def _degraded(
-        self,
-        writer: StatusWriter,
-        desired: DesiredDeployment,
-        ready: int,
-        waiting: list[Waiting],
-        now: datetime,
-    ) -> str:
-        """Replicas waiting out a restart backoff: say which, why, and until when (an
-        absolute time, which stays true between writes)."""
-        details = "; ".join(
-            f"replica {w.replica} ({w.replica_name}) {w.diagnosis.summary(w.reason)}, "
-            f"restarted {w.restarts}x, next restart at "
-            f"{policy.clock_time(datetime.fromtimestamp(now.timestamp() + w.wait_s, UTC))}"
-            for w in waiting
-        )
-        message = f"crash-looping: {ready}/{desired.replicas} ready; {details}"
-        next_restart = datetime.fromtimestamp(now.timestamp() + min(w.wait_s for w in waiting), UTC)
-        writer.enter(
-            Phase.DEGRADED,
-            message,
-            crash_looping=[w.replica for w in waiting],
-            next_restart_at=next_restart.isoformat(),
-        )
-        writer.progress(ready, desired.replicas)
-        return message
 
     # --- a deleted deployment -----------------------------------------------------------------
     def _teardown(

@@ -1,6 +1,7 @@
 """Restart gating: which planned restarts may run now, and why replicas keep failing.
 
-Called by the reconciler after planning. For every restart (a container that exited
+Called by the reconciler after planning; it also records what the reconciler reports of
+restarts (`record_restarts`, `report_degraded`). For every restart (a container that exited
 while it should run, or runs unhealthy) it asks the pure policy (`controller.policy.crashloop`)
 whether the replica may restart now, turns restarts past `recreate_after` into a
 remove + create, and gathers what an operator needs to see without opening Docker: the
@@ -12,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from controller.loop.engine import EngineHistory
 from controller.loop.ports import Runtime
+from controller.loop.status import StatusWriter
 from controller.model.errors import BerthError, DockerServerError, DockerUnavailable
+from controller.model.phases import Phase
+from controller.model.records import DeploymentRecord
 from controller.model.replicas import RestartReason
-from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide
+from controller.observability.metrics import CONTAINER_RESTARTS
+from controller.policy.crashloop import ReplicaRestarts, RestartPolicy, decide, dump_states
 from controller.policy.planner import (
     Action,
     CreateReplica,
@@ -28,6 +34,7 @@ from controller.policy.planner import (
     restart_reason,
 )
 from controller.policy.redact import sanitize
+from controller.policy.settle import clock_time
 
 # An exit this soon after the start is the command finishing, not the app crashing later.
 QUICK_EXIT_S = 2.0
@@ -206,3 +213,55 @@ class RestartGate:
                 )
             )
         return gated
+
+
+# --- what the reconciler records of restarts ---------------------------------------------
+def record_restarts(
+    writer: StatusWriter, record: DeploymentRecord, gated: Gated, new_generation: bool
+) -> None:
+    """Keep the per-replica restart state and count; one warning event per restart."""
+    count = (0 if new_generation else record.restart_count) + len(gated.restarted)
+    writer.restarts(dump_states(gated.states), count)
+    for restart in gated.restarted:
+        CONTAINER_RESTARTS.labels(reason=restart.reason).inc()
+        verb = "recreating" if restart.recreated else "restarting"
+        writer.note(
+            f"replica {restart.replica} {restart.diagnosis.summary(restart.reason)}; "
+            f"{verb} {restart.replica_name} (restart {restart.restarts}; "
+            f"the next would wait {restart.next_backoff_s:g}s)",
+            level="warning",
+            replica=restart.replica,
+            reason=restart.reason,
+            restarts=restart.restarts,
+            exit_code=restart.diagnosis.exit_code,
+            oom_killed=restart.diagnosis.oom_killed,
+            health_output=restart.diagnosis.health_output,
+            log_tail=restart.diagnosis.log_tail,
+        )
+
+
+def report_degraded(
+    writer: StatusWriter,
+    desired_replicas: int,
+    ready: int,
+    waiting: list[Waiting],
+    now: datetime,
+) -> str:
+    """Replicas waiting out a restart backoff: say which, why, and until when (an
+    absolute time, which stays true between writes)."""
+    details = "; ".join(
+        f"replica {w.replica} ({w.replica_name}) {w.diagnosis.summary(w.reason)}, "
+        f"restarted {w.restarts}x, next restart at "
+        f"{clock_time(datetime.fromtimestamp(now.timestamp() + w.wait_s, UTC))}"
+        for w in waiting
+    )
+    message = f"crash-looping: {ready}/{desired_replicas} ready; {details}"
+    next_restart = datetime.fromtimestamp(now.timestamp() + min(w.wait_s for w in waiting), UTC)
+    writer.enter(
+        Phase.DEGRADED,
+        message,
+        crash_looping=[w.replica for w in waiting],
+        next_restart_at=next_restart.isoformat(),
+    )
+    writer.progress(ready, desired_replicas)
+    return message

@@ -1,8 +1,9 @@
-"""The deployment spec: its validated model, its hash, and the containers it describes.
+"""The deployment spec: its validated model, its fields declared once, and its hash.
 
 Pure: no I/O. Called by the CLI (`berth apply` validates files before they reach the
-database), by the reconciler (rows are parsed before anything is created) and by the
-executor, which turns a spec into `ReplicaRequest`s for the Docker gateway. The database
+database), by the reconciler (rows are parsed before anything is created) and by
+`controller.model.requests`, which turns a spec into the `ReplicaRequest` of one replica
+for a runtime. `SPEC_FIELDS` is the one list of a deployment's fields. The database
 enforces the same rules with its own constraints (`sql/migrations/0001_schema.sql`); this
 model keeps the error messages equally precise on the client side.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -20,21 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from controller.model.errors import InvalidSpec
 from controller.model.names import (
     HOST_PATTERN,
-    LABEL_CLUSTER,
-    LABEL_DEPLOYMENT,
-    LABEL_GENERATION,
-    LABEL_REPLICA,
-    LABEL_SPEC_HASH,
-    LOOPBACK,
     NAME_PATTERN,
     NAME_REGEX,
     NAME_RULE,
     RESERVED_LABEL_PREFIX,
-    container_name,
-    network_name,
-    volume_name,
 )
-from controller.model.replicas import HealthProbe, Limits, Mount, PublishedPort, ReplicaRequest
 from controller.model.source import SourceSpec
 from controller.model.workload import WORKLOAD_FIELDS, Resources, Volume
 
@@ -332,84 +322,6 @@ def route_ports(spec: DeploymentSpec) -> set[int]:
     publishes them on 127.0.0.1 (a host port Docker picks), for the proxy only."""
     published = {port.container for port in spec.ports if port.protocol == "tcp"}
     return {route.port for route in spec.routes} - published
-
-
-def container_request(
-    spec: DeploymentSpec,
-    replica: int,
-    cluster: str,
-    generation: int,
-    publish_address: str = LOOPBACK,
-    environment: dict[str, str] | None = None,
-) -> ReplicaRequest:
-    """Replica `replica` of `spec`, labelled as Berth's, for the Docker gateway to create;
-    its `ports` bound to `publish_address` (BERTH_PUBLISH_ADDRESS), its routed ports to
-    loopback (only the proxy reaches them); `environment` is `env` with its secrets
-    resolved (required when it references any)."""
-    labels = dict(spec.labels)
-    labels.update(
-        {
-            LABEL_DEPLOYMENT: spec.name,
-            LABEL_REPLICA: str(replica),
-            LABEL_SPEC_HASH: spec.spec_hash,
-            LABEL_CLUSTER: cluster,
-            LABEL_GENERATION: str(generation),
-        }
-    )
-    probe = None
-    if spec.healthcheck is not None:
-        check = spec.healthcheck
-        probe = HealthProbe(
-            tuple(check.test),
-            check.interval_s,
-            check.timeout_s,
-            check.retries,
-            check.start_period_s,
-        )
-    if spec.image is None:
-        raise InvalidSpec("image: a source deployment has no image until its build succeeds")
-    return ReplicaRequest(
-        name=container_name(spec.name, replica, cluster, spec.spec_hash),
-        image=spec.image,
-        command=tuple(spec.command) if spec.command is not None else None,
-        environment=environment if environment is not None else spec.environment({}),
-        labels=labels,
-        ports=tuple(
-            PublishedPort(p.container, p.protocol, p.host, publish_address) for p in spec.ports
-        )
-        + tuple(PublishedPort(port, "tcp", None, LOOPBACK) for port in sorted(route_ports(spec))),
-        healthcheck=probe,
-        mounts=tuple(
-            Mount(
-                "volume" if volume.name is not None else "bind",
-                volume_name(spec.name, volume.name, cluster)
-                if volume.name is not None
-                else str(volume.source),
-                volume.target,
-                not volume.writable,
-            )
-            for volume in spec.volumes
-        ),
-        networks=tuple(network_name(network, cluster) for network in spec.networks),
-        aliases=(spec.name,) if spec.networks else (),
-        limits=Limits(
-            spec.resources.memory_bytes,
-            None if spec.resources.cpus is None else round(spec.resources.cpus * 1e9),
-            spec.resources.pids,
-        ),
-        stop_signal=spec.stop_signal,
-        stop_timeout_s=None if spec.stop_grace_s is None else math.ceil(spec.stop_grace_s),
-        user=spec.user,
-        read_only=spec.read_only,
-        cap_add=tuple(spec.cap_add),
-        cap_drop=tuple(spec.cap_drop),
-        init=spec.init,
-        privileged=spec.privileged,
-        network_mode=spec.network_mode,
-        pid_mode=spec.pid_mode,
-        ipc_mode=spec.ipc_mode,
-        devices=tuple(spec.devices),
-    )
 
 
 def describe_validation_error(error: ValidationError) -> str:

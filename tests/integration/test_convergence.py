@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from controller.app.daemon import Daemon
-from controller.model.spec import container_request, parse_spec
+from controller.model.requests import replica_request
+from controller.model.spec import parse_spec
 from tests.integration.conftest import (
     EXAMPLE_IMAGE,
     EXAMPLE_IMAGE_2,
@@ -198,7 +199,7 @@ def test_stray_managed_containers_are_removed(
 def test_unmanaged_containers_survive(daemon: Daemon, sql: Sql, containers: Containers) -> None:
     bystander = containers.run_unmanaged(f"bystander-{containers.cluster}")
     # Holds the exact name Berth wants, but without Berth's labels: Berth must not touch it.
-    wanted = container_request(
+    wanted = replica_request(
         parse_spec({"name": "squat", "image": EXAMPLE_IMAGE}), 0, containers.cluster, 1
     )
     squatter = containers.run_unmanaged(wanted.name)

@@ -82,3 +82,13 @@ def test_a_violation_breaks_its_contract(
     broken = result.stdout[result.stdout.index("BROKEN") :] if "BROKEN" in result.stdout else ""
     assert contract in result.stdout and "BROKEN" in result.stdout, result.stdout[-2000:]
     assert chain in broken or chain.replace(" -> ", " ->\n") in broken, result.stdout[-3000:]
+
+
+def test_no_module_is_over_400_lines() -> None:
+    """Small modules, each with one role (the house style): the longest stay readable."""
+    long = {
+        str(path.relative_to(ROOT)): count
+        for path in (ROOT / "controller").rglob("*.py")
+        if (count := len(path.read_text().splitlines())) > 400
+    }
+    assert not long, long

@@ -9,7 +9,8 @@ import pytest
 from controller.gateways.docker_runtime import docker_arguments
 from controller.model.errors import InvalidSpec
 from controller.model.names import container_name
-from controller.model.spec import DeploymentSpec, container_request, parse_spec
+from controller.model.requests import replica_request
+from controller.model.spec import DeploymentSpec, parse_spec
 
 BASE: dict[str, Any] = {"name": "web", "image": "berth-example/busybox:1"}
 
@@ -73,7 +74,7 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
             "healthcheck": {"test": ["CMD-SHELL", "true"], "interval_s": 0.5},
         }
     )
-    request = container_request(spec, 3, "blue", 7)
+    request = replica_request(spec, 3, "blue", 7)
     assert request.name == f"berth-blue-web-3-{spec.spec_hash[:8]}"  # slot and revision
     assert request.labels == {
         "team": "x",
@@ -93,10 +94,10 @@ def test_container_config_carries_berth_labels_and_docker_units() -> None:
 
 def test_published_ports_bind_to_the_publish_address() -> None:
     spec = parse_spec({**BASE, "ports": [{"container": 80, "host": 8080}]})
-    assert docker_arguments(container_request(spec, 0, "c", 1))["port_bindings"] == {
+    assert docker_arguments(replica_request(spec, 0, "c", 1))["port_bindings"] == {
         "80/tcp": ("127.0.0.1", 8080)
     }
-    everywhere = container_request(spec, 0, "c", 1, publish_address="0.0.0.0")
+    everywhere = replica_request(spec, 0, "c", 1, publish_address="0.0.0.0")
     assert docker_arguments(everywhere)["port_bindings"] == {"80/tcp": ("0.0.0.0", 8080)}
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from controller.model.errors import DockerConflict, DockerRejected, ImageUnavailable
 from controller.model.replicas import ObservedReplica, ReplicaRequest, RunState
-from controller.model.spec import container_request, parse_spec
+from controller.model.requests import replica_request
+from controller.model.spec import parse_spec
 from tests.integration.conftest import wait_for
 from tests.integration.contract.conftest import RuntimeBackend
 
@@ -23,7 +24,7 @@ def request(
     backend: RuntimeBackend, deployment: str = "web", replica: int = 0, **spec: Any
 ) -> ReplicaRequest:
     parsed = parse_spec({"name": deployment, "image": IMAGE, **spec})
-    return container_request(parsed, replica, backend.cluster, 1)
+    return replica_request(parsed, replica, backend.cluster, 1)
 
 
 def mine(backend: RuntimeBackend, deployment: str | None = None) -> list[ObservedReplica]:
