@@ -253,6 +253,8 @@ def status(output: str) -> None:
                 f" http {node['http_addr']:<22} term {term!s:<4}"
                 f" seen {float(node['seen_seconds_ago']):.1f}s ago"
             )
+            if node.get("note"):
+                click.echo(f"           why: {node['note']}")
 
 
 @cli.group()

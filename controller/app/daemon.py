@@ -18,6 +18,7 @@ dashboard (`controller.app.api_server`) run on every replica, with their own poo
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -44,6 +45,7 @@ from controller.gateways.workspace import Workspaces
 from controller.loop import faults
 from controller.loop.builder import BuildDispatcher
 from controller.loop.controller import Controller
+from controller.loop.dataplane import DataPlaneGuard
 from controller.loop.engine import EngineHistory
 from controller.loop.janitor import Janitor
 from controller.loop.leadership import Leadership
@@ -54,7 +56,7 @@ from controller.loop.routes import RouteKeeper
 from controller.loop.watchers import watch_database, watch_docker, watch_images
 from controller.loop.webhooks import WebhookSender
 from controller.loop.workqueue import WorkQueue
-from controller.model.errors import BerthError
+from controller.model.errors import BerthError, DataPlaneRefused
 from controller.model.settings import Settings
 from controller.observability.logs import set_node
 from controller.observability.metrics import IS_LEADER, LEADER_CHANGES, LEADER_TERM
@@ -82,6 +84,9 @@ class Daemon:
         self.runtime = DockerRuntime(self.docker)
         self.queue = WorkQueue()
         self.listen = listener(database_url)
+        self.data_plane = DataPlaneGuard(
+            settings.cluster, socket.gethostname(), self.database.claims, self.runtime
+        )
         self.leadership = Leadership(
             database_url,
             settings.cluster,
@@ -92,6 +97,7 @@ class Daemon:
             on_deposed=self._on_deposed,
             node_id=node_id,
             connect=LockSession,
+            eligible=self._refused,
         )
         self.engine = EngineHistory()
         self.proxy = ProxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
@@ -149,7 +155,11 @@ class Daemon:
         set_node(self.leadership.node_id)
         self.scheduler = BackgroundScheduler(timezone="UTC")
         self.probes = Probes(
-            {"postgres": self.database.schema.ping, "docker": self.docker.ping_once},
+            {
+                "postgres": self.database.schema.ping,
+                "docker": self.docker.ping_once,
+                "data plane": self._may_lead,
+            },
             self._cluster_snapshot,
             self._local_status,
         )
@@ -293,8 +303,25 @@ class Daemon:
         LEADER_CHANGES.labels(change="deposed").inc()
         self._report_now.set()  # step-down never waits on the pool (Postgres may be down)
 
+    def _refused(self) -> str | None:
+        """Why this replica may not lead (one data plane per cluster), or None."""
+        found = self.data_plane.refusal()
+        return None if found is None else found.message
+
+    def _may_lead(self) -> None:
+        """A readiness check: a replica that refuses to lead is not ready, and says why."""
+        found = self.data_plane.last()
+        if found is not None:
+            raise DataPlaneRefused(found.message)
+
+    def _role(self) -> str:
+        if self.leadership.term is not None:
+            return "leader"
+        return "refused" if self.data_plane.last() is not None else "standby"
+
     def _report_node(self, role: str | None = None) -> None:
         term = self.leadership.term
+        refused = self.data_plane.last()
         try:
             self.database.views.report_node(
                 {
@@ -303,9 +330,10 @@ class Daemon:
                     "host": self.leadership.host,
                     "pid": self.leadership.pid,
                     "http_addr": f"{self.settings.http_host}:{self.http.port}",
-                    "role": role or ("leader" if term is not None else "standby"),
+                    "role": role or self._role(),
                     "term": term,
                     "started_at": self._started_wall,
+                    "note": None if refused is None else refused.message,
                 }
             )
         except BerthError as error:
@@ -317,6 +345,7 @@ class Daemon:
             self._report_now.clear()
             if self.stopping.is_set():
                 return
+            self.data_plane.refusal()  # kept fresh here: a standby that wins the lock waits not
             self._report_node()
             self.probes.refresh()
 
@@ -338,9 +367,12 @@ class Daemon:
                 "id": self.leadership.node_id,
                 "host": self.leadership.host,
                 "pid": self.leadership.pid,
-                "role": "leader" if self.leadership.is_leader else "standby",
+                "role": self._role(),
                 "term": self.leadership.term,
             },
+            "data_plane": (
+                "verified" if (found := self.data_plane.last()) is None else found.message
+            ),
             "queue_pending": self.queue.pending(),
             "in_flight": self.queue.in_flight(),
         }

@@ -136,6 +136,7 @@ class Environment:
             process.wait(10)
         for container in self.containers():
             self.runtime.retire(container.id, grace_s=0)
+        self.runtime.release_claim(self.cluster)  # this run's cluster is gone with its database
         self.database.close()
         self.docker.close()
         if self._server is not None:

@@ -16,6 +16,7 @@ translates errors.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ import docker.types
 
 from controller.gateways.docker_engine import DockerGateway, docker_time, translated
 from controller.gateways.retry import retry_transient
+from controller.model.claims import EngineClaim, claim_volume
 from controller.model.errors import (
     DockerConflict,
     DockerRejected,
@@ -33,7 +35,9 @@ from controller.model.errors import (
 from controller.model.names import (
     DEFAULT_CLUSTER,
     LABEL_CLUSTER,
+    LABEL_DATABASE,
     LABEL_DEPLOYMENT,
+    LABEL_ENGINE,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
     LOCAL_NODE,
@@ -285,6 +289,35 @@ class DockerRuntime:
         with translated("logs", replica_id[:12]):
             output = self.api.logs(replica_id, tail=lines, stdout=True, stderr=True)
         return output.decode(errors="replace") if isinstance(output, bytes) else str(output)
+
+    def claim_engine(self, cluster: str, database_id: str) -> EngineClaim:
+        """The marker of who manages this engine for `cluster`: written by the first Berth
+        database to ask (a volume whose labels Docker never changes: a second create of the
+        name returns the first), read back by every later one."""
+        name = claim_volume(cluster)
+        labels = {
+            LABEL_CLUSTER: cluster,
+            LABEL_ENGINE: str(uuid.uuid4()),
+            LABEL_DATABASE: database_id,
+        }
+        with translated("create_volume", name):
+            self.api.create_volume(name, labels=labels)
+        with translated("inspect_volume", name):
+            found = self.api.inspect_volume(name).get("Labels") or {}
+        if not found.get(LABEL_ENGINE) or not found.get(LABEL_DATABASE):
+            raise NameTaken(
+                f"volume {name!r} exists without Berth's claim labels: Berth never touches it; "
+                "remove or rename it"
+            )
+        return EngineClaim(str(found[LABEL_ENGINE]), str(found[LABEL_DATABASE]))
+
+    def release_claim(self, cluster: str) -> None:
+        """Remove the claim of a cluster that is gone for good (benchmarks and tests)."""
+        try:
+            with translated("remove_volume", claim_volume(cluster)):
+                self.api.remove_volume(claim_volume(cluster))
+        except DockerRejected:  # none
+            return
 
     def follow_output(self, replica_id: str, lines: int, follow: bool) -> Iterator[str]:
         """A replica's output (`berth logs`): the last `lines`, then new ones if `follow`."""

@@ -3,7 +3,8 @@
 `Database` is opened once per process role (the daemon's, the API's, a CLI command's) and
 holds the pool and one store per concern: `schema` (migrations, probes, plain SQL),
 `deployments` (desired state), `status` (status rows, fenced), `mutations` (the fenced
-mutation log), `views` (what people read), `api`, `builds`, `revisions` and `retention`.
+mutation log), `views` (what people read), `api`, `builds`, `revisions`, `retention` and
+`claims` (one data plane per cluster).
 The loop reaches them through its ports (`controller.loop.ports`), each store the port
 of its concern. SQL lives in `sql/queries.sql` (named queries) and `sql/migrations/`,
 loaded and its driver errors translated by `controller.gateways.postgres_sql`. The
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from controller.gateways.postgres_api import ApiStore
 from controller.gateways.postgres_builds import BuildStore
+from controller.gateways.postgres_claims import ClaimStore
 from controller.gateways.postgres_mutations import MutationStore
 from controller.gateways.postgres_pool import Pool
 from controller.gateways.postgres_retention import RetentionStore
@@ -47,6 +49,7 @@ class Database:
         self.builds = BuildStore(self.pool)
         self.revisions = RevisionStore(self.pool)
         self.retention = RetentionStore(self.pool)
+        self.claims = ClaimStore(self.pool)
 
     def close(self) -> None:
         self.pool.close()

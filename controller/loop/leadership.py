@@ -37,6 +37,8 @@ log = structlog.get_logger("berth.leadership")
 
 RECONNECT_MAX_S = 1.0
 PREDECESSOR_POLL_S = 0.02
+# A replica that may not lead (`eligible`) looks again this often: a fixed claim is seen soon.
+INELIGIBLE_RETRY_S = 2.0
 
 
 def leader_lock_name(cluster: str) -> str:
@@ -53,6 +55,7 @@ class Leadership:
         silence_timeout_s: float,
         *,
         connect: Callable[[str, str, float], ElectionSession],
+        eligible: Callable[[], str | None] = lambda: None,
         on_elected: Callable[[int], None] = lambda term: None,
         on_deposed: Callable[[int], None] = lambda term: None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -60,6 +63,8 @@ class Leadership:
     ) -> None:
         self.database_url = database_url
         self._connect = connect
+        self._eligible = eligible
+        self.refused: str | None = None  # why this replica may not lead now, if it may not
         self.cluster = cluster
         self.heartbeat_interval_s = heartbeat_interval_s
         self.trust_window_s = trust_window_s
@@ -108,6 +113,9 @@ class Leadership:
     def run(self, stopping: threading.Event) -> None:
         attempt = 0
         while not stopping.is_set():
+            if not self._may_lead():
+                stopping.wait(INELIGIBLE_RETRY_S)
+                continue
             session: ElectionSession | None = None
             try:
                 session = self._connect(
@@ -123,6 +131,8 @@ class Leadership:
                 session.acquire(self.key)
                 if stopping.is_set():
                     return
+                if not self._may_lead():  # checked again: it may have waited long for the lock
+                    continue
                 sent = self._monotonic()
                 claim = session.claim_term(self.cluster, self.node_id, self.host, self.pid)
                 session.limit_statements(self.trust_window_s / 2)
@@ -142,6 +152,11 @@ class Leadership:
                     session.close()
             # Reconnect soon: a leader is wanted within 2 s of Postgres answering again.
             stopping.wait(backoff_s(attempt + 1, 0.1, RECONNECT_MAX_S) if attempt else 0.05)
+
+    def _may_lead(self) -> bool:
+        """Whether this replica may stand for election (one data plane per cluster)."""
+        self.refused = self._eligible()
+        return self.refused is None
 
     def _lead(
         self, session: ElectionSession, term: int, sent: float, stopping: threading.Event

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from controller.model.builds import BuildRecord, BuildResult
+from controller.model.claims import ClusterEngine, EngineClaim
 from controller.model.records import (
     Claim,
     DeploymentRecord,
@@ -168,6 +169,20 @@ class Runtime(Protocol):
     def inspect(self, replica_id: str) -> ReplicaInspection: ...
 
     def output_tail(self, replica_id: str, lines: int = 20) -> str: ...
+
+
+class EngineClaims(Protocol):
+    """The engine's side of one data plane: the claim marker on it (the docker runtime)."""
+
+    def claim_engine(self, cluster: str, database_id: str) -> EngineClaim: ...
+
+
+class ClusterClaims(Protocol):
+    """The database's side: its own id, the engine each cluster runs on (`postgres_claims`)."""
+
+    def installation_id(self) -> str: ...
+
+    def claim_cluster_engine(self, cluster: str, engine_id: str, host: str) -> ClusterEngine: ...
 
 
 class StorageEngine(Protocol):

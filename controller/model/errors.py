@@ -134,3 +134,7 @@ class Forbidden(BerthError):
 
 class WebhookUnreachable(TransientError):
     """A webhook endpoint did not answer (refused, reset, DNS, timeout)."""
+
+
+class DataPlaneRefused(BerthError):
+    """This replica may not lead: another database's engine, or not the cluster's engine."""

@@ -24,6 +24,9 @@ LABEL_GENERATION = "io.berth.generation"
 # them is ever removed.
 LABEL_VOLUME = "io.berth.volume"
 LABEL_NETWORK = "io.berth.network"
+# The engine claim (`controller.model.claims`): the engine's id and the claiming database.
+LABEL_ENGINE = "io.berth.engine"
+LABEL_DATABASE = "io.berth.database"
 # Images Berth builds live in this repository namespace, one repository per deployment
 # (and cluster); the `builds` table records which build made which tag. Nothing else may
 # tag images there: Berth removes old ones (BERTH_IMAGE_RETENTION).

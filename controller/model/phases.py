@@ -52,7 +52,8 @@ SETTLED_PHASES = frozenset({Phase.ACTIVE, Phase.FAILED, Phase.ROLLED_BACK})
 
 def converged(phase: Phase | str | None, observed_generation: int, generation: int) -> bool:
     """The one "converged" rule: the status says this generation runs as declared. The view
-    `deployment_overview.converged` computes the same (held equal by tests/contract)."""
+    `deployment_overview.converged` computes the same (held equal by
+    tests/integration/test_schema.py)."""
     return phase == Phase.ACTIVE and observed_generation == generation
 
 

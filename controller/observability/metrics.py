@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram, Info, disable_created_metrics
 
 from controller import __version__
+from controller.model.claims import RefusalKind
 from controller.model.outcome import FAILURES
 from controller.model.phases import Phase
 from controller.model.records import MutationAction
@@ -55,6 +56,12 @@ LAST_FULL_RESYNC = Gauge(
     "berth_last_full_resync_timestamp_seconds", "Unix time of the last successful full resync"
 )
 QUEUE_DEPTH = Gauge("berth_workqueue_depth", "Deployments waiting in the work queue")
+DATA_PLANE_REFUSED = Gauge(
+    "berth_data_plane_refused",
+    "1 while this replica refuses to lead, by why: its engine belongs to another Berth "
+    "database, the cluster runs on another engine, or the check could not be made",
+    ["reason"],
+)
 STUCK_DEPLOYMENTS = Gauge(
     "berth_stuck_deployments", "Deployments found stuck in a moving phase at the last full resync"
 )
@@ -200,6 +207,8 @@ for _status in BUILD_STATUSES:
     BUILD_DURATION.labels(status=_status)
 for _reason in RESTART_REASONS:
     CONTAINER_RESTARTS.labels(reason=_reason)
+for _refusal in RefusalKind:
+    DATA_PLANE_REFUSED.labels(reason=str(_refusal))
 for _change in ("elected", "deposed"):
     LEADER_CHANGES.labels(change=_change)
 CLEANUP_REMOVED = Counter(

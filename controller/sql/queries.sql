@@ -220,13 +220,14 @@ WITH build_output AS (
 DELETE FROM berth_mutations WHERE started_at < now() - make_interval(secs => %(older_than_s)s);
 
 -- name: upsert_node
-INSERT INTO berth_nodes AS n (node_id, cluster, host, pid, http_addr, role, term, started_at, seen_at)
-VALUES (%(node_id)s, %(cluster)s, %(host)s, %(pid)s, %(http_addr)s, %(role)s, %(term)s, %(started_at)s, now())
+INSERT INTO berth_nodes AS n (node_id, cluster, host, pid, http_addr, role, term, started_at, seen_at, note)
+VALUES (%(node_id)s, %(cluster)s, %(host)s, %(pid)s, %(http_addr)s, %(role)s, %(term)s, %(started_at)s, now(), %(note)s)
 ON CONFLICT (node_id) DO UPDATE
-SET role = excluded.role, term = excluded.term, http_addr = excluded.http_addr, seen_at = now();
+SET role = excluded.role, term = excluded.term, http_addr = excluded.http_addr, seen_at = now(),
+    note = excluded.note;
 
 -- name: select_nodes
-SELECT node_id, host, pid, http_addr, role, term, started_at, seen_at,
+SELECT node_id, host, pid, http_addr, role, term, started_at, seen_at, note,
        extract(epoch FROM now() - seen_at) AS seen_seconds_ago
 FROM berth_nodes
 WHERE cluster = %(cluster)s AND seen_at > now() - make_interval(secs => %(within_s)s)
@@ -700,3 +701,17 @@ FROM deployments d, jsonb_array_elements(d.networks) n;
 -- Deployments Berth built images for that no longer exist: their images are the janitor's.
 SELECT DISTINCT b.deployment FROM builds b
 WHERE b.image IS NOT NULL AND NOT EXISTS (SELECT 1 FROM deployments d WHERE d.name = b.deployment);
+
+-- name: select_installation
+-- This Berth database's own id (migration 17): what it writes in the engine claims it makes.
+SELECT id::text AS id FROM berth_installation;
+
+-- name: claim_cluster_engine
+-- The first claim of a cluster records its engine; later ones change nothing.
+INSERT INTO berth_cluster_engines (cluster, engine_id, claimed_by_host)
+VALUES (%(cluster)s, %(engine_id)s::uuid, %(host)s)
+ON CONFLICT (cluster) DO NOTHING;
+
+-- name: select_cluster_engine
+SELECT engine_id::text AS engine_id, claimed_by_host FROM berth_cluster_engines
+WHERE cluster = %(cluster)s;

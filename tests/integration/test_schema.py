@@ -170,3 +170,25 @@ def test_migrations_are_safe_when_daemons_start_together(database_url: str) -> N
     every_version = [version for version, _, _ in migrations()]
     assert len(every_version) >= 2
     assert sorted(applied, key=len) == [[]] * 5 + [every_version]
+
+
+def test_the_views_converged_is_the_one_rule(sql: Sql) -> None:
+    """`deployment_overview.converged` agrees with `model.phases.converged` on every phase,
+    at the current generation and behind it."""
+    from controller.model.phases import Phase, converged
+
+    sql.insert("web")
+    sql("UPDATE deployments SET replicas = 2 WHERE name = 'web'")  # generation 2
+    sql("INSERT INTO deployment_status (name, observed_generation) VALUES ('web', 1)")
+    for phase in Phase:
+        for observed in (1, 2):
+            sql(
+                "UPDATE deployment_status SET phase = %s, observed_generation = %s "
+                "WHERE name = 'web'",
+                [str(phase), observed],
+            )
+            row = sql("SELECT converged, generation FROM deployment_overview")[0]
+            assert row["converged"] == converged(phase, observed, row["generation"]), (
+                phase,
+                observed,
+            )

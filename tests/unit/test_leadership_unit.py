@@ -248,3 +248,37 @@ def test_a_live_predecessor_is_waited_out_for_its_trust_window(clock: Clock) -> 
     finally:
         stopping.set()
         leadership.stop()
+
+
+def test_a_replica_that_may_not_lead_never_stands_and_says_why(clock: Clock) -> None:
+    """One data plane per cluster: while `eligible` gives a reason, no lock is even asked
+    for; once it gives none, the replica stands and is elected."""
+    session = FakeSession()
+    connects: list[str] = []
+    reason: list[str | None] = ["the cluster runs on another engine"]
+
+    def connect(url: str, name: str, silence: float) -> FakeSession:
+        connects.append(name)
+        return session
+
+    leadership = Leadership(
+        "postgresql://unused",
+        "unit",
+        heartbeat_interval_s=0.01,
+        trust_window_s=2.0,
+        silence_timeout_s=4.0,
+        monotonic=clock,
+        connect=connect,
+        eligible=lambda: reason[0],
+    )
+    stopping = threading.Event()
+    thread = threading.Thread(target=leadership.run, args=(stopping,), daemon=True)
+    thread.start()
+    wait_until(lambda: leadership.refused == "the cluster runs on another engine")
+    assert connects == [] and session.claims == 0 and leadership.term is None
+    reason[0] = None
+    wait_until(lambda: leadership.term == 7, timeout_s=10)
+    assert leadership.refused is None
+    stopping.set()
+    leadership.stop()
+    thread.join(5)

@@ -114,7 +114,7 @@ def test_settled_phases_end_the_stuck_count_in_sql_and_the_fakes_alike() -> None
 
 def test_the_views_converged_is_the_one_rule() -> None:
     """`deployment_overview.converged` (the newest definition) is `converged()`: active
-    at the current generation; tests/contract runs both on the same rows."""
+    at the current generation; tests/integration/test_schema.py runs both on the same rows."""
     views = re.findall(r"(coalesce\(.*?\) AS converged)", _sql())
     assert views, "no converged column in the migrations"
     assert views[-1] == (
