@@ -95,8 +95,10 @@ def logs(
             return
         from controller.gateways.docker_engine import DockerGateway
         from controller.gateways.docker_runtime import DockerRuntime
+        from controller.gateways.swarm_runtime import SwarmRuntime
 
-        runtime = DockerRuntime(DockerGateway(pool_size=1, timeout_s=3600))
+        gateway = DockerGateway(pool_size=1, timeout_s=3600)
+        runtime = SwarmRuntime(gateway) if settings.runtime == "swarm" else DockerRuntime(gateway)
         for text in replica_output(runtime, settings.cluster, name, replica, tail, follow):
             click.echo(text, nl=False)
 

@@ -40,6 +40,7 @@ from controller.gateways.git_source import GitGateway
 from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
 from controller.gateways.proxy import ProxyGateway
+from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.gateways.webhook_client import WebhookClient
 from controller.gateways.workspace import Workspaces
 from controller.loop import faults
@@ -81,7 +82,9 @@ class Daemon:
             application_name=f"berth {node_id}",
         )
         self.docker = DockerGateway(pool_size=settings.concurrency + 4)
-        self.runtime = DockerRuntime(self.docker)
+        self.runtime: DockerRuntime | SwarmRuntime = (
+            SwarmRuntime(self.docker) if settings.runtime == "swarm" else DockerRuntime(self.docker)
+        )
         self.queue = WorkQueue()
         self.listen = listener(database_url)
         self.data_plane = DataPlaneGuard(

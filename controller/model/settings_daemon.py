@@ -6,6 +6,7 @@ variables and usable alone by the part of Berth that needs it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,15 @@ class DaemonSettings(BaseSettings):
             "Name of this Berth installation, stamped on its containers as `io.berth.cluster`. "
             "Two installations sharing one Docker engine never touch each other's containers. "
             "Containers without the label count as `default`'s."
+        ),
+    )
+    runtime: Literal["docker", "swarm"] = Field(
+        default="docker",
+        description=(
+            "What runs the replicas: `docker`, one engine (a replica is a container), or "
+            "`swarm`, a Docker Swarm whose manager DOCKER_HOST names (a replica is a service "
+            'of one task, placed on a node by Swarm; RECONCILIATION.md, "The swarm '
+            'runtime").'
         ),
     )
     resync_interval_s: float = Field(

@@ -709,7 +709,7 @@ SELECT id::text AS id FROM berth_installation;
 -- name: claim_cluster_engine
 -- The first claim of a cluster records its engine; later ones change nothing.
 INSERT INTO berth_cluster_engines (cluster, engine_id, claimed_by_host)
-VALUES (%(cluster)s, %(engine_id)s::uuid, %(host)s)
+VALUES (%(cluster)s, %(engine_id)s, %(host)s)
 ON CONFLICT (cluster) DO NOTHING;
 
 -- name: select_cluster_engine

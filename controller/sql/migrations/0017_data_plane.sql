@@ -12,7 +12,7 @@ INSERT INTO berth_installation DEFAULT VALUES;
 
 CREATE TABLE berth_cluster_engines (
     cluster         text PRIMARY KEY,
-    engine_id       uuid NOT NULL,
+    engine_id       text NOT NULL,
     claimed_by_host text NOT NULL,
     claimed_at      timestamptz NOT NULL DEFAULT now()
 );

@@ -1,0 +1,330 @@
+"""The swarm runtime: the loop's `Runtime` port on a Docker Swarm (`BERTH_RUNTIME=swarm`).
+
+Called by the loop through `controller.loop.ports.Runtime`, like the docker runtime, with
+`DOCKER_HOST` pointing at a manager. A replica is a Swarm service of one task, named and
+labelled as the docker runtime names and labels a container (deployment, slot, revision,
+cluster): Swarm places it on a node, restarts it, and runs it again elsewhere when its node
+is lost, while Berth keeps its own rollout, rollback and status at the level of revisions
+and slots. A service per slot, not one per revision: Swarm cannot retire one chosen task of
+a replicated service (scaling down removes the highest slot), and start-first rollouts
+retire old replicas slot by slot.
+
+Observed state comes from tasks, never from Swarm's update status: a replica is running
+only when its current task runs, on the node it names, at that node's address and the
+port Swarm published there (host mode with `dnsrr` endpoints: no routing mesh). A task
+Swarm is still bringing up, or restarting after a failure, is `restarting`, and its error
+text ("no suitable node", "No such image") is what `inspect` tells. Updates carry the
+service's version and are retried on "update out of sequence".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from controller.gateways.docker_engine import DockerGateway, docker_time, translated
+from controller.gateways.retry import retry_transient
+from controller.model.claims import EngineClaim, claim_volume
+from controller.model.errors import DockerConflict, DockerRejected, InvalidSpec, NameTaken
+from controller.model.names import (
+    DEFAULT_CLUSTER,
+    LABEL_CLUSTER,
+    LABEL_DATABASE,
+    LABEL_DEPLOYMENT,
+    LABEL_ENGINE,
+    LABEL_REPLICA,
+    LABEL_SPEC_HASH,
+)
+from controller.model.replicas import (
+    Endpoint,
+    Health,
+    ObservedReplica,
+    ReplicaInspection,
+    ReplicaRequest,
+    RunState,
+)
+
+_NANOSECONDS = 1_000_000_000
+# Task states before `running`: Swarm is still bringing the task up.
+_COMING_UP = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
+_ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+
+
+def task_order(task: dict[str, Any]) -> tuple[int, str]:
+    return int((task.get("Version") or {}).get("Index", 0)), str(task.get("CreatedAt", ""))
+
+
+def current_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The task that stands for the replica now: the newest one Swarm wants running, else
+    the newest of all."""
+    wanted = [t for t in tasks if t.get("DesiredState") == "running"]
+    chosen = wanted or tasks
+    return max(chosen, key=task_order) if chosen else None
+
+
+def replica_state(task: dict[str, Any] | None) -> RunState:
+    """A task's state in the one vocabulary: Swarm bringing it up (or restarting it) is
+    `restarting`; Berth acts only on what Swarm will not do itself."""
+    if task is None:
+        return RunState.RESTARTING  # the service exists, its first task not yet
+    state = str((task.get("Status") or {}).get("State", ""))
+    if state == "running":
+        return RunState.RUNNING
+    if task.get("DesiredState") == "running" and (state in _COMING_UP or state in _ENDED):
+        return RunState.RESTARTING
+    return RunState.EXITED if state in _ENDED else RunState.UNKNOWN
+
+
+def replica_from_service(
+    service: dict[str, Any], tasks: list[dict[str, Any]], addresses: dict[str, str]
+) -> ObservedReplica:
+    """One service (a replica) with its tasks, as the planner sees it."""
+    labels = (service.get("Spec") or {}).get("Labels") or {}
+    replica_text = str(labels.get(LABEL_REPLICA, ""))
+    task = current_task(tasks)
+    status = (task or {}).get("Status") or {}
+    node_id = str((task or {}).get("NodeID", ""))
+    endpoints = {}
+    for port in (status.get("PortStatus") or {}).get("Ports") or ():
+        target = int(port.get("TargetPort", 0))
+        if port.get("Protocol", "tcp") == "tcp" and target not in endpoints and node_id:
+            endpoints[target] = Endpoint(
+                target, addresses.get(node_id, ""), int(port["PublishedPort"])
+            )
+    return ObservedReplica(
+        id=str(service["ID"]),
+        name=str((service.get("Spec") or {}).get("Name", "")),
+        deployment=labels.get(LABEL_DEPLOYMENT),
+        replica=int(replica_text) if replica_text.isdigit() else None,
+        spec_hash=labels.get(LABEL_SPEC_HASH),
+        cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
+        state=replica_state(task),
+        health=Health.NONE,  # Swarm runs a task `running` only once its healthcheck passes
+        created=int(docker_time(service.get("CreatedAt")) or 0),
+        endpoints=tuple(endpoints.values()),
+        node=node_id or "unscheduled",
+        restarts=max(0, len(tasks) - 1),
+    )
+
+
+def service_spec(request: ReplicaRequest) -> dict[str, Any]:
+    """`create_service` arguments for one replica; what the swarm runtime cannot give yet
+    is refused naming the field (a permanent failure, not a silent difference)."""
+    unsupported = {
+        "volumes": request.mounts,
+        "networks": request.networks,
+        "devices": request.devices,
+        "privileged": request.privileged,
+        "network_mode": request.network_mode,
+        "pid_mode": request.pid_mode,
+        "ipc_mode": request.ipc_mode,
+    }
+    for field, value in unsupported.items():
+        if value:
+            raise InvalidSpec(f"{field}: not supported by the swarm runtime yet")
+    container: dict[str, Any] = {
+        "Image": request.image,
+        "Env": [f"{key}={value}" for key, value in request.environment.items()],
+        "Labels": dict(request.labels),
+        "ReadOnly": request.read_only,
+        "Init": request.init,
+    }
+    if request.command is not None:
+        container["Args"] = list(request.command)  # CMD; Swarm's `Command` is the entrypoint
+    if request.user is not None:
+        container["User"] = request.user
+    if request.stop_signal is not None:
+        container["StopSignal"] = request.stop_signal
+    if request.stop_timeout_s is not None:
+        container["StopGracePeriod"] = request.stop_timeout_s * _NANOSECONDS
+    if request.cap_add:
+        container["CapabilityAdd"] = list(request.cap_add)
+    if request.cap_drop:
+        container["CapabilityDrop"] = list(request.cap_drop)
+    if request.healthcheck is not None:
+        probe = request.healthcheck
+        container["Healthcheck"] = {
+            "Test": list(probe.test),
+            "Interval": int(probe.interval_s * _NANOSECONDS),
+            "Timeout": int(probe.timeout_s * _NANOSECONDS),
+            "Retries": probe.retries,
+            "StartPeriod": int(probe.start_period_s * _NANOSECONDS),
+        }
+    limits = {
+        key: value
+        for key, value in (
+            ("MemoryBytes", request.limits.memory_bytes),
+            ("NanoCPUs", request.limits.nano_cpus),
+            ("Pids", request.limits.pids),
+        )
+        if value is not None
+    }
+    template: dict[str, Any] = {
+        "ContainerSpec": container,
+        "RestartPolicy": {"Condition": "any", "Delay": _NANOSECONDS, "MaxAttempts": 0},
+    }
+    if limits:
+        template["Resources"] = {"Limits": limits}
+    ports = [
+        {
+            "Protocol": port.protocol,
+            "TargetPort": port.container,
+            "PublishMode": "host",
+            **({"PublishedPort": port.host} if port.host is not None else {}),
+        }
+        for port in request.ports
+    ]
+    return {
+        "task_template": template,
+        "name": request.name,
+        "labels": dict(request.labels),
+        "mode": {"Replicated": {"Replicas": 1}},
+        "endpoint_spec": {"Mode": "dnsrr", "Ports": ports},
+    }
+
+
+class SwarmRuntime:
+    """The `Runtime` port on the swarm whose manager `docker` talks to."""
+
+    def __init__(self, docker: DockerGateway) -> None:
+        self.docker = docker
+        self.api = docker.api
+
+    @retry_transient
+    def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
+        """Every service carrying a deployment label, with its tasks: three calls."""
+        label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
+        with translated("list"):
+            services = self.api.services(filters={"label": [label]})
+            tasks = self.api.tasks() if services else []
+            nodes = self.api.nodes() if services else []
+        addresses = {str(n["ID"]): str((n.get("Status") or {}).get("Addr", "")) for n in nodes}
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(str(task.get("ServiceID")), []).append(task)
+        return [
+            replica_from_service(service, by_service.get(str(service["ID"]), []), addresses)
+            for service in services
+        ]
+
+    def prepare_image(self, image: str) -> str:
+        """Each node pulls (or finds) the image when Swarm gives it a task; a node that
+        lacks it says so in its task's error, which `inspect` reports."""
+        return "left to the nodes"
+
+    @retry_transient
+    def place(self, request: ReplicaRequest) -> str:
+        """Create the replica's service; a repeat finds the first (by its identity)."""
+        arguments = service_spec(request)
+        try:
+            with translated("create", request.name):
+                created = self.api.create_service(**arguments)
+            return str(created["ID"])
+        except DockerConflict:
+            return self._existing_with_same_identity(request.name, request.labels)
+
+    def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
+        with translated("inspect", name):
+            existing = self.api.inspect_service(name)
+        found = (existing.get("Spec") or {}).get("Labels") or {}
+        if LABEL_DEPLOYMENT not in found:
+            raise NameTaken(
+                f"service name {name!r} is held by a service without Berth's labels; "
+                "Berth never touches it: rename or remove it"
+            )
+        identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH, LABEL_CLUSTER)
+        if all(found.get(key) == labels.get(key) for key in identity):
+            return str(existing["ID"])
+        raise DockerConflict(f"service name {name!r} is still held by an older service")
+
+    def start(self, replica_id: str, from_state: RunState = RunState.CREATED) -> None:
+        """Swarm starts a service's task itself; one that ended is run again."""
+        if from_state == RunState.EXITED:
+            self.restart(replica_id, 0)
+
+    @retry_transient
+    def restart(self, replica_id: str, grace_s: int) -> None:
+        """A new task for the replica (ForceUpdate), at the service's current version."""
+        with translated("restart", replica_id[:12]):
+            service = self.api.inspect_service(replica_id)
+            spec = service["Spec"]
+            template = spec["TaskTemplate"]
+            template["ForceUpdate"] = int(template.get("ForceUpdate", 0)) + 1
+            self.api.update_service(
+                replica_id,
+                version=int(service["Version"]["Index"]),
+                task_template=template,
+                name=spec.get("Name"),
+                labels=spec.get("Labels"),
+                mode=spec.get("Mode"),
+                endpoint_spec=spec.get("EndpointSpec"),
+            )
+
+    @retry_transient
+    def retire(self, replica_id: str, grace_s: int) -> None:
+        """Remove the replica's service (its task stops with the service's grace)."""
+        try:
+            with translated("remove", replica_id[:12]):
+                self.api.remove_service(replica_id)
+        except DockerRejected as error:
+            if "not found" in str(error).lower():
+                return
+            raise
+
+    def inspect(self, replica_id: str) -> ReplicaInspection:
+        """The current task's state, exit code and Swarm's own error text."""
+        with translated("inspect", replica_id[:12]):
+            tasks = self.api.tasks(filters={"service": replica_id})
+        task = current_task(tasks)
+        if task is None:
+            return ReplicaInspection(status="no task yet")
+        status = task.get("Status") or {}
+        exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
+        return ReplicaInspection(
+            status=str(status.get("State", "unknown")),
+            exit_code=int(exit_code) if exit_code is not None else None,
+            health_output=str(status.get("Err") or status.get("Message") or ""),
+        )
+
+    def output_tail(self, replica_id: str, lines: int = 20) -> str:
+        return "".join(self.follow_output(replica_id, lines, follow=False))
+
+    def claim_engine(self, cluster: str, database_id: str) -> EngineClaim:
+        """The claim of this swarm for `cluster`: a Swarm config (swarm-wide, and never
+        changed once made) naming the swarm's ID, the cluster's engine, and the database."""
+        name = claim_volume(cluster)
+        with translated("inspect_swarm"):
+            swarm_id = str(self.api.inspect_swarm()["ID"])
+        labels = {LABEL_CLUSTER: cluster, LABEL_ENGINE: swarm_id, LABEL_DATABASE: database_id}
+        try:
+            with translated("create_config", name):
+                self.api.create_config(name, b"berth", labels=labels)
+        except DockerConflict:
+            pass  # claimed before: read what it says
+        with translated("inspect_config", name):
+            found = [
+                c
+                for c in self.api.configs(filters={"name": name})
+                if (c.get("Spec") or {}).get("Name") == name
+            ]
+        claim = ((found[0].get("Spec") or {}).get("Labels") or {}) if found else {}
+        if not claim.get(LABEL_ENGINE) or not claim.get(LABEL_DATABASE):
+            raise NameTaken(f"Swarm config {name!r} exists without Berth's claim labels")
+        return EngineClaim(str(claim[LABEL_ENGINE]), str(claim[LABEL_DATABASE]))
+
+    def release_claim(self, cluster: str) -> None:
+        """Remove the claim of a cluster that is gone for good (tests and benchmarks)."""
+        try:
+            with translated("remove_config", claim_volume(cluster)):
+                self.api.remove_config(claim_volume(cluster))
+        except DockerRejected:
+            return
+
+    def follow_output(self, replica_id: str, lines: int, follow: bool) -> Iterator[str]:
+        """A replica's output from whichever node runs it (Swarm's service logs)."""
+        with translated("logs", replica_id[:12], timed=False):
+            stream = self.api.service_logs(
+                replica_id, stdout=True, stderr=True, tail=str(lines), follow=follow
+            )
+            for chunk in stream:
+                yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
