@@ -202,13 +202,6 @@ class SwarmRig:
         finally:
             client.close()
 
-    def node_ids(self) -> set[str]:
-        client = self.manager().client()
-        try:
-            return {str(n["ID"]) for n in client.nodes()}
-        finally:
-            client.close()
-
     @staticmethod
     def log_tail(node: RigNode) -> str:
         path = node.folder / "dockerd.log"

@@ -20,6 +20,7 @@ service's version and are retried on "update out of sequence".
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from controller.gateways.docker_engine import DockerGateway, docker_time, translated
@@ -75,22 +76,49 @@ def replica_state(task: dict[str, Any] | None) -> RunState:
     return RunState.EXITED if state in _ENDED else RunState.UNKNOWN
 
 
+@dataclass(frozen=True)
+class SwarmNode:
+    """What a replica's node tells: its name, its address, whether Swarm hears from it."""
+
+    name: str
+    address: str
+    ready: bool
+
+
+def nodes_by_id(nodes: list[dict[str, Any]]) -> dict[str, SwarmNode]:
+    return {
+        str(n["ID"]): SwarmNode(
+            # Hostnames may repeat (engines sharing a UTS namespace): the address tells them apart
+            f"{(n.get('Description') or {}).get('Hostname', n['ID'])}"
+            f"@{(n.get('Status') or {}).get('Addr', '')}",
+            str((n.get("Status") or {}).get("Addr", "")),
+            (n.get("Status") or {}).get("State") == "ready",
+        )
+        for n in nodes
+    }
+
+
 def replica_from_service(
-    service: dict[str, Any], tasks: list[dict[str, Any]], addresses: dict[str, str]
+    service: dict[str, Any], tasks: list[dict[str, Any]], nodes: dict[str, SwarmNode]
 ) -> ObservedReplica:
-    """One service (a replica) with its tasks, as the planner sees it."""
+    """One service (a replica) with its tasks, as the planner sees it. A task on a node
+    Swarm no longer hears from is not running, whatever it last reported: Swarm will run it
+    again elsewhere (`restarting`), and the replica names its node as lost."""
     labels = (service.get("Spec") or {}).get("Labels") or {}
     replica_text = str(labels.get(LABEL_REPLICA, ""))
     task = current_task(tasks)
     status = (task or {}).get("Status") or {}
     node_id = str((task or {}).get("NodeID", ""))
+    node = nodes.get(node_id)
+    state = replica_state(task)
+    if node is not None and not node.ready and state == RunState.RUNNING:
+        state = RunState.RESTARTING
     endpoints = {}
     for port in (status.get("PortStatus") or {}).get("Ports") or ():
         target = int(port.get("TargetPort", 0))
-        if port.get("Protocol", "tcp") == "tcp" and target not in endpoints and node_id:
-            endpoints[target] = Endpoint(
-                target, addresses.get(node_id, ""), int(port["PublishedPort"])
-            )
+        if port.get("Protocol", "tcp") == "tcp" and target not in endpoints and node:
+            endpoints[target] = Endpoint(target, node.address, int(port["PublishedPort"]))
+    where = "unscheduled" if node is None else node.name + ("" if node.ready else " (lost)")
     return ObservedReplica(
         id=str(service["ID"]),
         name=str((service.get("Spec") or {}).get("Name", "")),
@@ -98,11 +126,11 @@ def replica_from_service(
         replica=int(replica_text) if replica_text.isdigit() else None,
         spec_hash=labels.get(LABEL_SPEC_HASH),
         cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
-        state=replica_state(task),
+        state=state,
         health=Health.NONE,  # Swarm runs a task `running` only once its healthcheck passes
         created=int(docker_time(service.get("CreatedAt")) or 0),
         endpoints=tuple(endpoints.values()),
-        node=node_id or "unscheduled",
+        node=where,
         restarts=max(0, len(tasks) - 1),
     )
 
@@ -198,12 +226,12 @@ class SwarmRuntime:
             services = self.api.services(filters={"label": [label]})
             tasks = self.api.tasks() if services else []
             nodes = self.api.nodes() if services else []
-        addresses = {str(n["ID"]): str((n.get("Status") or {}).get("Addr", "")) for n in nodes}
+        known = nodes_by_id(nodes)
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
         return [
-            replica_from_service(service, by_service.get(str(service["ID"]), []), addresses)
+            replica_from_service(service, by_service.get(str(service["ID"]), []), known)
             for service in services
         ]
 

@@ -275,6 +275,9 @@ class Reconciler:
             health_poll_s=self.settings.health_poll_interval_s,
         )
         message = f"{ready}/{desired.replicas} replicas ready"
+        where = policy.where_not_ready(desired.spec_hash, containers)
+        if where:
+            message += f"; {where}"
         if routed.problem:
             message += f"; routes not updated: {routed.problem}"
         if settlement.phase == Phase.ACTIVE and plan_deployment(desired, record.name, containers):

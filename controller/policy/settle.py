@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from controller.model.names import LOCAL_NODE
 from controller.model.phases import MOVING_PHASES, Phase
 from controller.model.records import DeploymentRecord
+from controller.model.replicas import ObservedReplica
 from controller.policy.backoff import backoff_s
 
 # A phase found stuck this many times (each time resumed) fails the pass.
@@ -150,3 +152,16 @@ def fail(
 def clock_time(moment: datetime) -> str:
     """An absolute time for a status message, e.g. 12:03:04Z: true whenever it is read."""
     return moment.astimezone(UTC).strftime("%H:%M:%SZ")
+
+
+def where_not_ready(spec_hash: str, replicas: Sequence[ObservedReplica], most: int = 5) -> str:
+    """Where the current revision's unready replicas are, on a runtime with nodes (a lost
+    node named as such): "replica 1 restarting on node-2 (lost)". Empty on one engine."""
+    waiting = sorted(
+        (r for r in replicas if r.spec_hash == spec_hash and not r.ready and r.node != LOCAL_NODE),
+        key=lambda r: (r.replica if r.replica is not None else -1, r.id),
+    )
+    shown = [f"replica {r.replica} {r.state} on {r.node}" for r in waiting[:most]]
+    if len(waiting) > most:
+        shown.append(f"{len(waiting) - most} more")
+    return ", ".join(shown)

@@ -46,7 +46,8 @@ def test_deployments_spread_over_the_nodes_roll_out_and_go(
     wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=120, what="converged")
     replicas = [r for r in swarm_daemon.runtime.observe() if r.cluster == cluster]
     assert len(replicas) == 9 and all(r.state == RunState.RUNNING for r in replicas)
-    assert {r.node for r in replicas} == rig.node_ids(), "tasks on all three nodes"
+    nodes = {r.node.rpartition("@")[2] for r in replicas}
+    assert nodes == {n.address for n in rig.nodes}, "tasks on all three nodes"
     addresses = {node.address for node in rig.nodes}
     for replica in replicas:  # nine requests, each to a node this test made
         host, port = replica.address(8080) or ("", 0)

@@ -114,11 +114,17 @@ def test_every_field_reaches_docker_and_a_volume_outlives_its_container(
         what="the retain: false volume removed",
     )
     assert containers.api.inspect_volume(f"berth-{cluster}-store-cache")["Name"]
-    events = sql("SELECT message FROM deployment_events WHERE deployment = 'store' ORDER BY id")
-    messages = [row["message"] for row in events]
-    assert f"created volume berth-{cluster}-store-data" in messages
-    assert f"created network {network}" in messages
-    assert f"removed volume berth-{cluster}-store-data (retain: false)" in messages
+
+    def messages() -> list[str]:
+        events = sql("SELECT message FROM deployment_events WHERE deployment = 'store' ORDER BY id")
+        return [row["message"] for row in events]
+
+    # The removal's event is written with the pass's last write, just after Docker removed the
+    # volume: wait for it rather than race it.
+    removed = f"removed volume berth-{cluster}-store-data (retain: false)"
+    written = wait_for(lambda: (found := messages()) and removed in found and found, what=removed)
+    assert f"created volume berth-{cluster}-store-data" in written
+    assert f"created network {network}" in written
 
 
 def test_a_deployment_reaches_another_by_name_on_a_shared_network(

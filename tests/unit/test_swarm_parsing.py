@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from controller.gateways.swarm_runtime import (
+    SwarmNode,
     current_task,
     replica_from_service,
     replica_state,
@@ -60,7 +61,8 @@ def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
     }
     ports = {"Ports": [{"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 30001}] * 2}
     tasks = [task("failed", 1, "shutdown"), task("running", 4, PortStatus=ports)]
-    replica = replica_from_service(service, tasks, {"n1": "10.232.1.2"})
+    node = SwarmNode("node-1", "10.232.1.2", ready=True)
+    replica = replica_from_service(service, tasks, {"n1": node})
     assert (replica.deployment, replica.replica, replica.spec_hash, replica.cluster) == (
         "web",
         2,
@@ -68,9 +70,12 @@ def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
         "blue",
     )
     assert replica.state == RunState.RUNNING and replica.ready
-    assert replica.node == "n1" and replica.restarts == 1
+    assert replica.node == "node-1" and replica.restarts == 1
     assert replica.created == 1796522400, "when the service was made: Berth's record decides"
     assert replica.address(8080) == ("10.232.1.2", 30001) and len(replica.endpoints) == 1
+    lost = replica_from_service(service, tasks, {"n1": SwarmNode("node-1", "10.232.1.2", False)})
+    assert lost.state == RunState.RESTARTING and not lost.ready
+    assert lost.node == "node-1 (lost)", "a task on a node Swarm no longer hears from"
 
 
 def test_what_the_swarm_runtime_cannot_give_yet_is_refused_naming_the_field() -> None:
