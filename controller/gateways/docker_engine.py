@@ -39,6 +39,7 @@ from controller.model.names import (
     LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
 )
+from controller.model.replicas import HealthProbe
 from controller.observability.metrics import DOCKER_DURATION, DOCKER_ERRORS
 
 _IMAGE_APPEARED = frozenset({"pull", "tag", "load", "import"})
@@ -92,6 +93,21 @@ def translated(call: str, detail: str = "", timed: bool = True) -> Iterator[None
     finally:
         if timed:
             DOCKER_DURATION.labels(call=call).observe(time.perf_counter() - started)
+
+
+NANOSECONDS = 1_000_000_000
+
+
+def healthcheck_arguments(probe: HealthProbe) -> dict[str, Any]:
+    """A healthcheck in Docker's units (nanoseconds), keyed as docker-py takes it; Swarm's
+    API takes the same keys capitalised (`swarm_runtime`)."""
+    return {
+        "test": list(probe.test),
+        "interval": int(probe.interval_s * NANOSECONDS),
+        "timeout": int(probe.timeout_s * NANOSECONDS),
+        "retries": probe.retries,
+        "start_period": int(probe.start_period_s * NANOSECONDS),
+    }
 
 
 def docker_time(text: str | None) -> float | None:

@@ -23,7 +23,12 @@ from typing import Any
 import docker.errors
 import docker.types
 
-from controller.gateways.docker_engine import DockerGateway, docker_time, translated
+from controller.gateways.docker_engine import (
+    DockerGateway,
+    docker_time,
+    healthcheck_arguments,
+    translated,
+)
 from controller.gateways.retry import retry_transient
 from controller.model.claims import EngineClaim, claim_volume
 from controller.model.errors import (
@@ -53,7 +58,6 @@ from controller.model.replicas import (
     run_state,
 )
 
-_NANOSECONDS = 1_000_000_000
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EVERY_INTERFACE = ("0.0.0.0", "", "::")
 
@@ -125,15 +129,7 @@ def docker_arguments(request: ReplicaRequest) -> dict[str, Any]:
             for p in request.ports
         }
         or None,
-        "healthcheck": None
-        if probe is None
-        else {
-            "test": list(probe.test),
-            "interval": int(probe.interval_s * _NANOSECONDS),
-            "timeout": int(probe.timeout_s * _NANOSECONDS),
-            "retries": probe.retries,
-            "start_period": int(probe.start_period_s * _NANOSECONDS),
-        },
+        "healthcheck": None if probe is None else healthcheck_arguments(probe),
     }
     optional = {
         "user": request.user,

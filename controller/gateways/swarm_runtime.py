@@ -23,7 +23,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from controller.gateways.docker_engine import DockerGateway, docker_time, translated
+from controller.gateways.docker_engine import (
+    NANOSECONDS,
+    DockerGateway,
+    docker_time,
+    healthcheck_arguments,
+    translated,
+)
 from controller.gateways.retry import retry_transient
 from controller.model.claims import EngineClaim, claim_volume
 from controller.model.errors import DockerConflict, DockerRejected, InvalidSpec, NameTaken
@@ -45,7 +51,6 @@ from controller.model.replicas import (
     RunState,
 )
 
-_NANOSECONDS = 1_000_000_000
 # Task states before `running`: Swarm is still bringing the task up.
 _COMING_UP = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 _ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
@@ -164,19 +169,15 @@ def service_spec(request: ReplicaRequest) -> dict[str, Any]:
     if request.stop_signal is not None:
         container["StopSignal"] = request.stop_signal
     if request.stop_timeout_s is not None:
-        container["StopGracePeriod"] = request.stop_timeout_s * _NANOSECONDS
+        container["StopGracePeriod"] = request.stop_timeout_s * NANOSECONDS
     if request.cap_add:
         container["CapabilityAdd"] = list(request.cap_add)
     if request.cap_drop:
         container["CapabilityDrop"] = list(request.cap_drop)
     if request.healthcheck is not None:
-        probe = request.healthcheck
         container["Healthcheck"] = {
-            "Test": list(probe.test),
-            "Interval": int(probe.interval_s * _NANOSECONDS),
-            "Timeout": int(probe.timeout_s * _NANOSECONDS),
-            "Retries": probe.retries,
-            "StartPeriod": int(probe.start_period_s * _NANOSECONDS),
+            key.title().replace("_", ""): value
+            for key, value in healthcheck_arguments(request.healthcheck).items()
         }
     limits = {
         key: value
@@ -189,7 +190,7 @@ def service_spec(request: ReplicaRequest) -> dict[str, Any]:
     }
     template: dict[str, Any] = {
         "ContainerSpec": container,
-        "RestartPolicy": {"Condition": "any", "Delay": _NANOSECONDS, "MaxAttempts": 0},
+        "RestartPolicy": {"Condition": "any", "Delay": NANOSECONDS, "MaxAttempts": 0},
     }
     if limits:
         template["Resources"] = {"Limits": limits}
