@@ -18,7 +18,7 @@ from collections.abc import Callable
 import structlog
 
 from controller.loop.ports import ClusterClaims, EngineClaims
-from controller.model.claims import Refusal, RefusalKind
+from controller.model.claims import ClusterEngine, Refusal, RefusalKind
 from controller.model.errors import BerthError
 from controller.observability.metrics import DATA_PLANE_REFUSED
 from controller.policy.dataplane import refusal
@@ -62,7 +62,13 @@ class DataPlaneGuard:
         try:
             database_id = self.database.installation_id()
             marker = self.engine.claim_engine(self.cluster, database_id)
-            recorded = self.database.claim_cluster_engine(self.cluster, marker.engine_id, self.host)
+            # Only an engine this database claimed may become the cluster's engine: another
+            # database's claim is refused before anything is recorded here.
+            recorded = (
+                self.database.claim_cluster_engine(self.cluster, marker.engine_id, self.host)
+                if marker.database_id == database_id
+                else ClusterEngine(marker.engine_id, "")
+            )
             verdict = refusal(self.cluster, database_id, marker, recorded)
         except BerthError as error:
             verdict = Refusal(

@@ -95,6 +95,18 @@ def test_a_second_database_on_a_claimed_engine_touches_nothing() -> None:
     )
 
 
+def test_a_refused_database_records_no_engine_and_may_take_it_once_released() -> None:
+    """The runbook's way out: the other database is gone for good, its claim removed."""
+    engine, second = Engine(ENGINE), Database(OTHER_DB)
+    assert DataPlaneGuard("web", "a", Database(DB), engine).check() is None
+    refused = DataPlaneGuard("web", "a", second, engine).check()
+    assert refused is not None and refused.kind == RefusalKind.OTHER_DATABASE
+    assert second.engines == {}, "nothing recorded from another database's claim"
+    engine.claims.clear()  # docker volume rm berth.claim.web
+    engine.engine_id = OTHER_ENGINE  # the claim made again names a new engine id
+    assert DataPlaneGuard("web", "a", second, engine).check() is None
+
+
 def test_a_check_that_cannot_be_made_refuses_and_verdicts_are_kept_fresh_s() -> None:
     clock, engine = Clock(), Engine(ENGINE)
     guard = DataPlaneGuard("web", "a", Database(DB), engine, monotonic=clock)
