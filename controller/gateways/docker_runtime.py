@@ -30,7 +30,7 @@ from controller.gateways.docker_engine import (
     translated,
 )
 from controller.gateways.retry import retry_transient
-from controller.model.claims import EngineClaim, claim_volume
+from controller.model.claims import EngineClaim, claim_labels, claim_volume
 from controller.model.errors import (
     DockerConflict,
     DockerRejected,
@@ -40,13 +40,12 @@ from controller.model.errors import (
 from controller.model.names import (
     DEFAULT_CLUSTER,
     LABEL_CLUSTER,
-    LABEL_DATABASE,
     LABEL_DEPLOYMENT,
-    LABEL_ENGINE,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
     LOCAL_NODE,
     LOOPBACK,
+    same_replica,
 )
 from controller.model.replicas import (
     Endpoint,
@@ -235,10 +234,7 @@ class DockerRuntime:
                 f"container name {name!r} is held by a container without Berth's labels "
                 f"({existing['Id'][:12]}); Berth never touches it: rename or remove it"
             )
-        identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH)
-        if all(found.get(key) == labels.get(key) for key in identity) and (
-            found.get(LABEL_CLUSTER, DEFAULT_CLUSTER) == labels.get(LABEL_CLUSTER)
-        ):
+        if same_replica(found, labels):
             return str(existing["Id"])
         raise DockerConflict(f"container name {name!r} is still held by an older container")
 
@@ -291,21 +287,17 @@ class DockerRuntime:
         database to ask (a volume whose labels Docker never changes: a second create of the
         name returns the first), read back by every later one."""
         name = claim_volume(cluster)
-        labels = {
-            LABEL_CLUSTER: cluster,
-            LABEL_ENGINE: str(uuid.uuid4()),
-            LABEL_DATABASE: database_id,
-        }
+        labels = claim_labels(cluster, str(uuid.uuid4()), database_id)
         with translated("create_volume", name):
             self.api.create_volume(name, labels=labels)
         with translated("inspect_volume", name):
-            found = self.api.inspect_volume(name).get("Labels") or {}
-        if not found.get(LABEL_ENGINE) or not found.get(LABEL_DATABASE):
+            claim = EngineClaim.from_labels(self.api.inspect_volume(name).get("Labels") or {})
+        if claim is None:
             raise NameTaken(
                 f"volume {name!r} exists without Berth's claim labels: Berth never touches it; "
                 "remove or rename it"
             )
-        return EngineClaim(str(found[LABEL_ENGINE]), str(found[LABEL_DATABASE]))
+        return claim
 
     def release_claim(self, cluster: str) -> None:
         """Remove the claim of a cluster that is gone for good (benchmarks and tests)."""

@@ -31,16 +31,15 @@ from controller.gateways.docker_engine import (
     translated,
 )
 from controller.gateways.retry import retry_transient
-from controller.model.claims import EngineClaim, claim_volume
+from controller.model.claims import EngineClaim, claim_labels, claim_volume
 from controller.model.errors import DockerConflict, DockerRejected, InvalidSpec, NameTaken
 from controller.model.names import (
     DEFAULT_CLUSTER,
     LABEL_CLUSTER,
-    LABEL_DATABASE,
     LABEL_DEPLOYMENT,
-    LABEL_ENGINE,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
+    same_replica,
 )
 from controller.model.replicas import (
     Endpoint,
@@ -261,8 +260,7 @@ class SwarmRuntime:
                 f"service name {name!r} is held by a service without Berth's labels; "
                 "Berth never touches it: rename or remove it"
             )
-        identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH, LABEL_CLUSTER)
-        if all(found.get(key) == labels.get(key) for key in identity):
+        if same_replica(found, labels):
             return str(existing["ID"])
         raise DockerConflict(f"service name {name!r} is still held by an older service")
 
@@ -324,7 +322,7 @@ class SwarmRuntime:
         name = claim_volume(cluster)
         with translated("inspect_swarm"):
             swarm_id = str(self.api.inspect_swarm()["ID"])
-        labels = {LABEL_CLUSTER: cluster, LABEL_ENGINE: swarm_id, LABEL_DATABASE: database_id}
+        labels = claim_labels(cluster, swarm_id, database_id)
         try:
             with translated("create_config", name):
                 self.api.create_config(name, b"berth", labels=labels)
@@ -336,10 +334,12 @@ class SwarmRuntime:
                 for c in self.api.configs(filters={"name": name})
                 if (c.get("Spec") or {}).get("Name") == name
             ]
-        claim = ((found[0].get("Spec") or {}).get("Labels") or {}) if found else {}
-        if not claim.get(LABEL_ENGINE) or not claim.get(LABEL_DATABASE):
+        claim = EngineClaim.from_labels(
+            ((found[0].get("Spec") or {}).get("Labels") or {}) if found else {}
+        )
+        if claim is None:
             raise NameTaken(f"Swarm config {name!r} exists without Berth's claim labels")
-        return EngineClaim(str(claim[LABEL_ENGINE]), str(claim[LABEL_DATABASE]))
+        return claim
 
     def release_claim(self, cluster: str) -> None:
         """Remove the claim of a cluster that is gone for good (tests and benchmarks)."""

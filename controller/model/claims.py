@@ -11,8 +11,11 @@ replica may lead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+
+from controller.model.names import LABEL_CLUSTER, LABEL_DATABASE, LABEL_ENGINE
 
 # The marker's volume: a dot cannot occur in the names of deployments' volumes (DNS labels).
 CLAIM_VOLUME_PREFIX = "berth.claim."
@@ -29,6 +32,17 @@ class EngineClaim:
 
     engine_id: str
     database_id: str
+
+    @classmethod
+    def from_labels(cls, labels: Mapping[str, str]) -> EngineClaim | None:
+        """The claim an object's labels hold; None when they are not Berth's claim."""
+        engine, database = labels.get(LABEL_ENGINE), labels.get(LABEL_DATABASE)
+        return cls(str(engine), str(database)) if engine and database else None
+
+
+def claim_labels(cluster: str, engine_id: str, database_id: str) -> dict[str, str]:
+    """The labels of a claim on an engine (a volume) or a swarm (a config)."""
+    return {LABEL_CLUSTER: cluster, LABEL_ENGINE: engine_id, LABEL_DATABASE: database_id}
 
 
 @dataclass(frozen=True)

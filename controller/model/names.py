@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 
 # A lowercase DNS label (RFC 1123): usable as a container name part and a DNS alias.
 NAME_REGEX = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -88,3 +89,13 @@ def advisory_key(name: str) -> int:
     """A signed 64-bit advisory-lock key: the first 8 bytes of sha256(name) (not Postgres'
     `hashtext`, whose value is not promised across versions)."""
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def same_replica(found: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+    """Whether the labels `found` on an object holding a replica's name are the identity of
+    the replica `wanted` (deployment, slot, revision, cluster): a repeated create finds the
+    first one, and anything else under that name is not it. Both runtimes ask this."""
+    identity = (LABEL_DEPLOYMENT, LABEL_REPLICA, LABEL_SPEC_HASH)
+    return all(found.get(key) == wanted.get(key) for key in identity) and (
+        found.get(LABEL_CLUSTER, DEFAULT_CLUSTER) == wanted.get(LABEL_CLUSTER, DEFAULT_CLUSTER)
+    )
