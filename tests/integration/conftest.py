@@ -76,15 +76,24 @@ def postgres_server_url() -> Iterator[str]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def fresh_database(server_url: str, purpose: str = "test") -> Iterator[str]:
+    """A new, empty database on the server (its URL), dropped afterwards."""
+    name = f"berth_{purpose}_{RUN_ID}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield psycopg.conninfo.make_conninfo(server_url, dbname=name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, empty database for this test."""
-    name = f"berth_test_{RUN_ID}_{next(_counter)}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(postgres_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

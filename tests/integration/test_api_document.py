@@ -12,7 +12,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from controller.app.api_server import ApiServer
@@ -20,7 +19,7 @@ from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.postgres import Database
 from controller.gateways.processes import free_port
-from tests.integration.conftest import RUN_ID, settings_for
+from tests.integration.conftest import RUN_ID, fresh_database, settings_for
 
 CHECKED = (
     "not_a_server_error",
@@ -37,27 +36,22 @@ EXAMPLES = 12
 @pytest.fixture(scope="module")
 def served(postgres_server_url: str) -> Iterator[tuple[int, str]]:
     """An API on its own database (one deployment in it), and a write token."""
-    name = f"berth_doc_{RUN_ID}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
-    database = Database(url, pool_size=2)
-    database.schema.migrate()
-    secret, _ = database.api.create_token("fuzzer", "write")
-    database.schema.execute_sql(
-        "INSERT INTO deployments (name, image) VALUES ('web', 'berth-example/busybox:1')"
-    )
-    port = free_port()
-    gateway = DockerGateway(pool_size=2)
-    settings = settings_for(f"doc{RUN_ID}", url, api_addr=f"127.0.0.1:{port}")
-    server = ApiServer(settings, url, DockerRuntime(gateway))
-    server.start()
-    yield port, secret
-    server.stop()
-    gateway.close()
-    database.close()
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(postgres_server_url, "doc") as url:
+        database = Database(url, pool_size=2)
+        database.schema.migrate()
+        secret, _ = database.api.create_token("fuzzer", "write")
+        database.schema.execute_sql(
+            "INSERT INTO deployments (name, image) VALUES ('web', 'berth-example/busybox:1')"
+        )
+        port = free_port()
+        gateway = DockerGateway(pool_size=2)
+        settings = settings_for(f"doc{RUN_ID}", url, api_addr=f"127.0.0.1:{port}")
+        server = ApiServer(settings, url, DockerRuntime(gateway))
+        server.start()
+        yield port, secret
+        server.stop()
+        gateway.close()
+        database.close()
 
 
 def test_every_answer_is_declared(served: tuple[int, str], tmp_path: Path) -> None:

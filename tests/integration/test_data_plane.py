@@ -14,17 +14,16 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from controller.gateways.engines import PrivateEngine
 from controller.gateways.postgres import Database
 from tests.integration.conftest import (
     EXAMPLE_IMAGE,
-    RUN_ID,
     Containers,
     Sql,
     berth,
+    fresh_database,
     wait_for,
 )
 from tests.integration.replicas import Replica, ReplicaSet
@@ -60,16 +59,11 @@ def _seen_twice_more(sql: Sql, replica: Replica) -> None:
 @pytest.fixture
 def second_database(postgres_server_url: str) -> Iterator[Sql]:
     """Another Berth database on the same server: another installation."""
-    name = f"berth_other_{RUN_ID}_{id(object())}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = psycopg.conninfo.make_conninfo(postgres_server_url, dbname=name)
-    database = Database(url, pool_size=1)
-    database.schema.migrate()
-    database.close()
-    yield Sql(url)
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_database(postgres_server_url, "other") as url:
+        database = Database(url, pool_size=1)
+        database.schema.migrate()
+        database.close()
+        yield Sql(url)
 
 
 def test_a_second_database_under_the_same_cluster_name_touches_nothing(
