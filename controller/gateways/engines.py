@@ -16,9 +16,31 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import docker
+
+
+def await_engine(
+    client: Callable[[], docker.APIClient],
+    process: subprocess.Popen[bytes],
+    log_tail: Callable[[], str],
+    timeout_s: float = 60.0,
+) -> float:
+    """Wait until a dockerd just started answers; the time.time() at which it did."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            answering = client()
+            answering.ping()
+            answering.close()
+            return time.time()
+        except Exception:
+            if process.poll() is not None:
+                raise RuntimeError(log_tail()) from None
+            time.sleep(0.1)
+    raise RuntimeError(f"dockerd did not answer: {log_tail()}")
 
 
 class PrivateEngine:
@@ -78,18 +100,7 @@ class PrivateEngine:
             stderr=log,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                client = self.client()
-                client.ping()
-                client.close()
-                return time.time()
-            except Exception:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.log_tail()) from None
-                time.sleep(0.1)
-        raise RuntimeError(f"private dockerd did not answer: {self.log_tail()}")
+        return await_engine(self.client, self.process, self.log_tail)
 
     def stop(self) -> None:
         """Stop dockerd as an operator would (SIGTERM), waiting for it to exit."""

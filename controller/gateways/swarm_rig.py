@@ -24,12 +24,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+
+from controller.gateways.engines import await_engine
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -146,17 +147,7 @@ class SwarmRig:
             stderr=log,
             start_new_session=True,
         )
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):
-                client = node.client(5)
-                client.ping()
-                client.close()
-                return
-            if node.process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError(f"{node.name}'s dockerd did not answer: {self.log_tail(node)}")
+        await_engine(node.client, node.process, lambda: self.log_tail(node), START_TIMEOUT_S)
 
     def _join(self) -> None:
         first = self.nodes[0].client()
