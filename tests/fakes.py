@@ -42,7 +42,9 @@ from controller.model.names import (
     LABEL_DEPLOYMENT,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
+    LOCAL_NODE,
 )
+from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.outcome import Outcome
 from controller.model.phases import SETTLED_PHASES, Phase
 from controller.model.records import (
@@ -216,6 +218,7 @@ class FakeStore:
             leader_term=stored.leader_term if stored else 0,
             restart_count=status.restart_count if status else 0,
             replica_restarts=dict(status.replica_restarts) if status else {},
+            observed_replicas=list(status.replicas) if status else [],
             stuck_resumes=stuck,
             recorded_containers=frozenset(
                 cid for cid, owner in self.container_records.items() if owner == name
@@ -622,6 +625,13 @@ class FakeRuntime:
 
     def output_tail(self, replica_id: str, lines: int = 20) -> str:
         return self.behaviour(self._existing(replica_id)).logs
+
+    def nodes(self) -> list[ObservedNode]:
+        """One engine, as the docker runtime reports it."""
+        self._call("nodes")
+        return [
+            ObservedNode(LOCAL_NODE, LOCAL_NODE, "", "engine", Availability.ACTIVE, NodeState.READY)
+        ]
 
     def _existing(self, replica_id: str) -> FakeContainer:
         """The replica, or the docker runtime's answer for one that is gone."""

@@ -50,6 +50,7 @@ from controller.loop.dataplane import DataPlaneGuard
 from controller.loop.engine import EngineHistory
 from controller.loop.janitor import Janitor
 from controller.loop.leadership import Leadership
+from controller.loop.nodes import NodeKeeper
 from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
@@ -149,7 +150,18 @@ class Daemon:
         )
         self.controller = Controller(
             self.reconciler,
-            FullResync(settings, self.stores, self.runtime, self.leadership, routes=self.routes),
+            FullResync(
+                settings,
+                self.stores,
+                self.runtime,
+                self.leadership,
+                routes=self.routes,
+                nodes=NodeKeeper(
+                    self.runtime,
+                    self.database.nodes,
+                    self.runtime if isinstance(self.runtime, SwarmRuntime) else None,
+                ),
+            ),
             self.queue,
             self.stopping,
             elected=lambda: self.leadership.term is not None,

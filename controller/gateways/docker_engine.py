@@ -69,6 +69,9 @@ def _translate(error: Exception, what: str) -> Exception:
     if isinstance(error, docker.errors.APIError):
         explanation = str(error.explanation or error)
         status = error.status_code or 500
+        if "update out of sequence" in explanation:
+            # Swarm: another writer moved the object's version; read it again and retry
+            return DockerServerError(f"{what}: {explanation}")
         if status == 409:
             return DockerConflict(f"{what}: {explanation}")
         if status >= 500 and not spec_caused(explanation):

@@ -35,6 +35,7 @@ from controller.model.errors import (
     DockerConflict,
     DockerRejected,
     DockerServerError,
+    InvalidSpec,
     NameTaken,
 )
 from controller.model.names import (
@@ -47,6 +48,7 @@ from controller.model.names import (
     LOOPBACK,
     same_replica,
 )
+from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.replicas import (
     Endpoint,
     Health,
@@ -116,6 +118,11 @@ def inspection_from_state(state: dict[str, Any]) -> ReplicaInspection:
 
 def docker_arguments(request: ReplicaRequest) -> dict[str, Any]:
     """`create_container` keyword arguments for `request` (plus `port_bindings`)."""
+    if not request.placement.empty:
+        raise InvalidSpec(
+            "placement: the docker runtime runs every replica on its one engine; "
+            "placement needs BERTH_RUNTIME=swarm"
+        )
     probe = request.healthcheck
     arguments: dict[str, Any] = {
         "image": request.image,
@@ -185,6 +192,20 @@ class DockerRuntime:
         with translated("list"):
             summaries = self.api.containers(all=True, filters={"label": [label]})
         return [replica_from_summary(summary, self.node) for summary in summaries]
+
+    def nodes(self) -> list[ObservedNode]:
+        """This runtime's one node: the engine."""
+        return [
+            ObservedNode(
+                id=LOCAL_NODE,
+                name=self.node,
+                address="",
+                role="engine",
+                availability=Availability.ACTIVE,
+                state=NodeState.READY,
+                hostname=self.node,
+            )
+        ]
 
     def prepare_image(self, image: str) -> str:
         """The image where replicas run: 'present', 'pulled', or ImageUnavailable."""

@@ -18,6 +18,7 @@ from controller.gateways.postgres_api import ApiStore
 from controller.gateways.postgres_builds import BuildStore
 from controller.gateways.postgres_claims import ClaimStore
 from controller.gateways.postgres_mutations import MutationStore
+from controller.gateways.postgres_nodes import NodeStore
 from controller.gateways.postgres_pool import Pool
 from controller.gateways.postgres_retention import RetentionStore
 from controller.gateways.postgres_revisions import RevisionStore
@@ -50,6 +51,7 @@ class Database:
         self.revisions = RevisionStore(self.pool)
         self.retention = RetentionStore(self.pool)
         self.claims = ClaimStore(self.pool)
+        self.nodes = NodeStore(self.pool)
 
     def close(self) -> None:
         self.pool.close()

@@ -20,126 +20,39 @@ service's version and are retried on "update out of sequence".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from controller.gateways.docker_engine import (
     NANOSECONDS,
     DockerGateway,
-    docker_time,
     healthcheck_arguments,
     translated,
 )
 from controller.gateways.retry import retry_transient
+from controller.gateways.swarm_tasks import (
+    current_task,
+    nodes_by_id,
+    placed_on,
+    replica_from_service,
+)
 from controller.model.claims import EngineClaim, claim_labels, claim_volume
 from controller.model.errors import DockerConflict, DockerRejected, InvalidSpec, NameTaken
 from controller.model.names import (
-    DEFAULT_CLUSTER,
-    LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
     LABEL_REPLICA,
-    LABEL_SPEC_HASH,
     same_replica,
 )
+from controller.model.nodes import Availability, ObservedNode
 from controller.model.replicas import (
-    Endpoint,
-    Health,
     ObservedReplica,
     ReplicaInspection,
     ReplicaRequest,
     RunState,
 )
-
-# Task states before `running`: Swarm is still bringing the task up.
-_COMING_UP = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
-_ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+from controller.policy.placement import slot_constraints
 
 
-def task_order(task: dict[str, Any]) -> tuple[int, str]:
-    return int((task.get("Version") or {}).get("Index", 0)), str(task.get("CreatedAt", ""))
-
-
-def current_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The task that stands for the replica now: the newest one Swarm wants running, else
-    the newest of all."""
-    wanted = [t for t in tasks if t.get("DesiredState") == "running"]
-    chosen = wanted or tasks
-    return max(chosen, key=task_order) if chosen else None
-
-
-def replica_state(task: dict[str, Any] | None) -> RunState:
-    """A task's state in the one vocabulary: Swarm bringing it up (or restarting it) is
-    `restarting`; Berth acts only on what Swarm will not do itself."""
-    if task is None:
-        return RunState.RESTARTING  # the service exists, its first task not yet
-    state = str((task.get("Status") or {}).get("State", ""))
-    if state == "running":
-        return RunState.RUNNING
-    if task.get("DesiredState") == "running" and (state in _COMING_UP or state in _ENDED):
-        return RunState.RESTARTING
-    return RunState.EXITED if state in _ENDED else RunState.UNKNOWN
-
-
-@dataclass(frozen=True)
-class SwarmNode:
-    """What a replica's node tells: its name, its address, whether Swarm hears from it."""
-
-    name: str
-    address: str
-    ready: bool
-
-
-def nodes_by_id(nodes: list[dict[str, Any]]) -> dict[str, SwarmNode]:
-    return {
-        str(n["ID"]): SwarmNode(
-            # Hostnames may repeat (engines sharing a UTS namespace): the address tells them apart
-            f"{(n.get('Description') or {}).get('Hostname', n['ID'])}"
-            f"@{(n.get('Status') or {}).get('Addr', '')}",
-            str((n.get("Status") or {}).get("Addr", "")),
-            (n.get("Status") or {}).get("State") == "ready",
-        )
-        for n in nodes
-    }
-
-
-def replica_from_service(
-    service: dict[str, Any], tasks: list[dict[str, Any]], nodes: dict[str, SwarmNode]
-) -> ObservedReplica:
-    """One service (a replica) with its tasks, as the planner sees it. A task on a node
-    Swarm no longer hears from is not running, whatever it last reported: Swarm will run it
-    again elsewhere (`restarting`), and the replica names its node as lost."""
-    labels = (service.get("Spec") or {}).get("Labels") or {}
-    replica_text = str(labels.get(LABEL_REPLICA, ""))
-    task = current_task(tasks)
-    status = (task or {}).get("Status") or {}
-    node_id = str((task or {}).get("NodeID", ""))
-    node = nodes.get(node_id)
-    state = replica_state(task)
-    if node is not None and not node.ready and state == RunState.RUNNING:
-        state = RunState.RESTARTING
-    endpoints = {}
-    for port in (status.get("PortStatus") or {}).get("Ports") or ():
-        target = int(port.get("TargetPort", 0))
-        if port.get("Protocol", "tcp") == "tcp" and target not in endpoints and node:
-            endpoints[target] = Endpoint(target, node.address, int(port["PublishedPort"]))
-    where = "unscheduled" if node is None else node.name + ("" if node.ready else " (lost)")
-    return ObservedReplica(
-        id=str(service["ID"]),
-        name=str((service.get("Spec") or {}).get("Name", "")),
-        deployment=labels.get(LABEL_DEPLOYMENT),
-        replica=int(replica_text) if replica_text.isdigit() else None,
-        spec_hash=labels.get(LABEL_SPEC_HASH),
-        cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
-        state=state,
-        health=Health.NONE,  # Swarm runs a task `running` only once its healthcheck passes
-        created=int(docker_time(service.get("CreatedAt")) or 0),
-        endpoints=tuple(endpoints.values()),
-        node=where,
-        restarts=max(0, len(tasks) - 1),
-    )
-
-
-def service_spec(request: ReplicaRequest) -> dict[str, Any]:
+def service_spec(request: ReplicaRequest, constraints: tuple[str, ...] = ()) -> dict[str, Any]:
     """`create_service` arguments for one replica; what the swarm runtime cannot give yet
     is refused naming the field (a permanent failure, not a silent difference)."""
     unsupported = {
@@ -193,6 +106,8 @@ def service_spec(request: ReplicaRequest) -> dict[str, Any]:
     }
     if limits:
         template["Resources"] = {"Limits": limits}
+    if constraints:
+        template["Placement"] = {"Constraints": list(constraints)}
     ports = [
         {
             "Protocol": port.protocol,
@@ -242,14 +157,38 @@ class SwarmRuntime:
 
     @retry_transient
     def place(self, request: ReplicaRequest) -> str:
-        """Create the replica's service; a repeat finds the first (by its identity)."""
-        arguments = service_spec(request)
+        """Create the replica's service, constrained by its placement (`slot_constraints`:
+        the declared constraints, and those that spread the deployment and cap it per node);
+        a repeat finds the first (by its identity)."""
+        arguments = service_spec(request, self._constraints(request))
         try:
             with translated("create", request.name):
                 created = self.api.create_service(**arguments)
             return str(created["ID"])
         except DockerConflict:
             return self._existing_with_same_identity(request.name, request.labels)
+
+    def _constraints(self, request: ReplicaRequest) -> tuple[str, ...]:
+        rules = request.placement
+        if rules.spread is None and rules.max_per_node is None:
+            return rules.constraints
+        deployment = request.labels.get(LABEL_DEPLOYMENT, "")
+        with translated("list"):
+            services = self.api.services(filters={"label": [f"{LABEL_DEPLOYMENT}={deployment}"]})
+            ids = [str(service["ID"]) for service in services]
+            tasks = self.api.tasks(filters={"service": ids}) if ids else []
+            nodes = list(nodes_by_id(self.api.nodes()).values())
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(str(task.get("ServiceID")), []).append(task)
+        placed = []
+        for service in services:
+            slot_text = str(((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_REPLICA))
+            if slot_text.isdigit():
+                on = placed_on(by_service.get(str(service["ID"]), []))
+                placed.append((int(slot_text), on))
+        slot = int(request.labels.get(LABEL_REPLICA, "-1"))
+        return slot_constraints(rules, slot, nodes, placed)
 
     def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
         with translated("inspect", name):
@@ -271,8 +210,18 @@ class SwarmRuntime:
 
     @retry_transient
     def restart(self, replica_id: str, grace_s: int) -> None:
-        """A new task for the replica (ForceUpdate), at the service's current version."""
-        with translated("restart", replica_id[:12]):
+        """A new task for the replica (ForceUpdate) at the service's current version, the
+        old one stopped first, as the docker runtime restarts a container."""
+        self._force_update(replica_id, "stop-first")
+
+    @retry_transient
+    def move_off(self, replica_id: str) -> None:
+        """A new task for the replica, started before the old one stops (a drain's move:
+        the node it leaves takes no new task, so Swarm runs the new one elsewhere)."""
+        self._force_update(replica_id, "start-first")
+
+    def _force_update(self, replica_id: str, order: str) -> None:
+        with translated("update", replica_id[:12]):
             service = self.api.inspect_service(replica_id)
             spec = service["Spec"]
             template = spec["TaskTemplate"]
@@ -285,7 +234,26 @@ class SwarmRuntime:
                 labels=spec.get("Labels"),
                 mode=spec.get("Mode"),
                 endpoint_spec=spec.get("EndpointSpec"),
+                update_config={"Order": order, "FailureAction": "pause"},
             )
+
+    @retry_transient
+    def nodes(self) -> list[ObservedNode]:
+        """The swarm's nodes (one call)."""
+        with translated("nodes"):
+            return sorted(nodes_by_id(self.api.nodes()).values(), key=lambda n: n.name)
+
+    @retry_transient
+    def set_availability(self, node_id: str, availability: Availability) -> None:
+        """Set a node's availability at its current version (an out-of-sequence update is
+        retried with the new version)."""
+        with translated("update_node", node_id[:12]):
+            node = self.api.inspect_node(node_id)
+            spec = dict(node["Spec"])
+            if spec.get("Availability") == availability:
+                return
+            spec["Availability"] = str(availability)
+            self.api.update_node(node_id, int(node["Version"]["Index"]), spec)  # type: ignore[arg-type]
 
     @retry_transient
     def retire(self, replica_id: str, grace_s: int) -> None:

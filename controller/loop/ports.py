@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Protocol
 
 from controller.model.builds import BuildRecord, BuildResult
 from controller.model.claims import ClusterEngine, EngineClaim
+from controller.model.nodes import Availability, NodeWish, ObservedNode
 from controller.model.records import (
     Claim,
     DeploymentRecord,
@@ -169,6 +170,26 @@ class Runtime(Protocol):
     def inspect(self, replica_id: str) -> ReplicaInspection: ...
 
     def output_tail(self, replica_id: str, lines: int = 20) -> str: ...
+
+    def nodes(self) -> list[ObservedNode]: ...
+
+
+class NodeControl(Protocol):
+    """What a runtime with nodes lets Berth do to them (the swarm runtime)."""
+
+    def set_availability(self, node_id: str, availability: Availability) -> None: ...
+
+    def move_off(self, replica_id: str) -> None: ...
+
+
+class NodeLog(Protocol):
+    """The nodes in Postgres (`gateways/postgres_nodes`): recorded, wished for, noted."""
+
+    def record_nodes(self, fence: Fence, nodes: list[ObservedNode]) -> None: ...
+
+    def node_wishes(self, cluster: str) -> list[NodeWish]: ...
+
+    def note_node(self, fence: Fence, node_id: str, note: str) -> None: ...
 
 
 class EngineClaims(Protocol):

@@ -43,12 +43,13 @@ from controller.model.errors import (
 from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord, Fence
-from controller.model.replicas import ObservedReplica
+from controller.model.replicas import ObservedReplica, replica_rows
 from controller.model.settings import Settings
 from controller.model.spec import DeploymentSpec, parse_spec
 from controller.policy import settle as policy
 from controller.policy.backoff import backoff_s
 from controller.policy.crashloop import RestartPolicy, load_states
+from controller.policy.placement import node_moves
 from controller.policy.planner import (
     Action,
     DesiredDeployment,
@@ -262,6 +263,9 @@ class Reconciler:
     ) -> Outcome:
         ready = ready_replicas(desired, containers)
         now = self._now()
+        for level, move in node_moves(record.observed_replicas, containers):
+            writer.note(move, level=level)
+        writer.placement(replica_rows(containers))
         routed = self.routes.serve(record.name, spec.routes, containers)
         settlement = policy.settle(
             ready=ready,

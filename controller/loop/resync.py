@@ -19,6 +19,7 @@ from enum import StrEnum
 import structlog
 
 from controller.loop.intents import resolve_unfinished
+from controller.loop.nodes import NodeKeeper
 from controller.loop.ports import FenceSource, Runtime, Stores
 from controller.loop.routes import RouteKeeper
 from controller.model.errors import BerthError, Deposed
@@ -65,6 +66,7 @@ class FullResync:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         routes: RouteKeeper | None = None,
+        nodes: NodeKeeper | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -76,6 +78,7 @@ class FullResync:
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
         self._resolved_term: int | None = None
         self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
+        self.nodes = nodes
         self._stuck_marks: dict[str, tuple[tuple[int, datetime | None], float]] = {}
         self._remark_after_s = settings.resync_interval_s / 2
 
@@ -102,9 +105,17 @@ class FullResync:
         records = self.stores.desired.fetch_all()
         listed_at = self._monotonic()
         by_deployment: dict[str, list[ObservedReplica]] = defaultdict(list)
-        for replica in managed_by(self.runtime.observe(), self.cluster):
+        observed = managed_by(self.runtime.observe(), self.cluster)
+        for replica in observed:
             assert replica.deployment is not None
             by_deployment[replica.deployment].append(replica)
+        if self.nodes is not None:
+            try:
+                self.nodes.keep(fence, observed)
+            except Deposed:
+                return None
+            except BerthError as error:
+                log.warning("nodes not recorded", error=str(error))
         for record in records:  # only replicas Berth has a record of are its own
             if record.name in by_deployment:
                 by_deployment[record.name] = mark_recorded(

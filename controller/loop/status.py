@@ -54,6 +54,7 @@ class StatusWriter:
         self._status = status
         self._pending: list[Event] = []
         self._create_row = False
+        self._dirty = False
 
     @classmethod
     def for_record(
@@ -77,6 +78,7 @@ class StatusWriter:
                 restart_count=record.restart_count,
                 replica_restarts=record.replica_restarts,
                 rollout_started_at=record.rollout_started_at,
+                replicas=record.observed_replicas,
             ),
         )
         if record.phase is None:
@@ -167,6 +169,13 @@ class StatusWriter:
         )
         if now is not None:
             self._status = replace(self._status, rollout_started_at=now)
+
+    def placement(self, rows: list[dict[str, Any]]) -> None:
+        """Where the replicas run now (`model/replicas.replica_rows`): written at the end of
+        the pass when it changed."""
+        if rows != self._status.replicas:
+            self._status = replace(self._status, replicas=rows)
+            self._dirty = True
 
     def restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
         self._status = replace(
@@ -259,11 +268,12 @@ class StatusWriter:
     def flush(self) -> None:
         self._stores.status.record(self.fence, self._status, self._pending, self._create_row)
         self._create_row = False
+        self._dirty = False
         self._pending = []
 
     def finish(self) -> None:
         """End of a pass: write a new deployment's row and whatever is still unwritten."""
-        if self._pending or self._create_row:
+        if self._pending or self._create_row or self._dirty:
             self.flush()
 
     def forget(self, removed: int) -> None:

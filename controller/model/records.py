@@ -54,6 +54,8 @@ class DeploymentRecord:
     leader_term: int = 0
     restart_count: int = 0
     replica_restarts: dict[str, Any] = field(default_factory=dict)
+    # Where its replicas ran at the last pass (`model/replicas.ReplicaRow.as_json` each).
+    observed_replicas: list[dict[str, Any]] = field(default_factory=list)
     # Times the current generation was found stuck and resumed (persisted: a new leader
     # continues the count).
     stuck_resumes: int = 0
@@ -94,6 +96,7 @@ class DeploymentRecord:
             leader_term=row.get("leader_term") or 0,
             restart_count=row.get("restart_count") or 0,
             replica_restarts=row.get("replica_restarts") or {},
+            observed_replicas=row.get("observed_replicas") or [],
             stuck_resumes=row.get("stuck_resumes") or 0,
             recorded_containers=frozenset(row.get("recorded_containers") or ()),
             pending_creates=frozenset(row.get("pending_creates") or ()),
@@ -125,6 +128,7 @@ class StatusWrite:
     restart_count: int = 0
     replica_restarts: dict[str, Any] = field(default_factory=dict)
     rollout_started_at: datetime | None = None
+    replicas: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from controller.model.names import DEFAULT_CLUSTER, LOCAL_NODE
+from controller.model.nodes import PlacementRules
 
 
 class RunState(StrEnum):
@@ -92,6 +93,10 @@ class ObservedReplica:
     endpoints: tuple[Endpoint, ...] = ()
     node: str = LOCAL_NODE
     restarts: int = 0
+    # The runtime's own words on why it is not running (Swarm's task error: "no suitable
+    # node (...)", "No such image: ..."), and the node it left when that node was lost.
+    note: str = ""
+    moved_from: str = ""
 
     def address(self, container_port: int) -> tuple[str, int] | None:
         """Where the proxy reaches `container_port`, if it is published."""
@@ -190,3 +195,25 @@ class ReplicaRequest:
     pid_mode: str | None = None
     ipc_mode: str | None = None
     devices: tuple[str, ...] = ()
+    # Where it may run, on a runtime with nodes (`controller.model.nodes.PlacementRules`).
+    placement: PlacementRules = field(default_factory=PlacementRules)
+
+
+def replica_rows(replicas: list[ObservedReplica]) -> list[dict[str, object]]:
+    """Where each replica runs, as the `replicas` view shows it (one dict per replica, in
+    slot order): what the leader records with a deployment's status."""
+    ordered = sorted(replicas, key=lambda r: (r.replica if r.replica is not None else -1, r.id))
+    return [
+        {
+            "id": r.id[:12],
+            "revision": (r.spec_hash or "")[:8],
+            "slot": r.replica,
+            "node": r.node,
+            "state": str(r.state),
+            "health": str(r.health),
+            "address": ",".join(f"{e.host or '127.0.0.1'}:{e.port}" for e in r.endpoints),
+            "restarts": r.restarts,
+            "note": r.note[:300],
+        }
+        for r in ordered
+    ]

@@ -99,4 +99,5 @@ def replica_request(
         pid_mode=spec.pid_mode,
         ipc_mode=spec.ipc_mode,
         devices=tuple(spec.devices),
+        placement=spec.placement.rules(),
     )

@@ -25,6 +25,7 @@ from controller.model.names import (
     NAME_RULE,
     RESERVED_LABEL_PREFIX,
 )
+from controller.model.nodes import Placement
 from controller.model.source import SourceSpec
 from controller.model.workload import WORKLOAD_FIELDS, Resources, Volume
 
@@ -150,6 +151,9 @@ class DeploymentSpec(BaseModel):
     devices: list[Annotated[str, Field(pattern=r"^/dev/[A-Za-z0-9_./-]+$")]] = Field(
         default_factory=list
     )
+    # Where replicas may run on a runtime with nodes (schema 18; the docker runtime refuses
+    # any but the default).
+    placement: Placement = Field(default_factory=Placement)
     # The current version of each secret `env` references (not a column: the daemon reads
     # it with the row). Part of the spec hash, so a changed value means new containers.
     secret_versions: dict[str, int] = Field(default_factory=dict, exclude=True)

@@ -35,6 +35,7 @@ WORKLOAD_FIELDS = (
     "pid_mode",
     "ipc_mode",
     "devices",
+    "placement",
 )
 
 # Docker's default capabilities: adding one back (after cap_drop ALL) grants nothing new.

@@ -62,6 +62,12 @@ def status_true(record: DeploymentRecord, ready: int) -> bool:
     )
 
 
+def moved(recorded: Sequence[Mapping[str, object]], replicas: Sequence[ObservedReplica]) -> bool:
+    """Whether a replica runs elsewhere, or in another state, than its last pass recorded."""
+    before = {(str(row.get("id")), str(row.get("node")), str(row.get("state"))) for row in recorded}
+    return before != {(r.id[:12], r.node, str(r.state)) for r in replicas}
+
+
 def survey(
     records: Sequence[DeploymentRecord],
     replicas: Mapping[str, Sequence[ObservedReplica]],
@@ -97,6 +103,8 @@ def survey(
             found.dirty.add(record.name)
             continue
         mine = replicas.get(record.name, ())
+        if record.phase is not None and moved(record.observed_replicas, mine):
+            found.dirty.add(record.name)  # the `replicas` view and the events follow
         if spec.routes:
             found.routed[record.name] = (spec.routes, route_members(spec.routes, mine))
         fleet.replicas_desired += spec.replicas

@@ -161,7 +161,10 @@ def where_not_ready(spec_hash: str, replicas: Sequence[ObservedReplica], most: i
         (r for r in replicas if r.spec_hash == spec_hash and not r.ready and r.node != LOCAL_NODE),
         key=lambda r: (r.replica if r.replica is not None else -1, r.id),
     )
-    shown = [f"replica {r.replica} {r.state} on {r.node}" for r in waiting[:most]]
+    shown = [
+        f"replica {r.replica} {r.state} on {r.node}" + (f" ({r.note})" if r.note else "")
+        for r in waiting[:most]
+    ]
     if len(waiting) > most:
         shown.append(f"{len(waiting) - most} more")
     return ", ".join(shown)

@@ -13,7 +13,7 @@ SELECT coalesce(d.name, s.name) AS name,
        nullif(d.secret_versions, '{}') AS secret_versions,  -- most: none, nothing to decode
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
-       s.restart_count, s.replica_restarts,
+       s.restart_count, s.replica_restarts, s.replicas AS observed_replicas,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
        coalesce(c.ids, '{}') AS recorded_containers, coalesce(i.names, '{}') AS pending_creates,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
@@ -40,7 +40,7 @@ SELECT wanted.name,
        nullif(d.secret_versions, '{}') AS secret_versions,  -- most: none, nothing to decode
        s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
-       s.restart_count, s.replica_restarts,
+       s.restart_count, s.replica_restarts, s.replicas AS observed_replicas,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
        ARRAY(SELECT container_id FROM berth_containers c WHERE c.deployment = wanted.name)
            AS recorded_containers,
@@ -80,6 +80,7 @@ SET phase = %(phase)s,
     restart_count = %(restart_count)s,
     replica_restarts = %(replica_restarts)s,
     rollout_started_at = %(rollout_started_at)s,
+    replicas = %(replicas)s,
     last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
     -- a settled phase ends the generation's stuck count (see mark_stuck; model/phases.py
     -- SETTLED_PHASES lists the same)
@@ -101,12 +102,13 @@ DELETE FROM deployment_status WHERE name = %(name)s;
 INSERT INTO deployments AS d
     (name, image, source, priority, command, env, ports, replicas, healthcheck, labels, routes,
      rollout, resources, volumes, networks, stop_signal, stop_grace_s, "user", read_only,
-     cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices)
+     cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices,
+     placement)
 VALUES (%(name)s, %(image)s, %(source)s, %(priority)s, %(command)s, %(env)s, %(ports)s,
         %(replicas)s, %(healthcheck)s, %(labels)s, %(routes)s, %(rollout)s, %(resources)s,
         %(volumes)s, %(networks)s, %(stop_signal)s, %(stop_grace_s)s, %(user)s, %(read_only)s,
         %(cap_add)s, %(cap_drop)s, %(init)s, %(privileged)s, %(network_mode)s, %(pid_mode)s,
-        %(ipc_mode)s, %(devices)s)
+        %(ipc_mode)s, %(devices)s, %(placement)s)
 ON CONFLICT (name) DO UPDATE
 SET image = excluded.image, source = excluded.source, priority = excluded.priority,
     command = excluded.command, env = excluded.env,
@@ -118,7 +120,7 @@ SET image = excluded.image, source = excluded.source, priority = excluded.priori
     read_only = excluded.read_only, cap_add = excluded.cap_add, cap_drop = excluded.cap_drop,
     init = excluded.init, privileged = excluded.privileged,
     network_mode = excluded.network_mode, pid_mode = excluded.pid_mode,
-    ipc_mode = excluded.ipc_mode, devices = excluded.devices
+    ipc_mode = excluded.ipc_mode, devices = excluded.devices, placement = excluded.placement
 RETURNING d.generation, (xmax = 0) AS inserted;
 
 -- name: delete_deployment
@@ -138,7 +140,7 @@ SELECT * FROM deployment_overview WHERE name = %(name)s;
 SELECT name, image, source, priority, command, env, ports, replicas, healthcheck, labels,
        routes, rollout, resources, volumes, networks, stop_signal, stop_grace_s, "user",
        read_only, cap_add, cap_drop, init, privileged, network_mode, pid_mode, ipc_mode, devices,
-       generation, created_at, updated_at
+       placement, generation, created_at, updated_at
 FROM deployments WHERE name = %(name)s;
 
 -- name: select_secret_values
@@ -513,7 +515,7 @@ RETURNING id;
 INSERT INTO deployments (name, image, source, priority, command, env, ports, replicas,
                          healthcheck, labels, routes, rollout, resources, volumes, networks,
                          stop_signal, stop_grace_s, "user", read_only, cap_add, cap_drop, init,
-                         privileged, network_mode, pid_mode, ipc_mode, devices)
+                         privileged, network_mode, pid_mode, ipc_mode, devices, placement)
 SELECT %(name)s, s ->> 'image', s -> 'source', coalesce((s ->> 'priority')::integer, 0),
        CASE WHEN s ? 'command' THEN ARRAY(SELECT jsonb_array_elements_text(s -> 'command')) END,
        coalesce(s -> 'env', '{}'), coalesce(s -> 'ports', '[]'),
@@ -524,7 +526,8 @@ SELECT %(name)s, s ->> 'image', s -> 'source', coalesce((s ->> 'priority')::inte
        s ->> 'user', coalesce((s ->> 'read_only')::boolean, false),
        coalesce(s -> 'cap_add', '[]'), coalesce(s -> 'cap_drop', '[]'),
        coalesce((s ->> 'init')::boolean, false), coalesce((s ->> 'privileged')::boolean, false),
-       s ->> 'network_mode', s ->> 'pid_mode', s ->> 'ipc_mode', coalesce(s -> 'devices', '[]')
+       s ->> 'network_mode', s ->> 'pid_mode', s ->> 'ipc_mode', coalesce(s -> 'devices', '[]'),
+       coalesce(s -> 'placement', '{}')
 FROM berth_checked_spec(%(spec)s) AS s
 ON CONFLICT (name) DO NOTHING
 RETURNING generation;
@@ -547,7 +550,8 @@ SET image = s ->> 'image', source = s -> 'source',
     init = coalesce((s ->> 'init')::boolean, false),
     privileged = coalesce((s ->> 'privileged')::boolean, false),
     network_mode = s ->> 'network_mode', pid_mode = s ->> 'pid_mode',
-    ipc_mode = s ->> 'ipc_mode', devices = coalesce(s -> 'devices', '[]')
+    ipc_mode = s ->> 'ipc_mode', devices = coalesce(s -> 'devices', '[]'),
+    placement = coalesce(s -> 'placement', '{}')
 FROM berth_checked_spec(%(spec)s) AS s
 WHERE d.name = %(name)s AND (%(expected)s::bigint IS NULL OR d.generation = %(expected)s)
 RETURNING d.generation;
@@ -715,3 +719,41 @@ ON CONFLICT (cluster) DO NOTHING;
 -- name: select_cluster_engine
 SELECT engine_id::text AS engine_id, claimed_by_host FROM berth_cluster_engines
 WHERE cluster = %(cluster)s;
+
+-- name: record_nodes
+-- The runtime's nodes as the leader observed them (fenced by the caller's transaction);
+-- nodes gone from the runtime are dropped.
+INSERT INTO cluster_nodes AS n (cluster, node_id, name, address, role, availability, state,
+                                labels, engine_version, seen_at)
+SELECT %(cluster)s, x.node_id, x.name, x.address, x.role, x.availability, x.state, x.labels,
+       x.engine_version, now()
+FROM jsonb_to_recordset(%(nodes)s::jsonb) AS x(node_id text, name text, address text, role text,
+     availability text, state text, labels jsonb, engine_version text)
+ON CONFLICT (cluster, node_id) DO UPDATE
+SET name = excluded.name, address = excluded.address, role = excluded.role,
+    availability = excluded.availability, state = excluded.state, labels = excluded.labels,
+    engine_version = excluded.engine_version, seen_at = now();
+
+-- name: forget_nodes
+DELETE FROM cluster_nodes
+WHERE cluster = %(cluster)s AND NOT node_id = ANY (%(kept)s::text[]);
+
+-- name: select_node_wishes
+SELECT node_id, name, wanted_availability, note FROM cluster_nodes
+WHERE cluster = %(cluster)s AND wanted_availability IS NOT NULL;
+
+-- name: note_node
+UPDATE cluster_nodes SET note = %(note)s WHERE cluster = %(cluster)s AND node_id = %(node_id)s;
+
+-- name: select_nodes
+SELECT * FROM nodes WHERE cluster = %(cluster)s ORDER BY name;
+
+-- name: want_availability
+-- `berth node drain|activate|pause NAME`: by name, hostname or id.
+UPDATE cluster_nodes SET wanted_availability = %(wanted)s
+WHERE cluster = %(cluster)s AND %(node)s IN (name, node_id, split_part(name, '@', 1))
+RETURNING name;
+
+-- name: select_replicas
+SELECT * FROM replicas WHERE (%(deployment)s::text IS NULL OR deployment = %(deployment)s)
+ORDER BY deployment, slot, revision;

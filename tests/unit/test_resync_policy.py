@@ -12,13 +12,24 @@ from hypothesis import strategies as st
 
 from controller.model.phases import SETTLED_PHASES, Phase, converged, settled
 from controller.model.records import DeploymentRecord
-from controller.model.replicas import ObservedReplica, RunState
+from controller.model.replicas import ObservedReplica, RunState, replica_rows
 from controller.model.spec import parse_spec
 from controller.policy.resync import survey
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SPEC = {"name": "web", "image": "x", "replicas": 2}
 HASH = parse_spec(SPEC).spec_hash
+
+
+def replica(
+    slot: int, spec_hash: str = HASH, state: RunState = RunState.RUNNING, node: str = "local"
+) -> ObservedReplica:
+    return ObservedReplica(
+        f"id{slot}{spec_hash}", f"berth-web-{slot}", "web", slot, spec_hash, state=state, node=node
+    )
+
+
+BOTH = [replica(0), replica(1)]
 
 
 def record(**changes: Any) -> DeploymentRecord:
@@ -34,19 +45,9 @@ def record(**changes: Any) -> DeploymentRecord:
         "failure_kind": None,
         "attempts": 0,
         "next_attempt_at": None,
+        "observed_replicas": replica_rows(BOTH),  # where its last pass saw them
     }
     return DeploymentRecord(**(values | changes))
-
-
-def replica(
-    slot: int, spec_hash: str = HASH, state: RunState = RunState.RUNNING
-) -> ObservedReplica:
-    return ObservedReplica(
-        f"id{slot}{spec_hash}", f"berth-web-{slot}", "web", slot, spec_hash, state=state
-    )
-
-
-BOTH = [replica(0), replica(1)]
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,7 @@ BOTH = [replica(0), replica(1)]
             [],
             False,
         ),
+        ("a replica runs on another node now", record(), [replica(0), replica(1, node="n2")], True),
         ("a row that no longer parses", record(spec={"name": "web", "image": ""}), BOTH, True),
     ],
 )
@@ -94,7 +96,8 @@ def test_orphans_of_deleted_deployments_need_a_pass() -> None:
 def test_a_source_deployment_is_judged_by_its_status() -> None:
     sourced = {"name": "web", "source": {"archive": {"sha256": "a" * 64}}, "replicas": 2}
     built = [replica(0, "built"), replica(1, "built")]  # the built image's hash
-    assert survey([record(spec=sourced)], {"web": built}, "default", NOW).dirty == set()
+    seen = record(spec=sourced, observed_replicas=replica_rows(built))
+    assert survey([seen], {"web": built}, "default", NOW).dirty == set()
     assert survey([record(spec=sourced)], {"web": built[:1]}, "default", NOW).dirty == {"web"}
 
 

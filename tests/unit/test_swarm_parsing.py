@@ -7,15 +7,27 @@ from typing import Any
 
 import pytest
 
-from controller.gateways.swarm_runtime import (
-    SwarmNode,
+from controller.gateways.swarm_runtime import service_spec
+from controller.gateways.swarm_tasks import (
     current_task,
+    node_from_swarm,
     replica_from_service,
     replica_state,
-    service_spec,
 )
 from controller.model.errors import InvalidSpec
+from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.replicas import Mount, ReplicaRequest, RunState
+
+
+def swarm_node(node_id: str, address: str, state: str = "ready", **labels: str) -> ObservedNode:
+    return node_from_swarm(
+        {
+            "ID": node_id,
+            "Description": {"Hostname": "node-" + node_id[1:]},
+            "Status": {"State": state, "Addr": address},
+            "Spec": {"Role": "manager", "Availability": "active", "Labels": labels},
+        }
+    )
 
 
 def task(state: str, index: int, desired: str = "running", **status: Any) -> dict[str, Any]:
@@ -61,7 +73,7 @@ def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
     }
     ports = {"Ports": [{"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 30001}] * 2}
     tasks = [task("failed", 1, "shutdown"), task("running", 4, PortStatus=ports)]
-    node = SwarmNode("node-1", "10.232.1.2", ready=True)
+    node = swarm_node("n1", "10.232.1.2")
     replica = replica_from_service(service, tasks, {"n1": node})
     assert (replica.deployment, replica.replica, replica.spec_hash, replica.cluster) == (
         "web",
@@ -70,12 +82,12 @@ def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
         "blue",
     )
     assert replica.state == RunState.RUNNING and replica.ready
-    assert replica.node == "node-1" and replica.restarts == 1
+    assert replica.node == "node-1@10.232.1.2" and replica.restarts == 1
     assert replica.created == 1796522400, "when the service was made: Berth's record decides"
     assert replica.address(8080) == ("10.232.1.2", 30001) and len(replica.endpoints) == 1
-    lost = replica_from_service(service, tasks, {"n1": SwarmNode("node-1", "10.232.1.2", False)})
+    lost = replica_from_service(service, tasks, {"n1": swarm_node("n1", "10.232.1.2", "down")})
     assert lost.state == RunState.RESTARTING and not lost.ready
-    assert lost.node == "node-1 (lost)", "a task on a node Swarm no longer hears from"
+    assert lost.node == "node-1@10.232.1.2 (lost)", "a task on a node Swarm no longer hears from"
 
 
 def test_what_the_swarm_runtime_cannot_give_yet_is_refused_naming_the_field() -> None:
@@ -89,3 +101,54 @@ def test_what_the_swarm_runtime_cannot_give_yet_is_refused_naming_the_field() ->
     )
     with pytest.raises(InvalidSpec, match="volumes: not supported by the swarm runtime"):
         service_spec(with_volume)
+
+
+def on(node_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "NodeID": node_id}
+
+
+def test_a_task_run_again_because_its_node_was_lost_is_no_restart_and_names_the_node() -> None:
+    service = {"ID": "s1", "Spec": {"Name": "berth-web-0-h", "Labels": {"io.berth.replica": "0"}}}
+    nodes = {"n1": swarm_node("n1", "10.0.0.1"), "n2": swarm_node("n2", "10.0.0.2", "down")}
+    moved = [on("n2", task("running", 2, "shutdown")), on("n1", task("running", 5))]
+    replica = replica_from_service(service, moved, nodes)
+    assert replica.ready and replica.node == "node-1@10.0.0.1"
+    assert replica.moved_from == "node-2@10.0.0.2" and replica.restarts == 0
+    crashed = [on("n1", task("failed", 2, "shutdown")), on("n1", task("running", 5))]
+    assert replica_from_service(service, crashed, nodes).restarts == 1, "the app's own crash"
+    assert replica_from_service(service, crashed, nodes).moved_from == ""
+
+
+def test_swarms_own_words_are_the_replicas_note_and_a_placement_names_the_field() -> None:
+    placed = {
+        "ID": "s1",
+        "Spec": {
+            "Name": "berth-web-0-h",
+            "Labels": {"io.berth.replica": "0"},
+            "TaskTemplate": {"Placement": {"Constraints": ["node.labels.zone==z"]}},
+        },
+    }
+    err = "no suitable node (scheduling constraints not satisfied on 3 nodes)"
+    pending = [{**task("pending", 2, Err=err), "NodeID": ""}]
+    replica = replica_from_service(placed, pending, {})
+    assert replica.node == "unscheduled" and replica.state == RunState.RESTARTING
+    assert replica.note == f"placement [node.labels.zone==z]: {err}"
+    missing = [task("rejected", 3, Err="No such image: nowhere:1")]
+    no_image = replica_from_service(placed, missing, {"n1": swarm_node("n1", "10.0.0.1")})
+    assert no_image.note == "No such image: nowhere:1"
+
+
+def test_during_a_start_first_move_the_old_task_serves_until_the_new_one_runs() -> None:
+    old, new = on("n2", task("running", 3)), on("n1", task("pending", 6, Err="no suitable node"))
+    assert current_task([old, new]) is old
+    assert (current_task([old, on("n1", task("running", 7))]) or {}).get("ID") == "t7"
+
+
+def test_a_nodes_availability_state_and_labels_are_read_in_berths_words() -> None:
+    node = swarm_node("n3", "10.0.0.3", "down", zone="b")
+    assert (node.name, node.state, node.availability) == (
+        "node-3@10.0.0.3",
+        NodeState.DOWN,
+        Availability.ACTIVE,
+    )
+    assert node.labels == {"zone": "b"} and not node.takes_replicas

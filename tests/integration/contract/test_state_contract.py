@@ -40,6 +40,7 @@ EVERY_FIELD: dict[str, Any] = {
     "cap_add": ["NET_BIND_SERVICE"],
     "cap_drop": ["ALL"],
     "init": True,
+    "placement": {"constraints": ["node.labels.zone==a"], "spread": "zone", "max_per_node": 1},
 }
 GATED = {"source", "privileged", "network_mode", "pid_mode", "ipc_mode", "devices"}
 
