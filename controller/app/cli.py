@@ -29,6 +29,8 @@ from controller.app.cli_common import (
     output_option,
     print_table,
 )
+from controller.app.cli_nodes import register as register_node_commands
+from controller.app.cli_nodes import replica_table
 from controller.app.cli_rollout import register as register_rollout_commands
 from controller.app.cli_tokens import register as register_token_commands
 from controller.app.operations import shown_spec
@@ -123,30 +125,45 @@ def _or_dash(value: object) -> str:
 
 @cli.command()
 @click.argument("name", required=False)
-@output_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Choice(["table", "wide", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people (wide: with each replica's node), json for scripts",
+)
 def get(name: str | None, output: str) -> None:
     """List deployments with phase, progress and ready/desired replicas."""
     settings = Settings()
     with exit_codes():
-        rows = open_database(settings).views.overview(name)
+        database = open_database(settings)
+        rows = database.views.overview(name)
         if name and not rows:
             raise NotFound(f"deployment {name!r} not found")
         if output == "json":
             click.echo(json.dumps(rows, default=str, indent=2))
             return
-        table = [("NAME", "PHASE", "PROGRESS", "READY", "GENERATION", "IMAGE", "MESSAGE")]
-        for row in rows:
-            table.append(
-                (
-                    row["name"],
-                    row["phase"],
-                    f"{row['phase_progress']}%",
-                    f"{row['ready_replicas']}/{_or_dash(row['desired_replicas'])}",
-                    f"{row['observed_generation']}/{row['generation'] or '-'}",
-                    row["image"] or _source_text(row.get("source")),
-                    (row["message"] or "")[:60],
-                )
+        wide = output == "wide"
+        where: dict[str, list[str]] = {}
+        for replica in database.nodes.replicas(name) if wide else []:
+            where.setdefault(str(replica["deployment"]), []).append(
+                f"{replica['slot']}@{replica['node']}"
             )
+        head = ("NAME", "PHASE", "PROGRESS", "READY", "GENERATION", "IMAGE", "MESSAGE")
+        table = [head + (("NODES",) if wide else ())]
+        for row in rows:
+            cells = (
+                row["name"],
+                row["phase"],
+                f"{row['phase_progress']}%",
+                f"{row['ready_replicas']}/{_or_dash(row['desired_replicas'])}",
+                f"{row['observed_generation']}/{row['generation'] or '-'}",
+                row["image"] or _source_text(row.get("source")),
+                (row["message"] or "")[: 200 if wide else 60],
+            )
+            nodes = " ".join(where.get(row["name"], [])) or "-"
+            table.append(cells + ((nodes,) if wide else ()))
         print_table(table)
 
 
@@ -201,6 +218,11 @@ def describe(name: str, event_count: int, output: str) -> None:
             click.echo(f"Observed:    generation {status['observed_generation']}")
             if status["message"]:
                 click.echo(f"Message:     {status['message']}")
+            placed = database.nodes.replicas(name)
+            if placed:
+                click.echo("Replicas:")
+                for line in replica_table(placed, with_deployment=False):
+                    click.echo("  " + "  ".join(line))
         click.echo("Events (newest first):")
         for event in events:
             transition = (
@@ -337,6 +359,7 @@ def db_url() -> None:
 register_build_commands(cli)
 register_rollout_commands(cli)
 register_token_commands(cli)
+register_node_commands(cli)
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.routes import RouteKeeper
-from controller.loop.watchers import watch_database, watch_docker, watch_images
+from controller.loop.watchers import watch_cluster, watch_database, watch_docker, watch_images
 from controller.loop.webhooks import WebhookSender
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError, DataPlaneRefused
@@ -86,6 +86,8 @@ class Daemon:
         self.runtime: DockerRuntime | SwarmRuntime = (
             SwarmRuntime(self.docker) if settings.runtime == "swarm" else DockerRuntime(self.docker)
         )
+        swarm = self.runtime if isinstance(self.runtime, SwarmRuntime) else None
+        self.nodes = NodeKeeper(self.runtime, self.database.nodes, swarm)
         self.queue = WorkQueue()
         self.listen = listener(database_url)
         self.data_plane = DataPlaneGuard(
@@ -151,16 +153,7 @@ class Daemon:
         self.controller = Controller(
             self.reconciler,
             FullResync(
-                settings,
-                self.stores,
-                self.runtime,
-                self.leadership,
-                routes=self.routes,
-                nodes=NodeKeeper(
-                    self.runtime,
-                    self.database.nodes,
-                    self.runtime if isinstance(self.runtime, SwarmRuntime) else None,
-                ),
+                settings, self.stores, self.runtime, self.leadership, self.routes, self.nodes
             ),
             self.queue,
             self.stopping,
@@ -230,6 +223,10 @@ class Daemon:
         self._spawn(
             "image-events", watch_images, self.docker, self.stopping, self.controller.image_appeared
         )
+        if self.settings.runtime == "swarm":
+            self._spawn(
+                "cluster-events", watch_cluster, self.docker, self.stopping, self.controller
+            )
         self.scheduler.add_job(
             self.controller.resync,
             "interval",

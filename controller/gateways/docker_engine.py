@@ -206,6 +206,37 @@ class DockerGateway:
             self._event_streams.add(stream)
         return self._iterate_images(stream)
 
+    def cluster_events(self) -> Iterator[str]:
+        """Open a swarm manager's node and service events; yield "node <name> <change>" for a
+        node's state or availability changing, "service <name> removed" for a Berth
+        service removed, until closed or lost."""
+        with translated("events"):
+            stream = self.api.events(decode=True, filters={"type": ["node", "service"]})
+        with self._lock:
+            self._event_streams.add(stream)
+        return self._iterate_cluster(stream)
+
+    def _iterate_cluster(self, stream: Any) -> Iterator[str]:
+        try:
+            with translated("events", timed=False):
+                for event in stream:
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    name = str(attributes.get("name", ""))
+                    if event.get("Type") == "node":
+                        changed = [
+                            f"{key.split('.')[0]} {attributes[key]}"
+                            for key in ("state.new", "availability.new")
+                            if key in attributes
+                        ]
+                        if changed or event.get("Action") in ("create", "remove"):
+                            yield f"node {name} {', '.join(changed) or event.get('Action')}"
+                    elif event.get("Action") == "remove" and name.startswith("berth-"):
+                        yield f"service {name} removed"
+        finally:
+            with self._lock:
+                self._event_streams.discard(stream)
+            stream.close()
+
     def _iterate_images(self, stream: Any) -> Iterator[str]:
         try:
             with translated("events", timed=False):

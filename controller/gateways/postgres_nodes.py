@@ -65,7 +65,7 @@ class NodeStore(Store):
         self._in_transaction("note_node", work)
 
     def nodes(self, cluster: str) -> list[dict[str, Any]]:
-        return self._run("select_nodes", {"cluster": cluster})
+        return self._run("select_cluster_nodes", {"cluster": cluster})
 
     def want_availability(self, cluster: str, node: str, wanted: Availability | None) -> list[str]:
         """Ask the leader to drain, pause or activate a node (by name, hostname or id);

@@ -73,7 +73,11 @@ def queries() -> dict[str, str]:
     """Named queries from sql/queries.sql."""
     text = resources.files("controller").joinpath("sql/queries.sql").read_text()
     parts = _QUERY_HEADER.split(text)
-    return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}
+    names = parts[1::2]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # the second would silently replace the first
+        raise RuntimeError(f"sql/queries.sql names these queries twice: {', '.join(twice)}")
+    return {name: body.strip() for name, body in zip(names, parts[2::2], strict=True)}
 
 
 declare_postgres_operations(tuple(queries()) + OPERATIONS)

@@ -12,16 +12,39 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import structlog
 
-from controller.loop.ports import NodeControl, NodeLog, Runtime
+from controller.loop.ports import Runtime
 from controller.model.errors import BerthError
+from controller.model.nodes import Availability, NodeWish, ObservedNode
 from controller.model.records import Fence
 from controller.model.replicas import ObservedReplica
 from controller.policy.nodes import node_step
 
 log = structlog.get_logger("berth.nodes")
+
+
+# The keeper's own ports (beside the runtime's `nodes()`).
+class NodeControl(Protocol):
+    """What a runtime with nodes lets Berth do to them (the swarm runtime)."""
+
+    def set_availability(self, node_id: str, availability: Availability) -> None: ...
+
+    def move_off(self, replica_id: str) -> None: ...
+
+
+class NodeLog(Protocol):
+    """The nodes in Postgres (`gateways/postgres_nodes`): recorded, wished for, noted."""
+
+    def record_nodes(self, fence: Fence, nodes: list[ObservedNode]) -> None: ...
+
+    def node_wishes(self, cluster: str) -> list[NodeWish]: ...
+
+    def note_node(self, fence: Fence, node_id: str, note: str) -> None: ...
+
+
 MOVE_AGAIN_AFTER_S = 120.0
 
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO, Protocol
 
 from controller.model.builds import BuildRecord, BuildResult
 from controller.model.claims import ClusterEngine, EngineClaim
-from controller.model.nodes import Availability, NodeWish, ObservedNode
+from controller.model.nodes import ObservedNode
 from controller.model.records import (
     Claim,
     DeploymentRecord,
@@ -174,24 +174,6 @@ class Runtime(Protocol):
     def nodes(self) -> list[ObservedNode]: ...
 
 
-class NodeControl(Protocol):
-    """What a runtime with nodes lets Berth do to them (the swarm runtime)."""
-
-    def set_availability(self, node_id: str, availability: Availability) -> None: ...
-
-    def move_off(self, replica_id: str) -> None: ...
-
-
-class NodeLog(Protocol):
-    """The nodes in Postgres (`gateways/postgres_nodes`): recorded, wished for, noted."""
-
-    def record_nodes(self, fence: Fence, nodes: list[ObservedNode]) -> None: ...
-
-    def node_wishes(self, cluster: str) -> list[NodeWish]: ...
-
-    def note_node(self, fence: Fence, node_id: str, note: str) -> None: ...
-
-
 class EngineClaims(Protocol):
     """The engine's side of one data plane: the claim marker on it (the docker runtime)."""
 
@@ -251,6 +233,12 @@ class EventSource(Protocol):
     def container_events(self) -> Iterator[tuple[str, str, str]]: ...
 
     def image_events(self) -> Iterator[str]: ...
+
+
+class ClusterEventSource(Protocol):
+    """A swarm manager's node and service events (the swarm runtime's engine)."""
+
+    def cluster_events(self) -> Iterator[str]: ...
 
 
 class ElectionSession(Protocol):

@@ -63,10 +63,10 @@ class FullResync:
         stores: Stores,
         runtime: Runtime,
         leadership: FenceSource,
-        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
         routes: RouteKeeper | None = None,
         nodes: NodeKeeper | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.stores = stores

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import structlog
 
 from controller.loop.engine import EngineHistory
-from controller.loop.ports import EventSource, Listen
+from controller.loop.ports import ClusterEventSource, EventSource, Listen
 from controller.loop.workqueue import WorkQueue
 from controller.model.errors import BerthError
 from controller.policy.backoff import backoff_s
@@ -165,12 +166,40 @@ def watch_images(
 ) -> None:
     """Follow Docker's image events until `stopping`; call `on_image(name)` for each image
     that appeared (a deployment failed for want of it may now succeed)."""
+    follow_stream(docker.image_events, stopping, on_image, "image")
+
+
+def watch_cluster(
+    docker: ClusterEventSource, stopping: threading.Event, controller: Resyncs
+) -> None:
+    """Follow a swarm's node and service events until `stopping`: each (a node going down,
+    drained or back; a service removed by someone else) asks for a full resync, which finds
+    the replicas they moved (a node's tasks have no events of their own)."""
+
+    def changed(what: str) -> None:
+        log.info("cluster changed", what=what)
+        controller.request_resync()
+
+    follow_stream(docker.cluster_events, stopping, changed, "cluster")
+
+
+class Resyncs(Protocol):
+    def request_resync(self) -> None: ...
+
+
+def follow_stream(
+    open_stream: Callable[[], Iterator[str]],
+    stopping: threading.Event,
+    on_item: Callable[[str], None],
+    what: str,
+) -> None:
+    """Follow one event stream until `stopping`, reopening it with backoff when it ends."""
     attempt = 0
     while not stopping.is_set():
         try:
-            for image in docker.image_events():
+            for item in open_stream():
                 attempt = 0
-                on_image(image)
+                on_item(item)
             if stopping.is_set():
                 return
             attempt += 1
@@ -178,5 +207,5 @@ def watch_images(
             if stopping.is_set():
                 return
             attempt += 1
-            log.warning("docker image event stream lost", error=str(error), attempt=attempt)
+            log.warning("docker event stream lost", stream=what, error=str(error), attempt=attempt)
         stopping.wait(_backoff(attempt))

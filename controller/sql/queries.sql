@@ -745,7 +745,7 @@ WHERE cluster = %(cluster)s AND wanted_availability IS NOT NULL;
 -- name: note_node
 UPDATE cluster_nodes SET note = %(note)s WHERE cluster = %(cluster)s AND node_id = %(node_id)s;
 
--- name: select_nodes
+-- name: select_cluster_nodes
 SELECT * FROM nodes WHERE cluster = %(cluster)s ORDER BY name;
 
 -- name: want_availability
