@@ -186,6 +186,40 @@ class SwarmRig:
     def manager(self) -> RigNode:
         return self.nodes[0]
 
+    def cut(self, node: RigNode) -> None:
+        """Unplug the node from the switch: to the others it is a dead host (its engine and
+        containers live on, as a partitioned host's would)."""
+        self._in(self.switch, "ip", "link", "set", self._switch_port(node), "down")
+
+    def reconnect(self, node: RigNode) -> None:
+        self._in(self.switch, "ip", "link", "set", self._switch_port(node), "up")
+
+    def _switch_port(self, node: RigNode) -> str:
+        return f"{self.prefix}n{self.nodes.index(node) + 1}s"
+
+    def load_on(self, node: RigNode, image: str, tag: str) -> None:
+        """`image` from this machine's engine, tagged `tag`, on `node` only."""
+        main = docker.APIClient(version="auto", timeout=120)
+        try:
+            archive = b"".join(main.get_image(image))
+        finally:
+            main.close()
+        client = node.client(120)
+        try:
+            client.load_image(archive)
+            repository, _, version = tag.rpartition(":")
+            client.tag(image, repository, version)
+        finally:
+            client.close()
+
+    def running_labelled(self, node: RigNode, label: str) -> int:
+        """Containers running on `node` that carry `label` (its own engine's answer)."""
+        client = node.client()
+        try:
+            return len(client.containers(filters={"label": label, "status": "running"}))
+        finally:
+            client.close()
+
     def ready_nodes(self) -> int:
         client = self.manager().client()
         try:

@@ -31,7 +31,6 @@ from controller.model.replicas import Endpoint, Health, ObservedReplica, RunStat
 
 # Task states before `running`: Swarm is still bringing the task up.
 _COMING_UP = frozenset({"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
-_ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
 # Ends that are the app's (or its image's) doing: counted as restarts. Not `shutdown`
 # (Berth or an update stopped it) nor a task whose node was lost.
 _APP_ENDS = frozenset({"failed", "complete", "rejected"})
@@ -60,16 +59,12 @@ def current_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def replica_state(task: dict[str, Any] | None) -> RunState:
-    """A task's state in the one vocabulary: Swarm bringing it up (or restarting it) is
-    `restarting`; Berth acts only on what Swarm will not do itself."""
-    if task is None:
-        return RunState.RESTARTING  # the service exists, its first task not yet
-    state = _state(task)
-    if state == "running":
+    """A task's state in the one vocabulary: anything but running is `restarting`. Swarm
+    brings tasks up and runs an ended one again (every service's restart policy is `any`,
+    without a limit), so Berth never starts one itself: it would fight Swarm for it."""
+    if task is not None and _state(task) == "running":
         return RunState.RUNNING
-    if task.get("DesiredState") == "running" and (state in _COMING_UP or state in _ENDED):
-        return RunState.RESTARTING
-    return RunState.EXITED if state in _ENDED else RunState.UNKNOWN
+    return RunState.RESTARTING
 
 
 def node_from_swarm(node: dict[str, Any]) -> ObservedNode:
@@ -149,6 +144,9 @@ def replica_from_service(
         for t, on in zip(earlier, ended_on, strict=True)
         if _state(t) in _APP_ENDS and (on is None or on.state == NodeState.READY)
     )
+    wanted = [t for t in tasks if t.get("DesiredState") == "running"]
+    newest = max(wanted, key=task_order) if wanted else None
+    moving = f"moving: {_why(newest, service)}" if newest is not None and newest is not task else ""
     moved_from = lost[-1].name if lost and (node is None or node.id != lost[-1].id) else ""
     return ObservedReplica(
         id=str(service["ID"]),
@@ -163,7 +161,7 @@ def replica_from_service(
         endpoints=tuple(endpoints.values()),
         node=_where(node),
         restarts=restarts,
-        note=_why(task, service),
+        note=_why(task, service) or moving,
         moved_from=moved_from,
     )
 

@@ -312,7 +312,7 @@ class Reconciler:
                 f"replica {w.replica} {w.diagnosis.summary(w.reason)}" for w in waiting
             ]
             rolled_back = self.rollbacks.roll_back_if_due(
-                record, spec, writer, ready, crash_looping, now
+                record, spec, writer, ready, crash_looping, now, where
             )
             if rolled_back is not None:  # the next pass converges to the serving revision
                 return Outcome.again(Phase.ROLLED_BACK, 0.0, rolled_back)

@@ -48,11 +48,12 @@ class Rollbacks:
         ready: int,
         crash_looping: Sequence[str],
         now: datetime,
+        not_ready: str = "",
     ) -> str | None:
         """Roll the rollout of `spec` back when the policy says so: recorded as a
         `rolled_back` revision, an event, a metric and the phase; the caller then
         converges to the serving revision. Returns the message, or None."""
-        reason = policy.rollback_reason(record, spec, ready, crash_looping, now)
+        reason = policy.rollback_reason(record, spec, ready, crash_looping, now, not_ready)
         if reason is None:
             return None
         assert spec.image is not None

@@ -59,10 +59,12 @@ def rollback_reason(
     ready: int,
     crash_looping: Sequence[str],
     now: datetime,
+    not_ready: str = "",
 ) -> str | None:
     """Why the rollout of `spec` must be rolled back now, or None: only a start-first
     rollout with auto_rollback, with an older revision serving to fall back to, whose new
-    replicas crash-loop or are not all ready within the progress deadline."""
+    replicas crash-loop or are not all ready within the progress deadline (`not_ready`:
+    where they are and the runtime's words on why, on a runtime with nodes)."""
     rollout = spec.rollout
     if (
         rollout.strategy != "start-first"
@@ -78,7 +80,7 @@ def rollback_reason(
     if started is not None and (now - started).total_seconds() > rollout.progress_deadline_s:
         return (
             f"{ready}/{spec.replicas} new replicas ready after the progress deadline "
-            f"({rollout.progress_deadline_s:g}s)"
+            f"({rollout.progress_deadline_s:g}s)" + (f": {not_ready}" if not_ready else "")
         )
     return None
 

@@ -30,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from controller.app.daemon import Daemon
+from controller.gateways.swarm_rig import SwarmRig
 from controller.model.names import BUILD_REPOSITORY_PREFIX, LABEL_CLUSTER
 from controller.model.settings import Settings
 
@@ -283,6 +284,41 @@ def replicas(sql: Sql, cluster: str, tmp_path: Path) -> Iterator[ReplicaSet]:
     replica_set = ReplicaSet(sql, cluster, tmp_path)
     yield replica_set
     replica_set.stop_all()
+
+
+# --- the three-node swarm (tests/integration/test_swarm_*.py) --------------------------------
+@pytest.fixture(scope="module")
+def rig() -> Iterator[SwarmRig]:
+    """Three dockerds in network namespaces of their own, one swarm; one per module."""
+    made = SwarmRig(3, (EXAMPLE_IMAGE, EXAMPLE_IMAGE_2))
+    yield made
+    made.close()
+    assert made.leftovers() == []
+
+
+@pytest.fixture
+def swarm_daemon(
+    rig: SwarmRig, cluster: str, database_url: str, sql: Sql, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Daemon]:
+    """A daemon on the rig's swarm (`BERTH_RUNTIME=swarm`); this test's services and its
+    cluster's claim are removed afterwards, whatever happened."""
+    monkeypatch.setenv("DOCKER_HOST", rig.manager().url)
+    daemon = Daemon(settings_for(cluster, database_url, runtime="swarm"), database_url)
+    daemon.start()
+    yield daemon
+    daemon.stop()
+    client = rig.manager().client()
+    try:
+        for service in client.services(filters={"label": [f"{LABEL_CLUSTER}={cluster}"]}):
+            client.remove_service(service["ID"])
+        for config in client.configs(filters={"label": [f"{LABEL_CLUSTER}={cluster}"]}):
+            client.remove_config(config["ID"])
+        for node in client.nodes():  # a test that drained nodes leaves them active
+            if node["Spec"].get("Availability") != "active":
+                spec = {**node["Spec"], "Availability": "active"}
+                client.update_node(node["ID"], node["Version"]["Index"], spec)  # type: ignore[arg-type]
+    finally:
+        client.close()
 
 
 def berth(

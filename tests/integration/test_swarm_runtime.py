@@ -1,59 +1,79 @@
-"""The swarm runtime (`BERTH_RUNTIME=swarm`) on the three-node rig: deployments converge
-with their replicas spread over the nodes and answering at each node's address, an update
-rolls out start-first (new services up before the old ones go), and a delete leaves no
-service. The rig is made once for the module."""
+"""The swarm runtime (`BERTH_RUNTIME=swarm`) on the three-node rig: ten deployments of three
+replicas converge with tasks on all three nodes, answering at each node's address; the
+`replicas` and `nodes` views and `berth nodes` show where they run; an update rolls out
+start-first at the revision level (new services up before the old ones go); a revision that
+never gets ready is rolled back with Swarm's own reason; a delete leaves no service. The rig
+is made once for the module (`rig` in conftest)."""
 
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
 from controller.app.daemon import Daemon
 from controller.gateways.swarm_rig import SwarmRig
 from controller.model.replicas import RunState
-from tests.integration.conftest import EXAMPLE_IMAGE, EXAMPLE_IMAGE_2, Sql, settings_for, wait_for
+from tests.integration.conftest import (
+    EXAMPLE_IMAGE_2,
+    Sql,
+    berth,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def rig() -> Iterator[SwarmRig]:
-    made = SwarmRig(3, (EXAMPLE_IMAGE, EXAMPLE_IMAGE_2))
-    yield made
-    made.close()
-    assert made.leftovers() == []
-
-
-@pytest.fixture
-def swarm_daemon(
-    rig: SwarmRig, cluster: str, database_url: str, sql: Sql, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Daemon]:
-    monkeypatch.setenv("DOCKER_HOST", rig.manager().url)
-    daemon = Daemon(settings_for(cluster, database_url, runtime="swarm"), database_url)
-    daemon.start()
-    yield daemon
-    daemon.stop()
+DEPLOYMENTS = 10
 
 
 def test_deployments_spread_over_the_nodes_roll_out_and_go(
-    swarm_daemon: Daemon, sql: Sql, rig: SwarmRig, cluster: str
+    swarm_daemon: Daemon, sql: Sql, rig: SwarmRig, cluster: str, database_url: str
 ) -> None:
-    names = [f"web-{index}" for index in range(3)]
+    names = [f"web-{index}" for index in range(DEPLOYMENTS)]
     for name in names:
         sql.insert(name, replicas=3, ports=[{"container": 8080}])
-    wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=120, what="converged")
+    wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=240, what="converged")
     replicas = [r for r in swarm_daemon.runtime.observe() if r.cluster == cluster]
-    assert len(replicas) == 9 and all(r.state == RunState.RUNNING for r in replicas)
+    assert len(replicas) == 3 * DEPLOYMENTS and all(r.state == RunState.RUNNING for r in replicas)
     nodes = {r.node.rpartition("@")[2] for r in replicas}
     assert nodes == {n.address for n in rig.nodes}, "tasks on all three nodes"
     addresses = {node.address for node in rig.nodes}
-    for replica in replicas:  # nine requests, each to a node this test made
+    for replica in replicas[:9]:  # nine requests, each to a node this test made
         host, port = replica.address(8080) or ("", 0)
         assert host in addresses
         with urllib.request.urlopen(f"http://{host}:{port}/", timeout=5) as answer:
             assert b"hello from berth" in answer.read()
+
+    # The views tell the same: each replica's node and address, each node's replica count.
+    seen = wait_for(
+        lambda: (
+            (rows := sql("SELECT * FROM replicas WHERE state = 'running'"))
+            and len(rows) == 3 * DEPLOYMENTS
+            and rows
+        ),
+        timeout_s=30,
+        what="the replicas view",
+    )
+    by_id = {r.id[:12]: r for r in replicas}
+    for row in seen:
+        observed = by_id[row["replica_id"]]
+        assert (row["node"], row["slot"]) == (observed.node, observed.replica)
+        assert row["address"].partition(":")[0] == observed.node.rpartition("@")[2]
+    counted = wait_for(
+        lambda: (
+            (rows := sql("SELECT * FROM nodes WHERE cluster = %s", [cluster]))
+            and sum(r["replicas"] for r in rows) == 3 * DEPLOYMENTS
+            and rows
+        ),
+        timeout_s=30,
+        what="the nodes view counting every replica",
+    )
+    assert {r["address"] for r in counted} == addresses
+    assert all((r["state"], r["availability"]) == ("ready", "active") for r in counted)
+    listed = berth(database_url, "nodes", cluster=cluster)
+    assert listed.returncode == 0, listed.stderr
+    assert all(n.address in listed.stdout for n in rig.nodes) and "ready" in listed.stdout
+    wide = berth(database_url, "get", "web-0", "-o", "wide", cluster=cluster)
+    assert wide.returncode == 0 and "NODES" in wide.stdout and "0@" in wide.stdout
 
     before = {r.id for r in replicas if r.deployment == "web-0"}
     sql("UPDATE deployments SET image = %s WHERE name = 'web-0'", [EXAMPLE_IMAGE_2])
@@ -71,10 +91,30 @@ def test_deployments_spread_over_the_nodes_roll_out_and_go(
     kinds = [row["action"] for row in actions]
     assert kinds.index("create") < kinds.index("remove"), "start-first: created before removed"
 
+    # A revision whose image no node has never gets ready: rolled back, with Swarm's words.
+    sql(
+        "UPDATE deployments SET image = 'berth-test/nowhere:1', "
+        "rollout = '{\"progress_deadline_s\": 8}' WHERE name = 'web-1'"
+    )
+    rolled = wait_for(
+        lambda: (row := sql.status("web-1")) and row["phase"] == "rolled_back" and row,
+        timeout_s=90,
+        what="web-1 rolled back",
+    )
+    assert "rolled back" in rolled["message"]
+    said = sql(
+        "SELECT message FROM deployment_events WHERE deployment = 'web-1' "
+        "AND phase_to = 'rolled_back' ORDER BY id LIMIT 1"
+    )[0]["message"]
+    assert "progress deadline" in said and "No such image: berth-test/nowhere:1" in said, said
+    assert "@" in said.partition("progress deadline")[2], f"names the nodes: {said}"
+    serving = [r for r in swarm_daemon.runtime.observe("web-1") if r.cluster == cluster]
+    assert len(serving) == 3 and all(r.ready for r in serving), "the old revision serves"
+
     for name in names:
         sql("DELETE FROM deployments WHERE name = %s", [name])
     wait_for(
         lambda: not [r for r in swarm_daemon.runtime.observe() if r.cluster == cluster],
-        timeout_s=60,
+        timeout_s=120,
         what="every service gone",
     )

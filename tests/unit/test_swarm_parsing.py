@@ -47,7 +47,9 @@ def task(state: str, index: int, desired: str = "running", **status: Any) -> dic
         ([task("preparing", 3)], RunState.RESTARTING),
         ([task("failed", 2, "shutdown"), task("pending", 5)], RunState.RESTARTING),
         ([task("running", 2, "shutdown"), task("starting", 4)], RunState.RESTARTING),
-        ([task("complete", 2, "shutdown")], RunState.EXITED),
+        # Swarm runs an ended task again (restart policy `any`): Berth must not start it
+        ([task("complete", 2, "shutdown")], RunState.RESTARTING),
+        ([task("rejected", 2, "shutdown", Err="No such image: x:1")], RunState.RESTARTING),
         ([], RunState.RESTARTING),
     ],
 )
@@ -141,6 +143,11 @@ def test_swarms_own_words_are_the_replicas_note_and_a_placement_names_the_field(
 def test_during_a_start_first_move_the_old_task_serves_until_the_new_one_runs() -> None:
     old, new = on("n2", task("running", 3)), on("n1", task("pending", 6, Err="no suitable node"))
     assert current_task([old, new]) is old
+    service = {"ID": "s1", "Spec": {"Name": "berth-web-0-h", "Labels": {"io.berth.replica": "0"}}}
+    nodes = {"n1": swarm_node("n1", "10.0.0.1"), "n2": swarm_node("n2", "10.0.0.2")}
+    serving = replica_from_service(service, [old, new], nodes)
+    assert serving.ready and serving.node == "node-2@10.0.0.2"
+    assert serving.note == "moving: no suitable node", "why the move waits"
     assert (current_task([old, on("n1", task("running", 7))]) or {}).get("ID") == "t7"
 
 
