@@ -46,7 +46,7 @@ def nodes(output: str) -> None:
                     row["state"],
                     str(row["replicas"]),
                     labels or "-",
-                    (row["note"] or "")[:70],
+                    row["note"] or "",  # the last column: whole
                 )
             )
         print_table(table)

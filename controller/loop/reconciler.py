@@ -277,6 +277,7 @@ class Reconciler:
             now=now,
             health_deadline_s=self.settings.health_check_deadline_s,
             health_poll_s=self.settings.health_poll_interval_s,
+            lost=policy.lost_to_nodes(desired.spec_hash, containers),
         )
         message = f"{ready}/{desired.replicas} replicas ready"
         where = policy.where_not_ready(desired.spec_hash, containers)
@@ -327,11 +328,12 @@ class Reconciler:
                     self.settings.health_check_deadline_s,
                 )
             )
-        if settlement.phase == Phase.DEGRADED:
+        if settlement.phase == Phase.DEGRADED and waiting:
             message = report_degraded(writer, desired.replicas, ready, waiting, now)
-        else:
-            if writer.phase != Phase.HEALTH_CHECK:
-                writer.enter(Phase.HEALTH_CHECK, message, healthcheck=spec.healthcheck is not None)
+        else:  # coming up, or run again off a lost node: the message says where and why
+            if writer.phase != settlement.phase:
+                writer.enter(settlement.phase, message, healthcheck=spec.healthcheck is not None)
+            writer.say(message)
             writer.progress(ready, desired.replicas, ready=ready)
         assert settlement.requeue_after is not None
         return Outcome.again(settlement.phase, settlement.requeue_after, message)

@@ -170,6 +170,12 @@ class StatusWriter:
         if now is not None:
             self._status = replace(self._status, rollout_started_at=now)
 
+    def say(self, message: str) -> None:
+        """The phase's message now (written with the next write, at the latest at the end)."""
+        if message != self._status.message:
+            self._status = replace(self._status, message=message)
+            self._dirty = True
+
     def placement(self, rows: list[dict[str, Any]]) -> None:
         """Where the replicas run now (`model/replicas.replica_rows`): written at the end of
         the pass when it changed."""

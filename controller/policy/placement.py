@@ -104,13 +104,17 @@ def node_moves(
         if was is None or was == now or now == LOCAL_NODE:
             continue
         slot = f"replica {replica.replica}"
+        lost = replica.moved_from or (
+            was.removesuffix(LOST_SUFFIX) if was.endswith(LOST_SUFFIX) else ""
+        )
         if now.endswith(LOST_SUFFIX):
             moves.append(("warning", f"{slot}: node {now.removesuffix(LOST_SUFFIX)} lost"))
+        elif now == UNSCHEDULED and lost:
+            moves.append(("warning", f"{slot}: node {lost} lost; waiting for another node"))
         elif now == UNSCHEDULED:
             moves.append(("warning", f"{slot} left {was} and waits for a node"))
-        else:
-            left = was.removesuffix(LOST_SUFFIX)
-            lost = replica.moved_from == left or was.endswith(LOST_SUFFIX)
-            why = " (node lost)" if lost else ""
-            moves.append(("info", f"{slot} moved from {left}{why} to {now}"))
+        elif lost:
+            moves.append(("info", f"{slot} moved from {lost} (node lost) to {now}"))
+        elif was != UNSCHEDULED:  # from unscheduled: placed for the first time, no move
+            moves.append(("info", f"{slot} moved from {was} to {now}"))
     return moves

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from controller.model.names import LOCAL_NODE
+from controller.model.nodes import LOST_SUFFIX
 from controller.model.phases import MOVING_PHASES, Phase
 from controller.model.records import DeploymentRecord
 from controller.model.replicas import ObservedReplica
@@ -97,15 +98,19 @@ def settle(
     now: datetime,
     health_deadline_s: float,
     health_poll_s: float,
+    lost: int = 0,
 ) -> Settlement:
     """Active when every replica is ready; degraded while replicas wait out a restart
-    backoff; health_check (looked at again every `health_poll_s`) while replicas come up,
+    backoff, or are run again because their node was lost (`lost`: no fault of the app, no
+    deadline); health_check (looked at again every `health_poll_s`) while replicas come up,
     until `health_deadline_s` in that phase has passed."""
     if ready >= desired:
         write = changed or recorded.phase != Phase.ACTIVE or recorded.ready_replicas != ready
         return Settlement(Phase.ACTIVE, write)
     if restart_waits_s:
         return Settlement(Phase.DEGRADED, True, min(restart_waits_s))
+    if lost:
+        return Settlement(Phase.DEGRADED, True, health_poll_s)
     if current_phase == Phase.HEALTH_CHECK and recorded.phase_updated_at is not None:
         waited = (now - recorded.phase_updated_at).total_seconds()
         if waited > health_deadline_s:
@@ -152,6 +157,18 @@ def fail(
 def clock_time(moment: datetime) -> str:
     """An absolute time for a status message, e.g. 12:03:04Z: true whenever it is read."""
     return moment.astimezone(UTC).strftime("%H:%M:%SZ")
+
+
+def lost_to_nodes(spec_hash: str, replicas: Sequence[ObservedReplica]) -> int:
+    """The current revision's unready replicas whose node was lost (on it, or run again
+    elsewhere and not ready yet)."""
+    return sum(
+        1
+        for r in replicas
+        if r.spec_hash == spec_hash
+        and not r.ready
+        and (r.node.endswith(LOST_SUFFIX) or r.moved_from)
+    )
 
 
 def where_not_ready(spec_hash: str, replicas: Sequence[ObservedReplica], most: int = 5) -> str:

@@ -749,10 +749,15 @@ UPDATE cluster_nodes SET note = %(note)s WHERE cluster = %(cluster)s AND node_id
 SELECT * FROM nodes WHERE cluster = %(cluster)s ORDER BY name;
 
 -- name: want_availability
--- `berth node drain|activate|pause NAME`: by name, hostname or id.
-UPDATE cluster_nodes SET wanted_availability = %(wanted)s
-WHERE cluster = %(cluster)s AND %(node)s IN (name, node_id, split_part(name, '@', 1))
-RETURNING name;
+-- `berth node drain|activate|pause NAME`: by name, id or address, or by hostname when one
+-- node alone has it (engines may share a hostname: never drain them all by mistake).
+UPDATE cluster_nodes AS n SET wanted_availability = %(wanted)s
+WHERE n.cluster = %(cluster)s
+  AND (%(node)s IN (n.name, n.node_id, n.address)
+       OR (split_part(n.name, '@', 1) = %(node)s
+           AND (SELECT count(*) FROM cluster_nodes o
+                WHERE o.cluster = n.cluster AND split_part(o.name, '@', 1) = %(node)s) = 1))
+RETURNING n.name;
 
 -- name: select_replicas
 SELECT * FROM replicas WHERE (%(deployment)s::text IS NULL OR deployment = %(deployment)s)

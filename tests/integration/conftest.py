@@ -307,6 +307,12 @@ def swarm_daemon(
     daemon.start()
     yield daemon
     daemon.stop()
+    wait_for(lambda: _clean_swarm(rig, cluster), timeout_s=60, interval_s=1, what="swarm cleaned")
+
+
+def _clean_swarm(rig: SwarmRig, cluster: str) -> bool:
+    """Remove the cluster's services and claim, make every node active; False while the
+    managers cannot answer (a node just reconnected: raft settling)."""
     client = rig.manager().client()
     try:
         for service in client.services(filters={"label": [f"{LABEL_CLUSTER}={cluster}"]}):
@@ -317,6 +323,9 @@ def swarm_daemon(
             if node["Spec"].get("Availability") != "active":
                 spec = {**node["Spec"], "Availability": "active"}
                 client.update_node(node["ID"], node["Version"]["Index"], spec)  # type: ignore[arg-type]
+        return True
+    except docker.errors.APIError:
+        return False
     finally:
         client.close()
 

@@ -138,6 +138,17 @@ def test_moves_name_the_node_a_replica_left_and_whether_it_was_lost() -> None:
         ("info", "replica 1 moved from node-3@10.0.0.3 to node-1@10.0.0.1")
     ]
     assert node_moves(before, [replica(5, "node-1@10.0.0.1", "new")]) == [], "new: no move"
+    waiting = ObservedReplica(
+        "r0", "n", "web", 0, "h", node="unscheduled", moved_from="node-2@10.0.0.2"
+    )
+    assert node_moves(before, [waiting]) == [
+        ("warning", "replica 0: node node-2@10.0.0.2 lost; waiting for another node")
+    ]
+    assert node_moves([{"id": "r0", "node": "unscheduled"}], [again]) == [
+        ("info", "replica 0 moved from node-2@10.0.0.2 (node lost) to node-1@10.0.0.1")
+    ], "Swarm took a moment to place it again"
+    first = replica(0, "node-1@10.0.0.1")
+    assert node_moves([{"id": "r0", "node": "unscheduled"}], [first]) == [], "first placement"
     assert node_moves([{"id": "r0", "node": "local"}], [replica(0, "local")]) == []
 
 
