@@ -161,3 +161,58 @@ def swarm_service(count: int, image: str, run: str, timeout_s: float = 900) -> f
         if joined_here:
             client.swarm.leave(force=True)
         client.close()
+
+
+# --- the swarm benchmark's floor (`controller.bench.swarm`): services made by hand ------------
+def swarm_services(url: str, run_id: str, total: int, threads: int) -> None:
+    """`total` one-task services, as Berth makes a replica (dnsrr, restart any), created by
+    hand on the swarm whose manager is at `url`."""
+    client = docker.APIClient(base_url=url, version="auto", timeout=120, max_pool_size=32)
+
+    def create(index: int) -> None:
+        client.create_service(
+            task_template={
+                "ContainerSpec": {
+                    "Image": "berth-example/busybox:1",
+                    "Labels": {BASELINE_LABEL: run_id},
+                },
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
+            },
+            name=f"bb{run_id}-{index}",
+            labels={BASELINE_LABEL: run_id},
+            mode={"Replicated": {"Replicas": 1}},
+            endpoint_spec={"Mode": "dnsrr"},
+        )
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(create, range(total)))
+    finally:
+        client.close()
+
+
+def swarm_running(url: str, run_id: str, off: str = "") -> dict[str, str]:
+    """The hand-made services with a running task not on the node at address `off`:
+    service id -> its node's address."""
+    client = docker.APIClient(base_url=url, version="auto", timeout=30)
+    try:
+        nodes = {n["ID"]: n["Status"]["Addr"] for n in client.nodes()}
+        mine = {s["ID"] for s in client.services(filters={"label": [f"{BASELINE_LABEL}={run_id}"]})}
+        tasks = client.tasks(filters={"desired-state": "running"})
+    finally:
+        client.close()
+    running: dict[str, str] = {}
+    for task in tasks:
+        where = nodes.get(task.get("NodeID", ""), "")
+        if task["ServiceID"] in mine and task["Status"]["State"] == "running" and where != off:
+            running[task["ServiceID"]] = where
+    return running
+
+
+def remove_swarm_services(url: str, run_id: str) -> None:
+    client = docker.APIClient(base_url=url, version="auto", timeout=60)
+    try:
+        for service in client.services(filters={"label": [f"{BASELINE_LABEL}={run_id}"]}):
+            client.remove_service(service["ID"])
+    finally:
+        client.close()

@@ -13,8 +13,10 @@ concurrency 1 and 2; `controller.bench.builds`), rollout (start-first updates be
 real Caddy under load, a broken update rolled back, 20 x 3 at once;
 `controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
-(SIGKILL the leader; see `controller.bench.failover`); and, only when named, chaos (engine
-restarts, frozen leaders, Postgres restarts, leader kills; `controller.bench.chaos`).
+(SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node
+swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`); and, only
+when named, chaos (engine restarts, frozen leaders, Postgres restarts, leader kills;
+`controller.bench.chaos`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import api, builds, chaos, fullread, rollouts, scenarios
+from controller.bench import api, builds, chaos, fullread, rollouts, scenarios, swarm
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
@@ -38,6 +40,7 @@ SCENARIOS = (
     "api",
     "fullread",
     "failover",
+    "swarm",
 )
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
@@ -63,6 +66,7 @@ class BenchOptions:
     rollout_fleet: int = 20
     fullread_deployments: int = 1000
     fullread_rounds: int = 30
+    swarm_deployments: int = 10
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -86,6 +90,7 @@ class BenchOptions:
             rollout_fleet=2,
             fullread_deployments=20,
             fullread_rounds=2,
+            swarm_deployments=2,
         )
 
 
@@ -154,6 +159,8 @@ def run(names: list[str], options: BenchOptions) -> None:
             fullread.run(env, options.fullread_deployments, options.fullread_rounds)
         finally:
             env.close()
+    if "swarm" in names:
+        swarm.run(options.swarm_deployments, options.threads, options.database_url)
     if "failover" in names:
         result = failover(
             options.failover_trials,

@@ -28,6 +28,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "rollout",
             "api",
             "fullread",
+            "swarm",
         ],
         capture_output=True,
         text=True,
@@ -44,3 +45,5 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
         assert heading in result.stdout, heading
     assert "Swarm" in result.stdout
     assert "full resync wall time" in result.stdout
+    assert "== swarm: 2 deployments x 3 replicas on 3 nodes" in result.stdout
+    assert "node lost -> all running elsewhere" in result.stdout
