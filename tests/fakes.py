@@ -483,6 +483,9 @@ class FakeContainer:
     started_at: float | None = None
     exit_code: int | None = None
     finished_at: float | None = None
+    # Where it runs, as a runtime with nodes says (a test moves it to play a lost node).
+    node: str = LOCAL_NODE
+    moved_from: str = ""
 
 
 @dataclass
@@ -564,6 +567,8 @@ class FakeRuntime:
                     state=container.state,
                     health=self._health(container),
                     created=container.created,
+                    node=container.node,
+                    moved_from=container.moved_from,
                 )
             )
         return found

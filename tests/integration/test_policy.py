@@ -75,6 +75,20 @@ REFUSED = [
     ({"ipc_mode": "host"}, "deployments.ipc_mode: the host's IPC namespace is refused"),
     ({"devices": ["/dev/sda"]}, "deployments.devices[0]: host devices are refused"),
     ({"devices": ["/etc/passwd"]}, "deployments.devices[0]: must be a path under /dev"),
+    ({"placement": []}, "deployments.placement: must be a JSON object"),
+    ({"placement": {"nodes": 3}}, "deployments.placement.nodes: unknown field"),
+    (
+        {"placement": {"constraints": ["zone==a"]}},
+        "deployments.placement.constraints[0]: must be",
+    ),
+    (
+        {"placement": {"constraints": ["node.labels.zone==a", "node.role=manager"]}},
+        "deployments.placement.constraints[1]: must be",
+    ),
+    ({"placement": {"constraints": "node.role==manager"}}, "deployments.placement.constraints:"),
+    ({"placement": {"spread": "a zone"}}, "deployments.placement.spread: must be the name"),
+    ({"placement": {"max_per_node": 0}}, "deployments.placement.max_per_node: must be an integer"),
+    ({"placement": {"max_per_node": 1.5}}, "deployments.placement.max_per_node: must be"),
 ]
 
 
