@@ -65,6 +65,8 @@ def _one(ctx: Context, name: DeploymentName) -> dict[str, Any]:
         "generation": spec["generation"],
         "status": public(rows[0]),
         "latest_build": None if latest is None else latest.id,
+        # where each replica runs (the `replicas` view): node, state, address, the runtime's note
+        "replicas": [public(row) for row in ctx.database.nodes.replicas(name)],
     }
 
 

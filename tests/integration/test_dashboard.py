@@ -183,6 +183,11 @@ def test_cancel_and_delete_from_the_page_and_readers_see_no_actions(
     WebDriverWait(browser, 10).until(
         lambda d: d.find_element(By.ID, "detail-phase").text == "active"
     )
+    WebDriverWait(browser, 5).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#replicas tbody tr")) >= 1
+    )
+    replica = browser.find_element(By.CSS_SELECTOR, "#replicas tbody tr")
+    assert "local" in replica.text and "running" in replica.text, "where each replica runs"
     screenshot(browser, "dashboard-deployment", capsys)
     browser.find_element(By.ID, "delete").click()
     WebDriverWait(browser, 5).until(lambda d: d.switch_to.alert).dismiss()

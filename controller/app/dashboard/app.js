@@ -257,6 +257,7 @@ async function loadDetail(name) {
   const found = await api("/deployments/" + encodeURIComponent(name));
   state.rows.set(name, found.status);
   renderDetailStatus(found.status);
+  renderReplicas(found.replicas || []);
   $("scale-to").value = found.spec.replicas ?? 1;
   $("retry").hidden = !found.spec.source;
   $("cancel-build").hidden = !found.spec.source;
@@ -277,6 +278,18 @@ function renderDetailStatus(row) {
   $("detail-ready").textContent = `${row.ready_replicas}/${row.desired_replicas} ready`;
   $("detail-revision").textContent = "revision " + (row.serving_revision ?? "-");
   $("detail-message").textContent = row.message;
+}
+
+function renderReplicas(rows) {
+  const tbody = $("replicas").tBodies[0];
+  tbody.replaceChildren();
+  for (const r of rows) {
+    const tr = el("tr", null, r.state);
+    tr.id = `replica-${r.slot}-${r.revision}`;
+    tr.append(el("td", r.slot), el("td", r.revision), el("td", r.node), el("td", r.state),
+      el("td", r.address || "-"), el("td", r.restarts), el("td", r.note || ""));
+    tbody.append(tr);
+  }
 }
 
 function eventItem(event) {
