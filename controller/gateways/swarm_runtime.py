@@ -25,6 +25,7 @@ from typing import Any
 from controller.gateways.docker_engine import (
     NANOSECONDS,
     DockerGateway,
+    docker_time,
     healthcheck_arguments,
     translated,
 )
@@ -204,9 +205,10 @@ class SwarmRuntime:
         raise DockerConflict(f"service name {name!r} is still held by an older service")
 
     def start(self, replica_id: str, from_state: RunState = RunState.CREATED) -> None:
-        """Swarm starts a service's task itself; one that ended is run again."""
-        if from_state == RunState.EXITED:
-            self.restart(replica_id, 0)
+        """Swarm starts a service's task itself: this only checks that the replica is
+        still there (a vanished one is refused, as by the docker runtime)."""
+        with translated("inspect", replica_id[:12]):
+            self.api.inspect_service(replica_id)
 
     @retry_transient
     def restart(self, replica_id: str, grace_s: int) -> None:
@@ -267,18 +269,22 @@ class SwarmRuntime:
             raise
 
     def inspect(self, replica_id: str) -> ReplicaInspection:
-        """The current task's state, exit code and Swarm's own error text."""
+        """The current task's state, exit code, when it ended and Swarm's own error text."""
         with translated("inspect", replica_id[:12]):
+            self.api.inspect_service(replica_id)  # a vanished replica is refused
             tasks = self.api.tasks(filters={"service": replica_id})
         task = current_task(tasks)
         if task is None:
             return ReplicaInspection(status="no task yet")
         status = task.get("Status") or {}
         exit_code = (status.get("ContainerStatus") or {}).get("ExitCode")
+        state = str(status.get("State", "unknown"))
+        ended = state in ("failed", "complete", "rejected", "shutdown")
         return ReplicaInspection(
-            status=str(status.get("State", "unknown")),
+            status=state,
             exit_code=int(exit_code) if exit_code is not None else None,
             health_output=str(status.get("Err") or status.get("Message") or ""),
+            finished_at=docker_time(status.get("Timestamp")) if ended else None,
         )
 
     def output_tail(self, replica_id: str, lines: int = 20) -> str:

@@ -19,9 +19,12 @@ from psycopg.types.json import Jsonb
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.postgres import Database
+from controller.gateways.swarm_rig import SwarmRig
+from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.loop.ports import Runtime, Stores
 from controller.model.errors import Deposed
 from controller.model.records import Fence
+from controller.model.replicas import RunState
 from tests.fakes import Behaviour, FakeClock, FakeRuntime, FakeStore
 from tests.integration.conftest import Sql
 
@@ -138,15 +141,25 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
 
 @dataclass
 class RuntimeBackend:
-    """The `Runtime` port, and how a test makes a replica whose process exits."""
+    """The `Runtime` port, and how a test makes a replica whose process exits; with what the
+    runtime declares it does differently (the swarm runtime: Swarm starts a placed replica
+    and runs an ended one again itself, and each node finds its own images)."""
 
     kind: str
     runtime: Runtime
     cluster: str
     exiting_command: Callable[[str, int], tuple[str, ...] | None]
+    placed: RunState = RunState.CREATED  # a placed replica, before `start`
+    ended: RunState = RunState.EXITED  # a replica whose process ended
+    ended_status: str = "exited"  # what `inspect` calls that
+    checks_images: bool = True  # `prepare_image` finds a missing image missing
 
 
-@pytest.fixture(params=["fake", "docker"])
+def _real_exit(deployment: str, code: int) -> tuple[str, ...] | None:
+    return ("sh", "-c", f"exit {code}")
+
+
+@pytest.fixture(params=["fake", "docker", "swarm"])
 def runtime_backend(request: pytest.FixtureRequest) -> Iterator[RuntimeBackend]:
     if request.param == "fake":
         fake = FakeRuntime(FakeClock())
@@ -158,12 +171,29 @@ def runtime_backend(request: pytest.FixtureRequest) -> Iterator[RuntimeBackend]:
         yield RuntimeBackend("fake", fake, "contract", fake_exit)
         return
     test_cluster: str = request.getfixturevalue("cluster")  # removes its containers after
+    if request.param == "docker":
+        gateway = DockerGateway(pool_size=2)
+        yield RuntimeBackend("docker", DockerRuntime(gateway), test_cluster, _real_exit)
+        gateway.close()
+        return
+    rig: SwarmRig = request.getfixturevalue("rig")  # one per module
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("DOCKER_HOST", rig.manager().url)
     gateway = DockerGateway(pool_size=2)
-
-    def real_exit(deployment: str, code: int) -> tuple[str, ...] | None:
-        return ("sh", "-c", f"exit {code}")
-
-    yield RuntimeBackend("docker", DockerRuntime(gateway), test_cluster, real_exit)
+    swarm = SwarmRuntime(gateway)
+    yield RuntimeBackend(
+        "swarm",
+        swarm,
+        test_cluster,
+        _real_exit,
+        placed=RunState.RESTARTING,
+        ended=RunState.RESTARTING,
+        ended_status="failed",
+        checks_images=False,
+    )
+    for replica in swarm.observe():
+        if replica.cluster == test_cluster:
+            swarm.retire(replica.id, 0)
     gateway.close()
 
 
