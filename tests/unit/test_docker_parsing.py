@@ -75,6 +75,29 @@ def test_engine_failures_are_transient_and_spec_failures_permanent() -> None:
     )
 
 
+def test_an_update_out_of_sequence_is_retried_with_the_new_version() -> None:
+    """Swarm refuses an update made at an old version; the swarm runtime reads the service
+    again on each retry (`retry_transient` around the read and the update)."""
+    import docker.errors
+    import requests
+
+    from controller.gateways.docker_engine import translated
+    from controller.model.errors import TransientError
+
+    answer = requests.Response()
+    answer.status_code = 500
+    refused = docker.errors.APIError(
+        "500", answer, explanation="rpc error: code = Unknown desc = update out of sequence"
+    )
+    try:
+        with translated("update", "s1"):
+            raise refused
+    except TransientError as error:
+        assert "update out of sequence" in str(error)
+    else:
+        raise AssertionError("not translated")
+
+
 def test_docker_times() -> None:
     from controller.gateways.docker_engine import docker_time
     from controller.gateways.docker_runtime import inspection_from_state
