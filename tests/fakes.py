@@ -32,10 +32,10 @@ from controller.model.errors import (
     BerthError,
     Deposed,
     DockerConflict,
-    DockerRejected,
     DockerUnavailable,
     ImageUnavailable,
     NameTaken,
+    ReplicaVanished,
 )
 from controller.model.names import (
     LABEL_CLUSTER,
@@ -642,7 +642,7 @@ class FakeRuntime:
         """The replica, or the docker runtime's answer for one that is gone."""
         container = self.containers.get(replica_id)
         if container is None:
-            raise DockerRejected(f"No such container: {replica_id}")
+            raise ReplicaVanished(f"No such container: {replica_id}")
         return container
 
 

@@ -32,6 +32,7 @@ from controller.model.errors import (
     DockerServerError,
     DockerUnavailable,
     ImageUnavailable,
+    ReplicaVanished,
     TransientError,
 )
 from controller.model.names import (
@@ -69,6 +70,11 @@ def _translate(error: Exception, what: str) -> Exception:
     if isinstance(error, docker.errors.APIError):
         explanation = str(error.explanation or error)
         status = error.status_code or 500
+        if status == 404 and (
+            "No such container" in explanation
+            or ("service" in explanation and "not found" in explanation)
+        ):
+            return ReplicaVanished(f"{what}: {explanation}")
         if "update out of sequence" in explanation:
             # Swarm: another writer moved the object's version; read it again and retry
             return DockerServerError(f"{what}: {explanation}")

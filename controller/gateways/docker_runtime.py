@@ -37,6 +37,7 @@ from controller.model.errors import (
     DockerServerError,
     InvalidSpec,
     NameTaken,
+    ReplicaVanished,
 )
 from controller.model.names import (
     DEFAULT_CLUSTER,
@@ -283,8 +284,10 @@ class DockerRuntime:
                     if error.status_code not in (304, 409):  # already stopped / paused
                         raise
                 self.api.remove_container(replica_id, v=True, force=True)
+        except ReplicaVanished:
+            return
         except DockerRejected as error:
-            if "No such container" in str(error) or "is already in progress" in str(error):
+            if "is already in progress" in str(error):
                 return
             raise
         except DockerConflict as error:

@@ -37,7 +37,13 @@ from controller.gateways.swarm_tasks import (
     replica_from_service,
 )
 from controller.model.claims import EngineClaim, claim_labels, claim_volume
-from controller.model.errors import DockerConflict, DockerRejected, InvalidSpec, NameTaken
+from controller.model.errors import (
+    DockerConflict,
+    DockerRejected,
+    InvalidSpec,
+    NameTaken,
+    ReplicaVanished,
+)
 from controller.model.names import (
     LABEL_DEPLOYMENT,
     LABEL_REPLICA,
@@ -263,10 +269,8 @@ class SwarmRuntime:
         try:
             with translated("remove", replica_id[:12]):
                 self.api.remove_service(replica_id)
-        except DockerRejected as error:
-            if "not found" in str(error).lower():
-                return
-            raise
+        except ReplicaVanished:
+            return
 
     def inspect(self, replica_id: str) -> ReplicaInspection:
         """The current task's state, exit code, when it ended and Swarm's own error text."""

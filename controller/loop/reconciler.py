@@ -27,7 +27,7 @@ from controller.loop.restarts import RestartGate, Waiting, record_restarts, repo
 from controller.loop.rollback import Rollbacks
 from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
-from controller.loop.status import StatusWriter
+from controller.loop.status import StatusWriter, replan
 from controller.model.errors import (
     Abandoned,
     BerthError,
@@ -37,6 +37,7 @@ from controller.model.errors import (
     HealthDeadlineExceeded,
     InvalidSpec,
     PermanentError,
+    ReplicaVanished,
     StuckTooOften,
     TransientError,
 )
@@ -164,6 +165,8 @@ class Reconciler:
         except Deposed as error:
             log.info("pass abandoned: not the leader", reason=str(error))
             return Outcome.skipped(Result.DEPOSED, str(error))
+        except ReplicaVanished as error:  # the world changed, not the spec: plan again
+            return replan(writer, error)
         except BerthError as error:
             return self._fail(name, record, writer, error)
         except Exception as error:

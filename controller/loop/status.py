@@ -12,6 +12,7 @@ the pass ends.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -23,6 +24,7 @@ import structlog
 from controller.loop import faults
 from controller.loop.ports import Stores
 from controller.model.errors import BerthError
+from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
 from controller.model.records import DeploymentRecord, Event, Fence, MutationAction, StatusWrite
 from controller.observability.metrics import ACTIONS
@@ -43,6 +45,23 @@ class Done(Protocol):
         removed: str | None = None,
         **metadata: Any,
     ) -> None: ...
+
+
+# A replica vanished mid-pass: the next pass comes this soon (a floor against a tight loop
+# if something keeps removing what Berth makes).
+REPLAN_AFTER_S = 0.25
+
+
+def replan(writer: StatusWriter | None, error: BerthError) -> Outcome:
+    """A replica the pass acted on is gone: say so, keep the phase, and plan again at once
+    (the world changed, not the spec: no failure, no backoff)."""
+    log.warning("a replica vanished: planning again", error=str(error))
+    if writer is None:
+        return Outcome(Result.DONE, None, f"planning again: {error}", REPLAN_AFTER_S)
+    with contextlib.suppress(BerthError):  # deposed meanwhile: the next leader plans
+        writer.note(f"planning again: a replica vanished ({error})", level="warning")
+        writer.finish()
+    return Outcome.again(writer.phase, REPLAN_AFTER_S, f"planning again: {error}")
 
 
 class StatusWriter:

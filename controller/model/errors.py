@@ -116,7 +116,13 @@ class ProxyRejected(PermanentError):
 
 
 class NotFound(BerthError):
-    """The named deployment does not exist."""
+    """What was named does not exist (a deployment, a build, a replica)."""
+
+
+class ReplicaVanished(NotFound):
+    """A replica Berth acted on is gone: removed behind its back, or by the engine. The
+    world changed, not the spec: the pass observes again and plans anew at once (never a
+    `failed` phase), and the API answers 404."""
 
 
 class Conflict(BerthError):

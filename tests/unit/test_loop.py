@@ -466,3 +466,24 @@ def test_a_secret_reaches_the_container_and_nothing_else_and_a_new_value_rolls_o
     assert replaced.id != container.id
     assert replaced.request.environment["API_KEY"] == "sk_live_the-second-value-4343"
     assert_converged(cluster, "pay", 1)
+
+
+def test_a_replica_removed_behind_berths_back_mid_rollout_is_planned_again_not_failed() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    removed: list[str] = []
+
+    def remove_the_first_created() -> None:
+        if not removed:  # someone removes it between its create and its start
+            victim = next(iter(cluster.runtime.containers))
+            removed.append(victim)
+            del cluster.runtime.containers[victim]
+
+    faults.arm("after:create", remove_the_first_created)
+    cluster.drive("web")
+    assert removed, "the removal happened"
+    assert_converged(cluster, "web", 2)
+    assert Phase.FAILED not in cluster.store.phase_events("web"), "the world changed, not the spec"
+    said = [e.message for _, e in cluster.store.events if e.deployment == "web"]
+    assert any(m.startswith("planning again: a replica vanished") for m in said), said
+    assert cluster.store.status("web").attempts == 0
