@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -26,6 +26,7 @@ from controller.loop.engine import EngineHistory
 from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync, Release
+from controller.loop.stops import BackgroundStops
 from controller.loop.workqueue import WorkQueue
 from controller.model.builds import BuildRecord, BuildStatus
 from controller.model.errors import (
@@ -687,7 +688,10 @@ class Cluster:
         store: FakeStore | None = None,
         runtime: FakeRuntime | None = None,
         settings: Settings | None = None,
+        background_stops: bool = False,
     ) -> None:
+        """`background_stops`: stops are handed to `self.pending_stops` (run them with
+        `finish_stops`) instead of holding the pass."""
         self.clock = store.clock if store else FakeClock()
         self.store = store or FakeStore(self.clock)
         self.runtime = runtime or FakeRuntime(self.clock)
@@ -695,6 +699,13 @@ class Cluster:
         self.leadership = FakeLeadership(self.store, self.store.term)
         self.stopping = threading.Event()
         self.history = EngineHistory()
+        self.queue = WorkQueue(clock=self.clock.monotonic)
+        self.pending_stops: list[Callable[[], None]] = []
+        self.stops = (
+            BackgroundStops(self.queue.add, run=self.pending_stops.append)
+            if background_stops
+            else None
+        )
         self.reconciler = Reconciler(
             self.settings,
             Stores.backed_by(self.store),
@@ -703,13 +714,14 @@ class Cluster:
             self.stopping,
             wall_clock=self.clock.wall,
             engine=self.history,
+            stops=self.stops,
         )
-        self.queue = WorkQueue(clock=self.clock.monotonic)
         self.resync = FullResync(
             self.settings,
             Stores.backed_by(self.store),
             self.runtime,
             self.leadership,
+            stops=self.stops,
             wall_clock=self.clock.wall,
             monotonic=self.clock.monotonic,
         )
@@ -762,6 +774,13 @@ class Cluster:
             finally:
                 self.queue.done(key)
         raise AssertionError(f"still busy after {max_passes} passes")
+
+    def finish_stops(self) -> int:
+        """Run the stops handed over so far (their processes end); how many."""
+        done, self.pending_stops[:] = list(self.pending_stops), []
+        for stop in done:
+            stop()
+        return len(done)
 
     def last_outcome(self, name: str) -> Outcome:
         return [outcome for n, outcome in self.outcomes if n == name][-1]

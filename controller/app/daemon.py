@@ -55,6 +55,7 @@ from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.routes import RouteKeeper
+from controller.loop.stops import MAX_BACKGROUND_STOPS, BackgroundStops
 from controller.loop.watchers import watch_cluster, watch_database, watch_docker, watch_images
 from controller.loop.webhooks import WebhookSender
 from controller.loop.workqueue import WorkQueue
@@ -82,7 +83,7 @@ class Daemon:
             # A new leader checks whether this process still has sessions (leadership).
             application_name=f"berth {node_id}",
         )
-        self.docker = DockerGateway(pool_size=settings.concurrency + 4)
+        self.docker = DockerGateway(pool_size=settings.concurrency + 4 + MAX_BACKGROUND_STOPS)
         self.runtime: DockerRuntime | SwarmRuntime = (
             SwarmRuntime(self.docker) if settings.runtime == "swarm" else DockerRuntime(self.docker)
         )
@@ -139,6 +140,7 @@ class Daemon:
             self.database.revisions,
             self.database.builds,
         )
+        self.stops = BackgroundStops(on_done=self.queue.add)
         self.reconciler = Reconciler(
             settings,
             self.stores,
@@ -149,12 +151,13 @@ class Daemon:
             wake_builds=self.builds.wake,
             routes=self.routes,
             storage=self.storage,
+            stops=self.stops,
         )
+        resync = FullResync(settings, self.stores, self.runtime, self.leadership, self.routes)
+        resync.nodes, resync.stops = self.nodes, self.stops
         self.controller = Controller(
             self.reconciler,
-            FullResync(
-                settings, self.stores, self.runtime, self.leadership, self.routes, self.nodes
-            ),
+            resync,
             self.queue,
             self.stopping,
             elected=lambda: self.leadership.term is not None,
@@ -271,6 +274,7 @@ class Daemon:
         deadline = time.monotonic() + self.settings.shutdown_grace_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        self.stops.close(max(0.0, deadline - time.monotonic()))
         stuck = [t.name for t in self._threads if t.is_alive()]
         if stuck:
             log.warning("abandoning threads still busy at shutdown", threads=stuck)

@@ -20,6 +20,7 @@ from controller.loop import faults
 from controller.loop.ports import Runtime, StorageEngine
 from controller.loop.routes import RouteKeeper
 from controller.loop.status import StatusWriter
+from controller.loop.stops import BackgroundStops
 from controller.model.errors import Abandoned
 from controller.model.names import (
     LABEL_CLUSTER,
@@ -82,8 +83,10 @@ class Executor:
         publish_address: str = LOOPBACK,
         storage: StorageEngine | None = None,
         allowed_bind_paths: Sequence[str] = (),
+        stops: BackgroundStops | None = None,
     ) -> None:
         self.runtime = runtime
+        self.stops = stops  # None: every stop holds the pass (the unit tests' default)
         self.storage = storage
         self.allowed_bind_paths = tuple(allowed_bind_paths)
         self.cluster = cluster
@@ -164,7 +167,10 @@ class Executor:
                 to_remove=len(early),
                 to_create=len(creates),
             )
-            self._remove_all(writer, early, self.grace_s(spec))
+            if creates:  # emptied first for what replaces them (a port, memory): waited for
+                self._remove_all(writer, early, self.grace_s(spec))
+            else:  # only leaving (a scale-down, the last old replica): off the pass
+                self._retire(writer, early, self.grace_s(spec))
             for changed, action in enumerate(creates, start=len(early) + 1):
                 self._check_stopping()
                 container_id, name = self._create(
@@ -210,7 +216,7 @@ class Executor:
                 to_remove=len(late),
                 to_create=0,
             )
-            self._remove_all(writer, late, self.grace_s(spec))
+            self._retire(writer, late, self.grace_s(spec))
         return created
 
     def _ensure_storage(self, writer: StatusWriter, spec: DeploymentSpec) -> None:
@@ -284,6 +290,19 @@ class Executor:
             return self.stop_timeout_s
         return math.ceil(spec.stop_grace_s)
 
+    def _retire(self, writer: StatusWriter, removes: Sequence[RetireReplica], grace_s: int) -> None:
+        """Replicas already out of the routes, leaving for good: stopped in the background
+        (`loop/stops`), so that their grace never holds the pass; in place without it."""
+        if self.stops is None:
+            self._remove_all(writer, removes, grace_s)
+            return
+        for action in removes:
+            self.stops.stop(
+                action.deployment,
+                action.replica_id,
+                lambda action=action: self._remove(writer, action, grace_s),  # type: ignore[misc]
+            )
+
     def _remove_all(
         self, writer: StatusWriter, removes: Sequence[RetireReplica], grace_s: int
     ) -> None:
@@ -346,5 +365,5 @@ class Executor:
         )
         if removals:
             self._withdraw(writer, removals[0].deployment, (), [a.replica_id for a in removals], 0)
-        self._remove_all(writer, removals, self.grace_s(last_spec))
+        self._retire(writer, removals, self.grace_s(last_spec))
         writer.progress(len(removals), len(removals))

@@ -28,6 +28,8 @@ from controller.loop.rollback import Rollbacks
 from controller.loop.routes import RouteKeeper
 from controller.loop.sources import SourceStage
 from controller.loop.status import StatusWriter, replan
+from controller.loop.stops import BackgroundStops
+from controller.loop.teardown import tear_down
 from controller.model.errors import (
     Abandoned,
     BerthError,
@@ -35,7 +37,6 @@ from controller.model.errors import (
     DockerServerError,
     DockerUnavailable,
     HealthDeadlineExceeded,
-    InvalidSpec,
     PermanentError,
     ReplicaVanished,
     StuckTooOften,
@@ -43,7 +44,7 @@ from controller.model.errors import (
 )
 from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
-from controller.model.records import DeploymentRecord, Fence
+from controller.model.records import DeploymentRecord
 from controller.model.replicas import ObservedReplica, replica_rows
 from controller.model.settings import Settings
 from controller.model.spec import DeploymentSpec, parse_spec
@@ -54,14 +55,12 @@ from controller.policy.placement import node_moves
 from controller.policy.planner import (
     Action,
     DesiredDeployment,
-    RetireReplica,
     desired_deployment,
     managed_by,
     mark_recorded,
     plan_deployment,
     ready_replicas,
 )
-from controller.policy.rollout import serving_spec
 
 log = structlog.get_logger("berth.reconciler")
 ROUTE_RETRY_S = 5.0  # the proxy did not take a change: try again this soon
@@ -72,17 +71,6 @@ def summarize(actions: Sequence[Action]) -> str:
     for action in actions:
         counts[action.kind] += 1
     return ", ".join(f"{kind} {count}" for kind, count in sorted(counts.items()))
-
-
-def last_served(record: DeploymentRecord | None) -> DeploymentSpec | None:
-    """The spec a deleted deployment last served (its revision outlives the row), which
-    says which of its volumes to keep; None if it never served or no longer parses."""
-    if record is None or record.serving_spec is None:
-        return None
-    try:
-        return serving_spec(record)
-    except InvalidSpec:
-        return None
 
 
 class Reconciler:
@@ -98,6 +86,7 @@ class Reconciler:
         wake_builds: Callable[[], None] = lambda: None,
         routes: RouteKeeper | None = None,
         storage: StorageEngine | None = None,
+        stops: BackgroundStops | None = None,
     ) -> None:
         self.settings = settings
         self.stores = stores
@@ -117,6 +106,7 @@ class Reconciler:
             settings.publish_address,
             storage,
             settings.allowed_bind_paths,
+            stops,
         )
         self.restarts = RestartGate(
             runtime,
@@ -145,7 +135,9 @@ class Reconciler:
             record = self.stores.desired.fetch_one(name)
             containers = self._containers(name, record)
             if record is None or not record.present:
-                return self._teardown(fence, name, record, containers)
+                return tear_down(
+                    self.stores, self.executor, self.routes, fence, name, record, containers
+                )
             assert record.spec is not None
             writer = StatusWriter.for_record(
                 self.stores, fence, record, int(record.spec.get("replicas") or 0)
@@ -182,6 +174,8 @@ class Reconciler:
         """This deployment's containers of this cluster, marked with whether Berth has a
         record of creating them (`created`: ids made by this very pass)."""
         containers = managed_by(self.runtime.observe(name), self.cluster)
+        if self.executor.stops is not None:  # those stopping in the background: `removing`
+            containers = self.executor.stops.mark(containers)
         if record is None:
             return containers
         return mark_recorded(
@@ -342,26 +336,6 @@ class Reconciler:
         return Outcome.again(settlement.phase, settlement.requeue_after, message)
 
     # --- a deleted deployment -----------------------------------------------------------------
-    def _teardown(
-        self,
-        fence: Fence,
-        name: str,
-        record: DeploymentRecord | None,
-        containers: list[ObservedReplica],
-    ) -> Outcome:
-        removals = [
-            a for a in plan_deployment(None, name, containers) if isinstance(a, RetireReplica)
-        ]
-        writer = StatusWriter.for_teardown(self.stores, fence, name, record)
-        last_spec = last_served(record)
-        if removals:
-            self.executor.teardown(writer, removals, last_spec)
-        self.executor.release_volumes(writer, name, last_spec)
-        self.routes.forget(name)
-        if record is not None:
-            writer.forget(len(removals))
-        return Outcome.done(None, f"deleted: {len(removals)} container(s) removed")
-
     # --- a failed pass ------------------------------------------------------------------------
     def _fail(
         self,

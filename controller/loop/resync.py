@@ -22,6 +22,7 @@ from controller.loop.intents import resolve_unfinished
 from controller.loop.nodes import NodeKeeper
 from controller.loop.ports import FenceSource, Runtime, Stores
 from controller.loop.routes import RouteKeeper
+from controller.loop.stops import BackgroundStops
 from controller.model.errors import BerthError, Deposed
 from controller.model.records import DeploymentRecord, Event, Fence
 from controller.model.replicas import ObservedReplica
@@ -65,6 +66,7 @@ class FullResync:
         leadership: FenceSource,
         routes: RouteKeeper | None = None,
         nodes: NodeKeeper | None = None,
+        stops: BackgroundStops | None = None,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +81,7 @@ class FullResync:
         self._resolved_term: int | None = None
         self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
         self.nodes = nodes
+        self.stops = stops
         self._stuck_marks: dict[str, tuple[tuple[int, datetime | None], float]] = {}
         self._remark_after_s = settings.resync_interval_s / 2
 
@@ -106,6 +109,8 @@ class FullResync:
         listed_at = self._monotonic()
         by_deployment: dict[str, list[ObservedReplica]] = defaultdict(list)
         observed = managed_by(self.runtime.observe(), self.cluster)
+        if self.stops is not None:  # those stopping in the background: `removing`
+            observed = self.stops.mark(observed)
         for replica in observed:
             assert replica.deployment is not None
             by_deployment[replica.deployment].append(replica)
