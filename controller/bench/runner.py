@@ -14,7 +14,8 @@ real Caddy under load, a broken update rolled back, 20 x 3 at once;
 `controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
 (SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node
-swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`); and, only
+swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`), stops
+(replicas ignoring SIGTERM: an update and deletions; `controller.bench.stops`); and, only
 when named, chaos (engine restarts, frozen leaders, Postgres restarts, leader kills;
 `controller.bench.chaos`).
 """
@@ -25,7 +26,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import api, builds, chaos, fullread, rollouts, scenarios, swarm
+from controller.bench import api, builds, chaos, fullread, rollouts, scenarios, stops, swarm
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
@@ -41,6 +42,7 @@ SCENARIOS = (
     "fullread",
     "failover",
     "swarm",
+    "stops",
 )
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
@@ -67,6 +69,7 @@ class BenchOptions:
     fullread_deployments: int = 1000
     fullread_rounds: int = 30
     swarm_deployments: int = 10
+    stop_deletions: int = 20
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -91,6 +94,7 @@ class BenchOptions:
             fullread_deployments=20,
             fullread_rounds=2,
             swarm_deployments=2,
+            stop_deletions=3,
         )
 
 
@@ -157,6 +161,12 @@ def run(names: list[str], options: BenchOptions) -> None:
         env = Environment(options.database_url)
         try:
             fullread.run(env, options.fullread_deployments, options.fullread_rounds)
+        finally:
+            env.close()
+    if "stops" in names:
+        env = Environment(options.database_url)
+        try:
+            stops.run(env, options.stop_deletions)
         finally:
             env.close()
     if "swarm" in names:

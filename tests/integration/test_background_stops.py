@@ -11,6 +11,7 @@ import pytest
 
 from controller.app.daemon import Daemon
 from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, wait_for
+from tests.integration.replicas import ReplicaSet
 
 pytestmark = pytest.mark.integration
 STUBBORN: dict[str, Any] = {"command": ["sleep", "3600"], "stop_grace_s": 4}  # PID 1: no SIGTERM
@@ -70,3 +71,42 @@ def test_twenty_deletions_stop_side_by_side(
     # Each waits out its 4 s grace. Held by their passes, no more could run at once than
     # the daemon runs passes (BERTH_CONCURRENCY, 4 here); off the passes, nearly all do.
     assert at_once > daemon.settings.concurrency, f"at most {at_once} stops at once"
+
+
+def test_a_leader_killed_while_replicas_stop_leaves_nothing_running_nor_unresolved(
+    replicas: ReplicaSet, sql: Sql, containers: Containers
+) -> None:
+    first = replicas.start()
+    replicas.start()
+    replicas.wait_for_leader()
+    names = [f"slow-{index}" for index in range(4)]
+    for name in names:
+        sql.insert(name, command=["sleep", "3600"], stop_grace_s=30)
+    wait_for(lambda: all(sql.converged(n) for n in names), timeout_s=90, what="converged")
+    leader = replicas.leader()
+    assert leader is not None and leader.pid == first.pid
+    term = replicas.term()
+    sql("DELETE FROM deployments WHERE name LIKE 'slow-%%'")
+    wait_for(
+        lambda: (
+            len(sql("SELECT 1 FROM berth_mutations WHERE action = 'remove' AND outcome IS NULL"))
+            == len(names)
+        ),
+        timeout_s=30,
+        what="every stop in flight (their 30 s grace)",
+    )
+    leader.process.kill()  # SIGKILL mid-stop: the intents stay open, the containers run on
+    replicas.wait_for_leader(other_than_term=term, timeout_s=30)
+    wait_for(lambda: not containers.find(), timeout_s=90, what="nothing left running")
+    wait_for(
+        lambda: (
+            not sql("SELECT 1 FROM berth_mutations WHERE outcome IS NULL AND resolution IS NULL")
+        ),
+        timeout_s=30,
+        what="every intent resolved",
+    )
+    wait_for(
+        lambda: not sql("SELECT 1 FROM deployment_status WHERE name LIKE 'slow-%%'"),
+        timeout_s=30,
+        what="the rows dropped",
+    )

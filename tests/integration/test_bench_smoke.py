@@ -29,6 +29,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "api",
             "fullread",
             "swarm",
+            "stops",
         ],
         capture_output=True,
         text=True,
@@ -47,3 +48,4 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
     assert "full resync wall time" in result.stdout
     assert "== swarm: 2 deployments x 3 replicas on 3 nodes" in result.stdout
     assert "node lost -> all running elsewhere" in result.stdout
+    assert "== stops: replicas ignoring SIGTERM" in result.stdout
