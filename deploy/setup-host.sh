@@ -72,6 +72,9 @@ command -v git >/dev/null 2>&1 || apt_install git
 # proxy answers there; Berth loads its configuration. deploy/berth-proxy.service does the
 # same under systemd. Tests and benchmarks start private ones on ports of their own.
 command -v caddy >/dev/null 2>&1 || apt_install caddy
+# Real HTTP clients for `berth bench run clients` (bounded runs on loopback only).
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v hey >/dev/null 2>&1 || apt_install hey
 command -v curl >/dev/null 2>&1 || apt_install curl
 if ! curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:2019/config/ 2>/dev/null; then
   mkdir -p /etc/berth /var/lib/berth/proxy

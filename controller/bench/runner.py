@@ -15,7 +15,9 @@ real Caddy under load, a broken update rolled back, 20 x 3 at once;
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
 (SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node
 swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`), stops
-(replicas ignoring SIGTERM: an update and deletions; `controller.bench.stops`); and, only
+(replicas ignoring SIGTERM: an update and deletions; `controller.bench.stops`), clients
+(wrk and hey through the proxy during updates, a scale and others' route changes;
+`controller.bench.clients`); and, only
 when named, chaos (engine restarts, frozen leaders, Postgres restarts, leader kills;
 `controller.bench.chaos`).
 """
@@ -26,7 +28,17 @@ import os
 import time
 from dataclasses import dataclass
 
-from controller.bench import api, builds, chaos, fullread, rollouts, scenarios, stops, swarm
+from controller.bench import (
+    api,
+    builds,
+    chaos,
+    clients,
+    fullread,
+    rollouts,
+    scenarios,
+    stops,
+    swarm,
+)
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
 
@@ -43,6 +55,7 @@ SCENARIOS = (
     "failover",
     "swarm",
     "stops",
+    "clients",
 )
 # Run only when named: it stops and starts engines and databases, and takes minutes.
 ON_REQUEST = ("chaos",)
@@ -70,6 +83,8 @@ class BenchOptions:
     fullread_rounds: int = 30
     swarm_deployments: int = 10
     stop_deletions: int = 20
+    client_updates: int = 10
+    client_seconds: int = 90
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:
@@ -95,6 +110,8 @@ class BenchOptions:
             fullread_rounds=2,
             swarm_deployments=2,
             stop_deletions=3,
+            client_updates=1,
+            client_seconds=20,
         )
 
 
@@ -161,6 +178,12 @@ def run(names: list[str], options: BenchOptions) -> None:
         env = Environment(options.database_url)
         try:
             fullread.run(env, options.fullread_deployments, options.fullread_rounds)
+        finally:
+            env.close()
+    if "clients" in names:
+        env = Environment(options.database_url)
+        try:
+            clients.run(env, options.client_updates, options.client_seconds)
         finally:
             env.close()
     if "stops" in names:

@@ -30,6 +30,7 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
             "fullread",
             "swarm",
             "stops",
+            "clients",
         ],
         capture_output=True,
         text=True,
@@ -49,3 +50,5 @@ def test_every_benchmark_scenario_runs_in_smoke_mode() -> None:
     assert "== swarm: 2 deployments x 3 replicas on 3 nodes" in result.stdout
     assert "node lost -> all running elsewhere" in result.stdout
     assert "== stops: replicas ignoring SIGTERM" in result.stdout
+    assert "== clients: real load tools through the proxy" in result.stdout
+    assert "hey, 8 workers, no keep-alive, while changing" in result.stdout
