@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-_WRK_TOTAL = re.compile(r"(\d+) requests in ([\d.]+)(m?s)")
+_WRK_TOTAL = re.compile(r"(\d+) requests in ")
 _WRK_SOCKET = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
 _WRK_NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 _HEY_STATUS = re.compile(r"\[(\d{3})\]\s+(\d+) responses")
