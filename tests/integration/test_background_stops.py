@@ -1,16 +1,23 @@
-"""Stops off the pass, on real Docker: replicas whose process ignores SIGTERM (PID 1 with
-no handler, as many real images) wait out their whole stop grace, and neither a rollout nor
-a delete waits for them: the rollout is `active` before the old replicas are gone, and
-twenty deletions stop their containers side by side."""
+"""Stops off the pass, and replicas removed behind Berth's back, on real Docker: replicas
+whose process ignores SIGTERM (PID 1 with no handler, as many real images) wait out their
+whole stop grace, and neither a rollout nor a delete waits for them (the rollout is
+`active` before the old replicas are gone; twenty deletions stop side by side; a leader
+killed mid-stop leaves nothing behind); containers removed at every point of a rollout
+never fail it."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Any
 
+import docker
+import docker.errors
 import pytest
 
 from controller.app.daemon import Daemon
-from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, wait_for
+from controller.model.names import LABEL_CLUSTER, LABEL_REPLICA
+from tests.integration.conftest import EXAMPLE_IMAGE, EXAMPLE_IMAGE_2, Containers, Sql, wait_for
 from tests.integration.replicas import ReplicaSet
 
 pytestmark = pytest.mark.integration
@@ -110,3 +117,71 @@ def test_a_leader_killed_while_replicas_stop_leaves_nothing_running_nor_unresolv
         timeout_s=30,
         what="the rows dropped",
     )
+
+
+class Saboteur:
+    """Removes this test's containers behind Berth's back at given moments of a rollout,
+    read from Docker's own events: a new replica just created (before its start), one just
+    started (before it is healthy), and an old one once its replacement is healthy (while
+    Berth withdraws and drains it). Each once; the removals are counted."""
+
+    def __init__(self, api: docker.APIClient, cluster: str, new_image: str) -> None:
+        self.api, self.cluster, self.new_image = api, cluster, new_image
+        self.done: list[str] = []
+        self.stream = api.events(
+            decode=True, filters={"type": "container", "label": [f"{LABEL_CLUSTER}={cluster}"]}
+        )
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+        self.thread.start()
+
+    def _remove(self, container_id: str, moment: str) -> None:
+        if moment in self.done:
+            return
+        with contextlib.suppress(docker.errors.APIError):
+            self.api.remove_container(container_id, force=True)
+            self.done.append(moment)
+
+    def _follow(self) -> None:
+        with contextlib.suppress(Exception):  # the stream closed at the end of the test
+            for event in self.stream:
+                attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                new = attributes.get("image") == self.new_image
+                action = str(event.get("Action", ""))
+                if new and action == "create":
+                    self._remove(event["id"], "between create and start")
+                elif new and action == "start" and "between create and start" in self.done:
+                    self._remove(event["id"], "while starting")
+                elif new and action == "health_status: healthy" and "while starting" in self.done:
+                    slot = attributes.get(LABEL_REPLICA)
+                    old = self.api.containers(
+                        filters={
+                            "label": [f"{LABEL_CLUSTER}={self.cluster}", f"{LABEL_REPLICA}={slot}"],
+                            "ancestor": EXAMPLE_IMAGE,
+                        }
+                    )
+                    for container in old:
+                        self._remove(container["Id"], "while draining")
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def test_containers_removed_behind_berths_back_mid_rollout_never_fail_it(
+    daemon: Daemon, sql: Sql, docker_api: docker.APIClient, cluster: str
+) -> None:
+    health = {"test": ["CMD", "true"], "interval_s": 0.5, "timeout_s": 2, "retries": 3}
+    sql.insert("target", replicas=3, healthcheck=health)
+    wait_for(lambda: sql.converged("target"), timeout_s=60, what="converged")
+    saboteur = Saboteur(docker_api, cluster, EXAMPLE_IMAGE_2)
+    try:
+        sql("UPDATE deployments SET image = %s WHERE name = 'target'", [EXAMPLE_IMAGE_2])
+        wait_for(
+            lambda: (row := sql.converged("target")) and row["observed_generation"] == 2,
+            timeout_s=90,
+            what="the rollout finished despite the removals",
+        )
+    finally:
+        saboteur.close()
+    assert saboteur.done == ["between create and start", "while starting", "while draining"]
+    phases = sql("SELECT phase_to FROM deployment_events WHERE deployment = 'target'")
+    assert "failed" not in {p["phase_to"] for p in phases}, "the world changed, not the spec"
