@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from controller.bench import (
@@ -115,6 +116,11 @@ class BenchOptions:
         )
 
 
+def _build(env: Environment, options: BenchOptions) -> None:
+    env.start_daemon()
+    builds.run(env, options.build_trials, options.build_queue)
+
+
 def run(names: list[str], options: BenchOptions) -> None:
     """Run the named scenarios in one process, printing each table as it completes."""
     print(
@@ -155,43 +161,23 @@ def run(names: list[str], options: BenchOptions) -> None:
                     print(line)
         finally:
             env.close()
-    if "build" in names:
-        env = Environment(options.database_url)
-        try:
-            env.start_daemon()
-            builds.run(env, options.build_trials, options.build_queue)
-        finally:
-            env.close()
-    if "rollout" in names:
-        env = Environment(options.database_url)
-        try:
-            rollouts.run(env, options.rollout_updates, options.rollout_fleet)
-        finally:
-            env.close()
-    if "api" in names:
-        env = Environment(options.database_url)
-        try:
-            api.run(env, api.ApiSizes.smoke() if options.tiny else api.ApiSizes())
-        finally:
-            env.close()
-    if "fullread" in names:
-        env = Environment(options.database_url)
-        try:
-            fullread.run(env, options.fullread_deployments, options.fullread_rounds)
-        finally:
-            env.close()
-    if "clients" in names:
-        env = Environment(options.database_url)
-        try:
-            clients.run(env, options.client_updates, options.client_seconds)
-        finally:
-            env.close()
-    if "stops" in names:
-        env = Environment(options.database_url)
-        try:
-            stops.run(env, options.stop_deletions)
-        finally:
-            env.close()
+    with_own_environment: dict[str, Callable[[Environment], None]] = {
+        "build": lambda env: _build(env, options),
+        "rollout": lambda env: rollouts.run(env, options.rollout_updates, options.rollout_fleet),
+        "api": lambda env: api.run(env, api.ApiSizes.smoke() if options.tiny else api.ApiSizes()),
+        "fullread": lambda env: fullread.run(
+            env, options.fullread_deployments, options.fullread_rounds
+        ),
+        "clients": lambda env: clients.run(env, options.client_updates, options.client_seconds),
+        "stops": lambda env: stops.run(env, options.stop_deletions),
+    }
+    for name, scenario in with_own_environment.items():
+        if name in names:  # each in a database and cluster of its own, removed after
+            env = Environment(options.database_url)
+            try:
+                scenario(env)
+            finally:
+                env.close()
     if "swarm" in names:
         swarm.run(options.swarm_deployments, options.threads, options.database_url)
     if "failover" in names:
