@@ -252,6 +252,24 @@ class Containers:
         return str(created["Id"])
 
 
+def settled(
+    sql: Sql, containers: Containers, deployment: str, count: int, timeout_s: float = 60.0
+) -> list[dict[str, Any]]:
+    """A converged deployment's containers once those leaving are gone. At convergence the
+    `replicas` view shows exactly `count` running; any other replica is `removing` (stopped
+    in the background with its grace, never serving); they go, and `count` remain."""
+    rows = sql("SELECT state FROM replicas WHERE deployment = %s", [deployment])
+    running = [r for r in rows if r["state"] == "running"]
+    assert len(running) == count, rows
+    assert all(r["state"] == "removing" for r in rows if r["state"] != "running"), rows
+    wait_for(
+        lambda: len(containers.find(deployment)) == count,
+        timeout_s=timeout_s,
+        what=f"{deployment}'s leaving containers stopped",
+    )
+    return containers.find(deployment)
+
+
 @pytest.fixture
 def containers(docker_api: docker.APIClient, cluster: str) -> Containers:
     return Containers(docker_api, cluster)

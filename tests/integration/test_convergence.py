@@ -14,6 +14,7 @@ from tests.integration.conftest import (
     EXAMPLE_IMAGE_2,
     Containers,
     Sql,
+    settled,
     wait_for,
 )
 
@@ -92,7 +93,7 @@ def test_spec_change_replaces_containers(
         what="app at generation 2",
     )
     assert status["observed_generation"] == 2
-    after = containers.find("app")
+    after = settled(sql, containers, "app", 2)
     assert len(after) == 2 and all(c["State"] == "running" for c in after)
     assert not before_ids & {c["Id"] for c in after}
     assert spec_hashes(containers, "app").isdisjoint(before_hashes)
@@ -113,7 +114,7 @@ def test_scale_up_and_down_without_replacing(
     wait_for(
         lambda: (s := sql.converged("scaled")) and s["desired_replicas"] == 0, what="0 replicas"
     )
-    assert containers.find("scaled") == []
+    assert settled(sql, containers, "scaled", 0) == []
 
 
 def test_delete_removes_containers_and_status(

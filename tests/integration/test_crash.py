@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controller.gateways.processes import spawn_replica
-from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, wait_for
+from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, settled, wait_for
 from tests.integration.replicas import ReplicaSet
 
 pytestmark = pytest.mark.integration
@@ -89,6 +89,6 @@ def test_sigkill_at_a_step_of_a_start_first_rollout(
         timeout_s=120,
         what="converged after the crash",
     )
-    found = containers.find("roll")
+    found = settled(sql, containers, "roll", 2)
     assert sorted(c["Labels"]["io.berth.replica"] for c in found) == ["0", "1"], found
     assert {c["Image"] for c in found} == {EXAMPLE_IMAGE_2}

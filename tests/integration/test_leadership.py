@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from controller.app.daemon import Daemon
-from tests.integration.conftest import Containers, Sql, report, wait_for
+from tests.integration.conftest import Containers, Sql, report, settled, wait_for
 from tests.integration.replicas import ReplicaSet
 
 pytestmark = pytest.mark.integration
@@ -250,6 +250,7 @@ def test_crash_at_a_phase_boundary_is_resumed_by_the_next_leader(
         lambda: sql.converged("resumed"), timeout_s=60, what="converged after takeover"
     )
     assert status["phase"] == "active" and status["ready_replicas"] == 3
+    settled(sql, containers, "resumed", 3)
     found = containers.find()
     assert sorted(int(c["Labels"]["io.berth.replica"]) for c in found) == [0, 1, 2]
     assert {c["Labels"]["io.berth.deployment"] for c in found} == {"resumed"}, "no orphans"

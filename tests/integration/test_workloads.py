@@ -92,6 +92,7 @@ def test_every_field_reaches_docker_and_a_volume_outlives_its_container(
     second = wait_for(
         lambda: (
             (c := containers.running("store"))
+            and len(c) == 1  # the old one stops off the pass, with its grace
             and c[0]["Id"] != first["Id"]
             and sql.converged("store")
             and inspect(containers, "store")
