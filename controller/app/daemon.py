@@ -133,13 +133,8 @@ class Daemon:
             settings, self.database.retention, self.storage, self.leadership, self.image_builder
         )
         self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
-        self.stores = Stores(
-            self.database.deployments,
-            self.database.status,
-            self.database.mutations,
-            self.database.revisions,
-            self.database.builds,
-        )
+        db = self.database
+        self.stores = Stores(db.deployments, db.status, db.mutations, db.revisions, db.builds)
         self.stops = BackgroundStops(on_done=self.queue.add)
         self.reconciler = Reconciler(
             settings,
@@ -153,8 +148,15 @@ class Daemon:
             storage=self.storage,
             stops=self.stops,
         )
-        resync = FullResync(settings, self.stores, self.runtime, self.leadership, self.routes)
-        resync.nodes, resync.stops = self.nodes, self.stops
+        resync = FullResync(
+            settings,
+            self.stores,
+            self.runtime,
+            self.leadership,
+            self.routes,
+            nodes=self.nodes,
+            stops=self.stops,
+        )
         self.controller = Controller(
             self.reconciler,
             resync,
@@ -171,7 +173,7 @@ class Daemon:
                 "docker": self.docker.ping_once,
                 "data plane": self._may_lead,
             },
-            self._cluster_snapshot,
+            lambda: db.views.cluster_snapshot(settings.cluster),
             self._local_status,
         )
         self.http = HttpEndpoint(
@@ -392,9 +394,3 @@ class Daemon:
             "queue_pending": self.queue.pending(),
             "in_flight": self.queue.in_flight(),
         }
-
-    def _cluster_snapshot(self) -> dict[str, Any]:
-        phases: dict[str, int] = {}
-        for row in self.database.views.overview():
-            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
-        return {"leader": self.database.views.leader(self.settings.cluster), "phases": phases}

@@ -18,6 +18,13 @@ class ViewStore(Store):
     def report_node(self, node: dict[str, Any]) -> None:
         self._run("upsert_node", node)
 
+    def cluster_snapshot(self, cluster: str) -> dict[str, Any]:
+        """The leader and how many deployments are in each phase (the `/status` probe)."""
+        phases: dict[str, int] = {}
+        for row in self.overview():
+            phases[row["phase"]] = phases.get(row["phase"], 0) + 1
+        return {"leader": self.leader(cluster), "phases": phases}
+
     def leader(self, cluster: str) -> dict[str, Any] | None:
         rows = self._run("select_leader", {"cluster": cluster})
         return rows[0] if rows else None

@@ -10,6 +10,7 @@ transition and every action through the pass's `StatusWriter`. Each action is an
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -300,7 +301,7 @@ class Executor:
             self.stops.stop(
                 action.deployment,
                 action.replica_id,
-                lambda action=action: self._remove(writer, action, grace_s),  # type: ignore[misc]
+                functools.partial(self._remove, writer, action, grace_s),
             )
 
     def _remove_all(
