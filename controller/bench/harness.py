@@ -7,6 +7,7 @@ the benchmarks (an import-linter contract). Every container a run makes carries 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import tempfile
 import time
@@ -141,3 +142,4 @@ class Environment:
         self.docker.close()
         if self._server is not None:
             self._server.cleanup()
+        shutil.rmtree(self.folder, ignore_errors=True)  # its logs and repositories too
