@@ -68,22 +68,13 @@ docker tag berth-example/busybox:1 berth-example/busybox:2
 # Deploying from source runs `git` (the tests also serve repositories with `git daemon`).
 command -v git >/dev/null 2>&1 || apt_install git
 
-# The reverse proxy: Caddy from Debian, started empty (its admin API on loopback) if no
-# proxy answers there; Berth loads its configuration. deploy/berth-proxy.service does the
-# same under systemd. Tests and benchmarks start private ones on ports of their own.
-command -v caddy >/dev/null 2>&1 || apt_install caddy
+# The reverse proxy: HAProxy from Debian (started in step 5, once Berth can write its
+# configuration). Tests and benchmarks start private ones on ports of their own.
+command -v haproxy >/dev/null 2>&1 || apt_install haproxy
 # Real HTTP clients for `berth bench run clients` (bounded runs on loopback only).
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v hey >/dev/null 2>&1 || apt_install hey
 command -v curl >/dev/null 2>&1 || apt_install curl
-if ! curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:2019/config/ 2>/dev/null; then
-  mkdir -p /etc/berth /var/lib/berth/proxy
-  [ -f /etc/berth/proxy.json ] || echo '{"admin": {"listen": "127.0.0.1:2019"}}' > /etc/berth/proxy.json
-  log "starting caddy (admin 127.0.0.1:2019, log: /var/log/berth-proxy.log)"
-  XDG_DATA_HOME=/var/lib/berth/proxy XDG_CONFIG_HOME=/var/lib/berth/proxy \
-    setsid caddy run --config /etc/berth/proxy.json >/var/log/berth-proxy.log 2>&1 < /dev/null &
-  for _ in $(seq 1 40); do curl -fsS -o /dev/null --max-time 1 http://127.0.0.1:2019/config/ 2>/dev/null && break; sleep 0.25; done
-fi
 
 # The fault tests make a bridge for a private Docker engine with `ip` (iproute2).
 command -v ip >/dev/null 2>&1 || apt_install iproute2
@@ -117,4 +108,18 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[dev]"
   touch "$stamp"
 fi
+# 5. Berth's proxy: HAProxy with the configuration `berth proxy-config` writes (a listener on
+#    BERTH_PROXY_HTTP_ADDR, default 127.0.0.1:8080; the admin socket /run/berth/proxy.sock;
+#    empty route maps), started if nothing answers on the socket. Berth programs the routes
+#    at run time. deploy/berth-proxy.service does the same under systemd.
+proxy_socket=/run/berth/proxy.sock
+if ! "$VENV/bin/python" -c "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])" "$proxy_socket" 2>/dev/null; then
+  mkdir -p /etc/berth /run/berth
+  "$VENV/bin/berth" proxy-config --maps /var/lib/berth/proxy -o /etc/berth/haproxy.cfg
+  log "starting haproxy (admin socket $proxy_socket, log: /var/log/berth-proxy.log)"
+  setsid haproxy -db -f /etc/berth/haproxy.cfg >/var/log/berth-proxy.log 2>&1 < /dev/null &
+  for _ in $(seq 1 40); do [ -S "$proxy_socket" ] && break; sleep 0.25; done
+  [ -S "$proxy_socket" ] || { log "haproxy did not come up"; tail -20 /var/log/berth-proxy.log >&2; exit 1; }
+fi
+
 log "ready: docker $(docker version --format '{{.Server.Version}}'), $("$VENV/bin/python" --version)"

@@ -31,6 +31,7 @@ from controller.app.cli_common import (
 )
 from controller.app.cli_nodes import register as register_node_commands
 from controller.app.cli_nodes import replica_table
+from controller.app.cli_proxy import register as register_proxy_commands
 from controller.app.cli_rollout import register as register_rollout_commands
 from controller.app.cli_tokens import register as register_token_commands
 from controller.app.operations import shown_spec
@@ -360,6 +361,7 @@ register_build_commands(cli)
 register_rollout_commands(cli)
 register_token_commands(cli)
 register_node_commands(cli)
+register_proxy_commands(cli)
 
 
 def main() -> None:

@@ -37,9 +37,9 @@ from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.docker_storage import DockerStorage
 from controller.gateways.git_source import GitGateway
+from controller.gateways.haproxy import HaproxyGateway
 from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
-from controller.gateways.proxy import ProxyGateway
 from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.gateways.webhook_client import WebhookClient
 from controller.gateways.workspace import Workspaces
@@ -107,8 +107,8 @@ class Daemon:
             eligible=self._refused,
         )
         self.engine = EngineHistory()
-        self.proxy = ProxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
-        self.routes = RouteKeeper(self.proxy, settings.proxy_http_addr)
+        self.proxy = HaproxyGateway(settings.proxy_admin_url) if settings.proxy_admin_url else None
+        self.routes = RouteKeeper(self.proxy)
         self.image_builder = DockerBuilder(self.docker, settings.build_timeout_s)
         self.builds = BuildDispatcher(
             settings,

@@ -1,7 +1,7 @@
 """The clients benchmark (`berth bench run clients`): real HTTP load tools through Berth's
 proxy while deployments change, against the same load while nothing changes.
 
-Called by `controller.bench.runner`. A private Caddy fronts a 3-replica deployment with a
+Called by `controller.bench.runner`. A private HAProxy fronts a 3-replica deployment with a
 route; `wrk` (kept-alive connections) and then `hey -disable-keepalive` (a connection per
 request) send to it on loopback, each bounded by its duration. During each run: image
 updates one after another, a scale 3 -> 6 -> 3, and another deployment's route added and
@@ -20,7 +20,7 @@ from controller.bench.harness import BENCH_IMAGE, Environment, poll
 from controller.bench.rollouts import HEALTH
 from controller.bench.scenarios import BENCH_IMAGE_2
 from controller.gateways import load_tools
-from controller.gateways.caddy_server import PrivateCaddy
+from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.load_tools import LoadReport
 
 HOST = "clients.bench.test"
@@ -94,10 +94,10 @@ def run(env: Environment, updates: int, seconds: int) -> None:
     if not load_tools.available():
         print("\n== clients: skipped (wrk and hey are not installed: deploy/setup-host.sh)")
         return
-    caddy = PrivateCaddy()
+    proxy = PrivateHaproxy()
     try:
         env.start_daemon(
-            BERTH_PROXY_ADMIN_URL=caddy.admin_url, BERTH_PROXY_HTTP_ADDR=caddy.http_addr
+            BERTH_PROXY_ADMIN_URL=proxy.admin_url, BERTH_PROXY_HTTP_ADDR=proxy.http_addr
         )
         route = [{"host": HOST, "port": 8080}]
         env.sql(
@@ -107,8 +107,8 @@ def run(env: Environment, updates: int, seconds: int) -> None:
         )
         poll(lambda: _converged(env, "web", 1, 3), timeout_s=120, interval_s=0.05)
         tools: list[tuple[str, Callable[[int], LoadReport]]] = [
-            ("wrk", lambda s: load_tools.wrk(caddy.http_addr, HOST, 16, s)),
-            ("hey", lambda s: load_tools.hey(caddy.http_addr, HOST, 8, s)),
+            ("wrk", lambda s: load_tools.wrk(proxy.http_addr, HOST, 16, s)),
+            ("hey", lambda s: load_tools.hey(proxy.http_addr, HOST, 8, s)),
         ]
         print(f"\n== clients: real load tools through the proxy ({seconds} s each)")
         print(f"{'run':<58}{'requests':>10}{'errors':>8}{'non-2xx':>9}")
@@ -121,4 +121,4 @@ def run(env: Environment, updates: int, seconds: int) -> None:
             if busy.detail:
                 print(f"  errors: {busy.detail}")
     finally:
-        caddy.close()
+        proxy.close()

@@ -1,7 +1,7 @@
 """The `rollout` benchmark: start-first updates behind a real proxy, under load.
 
-Called by `controller.bench.runner` (`berth bench run rollout`). A private Caddy
-(`controller.gateways.caddy_server`) fronts the deployments; a load generator on loopback
+Called by `controller.bench.runner` (`berth bench run rollout`). A private HAProxy
+(`controller.gateways.haproxy_server`) fronts the deployments; a load generator on loopback
 (`controller.gateways.traffic`) sends at least 200 requests a second through it. Printed
 side by side in one run:
 - 10 consecutive image updates of a 3-replica deployment: failed requests, and each
@@ -26,8 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from controller.bench import baselines
 from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
 from controller.bench.scenarios import Row, print_rows
-from controller.gateways.caddy_server import PrivateCaddy
+from controller.gateways.haproxy import HaproxyGateway
+from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.traffic import Traffic
+from controller.model.errors import BerthError
 
 BENCH_IMAGE_2 = "berth-example/busybox:2"
 PARALLELISM = 8  # Berth's workers (its default) and the baseline's threads
@@ -61,8 +63,8 @@ def _update(env: Environment, names: list[str], image: str) -> float:
 class RouteLatency:
     """Docker's health_status: healthy event of a replica -> its address in the proxy."""
 
-    def __init__(self, env: Environment, caddy: PrivateCaddy) -> None:
-        self.env, self.caddy = env, caddy
+    def __init__(self, env: Environment, proxy: PrivateHaproxy) -> None:
+        self.env, self.proxy = env, proxy
         self.samples: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -77,11 +79,10 @@ class RouteLatency:
         self._thread.join(timeout=10)
 
     def _routed(self) -> str:
-        import urllib.request
-
-        url = f"{self.caddy.admin_url}/config/apps/http/servers/berth/routes"
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return str(answer.read().decode())
+        state = HaproxyGateway(self.proxy.admin_url).observe()
+        return " ".join(
+            s.address for servers in state.servers.values() for s in servers.values() if s.serving
+        )
 
     def _run(self) -> None:
         api = baselines._client()
@@ -110,7 +111,7 @@ class RouteLatency:
                 while time.monotonic() < deadline and not self._stop.is_set():
                     try:
                         routed = self._routed()
-                    except OSError:
+                    except BerthError:
                         routed = ""
                     if address in routed:
                         self.samples.append(time.monotonic() - seen)
@@ -167,22 +168,22 @@ def _baseline_start_first(count: int, image: str, run: str) -> float:
 
 
 def run(env: Environment, updates: int, fleet: int) -> None:
-    caddy = PrivateCaddy()
+    proxy = PrivateHaproxy()
     try:
         env.start_daemon(
-            BERTH_PROXY_ADMIN_URL=caddy.admin_url,
-            BERTH_PROXY_HTTP_ADDR=caddy.http_addr,
+            BERTH_PROXY_ADMIN_URL=proxy.admin_url,
+            BERTH_PROXY_HTTP_ADDR=proxy.http_addr,
             BERTH_CONCURRENCY=str(PARALLELISM),
         )
-        _single(env, caddy, updates)
+        _single(env, proxy, updates)
         env.clear()
         _fleet(env, fleet)
         env.clear()
     finally:
-        caddy.close()
+        proxy.close()
 
 
-def _single(env: Environment, caddy: PrivateCaddy, updates: int) -> None:
+def _single(env: Environment, proxy: PrivateHaproxy, updates: int) -> None:
     route = [{"host": "roll.bench.test", "port": 8080}]
     env.sql(
         "INSERT INTO deployments (name, image, replicas, healthcheck, routes, rollout) "
@@ -197,8 +198,8 @@ def _single(env: Environment, caddy: PrivateCaddy, updates: int) -> None:
     poll(lambda: _generation_done(env, "roll", 1, 3), timeout_s=120, interval_s=0.05)
     times: list[float] = []
     with (
-        RouteLatency(env, caddy) as latency,
-        Traffic(caddy.http_addr, "roll.bench.test", rate=250, max_seconds=900) as traffic,
+        RouteLatency(env, proxy) as latency,
+        Traffic(proxy.http_addr, "roll.bench.test", rate=250, max_seconds=900) as traffic,
     ):
         poll(lambda: traffic.report.sent > 50, timeout_s=30)
         for index in range(updates):
@@ -227,7 +228,7 @@ def _single(env: Environment, caddy: PrivateCaddy, updates: int) -> None:
         _baseline_start_first(3, BENCH_IMAGE_2, f"{run_id}{i}") for i in range(min(updates, 3))
     ]
     print_rows(
-        f"rollout: {updates} image updates of 3 replicas behind Caddy, start-first, under load",
+        f"rollout: {updates} image updates of 3 replicas behind HAProxy, start-first, under load",
         [
             Row(
                 f"one update, median of {updates}",

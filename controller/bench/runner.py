@@ -10,7 +10,7 @@ for N deployments; vs docker-py stop/rm/create/start), steady (N converged deplo
 resync cost, idle CPU, memory), planner (the pure planner on synthetic fleets), build
 (source -> running against git clone + docker build + docker run; the build queue at
 concurrency 1 and 2; `controller.bench.builds`), rollout (start-first updates behind a
-real Caddy under load, a broken update rolled back, 20 x 3 at once;
+real HAProxy under load, a broken update rolled back, 20 x 3 at once;
 `controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
 (SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node

@@ -33,6 +33,7 @@ from controller.model.records import (
     StatusWrite,
 )
 from controller.model.replicas import ObservedReplica, ReplicaInspection, ReplicaRequest, RunState
+from controller.policy.haproxy import ProxyPlan, ProxyState
 
 
 class DesiredState(Protocol):
@@ -351,16 +352,11 @@ class WorkspaceArea(Protocol):
 
 
 class ProxyAdmin(Protocol):
-    """The reverse proxy's admin API (`controller.gateways.proxy.ProxyGateway`)."""
+    """The reverse proxy's runtime API (`controller.gateways.haproxy.HaproxyGateway`)."""
 
-    @property
-    def admin_listen(self) -> str: ...
+    def observe(self) -> ProxyState: ...
 
-    def current(self) -> dict[str, Any]: ...
-
-    def load(self, config: dict[str, Any]) -> None: ...
-
-    def set_handlers(self, route_id: str, handlers: list[dict[str, Any]]) -> bool: ...
+    def apply(self, plan: ProxyPlan) -> None: ...
 
     def in_flight(self, addresses: Collection[str]) -> int: ...
 

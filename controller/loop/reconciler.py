@@ -96,7 +96,7 @@ class Reconciler:
         self.retry = policy.RetryPolicy(
             settings.retry_base_s, settings.retry_max_s, settings.permanent_retry_s
         )
-        self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
+        self.routes = routes or RouteKeeper(None)
         self.executor = Executor(
             runtime,
             settings.cluster,

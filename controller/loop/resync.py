@@ -79,7 +79,7 @@ class FullResync:
         self._monotonic = monotonic
         self._last_prune = -MUTATION_LOG_PRUNE_EVERY_S
         self._resolved_term: int | None = None
-        self.routes = routes or RouteKeeper(None, settings.proxy_http_addr)
+        self.routes = routes or RouteKeeper(None)
         self.nodes = nodes
         self.stops = stops
         self._stuck_marks: dict[str, tuple[tuple[int, datetime | None], float]] = {}

@@ -2,12 +2,15 @@
 
 Shared by the reconciler (`publish` at the end of a pass: the ready replicas of the
 deployment serve its routes), the executor (`withdraw` before any container of a routed
-deployment is stopped or removed, then the drain wait) and the full resync (`repair`:
-the proxy's whole configuration compared with the desired one and reloaded on drift, so a
-restarted or wiped proxy is re-programmed within one resync interval). A change of
-replicas replaces only the affected route's handlers (`ProxyGateway.set_handlers`); a
-change of the set of routes reloads the configuration, gracefully. The decisions are
-`controller.policy.routes`; the proxy is reached only through `ports.ProxyAdmin`.
+deployment is stopped or removed, then `drain`: no request is left in flight to it) and the
+full resync (`repair`: the proxy's whole state compared with the desired one, so that a
+restarted or wiped proxy is programmed again within one resync interval).
+
+Every change observes the proxy, asks `controller.policy.haproxy.plan` what to change and
+hands the plan to the proxy (`ports.ProxyAdmin`): a pass's change is scoped to its own
+deployment's routes (nothing else is touched, so it needs no view of every route), a
+resync's covers everything. Nothing is reloaded: servers and maps change at run time, a
+leaving replica is taken out of rotation and its requests in flight finish.
 """
 
 from __future__ import annotations
@@ -23,17 +26,15 @@ from controller.loop.ports import ProxyAdmin
 from controller.model.errors import BerthError, ProxyUnavailable
 from controller.model.replicas import ObservedReplica
 from controller.model.spec import Route
-from controller.policy.routes import RouteTarget, caddy_config, handlers, members, targets
+from controller.policy.haproxy import plan, target_keys
+from controller.policy.routes import RouteTarget, members, targets
 
 log = structlog.get_logger("berth.routes")
 Members = Mapping[str, Mapping[int, str]]  # container id -> {container port: "ip:port"}
 WITHDRAWN_KEPT_S = 3600.0  # a withdrawn container is long gone by then
 DRAIN_POLL_S = 0.01
-# Caddy applies every change as a graceful reload; two reloads a few milliseconds apart
-# can reset a client connection accepted between them (seen under load: one in ~14,000
-# requests). Changes are spaced by at least this much.
-MIN_CHANGE_INTERVAL_S = 0.15
 DRAIN_FLOOR_S = 0.1
+NO_PROXY = "no proxy configured (BERTH_PROXY_ADMIN_URL is empty)"
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,11 @@ class Published:
 
 
 class RouteKeeper:
-    def __init__(self, proxy: ProxyAdmin | None, http_listen: str) -> None:
+    def __init__(self, proxy: ProxyAdmin | None) -> None:
         self.proxy = proxy
-        self.http_listen = http_listen
         self._lock = threading.Lock()
         self._routes: dict[str, tuple[Route, ...]] = {}
         self._members: dict[str, dict[str, dict[int, str]]] = {}
-        self._complete = False  # a full resync has told every deployment's routes
         self._unsynced: set[str] = set()  # deployments whose last push failed
         # When each deployment's entry was last set by a pass (monotonic): a full resync's
         # view, listed before that, is older and must not undo it (a replica withdrawn
@@ -58,7 +57,6 @@ class RouteKeeper:
         # Containers taken out of the routes to be stopped (monotonic time): never routed to
         # again, though a list taken during their drain still shows them ready.
         self._withdrawn: dict[str, float] = {}
-        self._changed_at = -MIN_CHANGE_INTERVAL_S
         self._emptied = False  # the proxy was emptied since the last routed deployment
 
     def routed(self, deployment: str) -> bool:
@@ -87,7 +85,7 @@ class RouteKeeper:
             self._set_at[deployment] = time.monotonic()
             if not routes and not old_routes:
                 return Published(False)
-            return self._push(deployment, structural=tuple(routes) != old_routes or unchanged)
+            return self._push(deployment, old_routes)
 
     def withdraw(
         self, deployment: str, container_ids: Iterable[str], for_good: Iterable[str] = ()
@@ -111,7 +109,8 @@ class RouteKeeper:
                 if cid in removed:
                     self._withdrawn[cid] = now
             self._set_at[deployment] = time.monotonic()
-            return addresses if self._push(deployment, structural=False).changed else frozenset()
+            routes = self._routes[deployment]
+            return addresses if self._push(deployment, routes).changed else frozenset()
 
     def drain(self, addresses: frozenset[str], max_s: float, stopping: threading.Event) -> float:
         """Wait until the proxy has no request in flight to these upstreams, at most
@@ -134,20 +133,20 @@ class RouteKeeper:
     def forget(self, deployment: str) -> None:
         """A deleted deployment: its routes go (the 404 route answers for them)."""
         with self._lock:
-            had = bool(self._routes.pop(deployment, ()))
+            had = self._routes.pop(deployment, ())
             self._members.pop(deployment, None)
             self._set_at[deployment] = time.monotonic()
             if had:
-                self._push(deployment, structural=True)
+                self._push(deployment, had)
 
     # --- the full resync -----------------------------------------------------------------------
     def repair(
         self, desired: Mapping[str, tuple[Sequence[Route], Members]], listed_at: float
     ) -> bool:
         """Every deployment's routes and serving replicas, as the resync saw them at
-        `listed_at` (monotonic): the proxy's configuration is compared with the desired one
-        and reloaded if it differs. A deployment a pass has set since keeps the pass's
-        (newer) view. True when the proxy was reloaded."""
+        `listed_at` (monotonic): the proxy's whole state is compared with the desired one
+        and changed where it differs. A deployment a pass has set since keeps the pass's
+        (newer) view. True when the proxy's routing changed."""
         with self._lock:
             newer = {name for name, at in self._set_at.items() if at > listed_at}
             routes = {name: tuple(r) for name, (r, _) in desired.items() if r and name not in newer}
@@ -161,11 +160,10 @@ class RouteKeeper:
                     routes[name] = self._routes[name]
                     members[name] = self._members.get(name, {})
             self._routes, self._members = routes, members
-            self._complete = True
             self._unsynced.clear()
             if self.proxy is None:
                 if self._routes:
-                    raise ProxyUnavailable("no proxy configured (BERTH_PROXY_ADMIN_URL is empty)")
+                    raise ProxyUnavailable(NO_PROXY)
                 return False
             if not self._routes:
                 # Nothing routed: the proxy is emptied once (a predecessor's leftovers), then
@@ -175,20 +173,18 @@ class RouteKeeper:
                 self._emptied = True
             else:
                 self._emptied = False
-            config = self._config()
-            if self.proxy.current() == config:
-                return False
-            self._space_changes()
-            self.proxy.load(config)
-            log.info("proxy configuration reloaded", routes=sum(map(len, self._routes.values())))
-            return True
-
-    def _space_changes(self) -> None:
-        """Under the lock: wait until the last change is MIN_CHANGE_INTERVAL_S old."""
-        wait_s = self._changed_at + MIN_CHANGE_INTERVAL_S - time.monotonic()
-        if wait_s > 0:
-            time.sleep(wait_s)
-        self._changed_at = time.monotonic()
+            everything = [t for name in sorted(self._routes) for t in self._targets(name)]
+            changes = plan(everything, self.proxy.observe())
+            if changes.changes or changes.delete:
+                self.proxy.apply(changes)
+            if changes.unplaced:
+                log.warning(
+                    "routes without a backend: the proxy's pool is full",
+                    routes=list(changes.unplaced),
+                )
+            if changes.changes:
+                log.info("proxy re-programmed", routes=len(everything))
+            return changes.changes
 
     def _routable(self, served_by: Members) -> dict[str, dict[int, str]]:
         """Under the lock: the serving replicas minus those withdrawn to be stopped."""
@@ -204,31 +200,28 @@ class RouteKeeper:
             deployment, self._routes.get(deployment, ()), self._members.get(deployment, {})
         )
 
-    def _config(self) -> dict[str, object]:
-        assert self.proxy is not None
-        everything = [t for name in sorted(self._routes) for t in self._targets(name)]
-        return caddy_config(self.proxy.admin_listen, self.http_listen, everything)
-
-    def _push(self, deployment: str, structural: bool) -> Published:
-        """Under the lock: change only this deployment's routes if the proxy has them all,
-        else reload the whole configuration (once a resync has told every route)."""
+    def _push(self, deployment: str, old_routes: Sequence[Route]) -> Published:
+        """Under the lock: this deployment's routes (its old ones, `old_routes`, and its
+        new ones) brought in line; nothing else in the proxy is touched."""
         if self.proxy is None:
-            return Published(False, "no proxy configured (BERTH_PROXY_ADMIN_URL is empty)")
-        self._space_changes()
+            return Published(False, NO_PROXY)
+        desired = self._targets(deployment)
+        old = targets(deployment, old_routes, {})
+        scope = {k for t in (*desired, *old) for k in target_keys(t) if k is not None}
         try:
-            routes = self._targets(deployment)
-            if not structural and all(
-                self.proxy.set_handlers(t.id, handlers(t.upstreams)) for t in routes
-            ):
-                self._unsynced.discard(deployment)
-                return Published(True)
-            if not self._complete:
-                self._unsynced.add(deployment)
-                return Published(False, "routes wait for the first full resync")
-            self.proxy.load(self._config())
-            self._unsynced.discard(deployment)
-            return Published(True)
+            changes = plan(desired, self.proxy.observe(), scope)
+            if changes.changes or changes.delete:
+                self.proxy.apply(changes)
         except BerthError as error:
             self._unsynced.add(deployment)
             log.warning("proxy not updated", deployment=deployment, error=str(error))
             return Published(False, str(error))
+        if changes.unplaced:
+            self._unsynced.add(deployment)
+            return Published(
+                changes.changes,
+                "the proxy's pool of backends is full: declare more in its "
+                "configuration (berth proxy-config --pool-size)",
+            )
+        self._unsynced.discard(deployment)
+        return Published(changes.changes)

@@ -156,18 +156,21 @@ class RouteSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
 
     proxy_admin_url: str = Field(
-        default="http://127.0.0.1:2019",
+        default="unix:///run/berth/proxy.sock",
+        pattern=r"^(|unix:///\S+|tcp://[^\s:/]+:[0-9]+)$",
         description=(
-            "Caddy's admin API, through which Berth owns the proxy's whole configuration "
-            "(Caddy's own default address). Empty: no proxy; deployments with routes then "
-            "say so in their message."
+            "HAProxy's admin socket (`unix:///path` or `tcp://127.0.0.1:port`), through "
+            "which Berth programs the routes at run time (never a reload). Its static "
+            "configuration comes from `berth proxy-config`. Empty: no proxy; deployments "
+            "with routes then say so in their message."
         ),
     )
     proxy_http_addr: str = Field(
         default="127.0.0.1:8080",
         description=(
-            "host:port the proxy listens on for the routes' HTTP traffic. Loopback by "
-            "default: set 0.0.0.0:80 to serve other machines."
+            "host:port the proxy listens on for the routes' HTTP traffic (written into its "
+            "configuration by `berth proxy-config`). Loopback by default: set 0.0.0.0:80 "
+            "to serve other machines."
         ),
     )
     publish_address: str = Field(

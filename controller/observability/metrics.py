@@ -128,7 +128,7 @@ ROLLBACKS = Counter(
     "Start-first rollouts rolled back, by reason (progress_deadline, crash_loop)",
     ["reason"],
 )
-PROXY_CALLS = ("config", "load", "patch", "upstreams")
+PROXY_CALLS = ("observe", "apply", "in_flight")
 PROXY_DURATION = Histogram(
     "berth_proxy_request_duration_seconds",
     "Calls to the reverse proxy's admin API, by call",

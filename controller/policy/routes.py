@@ -1,26 +1,18 @@
 """Routes, decided: which replicas serve which route, and the proxy configuration that says so.
 
 Pure: no I/O. Called by the route keeper (`controller.loop.routes`), which pushes what
-these functions compute to the proxy gateway (`controller.gateways.proxy`), and by the
-full resync, which compares the whole configuration with the proxy's. The configuration is
-Caddy's JSON: one HTTP server listening on BERTH_PROXY_HTTP_ADDR, one route per
-(deployment, host, path prefix) with a stable `@id`, longest prefixes first, and a last
-route answering 404 for anything else. A route with no ready replica answers 503.
+these functions compute to the proxy (`controller.policy.haproxy` decides how), and by
+the full resync. A route is one (deployment, host, path prefix) with a stable id; a route
+with no ready replica answers 503, a request no route claims 404.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from controller.model.replicas import ObservedReplica
 from controller.model.spec import Route
-
-SERVER = "berth"
-# A connection refused by an upstream that is going away is retried on another for this
-# long: a request never fails because it raced a replica's removal.
-TRY_DURATION = "2s"
 
 
 @dataclass(frozen=True)
@@ -80,64 +72,3 @@ def targets(
         )
         for index, route in enumerate(routes)
     ]
-
-
-def handlers(upstreams: Sequence[str]) -> list[dict[str, Any]]:
-    if not upstreams:
-        return [
-            {
-                "handler": "static_response",
-                "status_code": 503,
-                "body": "no ready replica\n",
-            }
-        ]
-    return [
-        {
-            "handler": "reverse_proxy",
-            "upstreams": [{"dial": address} for address in upstreams],
-            "load_balancing": {"try_duration": TRY_DURATION, "try_interval": "50ms"},
-        }
-    ]
-
-
-def _paths(prefix: str) -> list[str]:
-    if prefix == "/":
-        return ["/*"]
-    trimmed = prefix.rstrip("/")
-    return [trimmed, f"{trimmed}/*"]
-
-
-def route_json(target: RouteTarget) -> dict[str, Any]:
-    return {
-        "@id": target.id,
-        "match": [{"host": [target.host], "path": _paths(target.path_prefix)}],
-        "handle": handlers(target.upstreams),
-        "terminal": True,
-    }
-
-
-def caddy_config(
-    admin_listen: str, http_listen: str, all_targets: Iterable[RouteTarget]
-) -> dict[str, Any]:
-    """Caddy's whole configuration for these routes (Berth owns all of it)."""
-    ordered = sorted(
-        all_targets, key=lambda t: (-len(t.path_prefix), t.host, t.deployment, t.index)
-    )
-    routes = [route_json(target) for target in ordered]
-    routes.append(
-        {"handle": [{"handler": "static_response", "status_code": 404, "body": "no route\n"}]}
-    )
-    return {
-        "admin": {"listen": admin_listen},
-        "apps": {
-            "http": {
-                "servers": {
-                    SERVER: {
-                        "listen": [http_listen],
-                        "automatic_https": {"disable": True},
-                        "routes": routes,
-                    }
-                }
-            }
-        },
-    }

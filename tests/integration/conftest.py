@@ -190,7 +190,7 @@ def settings_for(cluster: str, database_url: str, **overrides: Any) -> Settings:
         "health_poll_interval_s": 0.5,
         "shutdown_grace_s": 10.0,
         "workspace_dir": Path(tempfile.gettempdir()) / "berth-test-workspaces",
-        "proxy_admin_url": "",  # no proxy unless the test starts its own (the `caddy` fixture)
+        "proxy_admin_url": "",  # no proxy unless the test starts its own (the `proxy` fixture)
         "api_addr": "",  # no API unless the test asks for one (tests/integration/test_api.py)
         **overrides,
     }

@@ -1,4 +1,4 @@
-"""Routes through a real Caddy (a private one per test): traffic reaches ready replicas
+"""Routes through a real HAProxy (a private one per test): traffic reaches ready replicas
 only, an image update and a scale-down under continuous requests fail none, and a proxy
 restarted empty is programmed again by the next resync."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from controller.app.daemon import Daemon
-from controller.gateways.caddy_server import PrivateCaddy
+from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.traffic import Traffic
 from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, berth_ok, report, wait_for
 
@@ -28,17 +28,14 @@ TIMELINE = (
 
 
 @pytest.fixture
-def caddy() -> Iterator[PrivateCaddy]:
-    proxy = PrivateCaddy()
-    yield proxy
-    import shutil
-
-    shutil.copy(proxy.folder / "caddy.log", "/tmp/caddy-last.log")
-    proxy.close()
+def proxy() -> Iterator[PrivateHaproxy]:
+    haproxy = PrivateHaproxy()
+    yield haproxy
+    haproxy.close()
 
 
-def get(caddy: PrivateCaddy, host: str, path: str = "/") -> tuple[int, str]:
-    connection = http.client.HTTPConnection("127.0.0.1", caddy.http_port, timeout=5)
+def get(proxy: PrivateHaproxy, host: str, path: str = "/") -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", proxy.http_port, timeout=5)
     try:
         connection.request("GET", path, headers={"Host": host})
         answer = connection.getresponse()
@@ -47,48 +44,48 @@ def get(caddy: PrivateCaddy, host: str, path: str = "/") -> tuple[int, str]:
         connection.close()
 
 
-def answers(caddy: PrivateCaddy, host: str) -> bool:
+def answers(proxy: PrivateHaproxy, host: str) -> bool:
     try:
-        return get(caddy, host)[0] == 200
+        return get(proxy, host)[0] == 200
     except OSError:
         return False
 
 
-def start(start_daemon: Callable[..., Daemon], caddy: PrivateCaddy, **overrides: Any) -> Daemon:
+def start(start_daemon: Callable[..., Daemon], proxy: PrivateHaproxy, **overrides: Any) -> Daemon:
     return start_daemon(
-        proxy_admin_url=caddy.admin_url, proxy_http_addr=caddy.http_addr, **overrides
+        proxy_admin_url=proxy.admin_url, proxy_http_addr=proxy.http_addr, **overrides
     )
 
 
 def test_a_route_reaches_ready_replicas_and_survives_a_proxy_restart(
-    sql: Sql, start_daemon: Callable[..., Daemon], caddy: PrivateCaddy
+    sql: Sql, start_daemon: Callable[..., Daemon], proxy: PrivateHaproxy
 ) -> None:
-    start(start_daemon, caddy)
+    start(start_daemon, proxy)
     sql.insert("web", replicas=2, healthcheck=HEALTH, routes=ROUTE)
     wait_for(lambda: sql.converged("web"), what="web converged")
-    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
-    assert get(caddy, "web.berth.test") == (200, "<h1>hello from berth</h1>\n")
-    assert get(caddy, "nobody.berth.test")[0] == 404
+    wait_for(lambda: answers(proxy, "web.berth.test"), what="routed")
+    assert get(proxy, "web.berth.test") == (200, "<h1>hello from berth</h1>\n")
+    assert get(proxy, "nobody.berth.test")[0] == 404
     events = sql(
         "SELECT phase_to FROM deployment_events WHERE deployment = 'web' AND kind = 'phase'"
     )
     assert "updating_routes" in [e["phase_to"] for e in events]
 
-    caddy.restart()  # comes back empty, as a wiped proxy would
-    assert not answers(caddy, "web.berth.test"), "an empty proxy routes nothing"
+    proxy.restart()  # comes back empty, as a wiped proxy would
+    assert not answers(proxy, "web.berth.test"), "an empty proxy routes nothing"
     wait_for(
-        lambda: answers(caddy, "web.berth.test"), timeout_s=15, what="re-programmed by a resync"
+        lambda: answers(proxy, "web.berth.test"), timeout_s=15, what="re-programmed by a resync"
     )
 
-    caddy.stop()  # the proxy is down: containers keep converging, the status says so
+    proxy.stop()  # the proxy is down: containers keep converging, the status says so
     sql("UPDATE deployments SET replicas = 3 WHERE name = 'web'")
     status = wait_for(
         lambda: (s := sql.converged("web")) and s["ready_replicas"] == 3 and s,
         what="scaled without the proxy",
     )
     assert "routes not updated" in status["message"], status["message"]
-    caddy.start()
-    wait_for(lambda: answers(caddy, "web.berth.test"), timeout_s=15, what="re-programmed")
+    proxy.start()
+    wait_for(lambda: answers(proxy, "web.berth.test"), timeout_s=15, what="re-programmed")
     wait_for(
         lambda: "routes not updated" not in (sql.status("web") or {}).get("message", "x"),
         timeout_s=15,
@@ -99,16 +96,16 @@ def test_a_route_reaches_ready_replicas_and_survives_a_proxy_restart(
 def test_update_and_scale_down_under_load_fail_no_request(
     sql: Sql,
     start_daemon: Callable[..., Daemon],
-    caddy: PrivateCaddy,
+    proxy: PrivateHaproxy,
     containers: Containers,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    start(start_daemon, caddy)
+    start(start_daemon, proxy)
     sql.insert("web", replicas=3, healthcheck=HEALTH, routes=ROUTE)
     wait_for(lambda: sql.converged("web"), what="web converged")
-    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
+    wait_for(lambda: answers(proxy, "web.berth.test"), what="routed")
     before = {c["Id"] for c in containers.find("web")}
-    with Traffic(caddy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
+    with Traffic(proxy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
         sql("UPDATE deployments SET image = %s WHERE name = 'web'", [EXAMPLE_IMAGE_2])
         wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 2, timeout_s=90,
                  what="updated")  # fmt: skip
@@ -138,18 +135,18 @@ def test_update_and_scale_down_under_load_fail_no_request(
 def test_a_broken_update_is_rolled_back_under_load_and_undone(
     sql: Sql,
     start_daemon: Callable[..., Daemon],
-    caddy: PrivateCaddy,
+    proxy: PrivateHaproxy,
     containers: Containers,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    start(start_daemon, caddy)
+    start(start_daemon, proxy)
     rollout = {"progress_deadline_s": 4}
     sql.insert("web", replicas=2, healthcheck=HEALTH, routes=ROUTE, rollout=rollout)
     wait_for(lambda: sql.converged("web"), what="web converged")
-    wait_for(lambda: answers(caddy, "web.berth.test"), what="routed")
+    wait_for(lambda: answers(proxy, "web.berth.test"), what="routed")
     serving = {c["Id"] for c in containers.find("web")}
     broken = {**HEALTH, "test": ["CMD", "false"]}  # never healthy
-    with Traffic(caddy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
+    with Traffic(proxy.http_addr, "web.berth.test", rate=200, max_seconds=120) as traffic:
         sql(
             "UPDATE deployments SET image = %s, healthcheck = %s WHERE name = 'web'",
             [EXAMPLE_IMAGE_2, json.dumps(broken)],

@@ -1,0 +1,79 @@
+"""A private HAProxy, for the tests and the benchmarks that route traffic through a real proxy.
+
+Used by tests/integration (routes, rollouts) and `berth bench run rollout|clients`. Never
+the machine's own proxy: its admin socket and its HTTP listener are its own (a socket file
+and a loopback port), its configuration and maps in a temporary folder, written by
+`controller.policy.haproxy.haproxy_config` as `berth proxy-config` writes the real one. It
+starts with empty maps and no servers; Berth programs the rest. `restart` kills it and
+starts it empty again, as a crashed or wiped proxy would come back.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from controller.gateways.processes import free_port
+from controller.policy.haproxy import EXACT_MAP, PREFIX_MAP, haproxy_config
+
+POOL_SIZE = 32
+
+
+class PrivateHaproxy:
+    def __init__(self, pool_size: int = POOL_SIZE) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="bh", dir="/tmp"))
+        self.http_port = free_port()
+        self.http_addr = f"127.0.0.1:{self.http_port}"
+        self.socket_path = self.folder / "admin.sock"
+        self.admin_url = f"unix://{self.socket_path}"
+        self.log_path = self.folder / "haproxy.log"
+        self.pool_size = pool_size
+        self.process: subprocess.Popen[bytes] | None = None
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def start(self) -> None:
+        for name in (EXACT_MAP, PREFIX_MAP):
+            (self.folder / name).write_text("")
+        config = self.folder / "haproxy.cfg"
+        config.write_text(
+            haproxy_config(self.http_addr, self.admin_url, str(self.folder), self.pool_size)
+        )
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["haproxy", "-db", "-f", str(config)], stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with socket.socket(socket.AF_UNIX) as admin:
+                    admin.connect(str(self.socket_path))
+                with socket.create_connection(("127.0.0.1", self.http_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"haproxy did not come up; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+        self.socket_path.unlink(missing_ok=True)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)

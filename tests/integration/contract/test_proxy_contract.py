@@ -1,0 +1,123 @@
+"""The in-memory proxy (tests/fake_proxy.py) against a real HAProxy (a private one): the
+same plans leave both in the same state, a busy server is kept until idle by both, and an
+unreachable proxy is the same transient error."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from controller.gateways.haproxy import HaproxyGateway
+from controller.gateways.haproxy_server import PrivateHaproxy
+from controller.loop.ports import ProxyAdmin
+from controller.model.errors import ProxyUnavailable
+from controller.policy.haproxy import ProxyState, plan
+from controller.policy.routes import RouteTarget
+from tests.fake_proxy import FakeProxy
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def haproxy() -> Iterator[PrivateHaproxy]:
+    proxy = PrivateHaproxy(pool_size=8)
+    yield proxy
+    proxy.close()
+
+
+def shape(state: ProxyState) -> tuple[object, ...]:
+    servers = {
+        backend: sorted((s.name, s.address, s.serving) for s in found.values())
+        for backend, found in state.servers.items()
+        if found
+    }
+    return state.pool, dict(state.exact), dict(state.prefix), servers
+
+
+STEPS = [
+    [RouteTarget("web", 0, "web.test", "/", ("127.0.0.1:1", "127.0.0.1:2"))],
+    [RouteTarget("web", 0, "web.test", "/", ("127.0.0.1:2", "127.0.0.1:3"))],
+    [
+        RouteTarget("web", 0, "web.test", "/", ("127.0.0.1:3",)),
+        RouteTarget("api", 0, "web.test", "/api", ("127.0.0.1:4",)),
+    ],
+    [RouteTarget("api", 0, "web.test", "/api/", ("127.0.0.1:4", "127.0.0.1:5"))],
+    [],
+]
+
+
+def test_the_same_plans_leave_the_fake_and_haproxy_alike(haproxy: PrivateHaproxy) -> None:
+    real = HaproxyGateway(haproxy.admin_url)
+    fake = FakeProxy(pool_size=8)
+    gateways: list[ProxyAdmin] = [real, fake]
+    for desired in STEPS:
+        for gateway in gateways:
+            gateway.apply(plan(desired, gateway.observe()))
+        assert shape(real.observe()) == shape(fake.observe()), desired
+    assert real.observe().servers == {} and real.observe().prefix == {}
+
+
+class Slow(http.server.BaseHTTPRequestHandler):
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        Slow.release.wait(10)
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_a_server_with_a_request_in_flight_is_kept_until_it_is_done(
+    haproxy: PrivateHaproxy,
+) -> None:
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    address = f"127.0.0.1:{backend.server_address[1]}"
+    real = HaproxyGateway(haproxy.admin_url)
+    answers: list[int] = []
+    try:
+        real.apply(plan([RouteTarget("slow", 0, "slow.test", "/", (address,))], real.observe()))
+
+        def request() -> None:
+            connection = http.client.HTTPConnection("127.0.0.1", haproxy.http_port, timeout=15)
+            connection.request("GET", "/", headers={"Host": "slow.test"})
+            answers.append(connection.getresponse().status)
+
+        client = threading.Thread(target=request)
+        client.start()
+        for _ in range(500):
+            if real.in_flight({address}):
+                break
+            threading.Event().wait(0.01)
+        assert real.in_flight({address}) == 1
+        retired = plan([RouteTarget("slow", 0, "slow.test", "/", ())], real.observe())
+        assert retired.retire and not retired.delete
+        real.apply(retired)
+        left = real.observe().servers
+        assert any(not s.serving for found in left.values() for s in found.values())
+        Slow.release.set()
+        client.join(15)
+        assert answers == [200], "the request in flight finished on the retired server"
+        assert real.in_flight({address}) == 0
+        real.apply(plan([], real.observe()))
+        assert real.observe().servers == {}
+    finally:
+        backend.shutdown()
+        backend.server_close()
+
+
+def test_an_unreachable_proxy_is_transient() -> None:
+    with pytest.raises(ProxyUnavailable):
+        HaproxyGateway("unix:///nonexistent/berth.sock").observe()
+    fake = FakeProxy()
+    fake.down = True
+    with pytest.raises(ProxyUnavailable):
+        fake.observe()
