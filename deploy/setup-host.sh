@@ -71,6 +71,8 @@ command -v git >/dev/null 2>&1 || apt_install git
 # The reverse proxy: HAProxy from Debian (started in step 5, once Berth can write its
 # configuration). Tests and benchmarks start private ones on ports of their own.
 command -v haproxy >/dev/null 2>&1 || apt_install haproxy
+# An ACME test server (pebble, with its mock DNS) for the HTTPS tests: started by them only.
+command -v pebble >/dev/null 2>&1 || apt_install pebble
 # Real HTTP clients for `berth bench run clients` (bounded runs on loopback only).
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v hey >/dev/null 2>&1 || apt_install hey

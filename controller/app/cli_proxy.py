@@ -1,20 +1,28 @@
-"""`berth proxy-config`: HAProxy's static configuration for Berth's routes.
+"""`berth proxy-config`: HAProxy's static configuration for Berth's routes; `berth certs`
+and `berth cert renew HOST`: the HTTPS routes' certificates.
 
 Registered on the command group by `controller.app.cli`; used by `deploy/setup-host.sh` and
 `deploy/berth-proxy.service` before HAProxy starts. The configuration is written once: a
-listener on BERTH_PROXY_HTTP_ADDR, the admin socket at BERTH_PROXY_ADMIN_URL, two route
-maps and a pool of backends (`controller.policy.haproxy` says why). Berth programs the rest
-at run time; nothing here talks to the proxy or the database.
+listener on BERTH_PROXY_HTTP_ADDR (and BERTH_PROXY_HTTPS_ADDR), the admin socket at
+BERTH_PROXY_ADMIN_URL, the route, ACME and redirect maps, a certificate list and a pool of
+backends (`controller.policy.haproxy` says why). Berth programs the rest
+at run time; `proxy-config` talks to neither the proxy nor the database. The certificate
+commands read `certificate_status` (never a key) and ask the leader for a renewal
+(`certificates.renew_requested_at`), which its next sweep carries out.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from controller.app.cli_common import exit_codes, open_database, output_option, print_table
+from controller.gateways.haproxy_server import write_configuration
+from controller.model.errors import NotFound
 from controller.model.settings import Settings
-from controller.policy.haproxy import DEFAULT_POOL_SIZE, EXACT_MAP, PREFIX_MAP, haproxy_config
+from controller.policy.haproxy import DEFAULT_POOL_SIZE
 
 
 @click.command("proxy-config")
@@ -23,7 +31,8 @@ from controller.policy.haproxy import DEFAULT_POOL_SIZE, EXACT_MAP, PREFIX_MAP, 
     "map_folder",
     default="/var/lib/berth/proxy",
     show_default=True,
-    help="folder of the route maps (created, with empty maps, if missing)",
+    help="folder of the route maps, the certificate list and the default certificate "
+    "(made if missing)",
 )
 @click.option(
     "--pool-size",
@@ -38,16 +47,16 @@ def proxy_config(map_folder: str, pool_size: int, target: str) -> None:
     settings = Settings()
     if not settings.proxy_admin_url:
         raise click.UsageError("BERTH_PROXY_ADMIN_URL is empty: no proxy to configure")
-    folder = Path(map_folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in (EXACT_MAP, PREFIX_MAP):
-        (folder / name).touch()
     if settings.proxy_admin_url.startswith("unix://"):
         Path(settings.proxy_admin_url.removeprefix("unix://")).parent.mkdir(
             parents=True, exist_ok=True
         )
-    text = haproxy_config(
-        settings.proxy_http_addr, settings.proxy_admin_url, str(folder), pool_size
+    text = write_configuration(
+        Path(map_folder),
+        settings.proxy_http_addr,
+        settings.proxy_https_addr,
+        settings.proxy_admin_url,
+        pool_size,
     )
     if target == "-":
         click.echo(text, nl=False)
@@ -55,5 +64,46 @@ def proxy_config(map_folder: str, pool_size: int, target: str) -> None:
         Path(target).write_text(text)
 
 
+@click.command("certs")
+@output_option
+def certs(output: str) -> None:
+    """The certificates of HTTPS routes: issuer, serial, validity, renewal, last error."""
+    with exit_codes():
+        rows = open_database(Settings()).certificates.status()
+        if output == "json":
+            click.echo(json.dumps(rows, default=str, indent=2))
+            return
+        table = [("HOST", "ISSUER", "SERIAL", "NOT AFTER", "RENEW AFTER", "ATTEMPTS", "ERROR")]
+        for row in rows:
+            table.append(
+                (
+                    row["host"],
+                    row["issuer"],
+                    (row["serial"] or "-")[:16],
+                    f"{row['not_after']:%Y-%m-%d %H:%M}" if row["not_after"] else "-",
+                    f"{row['renew_after']:%Y-%m-%d %H:%M}" if row["renew_after"] else "-",
+                    str(row["attempts"]),
+                    (row["last_error"] or "")[:60],
+                )
+            )
+        print_table(table)
+
+
+@click.group("cert")
+def cert() -> None:
+    """One HTTPS route's certificate."""
+
+
+@cert.command("renew")
+@click.argument("host")
+def renew(host: str) -> None:
+    """Renew HOST's certificate at the leader's next sweep (BERTH_CERTIFICATE_INTERVAL_S)."""
+    with exit_codes():
+        if not open_database(Settings()).certificates.request_renewal(host):
+            raise NotFound(f"no certificate for host {host!r} (see `berth certs`)")
+        click.echo(f"renewal of {host} requested")
+
+
 def register(group: click.Group) -> None:
-    group.add_command(proxy_config)
+    for command in (proxy_config, certs, cert):
+        group.add_command(command)

@@ -5,7 +5,7 @@ process); `run_until_signalled()` adds SIGTERM/SIGINT handling for the real daem
 The loop itself is `controller.loop.controller.Controller`; this module only builds and
 wires it. Threads: N workers (BERTH_CONCURRENCY) running the controller's passes,
 one NOTIFY listener, the Docker container-events and image-events followers, the
-apscheduler thread running the full resync (never overlapping itself), the leader
+apscheduler thread (the full resync, never overlapping itself; janitor; certificates), the leader
 election, the node reporter (which also refreshes the `/status` snapshot) and the HTTP
 endpoint, whose probes run in `controller.app.probes`. Every replica runs all of them;
 only the leader's passes, resyncs and build dispatcher act (the others end at their first
@@ -32,6 +32,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from controller.app.api_server import ApiServer
 from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
+from controller.gateways.acme_issuer import AcmeIssuer, new_account_key_pem
 from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
@@ -45,6 +46,7 @@ from controller.gateways.webhook_client import WebhookClient
 from controller.gateways.workspace import Workspaces
 from controller.loop import faults
 from controller.loop.builder import BuildDispatcher
+from controller.loop.certificates import CertificateKeeper
 from controller.loop.controller import Controller
 from controller.loop.dataplane import DataPlaneGuard
 from controller.loop.engine import EngineHistory
@@ -132,6 +134,11 @@ class Daemon:
         self.janitor = Janitor(
             settings, self.database.retention, self.storage, self.leadership, self.image_builder
         )
+        acme = AcmeIssuer(settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_email)
+        self.certificates = CertificateKeeper(
+            self.database.certificates, self.proxy, acme, self.routes, self.leadership,
+            settings.proxy_https_addr, new_account_key_pem,
+        )  # fmt: skip
         self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
         db = self.database
         self.stores = Stores(db.deployments, db.status, db.mutations, db.revisions, db.builds)
@@ -241,14 +248,13 @@ class Daemon:
             coalesce=True,
             next_run_time=datetime.now().astimezone(),
         )
-        self.scheduler.add_job(
-            self.janitor.sweep,
-            "interval",
-            seconds=self.settings.retention_interval_s,
-            id=JANITOR_JOB,
-            max_instances=1,
-            coalesce=True,
-        )
+        for job, work, every_s in (
+            (JANITOR_JOB, self.janitor.sweep, self.settings.retention_interval_s),
+            ("certificates", self.certificates.sweep, self.settings.certificate_interval_s),
+        ):
+            self.scheduler.add_job(
+                work, "interval", seconds=every_s, id=job, max_instances=1, coalesce=True
+            )
         self.scheduler.start()
         log.info(
             "berth started",
@@ -288,8 +294,6 @@ class Daemon:
         self._report_node("stopped")
         self.database.close()
         self.docker.close()
-        if self.proxy is not None:
-            self.proxy.close()
         log.info("berth stopped")
 
     def run_until_signalled(self) -> None:

@@ -24,9 +24,14 @@ from contextlib import contextmanager
 from controller.model.errors import ProxyRejected, ProxyUnavailable
 from controller.observability.metrics import PROXY_DURATION, PROXY_ERRORS
 from controller.policy.haproxy import (
+    ACME_MAP,
+    CERTIFICATE_LIST,
+    CERTIFICATE_PATH,
     EXACT_MAP,
+    MAPS,
     POOL_PREFIX,
     PREFIX_MAP,
+    REDIRECT_MAP,
     ProxyPlan,
     ProxyServer,
     ProxyState,
@@ -63,9 +68,6 @@ class HaproxyGateway:
             )
         self.admin_url = admin_url
 
-    def close(self) -> None:
-        """Nothing is kept open between calls."""
-
     # --- the three calls ----------------------------------------------------------------------
     def observe(self) -> ProxyState:
         with _measured("observe"):
@@ -74,7 +76,7 @@ class HaproxyGateway:
                 for name in self._send("show backend").splitlines()
                 if name.startswith(POOL_PREFIX)
             )
-            exact_path, prefix_path = self._map_paths()
+            maps = self._map_paths()
             servers: dict[str, dict[str, ProxyServer]] = {}
             for row in self._stats():
                 backend, name = row.get("# pxname", ""), row.get("svname", "")
@@ -88,8 +90,8 @@ class HaproxyGateway:
                 )
             return ProxyState(
                 pool=pool,
-                exact=self._map(exact_path),
-                prefix=self._map(prefix_path),
+                exact=self._map(maps[EXACT_MAP]),
+                prefix=self._map(maps[PREFIX_MAP]),
                 servers=servers,
             )
 
@@ -100,11 +102,11 @@ class HaproxyGateway:
                 self._expect(f"set server {backend}/{name} state ready", "")
             for backend, name in plan.serve:
                 self._expect(f"set server {backend}/{name} state ready", "")
-            exact_path, prefix_path = self._map_paths()
+            maps = self._map_paths()
             if plan.exact is not None:
-                self._replace_map(exact_path, plan.exact)
+                self._replace_map(maps[EXACT_MAP], plan.exact)
             if plan.prefix is not None:
-                self._replace_map(prefix_path, plan.prefix)
+                self._replace_map(maps[PREFIX_MAP], plan.prefix)
             for backend, name in plan.retire:
                 self._expect(f"set server {backend}/{name} state maint", "")
             for backend, name in plan.delete:
@@ -122,6 +124,73 @@ class HaproxyGateway:
                 and row.get("svname") not in ("BACKEND", "FRONTEND")
                 and row.get("addr") in addresses
             )
+
+    # --- certificates, ACME challenges, redirects (the certificate keeper's) -----------------
+    def certificates(self) -> dict[str, str]:
+        """Host -> serial of each certificate in Berth's certificate list (empty without
+        an HTTPS listener)."""
+        with _measured("observe"):
+            listed = self._certificate_list()
+            if listed is None:
+                return {}
+            found = {}
+            for line in self._send(f"show ssl crt-list {listed}").splitlines():
+                path = line.split()[0] if line.strip() and not line.startswith("#") else ""
+                host = _host_of(path)
+                if host is None:
+                    continue
+                for detail in self._send(f"show ssl cert {path}").splitlines():
+                    if detail.startswith("Serial:"):
+                        found[host] = detail.split(":", 1)[1].strip().lstrip("0") or "0"
+            return found
+
+    def install_certificate(self, host: str, pem: str) -> None:
+        """A host's certificate (chain and key, PEM) served from now on: a new one added to
+        the list, an existing one replaced atomically (handshakes in flight finish)."""
+        with _measured("apply"):
+            listed = self._certificate_list()
+            if listed is None:
+                raise ProxyRejected("proxy: no HTTPS listener (BERTH_PROXY_HTTPS_ADDR)")
+            path = CERTIFICATE_PATH.format(host=host)
+            known = path in self._send("show ssl cert")
+            if not known:
+                self._expect(f"new ssl cert {path}", "New empty certificate store")
+            self._expect(f"set ssl cert {path} <<\n{pem.strip()}\n", "Transaction")
+            self._expect(f"commit ssl cert {path}", "Success")
+            if path not in self._send(f"show ssl crt-list {listed}"):
+                self._expect(f"add ssl crt-list {listed} {path}", "Success")
+
+    def remove_certificate(self, host: str) -> None:
+        with _measured("apply"):
+            listed = self._certificate_list()
+            path = CERTIFICATE_PATH.format(host=host)
+            if listed is not None and path in self._send(f"show ssl crt-list {listed}"):
+                self._expect(f"del ssl crt-list {listed} {path}", "deleted")
+            if path in self._send("show ssl cert"):
+                self._expect(f"del ssl cert {path}", "deleted")
+
+    def set_challenge(self, token: str, key_authorization: str) -> None:
+        with _measured("apply"):
+            path = self._map_paths(ACME_MAP)[ACME_MAP]
+            self._expect(f"add map {path} {token} {key_authorization}", "")
+
+    def clear_challenge(self, token: str) -> None:
+        with _measured("apply"):
+            self._send(f"del map {self._map_paths(ACME_MAP)[ACME_MAP]} {token}")
+
+    def redirects(self) -> dict[str, str]:
+        with _measured("observe"):
+            return self._map(self._map_paths(REDIRECT_MAP)[REDIRECT_MAP])
+
+    def set_redirects(self, redirects: Mapping[str, str]) -> None:
+        with _measured("apply"):
+            self._replace_map(self._map_paths(REDIRECT_MAP)[REDIRECT_MAP], redirects)
+
+    def _certificate_list(self) -> str | None:
+        for line in self._send("show ssl crt-list").splitlines():
+            if line.strip().endswith(CERTIFICATE_LIST):
+                return line.strip()
+        return None
 
     # --- the runtime API ----------------------------------------------------------------------
     def _send(self, command: str) -> str:
@@ -147,20 +216,24 @@ class HaproxyGateway:
         text = self._send("show stat")
         return list(csv.DictReader(line for line in text.splitlines() if line))
 
-    def _map_paths(self) -> tuple[str, str]:
+    def _map_paths(self, *needed: str) -> dict[str, str]:
+        """Each of Berth's maps (by file name) -> the path HAProxy knows it by; those
+        `needed` must be there (routes need two; a configuration written by an older
+        `berth proxy-config` still routes, and says what TLS lacks)."""
         paths = {}
         for line in self._send("show map").splitlines():
             if "(" in line and ")" in line:
                 path = line[line.index("(") + 1 : line.index(")")]
-                for name in (EXACT_MAP, PREFIX_MAP):
+                for name in MAPS:
                     if path.endswith("/" + name) or path == name:
                         paths[name] = path
-        if len(paths) != 2:
+        missing = [name for name in (needed or (EXACT_MAP, PREFIX_MAP)) if name not in paths]
+        if missing:
             raise ProxyRejected(
-                f"proxy: its configuration has no {EXACT_MAP} and {PREFIX_MAP} maps "
-                "(write it with `berth proxy-config`)"
+                f"proxy: its configuration lacks Berth's maps {', '.join(missing)}: "
+                "write it again with `berth proxy-config` and restart it"
             )
-        return paths[EXACT_MAP], paths[PREFIX_MAP]
+        return paths
 
     def _map(self, path: str) -> dict[str, str]:
         entries = {}
@@ -178,3 +251,10 @@ class HaproxyGateway:
         for start in range(0, len(commands), BATCH):
             self._expect(";".join(commands[start : start + BATCH]), "")
         self._expect(f"commit map @{version} {path}", "")
+
+
+def _host_of(path: str) -> str | None:
+    prefix, suffix = CERTIFICATE_PATH.split("{host}")
+    if path.startswith(prefix) and path.endswith(suffix):
+        return path[len(prefix) : len(path) - len(suffix)]
+    return None

@@ -2,7 +2,7 @@
 
 Used by tests/integration (routes, rollouts) and `berth bench run rollout|clients`. Never
 the machine's own proxy: its admin socket and its HTTP listener are its own (a socket file
-and a loopback port), its configuration and maps in a temporary folder, written by
+and loopback ports for HTTP and HTTPS), its configuration and maps in a temporary folder, written by
 `controller.policy.haproxy.haproxy_config` as `berth proxy-config` writes the real one. It
 starts with empty maps and no servers; Berth programs the rest. `restart` kills it and
 starts it empty again, as a crashed or wiped proxy would come back.
@@ -18,9 +18,31 @@ import time
 from pathlib import Path
 
 from controller.gateways.processes import free_port
-from controller.policy.haproxy import EXACT_MAP, PREFIX_MAP, haproxy_config
+from controller.gateways.tls_material import default_certificate
+from controller.policy.haproxy import (
+    CERTIFICATE_LIST,
+    DEFAULT_CERTIFICATE,
+    MAPS,
+    haproxy_config,
+)
 
 POOL_SIZE = 32
+
+
+def write_configuration(
+    folder: Path, http_listen: str, https_listen: str, admin_url: str, pool_size: int
+) -> str:
+    """The files HAProxy's configuration names, made in `folder` if missing (empty maps and
+    certificate list, a self-signed default certificate), and the configuration's text.
+    Used here and by `berth proxy-config`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*MAPS, CERTIFICATE_LIST):
+        (folder / name).touch()
+    default = folder / DEFAULT_CERTIFICATE
+    if https_listen and not default.exists():
+        default.touch(mode=0o600)
+        default.write_text(default_certificate())
+    return haproxy_config(http_listen, admin_url, str(folder), pool_size, https_listen)
 
 
 class PrivateHaproxy:
@@ -28,6 +50,8 @@ class PrivateHaproxy:
         self.folder = Path(tempfile.mkdtemp(prefix="bh", dir="/tmp"))
         self.http_port = free_port()
         self.http_addr = f"127.0.0.1:{self.http_port}"
+        self.https_port = free_port()
+        self.https_addr = f"127.0.0.1:{self.https_port}"
         self.socket_path = self.folder / "admin.sock"
         self.admin_url = f"unix://{self.socket_path}"
         self.log_path = self.folder / "haproxy.log"
@@ -40,11 +64,13 @@ class PrivateHaproxy:
             raise
 
     def start(self) -> None:
-        for name in (EXACT_MAP, PREFIX_MAP):
+        for name in (*MAPS, CERTIFICATE_LIST):  # empty again, as a wiped proxy comes back
             (self.folder / name).write_text("")
         config = self.folder / "haproxy.cfg"
         config.write_text(
-            haproxy_config(self.http_addr, self.admin_url, str(self.folder), self.pool_size)
+            write_configuration(
+                self.folder, self.http_addr, self.https_addr, self.admin_url, self.pool_size
+            )
         )
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

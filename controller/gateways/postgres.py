@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from controller.gateways.postgres_api import ApiStore
 from controller.gateways.postgres_builds import BuildStore
+from controller.gateways.postgres_certificates import CertificateStore
 from controller.gateways.postgres_claims import ClaimStore
 from controller.gateways.postgres_mutations import MutationStore
 from controller.gateways.postgres_nodes import NodeStore
@@ -52,6 +53,7 @@ class Database:
         self.retention = RetentionStore(self.pool)
         self.claims = ClaimStore(self.pool)
         self.nodes = NodeStore(self.pool)
+        self.certificates = CertificateStore(self.pool)
 
     def close(self) -> None:
         self.pool.close()

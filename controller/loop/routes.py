@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import structlog
 
 from controller.loop.ports import ProxyAdmin
+from controller.model.certificates import HostTls
 from controller.model.errors import BerthError, ProxyUnavailable
 from controller.model.replicas import ObservedReplica
 from controller.model.spec import Route
+from controller.policy.certificates import wanted
 from controller.policy.haproxy import plan, target_keys
 from controller.policy.routes import RouteTarget, members, targets
 
@@ -58,6 +60,7 @@ class RouteKeeper:
         # again, though a list taken during their drain still shows them ready.
         self._withdrawn: dict[str, float] = {}
         self._emptied = False  # the proxy was emptied since the last routed deployment
+        self._told_all = False  # a full resync has told every deployment's routes
 
     def routed(self, deployment: str) -> bool:
         with self._lock:
@@ -160,6 +163,7 @@ class RouteKeeper:
                     routes[name] = self._routes[name]
                     members[name] = self._members.get(name, {})
             self._routes, self._members = routes, members
+            self._told_all = True
             self._unsynced.clear()
             if self.proxy is None:
                 if self._routes:
@@ -185,6 +189,13 @@ class RouteKeeper:
             if changes.changes:
                 log.info("proxy re-programmed", routes=len(everything))
             return changes.changes
+
+    def tls_wishes(self) -> dict[str, HostTls] | None:
+        """Host -> what its routes ask of TLS; None until a full resync told every route."""
+        with self._lock:
+            if not self._told_all:
+                return None
+            return wanted(route for routes in self._routes.values() for route in routes)
 
     def _routable(self, served_by: Members) -> dict[str, dict[int, str]]:
         """Under the lock: the serving replicas minus those withdrawn to be stopped."""

@@ -115,6 +115,11 @@ class ProxyRejected(PermanentError):
     """The proxy refused a configuration (a bug of Berth's, or a foreign proxy)."""
 
 
+class CertificateFailed(TransientError):
+    """An ACME server did not issue a certificate (unreachable, refused, a challenge not
+    validated); retried with the one backoff."""
+
+
 class NotFound(BerthError):
     """What was named does not exist (a deployment, a build, a replica)."""
 

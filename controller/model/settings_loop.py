@@ -173,6 +173,40 @@ class RouteSettings(BaseSettings):
             "to serve other machines."
         ),
     )
+    proxy_https_addr: str = Field(
+        default="127.0.0.1:8443",
+        description=(
+            "host:port the proxy listens on for HTTPS (routes with `tls`; written into its "
+            "configuration by `berth proxy-config`). Empty: no HTTPS listener. ACME servers "
+            "validate through BERTH_PROXY_HTTP_ADDR, which must then be the host's port 80."
+        ),
+    )
+    acme_directory_url: str = Field(
+        default="https://acme-v02.api.letsencrypt.org/directory",
+        description=(
+            "The ACME server certificates for `tls` routes are obtained from (Let's Encrypt "
+            "by default; its staging directory or a private server such as pebble for tests)."
+        ),
+    )
+    acme_email: str = Field(
+        default="",
+        description="Contact address given to the ACME server for expiry notices (optional).",
+    )
+    acme_ca_bundle: str = Field(
+        default="",
+        description=(
+            "A CA bundle file to trust for the ACME server's own HTTPS (a private ACME "
+            "server); empty: the system's trust store."
+        ),
+    )
+    certificate_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "How often the leader checks the certificates of `tls` routes: missing, due for "
+            "renewal (two thirds of their lifetime), asked to renew, or not in the proxy."
+        ),
+    )
     publish_address: str = Field(
         default="127.0.0.1",
         description=(

@@ -63,6 +63,16 @@ class Port(BaseModel):
     protocol: Literal["tcp", "udp"] = "tcp"
 
 
+class RouteTls(BaseModel):
+    """HTTPS for a route's host: a certificate obtained and renewed through ACME
+    (`controller.loop.certificates`); plain HTTP redirected to HTTPS unless told not to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: Literal["acme"] = "acme"
+    redirect_http: bool = True
+
+
 class Route(BaseModel):
     """HTTP requests for `host` (under `path_prefix`) go to ready replicas on `port`."""
 
@@ -71,6 +81,7 @@ class Route(BaseModel):
     host: str = Field(pattern=HOST_PATTERN, max_length=253)
     port: int = Field(ge=1, le=65535)
     path_prefix: str = Field(default="/", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    tls: RouteTls | None = None
 
 
 class Rollout(BaseModel):

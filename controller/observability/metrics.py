@@ -138,6 +138,16 @@ PROXY_DURATION = Histogram(
 PROXY_ERRORS = Counter(
     "berth_proxy_errors_total", "Failed calls to the reverse proxy's admin API, by call", ["call"]
 )
+CERTIFICATE_EXPIRY = Gauge(
+    "berth_certificate_expiry_timestamp_seconds",
+    "When the certificate of a host a `tls` route names expires (Unix time), by host",
+    ["host"],
+)
+CERTIFICATES_ISSUED = Counter(
+    "berth_certificates_issued_total",
+    "ACME orders for route certificates, by outcome (issued, failed)",
+    ["outcome"],
+)
 IS_LEADER = Gauge("berth_leader", "1 while this replica is the leader, else 0")
 LEADER_TERM = Gauge("berth_leader_term", "The term this replica leads, or last led")
 LEADER_CHANGES = Counter(
@@ -199,6 +209,8 @@ def declare_postgres_operations(operations: tuple[str, ...]) -> None:
 
 for _reason in ("progress_deadline", "crash_loop"):
     ROLLBACKS.labels(reason=_reason)
+for _outcome in ("issued", "failed"):
+    CERTIFICATES_ISSUED.labels(outcome=_outcome)
 for _call in PROXY_CALLS:
     PROXY_DURATION.labels(call=_call)
     PROXY_ERRORS.labels(call=_call)

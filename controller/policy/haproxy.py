@@ -34,6 +34,12 @@ POOL_PREFIX = "berth-route-"
 NO_ROUTE_BACKEND = "berth-no-route"
 EXACT_MAP = "berth-exact.map"
 PREFIX_MAP = "berth-prefix.map"
+ACME_MAP = "berth-acme.map"  # ACME http-01 token -> key authorization
+REDIRECT_MAP = "berth-redirect.map"  # host -> "https://host[:port]"
+MAPS = (EXACT_MAP, PREFIX_MAP, ACME_MAP, REDIRECT_MAP)
+CERTIFICATE_LIST = "berth.crtlist"
+DEFAULT_CERTIFICATE = "berth-default.pem"
+CERTIFICATE_PATH = "/berth/certificates/{host}.pem"  # a name in HAProxy's memory, no file
 DEFAULT_POOL_SIZE = 256
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 
@@ -218,17 +224,26 @@ def admin_socket_bind(admin_url: str) -> str:
 
 
 def haproxy_config(
-    http_listen: str, admin_url: str, map_folder: str, pool_size: int = DEFAULT_POOL_SIZE
+    http_listen: str,
+    admin_url: str,
+    folder: str,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    https_listen: str = "",
 ) -> str:
     """HAProxy's whole static configuration for Berth (written once; Berth changes the rest
-    at run time). The map files it names must exist (empty is fine)."""
-    folder = map_folder.rstrip("/")
+    at run time). The files it names in `folder` must exist: the four maps (empty is fine)
+    and, with an HTTPS listener, the certificate list (empty is fine) and the default
+    certificate served to a client naming a host without one."""
+    folder = folder.rstrip("/")
     exact, prefix = f"{folder}/{EXACT_MAP}", f"{folder}/{PREFIX_MAP}"
+    acme, redirect = f"{folder}/{ACME_MAP}", f"{folder}/{REDIRECT_MAP}"
+    host = "req.hdr(host),field(1,:),lower"
     lines = [
         "# Written by `berth proxy-config`; Berth programs routes through the admin socket.",
         "global",
         f"  stats socket {admin_socket_bind(admin_url)} level admin",
         "  log stderr format raw local0 notice",
+        "  ssl-default-bind-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
         "  mode http",
@@ -252,7 +267,23 @@ def haproxy_config(
         "",
         "frontend berth",
         f"  bind {http_listen}",
-        '  http-request set-var-fmt(txn.berth_key) "%[req.hdr(host),field(1,:),lower]%[path]"',
+    ]
+    if https_listen:
+        lines.append(
+            f"  bind {https_listen} ssl crt {folder}/{DEFAULT_CERTIFICATE} "
+            f"crt-list {folder}/{CERTIFICATE_LIST} alpn http/1.1"
+        )
+    lines += [
+        # ACME http-01: the key authorization of a pending challenge, from the ACME map.
+        "  http-request return status 200 content-type text/plain"
+        f' lf-string "%[path,field(4,/),map_str({acme})]"'
+        " if { path_beg /.well-known/acme-challenge/ }"
+        f" {{ path,field(4,/),map_str({acme}) -m found }}",
+        # Plain HTTP to a host with a certificate (and redirect_http): to HTTPS.
+        f'  http-request redirect prefix "%[{host},map_str({redirect})]" code 308'
+        f" if !{{ ssl_fc }} {{ {host},map_str({redirect}) -m found }}",
+        "  http-request set-header X-Forwarded-Proto https if { ssl_fc }",
+        f'  http-request set-var-fmt(txn.berth_key) "%[{host}]%[path]"',
         f"  http-request set-var(txn.berth_backend) var(txn.berth_key),map_str({exact})",
         f"  http-request set-var(txn.berth_backend) var(txn.berth_key),map_beg({prefix})"
         " unless { var(txn.berth_backend) -m found }",

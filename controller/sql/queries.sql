@@ -762,3 +762,52 @@ RETURNING n.name;
 -- name: select_replicas
 SELECT * FROM replicas WHERE (%(deployment)s::text IS NULL OR deployment = %(deployment)s)
 ORDER BY deployment, slot, revision;
+
+-- name: select_certificates
+-- Every host's certificate with its key (Berth's role only): the certificate keeper's read.
+SELECT host, issuer, certificate_pem, private_key_pem, serial, not_before, not_after,
+       renew_requested_at, attempts, last_attempt_at, updated_at
+FROM certificates ORDER BY host;
+
+-- name: save_certificate
+-- A certificate obtained (fenced by the caller's transaction): the failures forgotten.
+INSERT INTO certificates AS c (host, issuer, certificate_pem, private_key_pem, serial,
+                               not_before, not_after, attempts, last_attempt_at, last_error,
+                               updated_at)
+VALUES (%(host)s, %(issuer)s, %(certificate_pem)s, %(private_key_pem)s, %(serial)s,
+        %(not_before)s, %(not_after)s, 0, now(), NULL, now())
+ON CONFLICT (host) DO UPDATE
+SET issuer = excluded.issuer, certificate_pem = excluded.certificate_pem,
+    private_key_pem = excluded.private_key_pem, serial = excluded.serial,
+    not_before = excluded.not_before, not_after = excluded.not_after, attempts = 0,
+    last_attempt_at = now(), last_error = NULL, updated_at = now();
+
+-- name: certificate_failed
+-- An attempt that obtained nothing: counted, with the ACME server's words (no secret in them).
+INSERT INTO certificates AS c (host, issuer, attempts, last_attempt_at, last_error)
+VALUES (%(host)s, %(issuer)s, 1, now(), %(error)s)
+ON CONFLICT (host) DO UPDATE
+SET attempts = c.attempts + 1, last_attempt_at = now(), last_error = excluded.last_error;
+
+-- name: forget_certificates
+-- Hosts no route asks TLS for any more.
+DELETE FROM certificates WHERE NOT host = ANY (%(kept)s::text[]);
+
+-- name: request_renewal
+-- An operator's renewal: at the next sweep, without waiting out the failures' backoff.
+UPDATE certificates SET renew_requested_at = now(), attempts = 0 WHERE host = %(host)s
+RETURNING host;
+
+-- name: select_certificate_status
+SELECT host, issuer, serial, not_before, not_after, renew_after, renew_requested_at,
+       attempts, last_attempt_at, last_error
+FROM certificate_status ORDER BY host;
+
+-- name: select_acme_account
+SELECT account_key_pem, account_uri FROM acme_accounts WHERE directory_url = %(directory_url)s;
+
+-- name: save_acme_account
+INSERT INTO acme_accounts (directory_url, account_key_pem, account_uri)
+VALUES (%(directory_url)s, %(account_key_pem)s, %(account_uri)s)
+ON CONFLICT (directory_url) DO UPDATE
+SET account_key_pem = excluded.account_key_pem, account_uri = excluded.account_uri;

@@ -56,7 +56,10 @@ def exported_metric_names() -> set[str]:
     import controller.gateways.postgres
     import controller.observability.metrics  # noqa: F401
 
-    return {sample.name for family in REGISTRY.collect() for sample in family.samples}
+    families = list(REGISTRY.collect())
+    sampled = {sample.name for family in families for sample in family.samples}
+    # A gauge whose labels are only known at run time (a host) has no sample before.
+    return sampled | {family.name for family in families if family.type == "gauge"}
 
 
 def metric_names_in(expr: str) -> set[str]:
