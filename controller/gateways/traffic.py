@@ -7,9 +7,9 @@ with keep-alive connections, at most `rate` a second in all, until stopped or un
 than 200, and every connection error, is a failure, kept with what it was, with one
 exception that every HTTP client makes (browsers, Go's net/http, RFC 9112 section 9.3.1):
 a request sent on a kept-alive connection that the server had closed as idle, answered
-by nothing at all, is sent once more on a new connection. Caddy closes idle keep-alive
-connections at each configuration change; those resends are counted (`resent`), and a
-resend that fails is a failure.
+by nothing at all, is sent once more on a new connection. Those resends are counted
+(`resent`), and a resend that fails is a failure; Berth's proxy is never reloaded, so the
+route tests assert that there are none.
 """
 
 from __future__ import annotations

@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import http.client
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
 
 from controller.app.daemon import Daemon
+from controller.gateways import load_tools
 from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.traffic import Traffic
-from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, berth_ok, report, wait_for
+from tests.integration.conftest import (
+    EXAMPLE_IMAGE,
+    EXAMPLE_IMAGE_2,
+    Containers,
+    Sql,
+    berth_ok,
+    report,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +135,7 @@ def test_update_and_scale_down_under_load_fail_no_request(
     if result.failed:  # the story of the rollout, to read against the failures' times
         print(*(f"{e['t']:.3f} {e['message']}" for e in sql(TIMELINE)), sep="\n")
     assert result.failed == 0, result.failures
+    assert result.resent == 0, "no kept-alive connection was closed under the client"
     assert not before & {c["Id"] for c in containers.find("web")}, "every replica was replaced"
     drained = sql(
         "SELECT id, kind, action, message FROM deployment_events WHERE deployment = 'web' "
@@ -169,3 +182,69 @@ def test_a_broken_update_is_rolled_back_under_load_and_undone(
     assert "revision 1" in undone
     wait_for(lambda: (s := sql.converged("web")) and s["generation"] == 3, what="undone, active")
     assert {c["Id"] for c in containers.find("web")} == serving, "the same containers serve"
+
+
+def converged_at(sql: Sql, generation: int) -> bool:
+    status = sql.converged("web")
+    return status is not None and status["generation"] == generation
+
+
+@pytest.mark.skipif(not load_tools.available(), reason="wrk and hey: deploy/setup-host.sh")
+def test_real_clients_with_and_without_keep_alive_see_no_failure(
+    sql: Sql,
+    start_daemon: Callable[..., Daemon],
+    proxy: PrivateHaproxy,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """wrk (16 kept-alive connections, never resends) and hey (a connection per request)
+    at once, through two updates, a scale 3 -> 4 -> 3 and another deployment's route
+    added and removed: not one error or non-2xx answer."""
+    start(start_daemon, proxy)
+    sql.insert("web", replicas=3, healthcheck=HEALTH, routes=ROUTE)
+    wait_for(lambda: sql.converged("web"), what="web converged")
+    wait_for(lambda: answers(proxy, "web.berth.test"), what="routed")
+    seconds = 75
+    reports: list[load_tools.LoadReport] = []
+    host = "web.berth.test"
+
+    def wrk() -> None:
+        reports.append(load_tools.wrk(proxy.http_addr, host, 16, seconds))
+
+    def hey() -> None:
+        reports.append(load_tools.hey(proxy.http_addr, host, 4, seconds))
+
+    tools = [threading.Thread(target=wrk), threading.Thread(target=hey)]
+    for tool in tools:
+        tool.start()
+    started = time.monotonic()
+    wait_for(lambda: answers(proxy, "web.berth.test"), what="load running")
+    for generation, change in enumerate(
+        [
+            ("image = %s", [EXAMPLE_IMAGE_2]),
+            ("replicas = 4", []),
+            ("image = %s", [EXAMPLE_IMAGE]),
+            ("replicas = 3", []),
+        ],
+        start=2,
+    ):
+        sql(f"UPDATE deployments SET {change[0]} WHERE name = 'web'", change[1])
+        wait_for(partial(converged_at, sql, generation), timeout_s=60, what=f"gen {generation}")
+    sql.insert("other", replicas=1, routes=[{"host": "other.berth.test", "port": 8080}])
+    wait_for(lambda: answers(proxy, "other.berth.test"), what="the other route")
+    sql("DELETE FROM deployments WHERE name = 'other'")
+    wait_for(lambda: get(proxy, "other.berth.test")[0] == 404, what="the other route gone")
+    changed_s = time.monotonic() - started
+    for tool in tools:
+        tool.join(seconds + 60)
+    report(
+        capsys,
+        "real clients through the changes ("
+        + f"{changed_s:.0f} s of {seconds} s): "
+        + "; ".join(
+            f"{r.tool}: {r.requests} requests, {r.errors} errors, {r.non_2xx} non-2xx"
+            for r in reports
+        ),
+    )
+    assert changed_s < seconds, "the changes ran inside the load"
+    assert len(reports) == 2 and all(r.requests > 1000 for r in reports), reports
+    assert all(r.failed == 0 for r in reports), reports
