@@ -148,7 +148,11 @@ def test_prometheus_sees_restarts_and_raises_the_crash_loop_alert(
         ),
         what="two restarts counted in Prometheus",
     )
-    assert query(prometheus, 'berth_deployments{job="berth",phase="degraded"} == 1')
+    # The resync's gauge and Prometheus's scrape each lag the phase by up to an interval.
+    wait_for(
+        lambda: query(prometheus, 'berth_deployments{job="berth",phase="degraded"} == 1'),
+        what="the crash-looping deployment counted degraded in Prometheus",
+    )
     assert query(prometheus, 'berth_leader{job="berth"} == 1')
     # No alert fires for things that are fine.
     body = json.loads(get(f"{prometheus}/api/v1/alerts")[1])
