@@ -1,5 +1,5 @@
 """`berth proxy-config`: HAProxy's static configuration for Berth's routes; `berth certs`
-and `berth cert renew HOST`: the HTTPS routes' certificates.
+and `berth cert renew HOST`, `berth cert ca`: the HTTPS routes' certificates.
 
 Registered on the command group by `controller.app.cli`; used by `deploy/setup-host.sh` and
 `deploy/berth-proxy.service` before HAProxy starts. The configuration is written once: a
@@ -102,6 +102,18 @@ def renew(host: str) -> None:
         if not open_database(Settings()).certificates.request_renewal(host):
             raise NotFound(f"no certificate for host {host!r} (see `berth certs`)")
         click.echo(f"renewal of {host} requested")
+
+
+@cert.command("ca")
+def authority() -> None:
+    """Print the certificate of Berth's own CA (routes with issuer internal), to trust it."""
+    with exit_codes():
+        found = open_database(Settings()).certificates.authority_certificate("internal")
+        if found is None:
+            raise NotFound(
+                "no internal CA yet: it is made for the first route with issuer internal"
+            )
+        click.echo(found, nl=False)
 
 
 def register(group: click.Group) -> None:

@@ -32,13 +32,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from controller.app.api_server import ApiServer
 from controller.app.http_server import HttpEndpoint
 from controller.app.probes import Probes
-from controller.gateways.acme_issuer import AcmeIssuer, new_account_key_pem
+from controller.gateways.acme_issuer import AcmeIssuer
 from controller.gateways.docker_builds import DockerBuilder
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.docker_storage import DockerStorage
 from controller.gateways.git_source import GitGateway
 from controller.gateways.haproxy import HaproxyGateway
+from controller.gateways.internal_ca import Signer
 from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
 from controller.gateways.swarm_runtime import SwarmRuntime
@@ -135,10 +136,8 @@ class Daemon:
             settings, self.database.retention, self.storage, self.leadership, self.image_builder
         )
         acme = AcmeIssuer(settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_email)
-        self.certificates = CertificateKeeper(
-            self.database.certificates, self.proxy, acme, self.routes, self.leadership,
-            settings.proxy_https_addr, new_account_key_pem,
-        )  # fmt: skip
+        self.certificates = CertificateKeeper(self.database.certificates, self.proxy, acme,
+            Signer(), self.routes, self.leadership, settings.proxy_https_addr)  # fmt: skip
         self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
         db = self.database
         self.stores = Stores(db.deployments, db.status, db.mutations, db.revisions, db.builds)

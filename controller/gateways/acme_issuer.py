@@ -44,6 +44,9 @@ class AcmeIssuer:
         self.ca_bundle = ca_bundle
         self.email = email
 
+    def new_account_key(self) -> str:
+        return new_account_key_pem()
+
     def issue(
         self,
         host: str,

@@ -2,13 +2,15 @@
 readable only by Berth's role), the ACME account per directory (`acme_accounts`), and what
 operators read (`certificate_status`, no keys).
 
-Called by `controller.loop.certificates.CertificateKeeper` (through
-`controller.loop.ports.CertificateLog`) on every sweep, and by the CLI (`berth certs`,
-`berth cert renew HOST`). The leader's writes are fenced by its term.
+Also Berth's own CA (`certificate_authorities`) and the values of the secrets a `files`
+route names. Called by `controller.loop.certificates.CertificateKeeper` (through
+`controller.loop.ports_tls.CertificateLog`) on every sweep, and by the CLI (`berth certs`,
+`berth cert renew HOST`, `berth cert ca`). The leader's writes are fenced by its term.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -61,6 +63,26 @@ class CertificateStore(Store):
     ) -> None:
         params = {"directory_url": directory_url, "account_key_pem": key_pem, "account_uri": uri}
         self._fenced("save_acme_account", fence, params)
+
+    def authority(
+        self, fence: Fence, name: str, make: Callable[[], tuple[str, str]]
+    ) -> tuple[str, str]:
+        """(certificate, key) of the CA `name`, made with `make` (and stored) if missing."""
+        rows = self._run("select_authority", {"name": name})
+        if not rows:
+            certificate, key = make()
+            params = {"name": name, "certificate_pem": certificate, "private_key_pem": key}
+            self._fenced("save_authority", fence, params)
+            rows = self._run("select_authority", {"name": name})
+        return rows[0]["certificate_pem"], rows[0]["private_key_pem"]
+
+    def authority_certificate(self, name: str) -> str | None:
+        rows = self._run("select_authority_certificate", {"name": name})
+        return str(rows[0]["certificate_pem"]) if rows else None
+
+    def secret_values(self, names: list[str]) -> dict[str, str]:
+        rows = self._run("select_secret_values", {"names": sorted(names)})
+        return {str(r["name"]): str(r["value"]) for r in rows}
 
     def request_renewal(self, host: str) -> bool:
         return bool(self._run("request_renewal", {"host": host}))

@@ -1,7 +1,9 @@
 """Keys and certificates as PEM text: made, read, and written where the proxy reads them.
 
 Used by the ACME issuer (`controller.gateways.acme_issuer`: a host's key, its CSR, the
-issued certificate's facts), by `berth proxy-config` and the private proxies (the default
+issued certificate's facts), Berth's own CA (`controller.gateways.internal_ca`: the CA and
+the server certificates it signs), the operator's certificates (`check_pair`), by
+`berth proxy-config` and the private proxies (the default
 certificate HAProxy needs on its HTTPS listener before any host has one) and by the test
 ACME server. Only this module and the ACME issuer import `cryptography`.
 """
@@ -16,7 +18,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-DEFAULT_CERT_NAME = "berth-default.pem"
+_CA_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=False,
+    key_cert_sign=True,
+    crl_sign=True,
+    encipher_only=False,
+    decipher_only=False,
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,95 @@ def self_signed(names: list[str], days: int = 3650, ips: tuple[str, ...] = ()) -
         .sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def new_authority(name: str, days: int = 3650) -> tuple[str, str]:
+    """(certificate PEM, key PEM) of a new CA that signs only server certificates."""
+    key_pem = new_key_pem()
+    key = _private_key(key_pem)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+
+
+def sign_server(
+    authority_pem: str, authority_key_pem: str, host: str, days: int
+) -> tuple[str, str]:
+    """(chain PEM: the leaf then the CA, key PEM) of a server certificate for `host`."""
+    authority = x509.load_pem_x509_certificate(authority_pem.encode())
+    signer = _private_key(authority_key_pem)
+    key_pem = new_key_pem()
+    key = _private_key(key_pem)
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(authority.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
+        .sign(signer, hashes.SHA256())
+    )
+    leaf = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return leaf + authority_pem, key_pem
+
+
+def check_pair(certificate_pem: str, key_pem: str, host: str) -> CertificateFacts:
+    """The facts of an operator's certificate, or ValueError saying what is wrong with it
+    (unreadable, not for this host, not matching the key, expired). Never quotes the key."""
+    try:
+        found = facts(certificate_pem)
+        leaf = x509.load_pem_x509_certificate(certificate_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except ValueError as error:
+        raise ValueError(f"not a PEM certificate and private key: {error}") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(
+        serialization.Encoding.PEM, public
+    ) != key.public_key().public_bytes(serialization.Encoding.PEM, public):
+        raise ValueError("the private key does not match the certificate")
+    if not any(_matches(name, host) for name in found.names):
+        raise ValueError(
+            f"the certificate is for {', '.join(found.names) or 'no DNS name'}, not {host}"
+        )
+    if found.not_after <= dt.datetime.now(dt.UTC):
+        raise ValueError(f"the certificate expired at {found.not_after:%Y-%m-%d %H:%M}Z")
+    return found
+
+
+def _matches(name: str, host: str) -> bool:
+    if name.startswith("*."):
+        return host.count(".") == name.count(".") and host.endswith(name[1:])
+    return name.lower() == host.lower()
+
+
+def _private_key(key_pem: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
 
 
 def facts(certificate_pem: str) -> CertificateFacts:

@@ -1,5 +1,7 @@
 """The certificate keeper: every host a `tls` route names has a valid certificate, in the
-proxy, renewed before it expires, and its plain HTTP redirected to HTTPS.
+proxy, renewed before it expires, and its plain HTTP redirected to HTTPS. The certificate
+comes from an ACME server (issuer `acme`), Berth's own CA (`internal`) or the operator's
+two secrets (`files`).
 
 Scheduled by the daemon every BERTH_CERTIFICATE_INTERVAL_S; does nothing on a follower.
 One sweep, level-triggered (observe, decide, act, record):
@@ -9,8 +11,9 @@ One sweep, level-triggered (observe, decide, act, record):
 - decide (`controller.policy.certificates`): which certificates are due (none yet, two
   thirds of the lifetime passed, a renewal asked for, a failure's backoff over), which
   redirects the proxy must hold;
-- act: obtain the due ones through ACME (the http-01 answer put in the proxy's ACME map for
-  the duration of the order), put each host's current certificate in the proxy where its
+- act: obtain the due ones (through ACME, the http-01 answer put in the proxy's ACME map
+  for the duration of the order; signed by the CA, made once; read from the secrets and
+  checked), put each host's current certificate in the proxy where its
   serial differs (a replacement is atomic: no handshake fails), set the redirects, take out
   the certificates of hosts no route asks for;
 - record: the certificate and key in Postgres (fenced by the term), or the failure counted
@@ -29,10 +32,20 @@ from datetime import UTC, datetime
 import structlog
 
 from controller.loop.ports import FenceSource
-from controller.loop.ports_tls import CertificateIssuer, CertificateLog, TlsProxy
+from controller.loop.ports_tls import (
+    CertificateIssuer,
+    CertificateLog,
+    CertificateSigner,
+    TlsProxy,
+)
 from controller.loop.routes import RouteKeeper
-from controller.model.certificates import AcmeAccount, HostTls, StoredCertificate
-from controller.model.errors import BerthError, Deposed
+from controller.model.certificates import (
+    AcmeAccount,
+    HostTls,
+    IssuedCertificate,
+    StoredCertificate,
+)
+from controller.model.errors import BerthError, CertificateFailed, Deposed
 from controller.model.records import Fence
 from controller.observability.metrics import CERTIFICATE_EXPIRY, CERTIFICATES_ISSUED
 from controller.policy.certificates import due, redirects
@@ -46,16 +59,15 @@ class CertificateKeeper:
         store: CertificateLog,
         proxy: TlsProxy | None,
         issuer: CertificateIssuer | None,
+        signer: CertificateSigner,
         routes: RouteKeeper,
         leadership: FenceSource,
         https_listen: str,
-        new_account_key: Callable[[], str],
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store, self.proxy, self.issuer = store, proxy, issuer
+        self.store, self.proxy, self.issuer, self.signer = store, proxy, issuer, signer
         self.routes, self.leadership = routes, leadership
         self.https_listen = https_listen
-        self._new_account_key = new_account_key
         self._now = now
         self._quiet = False  # nothing asked for TLS at the last sweep, and it was all cleaned
         self._shown: set[str] = set()  # hosts with an expiry series
@@ -83,8 +95,15 @@ class CertificateKeeper:
     def _sweep(self, fence: Fence, wishes: dict[str, HostTls]) -> dict[str, str]:
         done: dict[str, str] = {}
         stored = self.store.certificates()
+        files = self._operators_files(wishes)
         for host, wish in sorted(wishes.items()):
-            reason = due(wish, stored[host][0] if host in stored else None, self._now())
+            offered = files.get(host)
+            reason = due(
+                wish,
+                stored[host][0] if host in stored else None,
+                self._now(),
+                offered.serial if offered is not None else None,
+            )
             if reason is not None:
                 done[host] = self._obtain(fence, wish, reason)
         if done:
@@ -110,22 +129,61 @@ class CertificateKeeper:
         self._record_expiry({h: s for h, (s, _) in stored.items() if h in wishes})
         return done
 
-    def _obtain(self, fence: Fence, wish: HostTls, reason: str) -> str:
+    def _operators_files(self, wishes: dict[str, HostTls]) -> dict[str, IssuedCertificate]:
+        """Host -> the certificate in the secrets a `files` route names (if it passes the
+        checks; one query for every such host)."""
+        named = {
+            host: (w.certificate_secret, w.key_secret)
+            for host, w in wishes.items()
+            if w.issuer == "files" and w.certificate_secret and w.key_secret
+        }
+        if not named:
+            return {}
+        values = self.store.secret_values(sorted({n for pair in named.values() for n in pair}))
+        found = {}
+        for host, (certificate, key) in named.items():
+            if certificate in values and key in values:
+                try:
+                    found[host] = self.signer.check(values[certificate], values[key], host)
+                except BerthError:
+                    continue  # said by _obtain, which checks it again
+        return found
+
+    def _issue(self, fence: Fence, wish: HostTls) -> IssuedCertificate:
+        if wish.issuer == "internal":
+            authority = self.store.authority(fence, "internal", self.signer.new_authority)
+            return self.signer.sign(authority, wish.host)
+        if wish.issuer == "files":
+            names = [n for n in (wish.certificate_secret, wish.key_secret) if n]
+            values = self.store.secret_values(names)
+            missing = [n for n in names if n not in values]
+            if missing or len(names) != 2:
+                raise CertificateFailed(f"secret {', '.join(missing)} does not exist")
+            certificate, key = (values[n] for n in names)
+            try:
+                return self.signer.check(certificate, key, wish.host)
+            except CertificateFailed as error:
+                raise CertificateFailed(f"secrets {' and '.join(names)}: {error}") from None
         if self.issuer is None or self.proxy is None:
-            return "no ACME server or no proxy configured"
-        proxy = self.proxy
-        log.info("obtaining a certificate", host=wish.host, reason=reason)
+            raise CertificateFailed("no ACME server or no proxy configured")
         account = self._account(fence)
+        issued, account = self.issuer.issue(
+            wish.host, account, self.proxy.set_challenge, self.proxy.clear_challenge
+        )
+        self.store.save_acme_account(fence, self.issuer.directory_url, account.key_pem, account.uri)
+        return issued
+
+    def _obtain(self, fence: Fence, wish: HostTls, reason: str) -> str:
+        log.info("obtaining a certificate", host=wish.host, issuer=wish.issuer, reason=reason)
         try:
-            issued, account = self.issuer.issue(
-                wish.host, account, proxy.set_challenge, proxy.clear_challenge
-            )
+            issued = self._issue(fence, wish)
+        except Deposed:
+            raise
         except BerthError as error:
             self.store.certificate_failed(fence, wish.host, wish.issuer, str(error))
             CERTIFICATES_ISSUED.labels(outcome="failed").inc()
             log.warning("certificate not obtained", host=wish.host, error=str(error))
             return f"failed: {error}"
-        self.store.save_acme_account(fence, self.issuer.directory_url, account.key_pem, account.uri)
         self.store.save_certificate(
             fence,
             {
@@ -148,7 +206,7 @@ class CertificateKeeper:
         found = self.store.acme_account(self.issuer.directory_url)
         if found is not None:
             return AcmeAccount(found[0], found[1])
-        key = self._new_account_key()
+        key = self.issuer.new_account_key()
         self.store.save_acme_account(fence, self.issuer.directory_url, key, None)
         return AcmeAccount(key, None)
 

@@ -1,7 +1,9 @@
-"""The certificate keeper's ports: the proxy's TLS side, the certificates in Postgres and an
-ACME server. Implemented by `controller.gateways.haproxy.HaproxyGateway`,
-`controller.gateways.postgres_certificates.CertificateStore` and
-`controller.gateways.acme_issuer.AcmeIssuer`; used by `controller.loop.certificates`.
+"""The certificate keeper's ports: the proxy's TLS side, the certificates in Postgres, an ACME
+server and the signer of Berth's own CA. Implemented by
+`controller.gateways.haproxy.HaproxyGateway`,
+`controller.gateways.postgres_certificates.CertificateStore`,
+`controller.gateways.acme_issuer.AcmeIssuer` and `controller.gateways.internal_ca.Signer`;
+used by `controller.loop.certificates`.
 """
 
 from __future__ import annotations
@@ -46,15 +48,33 @@ class CertificateLog(Protocol):
 
     def acme_account(self, directory_url: str) -> tuple[str, str | None] | None: ...
 
+    def authority(
+        self, fence: Fence, name: str, make: Callable[[], tuple[str, str]]
+    ) -> tuple[str, str]: ...
+
+    def secret_values(self, names: list[str]) -> dict[str, str]: ...
+
     def save_acme_account(
         self, fence: Fence, directory_url: str, key_pem: str, uri: str | None
     ) -> None: ...
+
+
+class CertificateSigner(Protocol):
+    """Berth's own CA and operators' certificates (`controller.gateways.internal_ca`)."""
+
+    def new_authority(self) -> tuple[str, str]: ...
+
+    def sign(self, authority: tuple[str, str], host: str) -> IssuedCertificate: ...
+
+    def check(self, certificate_pem: str, key_pem: str, host: str) -> IssuedCertificate: ...
 
 
 class CertificateIssuer(Protocol):
     """An ACME server (`controller.gateways.acme_issuer.AcmeIssuer`)."""
 
     directory_url: str
+
+    def new_account_key(self) -> str: ...
 
     def issue(
         self,

@@ -15,8 +15,10 @@ from datetime import datetime
 @dataclass(frozen=True)
 class HostTls:
     host: str
-    issuer: str
+    issuer: str  # acme, internal or files
     redirect_http: bool
+    certificate_secret: str | None = None  # files: the secrets holding the chain and key
+    key_secret: str | None = None
 
 
 @dataclass(frozen=True)

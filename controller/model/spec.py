@@ -64,13 +64,26 @@ class Port(BaseModel):
 
 
 class RouteTls(BaseModel):
-    """HTTPS for a route's host: a certificate obtained and renewed through ACME
-    (`controller.loop.certificates`); plain HTTP redirected to HTTPS unless told not to."""
+    """HTTPS for a route's host (`controller.loop.certificates`): a certificate obtained and
+    renewed through ACME (`acme`), signed by Berth's own CA for local names (`internal`), or
+    the operator's, held in two secrets (`files`: `certificate_secret`, PEM chain, and
+    `key_secret`); plain HTTP redirected to HTTPS unless told not to."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    issuer: Literal["acme"] = "acme"
+    issuer: Literal["acme", "internal", "files"] = "acme"
     redirect_http: bool = True
+    certificate_secret: str | None = Field(default=None, pattern=NAME_REGEX)
+    key_secret: str | None = Field(default=None, pattern=NAME_REGEX)
+
+    @model_validator(mode="after")
+    def _secrets_for_files(self) -> RouteTls:
+        named = self.certificate_secret is not None or self.key_secret is not None
+        if self.issuer == "files" and (self.certificate_secret is None or self.key_secret is None):
+            raise ValueError('issuer "files" needs certificate_secret and key_secret')
+        if self.issuer != "files" and named:
+            raise ValueError('certificate_secret and key_secret go with issuer "files" only')
+        return self
 
 
 class Route(BaseModel):

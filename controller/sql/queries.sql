@@ -144,7 +144,8 @@ SELECT name, image, source, priority, command, env, ports, replicas, healthcheck
 FROM deployments WHERE name = %(name)s;
 
 -- name: select_secret_values
--- Only the daemon's role may read values: it does so when it creates containers.
+-- Only the daemon's role may read values: it does so when it creates containers, and for
+-- the certificates of `tls` routes with issuer files.
 SELECT name, value FROM secrets
 WHERE name IN (SELECT jsonb_array_elements_text(%(names)s::jsonb));
 
@@ -811,3 +812,15 @@ INSERT INTO acme_accounts (directory_url, account_key_pem, account_uri)
 VALUES (%(directory_url)s, %(account_key_pem)s, %(account_uri)s)
 ON CONFLICT (directory_url) DO UPDATE
 SET account_key_pem = excluded.account_key_pem, account_uri = excluded.account_uri;
+
+-- name: select_authority
+SELECT certificate_pem, private_key_pem FROM certificate_authorities WHERE name = %(name)s;
+
+-- name: save_authority
+-- The first CA made wins (two leaders in a row cannot both make one): the stored one is read after.
+INSERT INTO certificate_authorities (name, certificate_pem, private_key_pem)
+VALUES (%(name)s, %(certificate_pem)s, %(private_key_pem)s)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: select_authority_certificate
+SELECT certificate_pem FROM certificate_authorities WHERE name = %(name)s;

@@ -22,7 +22,7 @@ from controller.app.daemon import Daemon
 from controller.gateways.haproxy import HaproxyGateway
 from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.pebble_server import PrivatePebble
-from controller.gateways.tls_material import facts
+from controller.gateways.tls_material import facts, self_signed
 from tests.integration.conftest import Sql, berth, berth_ok, report, wait_for
 
 pytestmark = pytest.mark.integration
@@ -63,11 +63,11 @@ def https_connection(
     return connection
 
 
-def served_serial(proxy: PrivateHaproxy, context: ssl.SSLContext) -> str:
-    """The serial of the certificate served for HOST ("" while none verifies: the default
+def served_serial(proxy: PrivateHaproxy, context: ssl.SSLContext, host: str = HOST) -> str:
+    """The serial of the certificate served for `host` ("" while none verifies: the default
     certificate of a proxy that has none yet)."""
     try:
-        connection = https_connection(proxy, context)
+        connection = https_connection(proxy, context, host)
     except ssl.SSLCertVerificationError:
         return ""
     try:
@@ -79,8 +79,11 @@ def served_serial(proxy: PrivateHaproxy, context: ssl.SSLContext) -> str:
         connection.close()
 
 
-def https_status(proxy: PrivateHaproxy, context: ssl.SSLContext) -> int:
-    connection = https_connection(proxy, context)
+def https_status(proxy: PrivateHaproxy, context: ssl.SSLContext, host: str = HOST) -> int:
+    try:
+        connection = https_connection(proxy, context, host)
+    except ssl.SSLCertVerificationError:
+        return 0
     try:
         connection.request("GET", "/")
         answer = connection.getresponse()
@@ -223,12 +226,72 @@ def test_an_https_route_gets_an_acme_certificate_renewed_under_load(
     wait_for(lambda: not sql("SELECT 1 FROM certificates"), what="its row forgotten")
 
 
+def test_internal_ca_and_operators_certificates(
+    sql: Sql, start_daemon: Callable[..., Daemon], proxy: PrivateHaproxy, tmp_path: Path
+) -> None:
+    start_daemon(
+        proxy_admin_url=proxy.admin_url,
+        proxy_http_addr=proxy.http_addr,
+        proxy_https_addr=proxy.https_addr,
+        certificate_interval_s=0.5,
+    )
+    internal, files = "internal.berth.test", "files.berth.test"
+    certificate, key = self_signed([files], days=90)
+    sql(
+        "INSERT INTO secrets (name, value) VALUES ('files-cert', %s), ('files-key', %s)",
+        [certificate, key],
+    )
+    routes = [
+        {"host": internal, "port": 8080, "tls": {"issuer": "internal"}},
+        {"host": files, "port": 8080, "tls": {"issuer": "files",
+         "certificate_secret": "files-cert", "key_secret": "files-key"}},
+    ]  # fmt: skip
+    sql.insert("web", replicas=1, healthcheck=HEALTH, routes=routes)
+    wait_for(lambda: sql.converged("web"), what="web converged")
+    authority = wait_for(
+        lambda: (r := berth(sql.url, "cert", "ca")).returncode == 0 and r.stdout,
+        what="the internal CA",
+    )
+    (tmp_path / "ca.pem").write_text(authority)
+    trusted = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    wait_for(lambda: https_status(proxy, trusted, internal) == 200, what="internal, served")
+    (tmp_path / "files.pem").write_text(certificate)
+    operators = ssl.create_default_context(cafile=str(tmp_path / "files.pem"))
+    wait_for(lambda: https_status(proxy, operators, files) == 200, what="files, served")
+
+    renewed, renewed_key = self_signed([files], days=90)  # the operator's renewal
+    sql("UPDATE secrets SET value = %s WHERE name = 'files-cert'", [renewed])
+    sql("UPDATE secrets SET value = %s WHERE name = 'files-key'", [renewed_key])
+    (tmp_path / "files.pem").write_text(renewed)
+    operators = ssl.create_default_context(cafile=str(tmp_path / "files.pem"))
+    wait_for(lambda: served_serial(proxy, operators, files) == facts(renewed).serial,
+             what="the renewed file served")  # fmt: skip
+
+    wrong, wrong_key = self_signed(["elsewhere.test"])
+    sql("UPDATE secrets SET value = %s WHERE name = 'files-cert'", [wrong])
+    sql("UPDATE secrets SET value = %s WHERE name = 'files-key'", [wrong_key])
+    failed = wait_for(
+        lambda: sql("SELECT last_error FROM certificate_status WHERE host = %s AND attempts > 0",
+                    [files]),
+        what="the wrong file refused",
+    )  # fmt: skip
+    message = failed[0]["last_error"]
+    assert "files-cert" in message and f"not {files}" in message, message
+    assert "PRIVATE KEY" not in message and "CERTIFICATE" not in message
+    assert served_serial(proxy, operators, files) == facts(renewed).serial, "the old one serves on"
+
+
 def test_a_bad_tls_field_is_refused_naming_it(sql: Sql) -> None:
+    sql("INSERT INTO secrets (name, value) VALUES ('a-cert', 'x')")
     for tls, field in (
         ({"issuer": "letsencrypt"}, "routes[0].tls.issuer"),
         ({"redirect_http": "yes"}, "routes[0].tls.redirect_http"),
         ({"wildcard": True}, "routes[0].tls.wildcard"),
-    ):
+        ({"issuer": "files", "certificate_secret": "a-cert"}, "routes[0].tls.key_secret"),
+        ({"issuer": "files", "certificate_secret": "nope", "key_secret": "a-cert"},
+         "routes[0].tls.certificate_secret"),
+        ({"issuer": "acme", "key_secret": "a-cert"}, "routes[0].tls.key_secret"),
+    ):  # fmt: skip
         route = [{"host": HOST, "port": 8080, "tls": tls}]
         with pytest.raises(Exception, match=field.replace("[", r"\[").replace("]", r"\]")):
             sql.insert("web", routes=route)

@@ -6,6 +6,7 @@ hosts dropped are taken out)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,6 +83,8 @@ class FakeCertificates:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[StoredCertificate, str | None]] = {}
         self.account: tuple[str, str | None] | None = None
+        self.ca: tuple[str, str] | None = None
+        self.secrets: dict[str, str] = {}
 
     def certificates(self) -> dict[str, tuple[StoredCertificate, str | None]]:
         return dict(self.rows)
@@ -107,6 +110,16 @@ class FakeCertificates:
 
     def acme_account(self, directory_url: str) -> tuple[str, str | None] | None:
         return self.account
+
+    def authority(
+        self, fence: Fence, name: str, make: Callable[[], tuple[str, str]]
+    ) -> tuple[str, str]:
+        if self.ca is None:
+            self.ca = make()
+        return self.ca
+
+    def secret_values(self, names: list[str]) -> dict[str, str]:
+        return {n: v for n, v in self.secrets.items() if n in names}
 
     def save_acme_account(
         self, fence: Fence, directory_url: str, key: str, uri: str | None
@@ -146,6 +159,9 @@ class FakeTlsProxy(FakeProxy):
 class FakeIssuer:
     directory_url = "https://acme.test/dir"
 
+    def new_account_key(self) -> str:
+        return "account-key"
+
     def __init__(self) -> None:
         self.issued = 0
         self.failing = False
@@ -168,6 +184,26 @@ class FakeIssuer:
         return issued, AcmeAccount(account.key_pem, "https://acme.test/acct/1")
 
 
+class FakeSigner:
+    def __init__(self) -> None:
+        self.authorities = 0
+
+    def new_authority(self) -> tuple[str, str]:
+        self.authorities += 1
+        return "CA", "CA-KEY"
+
+    def sign(self, authority: tuple[str, str], host: str) -> IssuedCertificate:
+        return IssuedCertificate(
+            f"I-{host}|chain", "|key", f"I-{host}", NOW, NOW + timedelta(days=30)
+        )
+
+    def check(self, certificate_pem: str, key_pem: str, host: str) -> IssuedCertificate:
+        if not certificate_pem.startswith(f"F-{host}"):
+            raise CertificateFailed(f"the certificate is not for {host}")
+        serial = certificate_pem.split("|")[0]
+        return IssuedCertificate(certificate_pem, key_pem, serial, NOW, NOW + timedelta(days=60))
+
+
 class Leader:
     def __init__(self) -> None:
         self.leading = True
@@ -185,7 +221,7 @@ def keeper(
     route_keeper = RouteKeeper(proxy)
     route_keeper.repair({"web": (routes, {})}, 0.0)
     certificates = CertificateKeeper(
-        store, proxy, issuer, route_keeper, leader, "127.0.0.1:8443", lambda: "account-key",
+        store, proxy, issuer, FakeSigner(), route_keeper, leader, "127.0.0.1:8443",
         now=lambda: NOW,
     )  # fmt: skip
     return certificates, store, proxy, issuer, leader
@@ -218,3 +254,32 @@ def test_a_failure_is_recorded_and_waits_its_backoff() -> None:
     assert store.rows["web.test"][0].attempts == 1
     assert certificates.sweep() == {}, "within its backoff: not asked again"
     assert proxy.installed == {} and proxy.redirect_map == {}
+
+
+def test_internal_certificates_share_one_authority() -> None:
+    routes = [
+        Route(host="a.test", port=1, tls=RouteTls(issuer="internal")),
+        Route(host="b.test", port=1, tls=RouteTls(issuer="internal")),
+    ]
+    certificates, store, proxy, issuer, _ = keeper(routes)
+    certificates.sweep()
+    assert proxy.certificates() == {"a.test": "I-a.test", "b.test": "I-b.test"}
+    assert store.ca == ("CA", "CA-KEY") and issuer.issued == 0
+    assert isinstance(certificates.signer, FakeSigner) and certificates.signer.authorities == 1
+
+
+def test_an_operators_certificate_follows_its_secret() -> None:
+    tls = RouteTls(issuer="files", certificate_secret="web-cert", key_secret="web-key")
+    certificates, store, proxy, _, _ = keeper([Route(host="web.test", port=1, tls=tls)])
+    store.secrets = {"web-cert": "F-web.test-1|chain", "web-key": "|key"}
+    certificates.sweep()
+    assert proxy.certificates() == {"web.test": "F-web.test-1"}
+    store.secrets["web-cert"] = "F-other.test|chain"  # a wrong file: the old one serves on
+    assert certificates.sweep() == {
+        "web.test": "failed: secrets web-cert and web-key: the certificate is not for web.test"
+    }
+    assert proxy.certificates() == {"web.test": "F-web.test-1"}
+    store.rows["web.test"] = (replace(store.rows["web.test"][0], attempts=0), None)
+    store.secrets["web-cert"] = "F-web.test-2|chain"  # the operator's renewal
+    certificates.sweep()
+    assert proxy.certificates() == {"web.test": "F-web.test-2"}
