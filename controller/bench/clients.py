@@ -5,8 +5,10 @@ Called by `controller.bench.runner`. A private HAProxy fronts a 3-replica deploy
 route; `wrk` (kept-alive connections) and then `hey -disable-keepalive` (a connection per
 request) send to it on loopback, each bounded by its duration. During each run: image
 updates one after another, a scale 3 -> 6 -> 3, and another deployment's route added and
-removed. Printed: requests, connection errors and non-2xx answers, beside an idle run of
-the same tool. Asserts nothing: it measures what a client that never resends sees.
+removed. Printed: requests, connection errors, non-2xx answers and the slowest answer,
+beside the same tool straight to one replica's published port (the app alone, no proxy)
+and through the proxy with nothing changing. Asserts nothing: it measures what a client
+that never resends sees.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ def _under(
 
 
 def _row(label: str, report: LoadReport) -> None:
-    print(f"{label:<58}{report.requests:>10}{report.errors:>8}{report.non_2xx:>9}")
+    slowest = "-" if report.slowest_s is None else f"{report.slowest_s:.2f}s"
+    print(f"{label:<58}{report.requests:>10}{report.errors:>8}{report.non_2xx:>9}{slowest:>9}")
 
 
 def run(env: Environment, updates: int, seconds: int) -> None:
@@ -110,9 +113,24 @@ def run(env: Environment, updates: int, seconds: int) -> None:
             ("wrk", lambda s: load_tools.wrk(proxy.http_addr, HOST, 16, s)),
             ("hey", lambda s: load_tools.hey(proxy.http_addr, HOST, 8, s)),
         ]
+
+        def direct() -> str:
+            """A serving replica's published address, now (the changes replace them)."""
+            for replica in env.containers("web"):
+                found = replica.address(8080)
+                if replica.ready and found is not None:
+                    return f"{found[0]}:{found[1]}"
+            raise RuntimeError("no ready replica of web")
+
+        straight: list[tuple[str, Callable[[int], LoadReport]]] = [
+            ("wrk", lambda s: load_tools.wrk(direct(), HOST, 16, s)),
+            ("hey", lambda s: load_tools.hey(direct(), HOST, 8, s)),
+        ]
         print(f"\n== clients: real load tools through the proxy ({seconds} s each)")
-        print(f"{'run':<58}{'requests':>10}{'errors':>8}{'non-2xx':>9}")
-        for _, tool in tools:
+        print(f"{'run':<58}{'requests':>10}{'errors':>8}{'non-2xx':>9}{'slowest':>9}")
+        for (_, tool), (_, alone) in zip(tools, straight, strict=True):
+            base = alone(max(5, seconds // 4))
+            _row(f"{base.tool}, one replica, no proxy", base)
             idle = tool(max(5, seconds // 4))
             _row(f"{idle.tool}, nothing changing", idle)
             busy, done, took = _under(tool, seconds, _changes(env, updates))

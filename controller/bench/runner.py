@@ -85,7 +85,7 @@ class BenchOptions:
     swarm_deployments: int = 10
     stop_deletions: int = 20
     client_updates: int = 10
-    client_seconds: int = 90
+    client_seconds: int = 120
 
     @classmethod
     def smoke(cls, database_url: str | None = None) -> BenchOptions:

@@ -18,6 +18,7 @@ Requests/sec:   1902.95
 HEY = """
 Summary:
   Total:	20.0031 secs
+  Slowest:	1.2471 secs
   Requests/sec:	1300.1
 
 Status code distribution:
@@ -33,7 +34,9 @@ def test_wrk_and_hey_reports_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(load_tools, "_run", lambda argv, seconds: WRK)
     report = load_tools.wrk("127.0.0.1:8080", "a.test", 16, 90)
     assert (report.requests, report.errors, report.non_2xx, report.failed) == (171266, 29, 13, 42)
+    assert report.slowest_s == pytest.approx(0.09601)
     monkeypatch.setattr(load_tools, "_run", lambda argv, seconds: HEY)
     report = load_tools.hey("127.0.0.1:8080", "a.test", 8, 20)
     assert (report.requests, report.errors, report.non_2xx) == (26008, 3, 2)
     assert "connection reset by peer" in report.detail
+    assert report.slowest_s == pytest.approx(1.2471)
