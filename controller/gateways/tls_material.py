@@ -50,8 +50,7 @@ def new_key_pem() -> str:
 
 
 def csr_pem(key_pem: str, host: str) -> bytes:
-    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    key = _private_key(key_pem)
     request = (
         x509.CertificateSigningRequestBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
@@ -61,52 +60,57 @@ def csr_pem(key_pem: str, host: str) -> bytes:
     return request.public_bytes(serialization.Encoding.PEM)
 
 
+def _builder(
+    subject: str, issuer: x509.Name | None, key: ec.EllipticCurvePrivateKey, days: int
+) -> x509.CertificateBuilder:
+    """A certificate for `subject`'s key, valid from five minutes ago for `days`; issued by
+    `issuer` (None: itself)."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer or name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+    )
+
+
+def _pem(certificate: x509.Certificate) -> str:
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
 def self_signed(names: list[str], days: int = 3650, ips: tuple[str, ...] = ()) -> tuple[str, str]:
     """(certificate PEM, key PEM) of a self-signed certificate for these names."""
     import ipaddress
 
     key_pem = new_key_pem()
-    key = serialization.load_pem_private_key(key_pem.encode(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    now = dt.datetime.now(dt.UTC)
+    key = _private_key(key_pem)
     alternatives: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
     alternatives += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        _builder(names[0], None, key, days)
         .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+    return _pem(certificate), key_pem
 
 
 def new_authority(name: str, days: int = 3650) -> tuple[str, str]:
     """(certificate PEM, key PEM) of a new CA that signs only server certificates."""
     key_pem = new_key_pem()
     key = _private_key(key_pem)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        _builder(name, None, key, days)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_CA_USAGE, critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode(), key_pem
+    return _pem(certificate), key_pem
 
 
 def sign_server(
@@ -116,16 +120,8 @@ def sign_server(
     authority = x509.load_pem_x509_certificate(authority_pem.encode())
     signer = _private_key(authority_key_pem)
     key_pem = new_key_pem()
-    key = _private_key(key_pem)
-    now = dt.datetime.now(dt.UTC)
     certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
-        .issuer_name(authority.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
+        _builder(host, authority.subject, _private_key(key_pem), days)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -137,8 +133,7 @@ def sign_server(
         )
         .sign(signer, hashes.SHA256())
     )
-    leaf = certificate.public_bytes(serialization.Encoding.PEM).decode()
-    return leaf + authority_pem, key_pem
+    return _pem(certificate) + authority_pem, key_pem
 
 
 def check_pair(certificate_pem: str, key_pem: str, host: str) -> CertificateFacts:
