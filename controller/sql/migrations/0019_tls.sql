@@ -26,6 +26,21 @@ BEGIN
                 PERFORM berth_refuse(format('routes[%s].%s', route_index, key), 'is not a known field (host, port, path_prefix, tls)');
             END IF;
         END LOOP;
+        IF jsonb_typeof(route -> 'host') IS DISTINCT FROM 'string'
+           OR route ->> 'host' !~ '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+           OR length(route ->> 'host') > 253 THEN
+            PERFORM berth_refuse(format('routes[%s].host', route_index),
+                format('must be a lowercase DNS name such as "app.example.test", got %s', coalesce((route -> 'host')::text, 'nothing')));
+        END IF;
+        IF NOT coalesce(berth_json_int_between(route -> 'port', 1, 65535), false) THEN
+            PERFORM berth_refuse(format('routes[%s].port', route_index),
+                format('must be the container port, an integer from 1 to 65535, got %s', coalesce((route -> 'port')::text, 'nothing')));
+        END IF;
+        IF route ? 'path_prefix' AND (jsonb_typeof(route -> 'path_prefix') <> 'string'
+                                      OR route ->> 'path_prefix' !~ '^/[A-Za-z0-9._~/-]*$') THEN
+            PERFORM berth_refuse(format('routes[%s].path_prefix', route_index),
+                format('must start with "/" and contain only letters, digits and . _ ~ / -, got %s', route -> 'path_prefix'));
+        END IF;
         IF route ? 'tls' AND jsonb_typeof(route -> 'tls') <> 'null' THEN
             IF jsonb_typeof(route -> 'tls') <> 'object' THEN
                 PERFORM berth_refuse(format('routes[%s].tls', route_index),
