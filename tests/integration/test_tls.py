@@ -296,10 +296,10 @@ def test_a_bad_tls_field_is_refused_naming_it(sql: Sql) -> None:
         with pytest.raises(Exception, match=field.replace("[", r"\[").replace("]", r"\]")):
             sql.insert("web", routes=route)
     # With a valid tls, the route's other fields are checked as before.
-    for route, field in (
+    for bad, field in (
         ({"host": "evil.test/../x", "port": 80}, r"routes\[0\]\.host"),
         ({"host": HOST, "port": 70000}, r"routes\[0\]\.port"),
         ({"host": HOST, "port": 80, "path_prefix": "x"}, r"routes\[0\]\.path_prefix"),
     ):
         with pytest.raises(Exception, match=field):
-            sql.insert("web", routes=[{**route, "tls": {"issuer": "internal"}}])
+            sql.insert("web", routes=[{**bad, "tls": {"issuer": "internal"}}])
