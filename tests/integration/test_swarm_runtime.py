@@ -110,8 +110,14 @@ def test_deployments_spread_over_the_nodes_roll_out_and_go(
     )[0]["message"]
     assert "progress deadline" in said and "No such image: berth-test/nowhere:1" in said, said
     assert "@" in said.partition("progress deadline")[2], f"names the nodes: {said}"
-    serving = [r for r in swarm_daemon.runtime.observe("web-1") if r.cluster == cluster]
-    assert len(serving) == 3 and all(r.ready for r in serving), "the old revision serves"
+
+    # The rolled-back revision's replicas leave in the background (RECONCILIATION.md, "Stops
+    # off the pass"): the old revision alone serves once they are gone.
+    def old_revision_alone() -> bool:
+        serving = [r for r in swarm_daemon.runtime.observe("web-1") if r.cluster == cluster]
+        return len(serving) == 3 and all(r.ready for r in serving)
+
+    wait_for(old_revision_alone, timeout_s=60, what="the old revision serves, alone")
 
     for name in names:
         sql("DELETE FROM deployments WHERE name = %s", [name])
