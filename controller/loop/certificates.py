@@ -102,10 +102,10 @@ class CertificateKeeper:
                 wish,
                 stored[host][0] if host in stored else None,
                 self._now(),
-                offered.serial if offered is not None else None,
+                offered.serial if isinstance(offered, IssuedCertificate) else None,
             )
             if reason is not None:
-                done[host] = self._obtain(fence, wish, reason)
+                done[host] = self._obtain(fence, wish, reason, offered)
         if done:
             stored = self.store.certificates()
         if self.proxy is not None:
@@ -129,9 +129,11 @@ class CertificateKeeper:
         self._record_expiry({h: s for h, (s, _) in stored.items() if h in wishes})
         return done
 
-    def _operators_files(self, wishes: dict[str, HostTls]) -> dict[str, IssuedCertificate]:
-        """Host -> the certificate in the secrets a `files` route names (if it passes the
-        checks; one query for every such host)."""
+    def _operators_files(
+        self, wishes: dict[str, HostTls]
+    ) -> dict[str, IssuedCertificate | CertificateFailed]:
+        """Host -> the certificate in the secrets a `files` route names, checked, or what is
+        wrong with it (one query for every such host, once a sweep)."""
         named = {
             host: (w.certificate_secret, w.key_secret)
             for host, w in wishes.items()
@@ -140,30 +142,27 @@ class CertificateKeeper:
         if not named:
             return {}
         values = self.store.secret_values(sorted({n for pair in named.values() for n in pair}))
-        found = {}
+        found: dict[str, IssuedCertificate | CertificateFailed] = {}
         for host, (certificate, key) in named.items():
-            if certificate in values and key in values:
-                try:
-                    found[host] = self.signer.check(values[certificate], values[key], host)
-                except BerthError:
-                    continue  # said by _obtain, which checks it again
+            missing = [n for n in (certificate, key) if n not in values]
+            try:
+                if missing:
+                    raise CertificateFailed(f"secret {', '.join(missing)} does not exist")
+                found[host] = self.signer.check(values[certificate], values[key], host)
+            except CertificateFailed as error:
+                found[host] = CertificateFailed(f"secrets {certificate} and {key}: {error}")
         return found
 
-    def _issue(self, fence: Fence, wish: HostTls) -> IssuedCertificate:
+    def _issue(
+        self, fence: Fence, wish: HostTls, offered: IssuedCertificate | CertificateFailed | None
+    ) -> IssuedCertificate:
         if wish.issuer == "internal":
             authority = self.store.authority(fence, "internal", self.signer.new_authority)
             return self.signer.sign(authority, wish.host)
         if wish.issuer == "files":
-            names = [n for n in (wish.certificate_secret, wish.key_secret) if n]
-            values = self.store.secret_values(names)
-            missing = [n for n in names if n not in values]
-            if missing or len(names) != 2:
-                raise CertificateFailed(f"secret {', '.join(missing)} does not exist")
-            certificate, key = (values[n] for n in names)
-            try:
-                return self.signer.check(certificate, key, wish.host)
-            except CertificateFailed as error:
-                raise CertificateFailed(f"secrets {' and '.join(names)}: {error}") from None
+            if isinstance(offered, IssuedCertificate):
+                return offered
+            raise offered or CertificateFailed("no secrets named")
         if self.issuer is None or self.proxy is None:
             raise CertificateFailed("no ACME server or no proxy configured")
         account = self._account(fence)
@@ -173,10 +172,17 @@ class CertificateKeeper:
         self.store.save_acme_account(fence, self.issuer.directory_url, account.key_pem, account.uri)
         return issued
 
-    def _obtain(self, fence: Fence, wish: HostTls, reason: str) -> str:
+    def _obtain(
+        self,
+        fence: Fence,
+        wish: HostTls,
+        reason: str,
+        offered: IssuedCertificate | CertificateFailed | None = None,
+    ) -> str:
+        """`offered`: for issuer files, what this sweep read from the secrets."""
         log.info("obtaining a certificate", host=wish.host, issuer=wish.issuer, reason=reason)
         try:
-            issued = self._issue(fence, wish)
+            issued = self._issue(fence, wish, offered)
         except Deposed:
             raise
         except BerthError as error:

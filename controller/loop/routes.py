@@ -179,7 +179,7 @@ class RouteKeeper:
                 self._emptied = False
             everything = [t for name in sorted(self._routes) for t in self._targets(name)]
             changes = plan(everything, self.proxy.observe())
-            if changes.changes or changes.delete:
+            if not changes.empty:
                 self.proxy.apply(changes)
             if changes.unplaced:
                 log.warning(
@@ -221,7 +221,7 @@ class RouteKeeper:
         scope = {k for t in (*desired, *old) for k in target_keys(t) if k is not None}
         try:
             changes = plan(desired, self.proxy.observe(), scope)
-            if changes.changes or changes.delete:
+            if not changes.empty:
                 self.proxy.apply(changes)
         except BerthError as error:
             self._unsynced.add(deployment)

@@ -80,6 +80,11 @@ class ProxyPlan:
     unplaced: tuple[str, ...] = ()  # routes that found no free backend in the pool
 
     @property
+    def empty(self) -> bool:
+        """Nothing at all to do (not even an idle retired server to delete)."""
+        return not (self.changes or self.delete)
+
+    @property
     def changes(self) -> bool:
         """The proxy's routing changes (deleting an idle retired server does not count)."""
         return bool(self.add or self.serve or self.retire) or (
