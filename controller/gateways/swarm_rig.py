@@ -221,9 +221,16 @@ class SwarmRig:
             client.close()
 
     def ready_nodes(self) -> int:
+        """Nodes the manager reports ready; 0 while the manager cannot answer (a node just
+        reconnected: Swarm's raft answers 500 "context deadline exceeded" until it has its
+        quorum back), so that the callers' polls go on until their deadline."""
         client = self.manager().client()
         try:
             return sum(1 for n in client.nodes() if n["Status"]["State"] == "ready")
+        except docker.errors.APIError as error:
+            if error.status_code is not None and error.status_code >= 500:
+                return 0
+            raise
         finally:
             client.close()
 
