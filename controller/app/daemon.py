@@ -43,6 +43,7 @@ from controller.gateways.internal_ca import Signer
 from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
 from controller.gateways.swarm_runtime import SwarmRuntime
+from controller.gateways.swarm_storage import SwarmStorage
 from controller.gateways.webhook_client import WebhookClient
 from controller.gateways.workspace import Workspaces
 from controller.loop import faults
@@ -87,9 +88,8 @@ class Daemon:
             application_name=f"berth {node_id}",
         )
         self.docker = DockerGateway(pool_size=settings.concurrency + 4 + MAX_BACKGROUND_STOPS)
-        self.runtime: DockerRuntime | SwarmRuntime = (
-            SwarmRuntime(self.docker) if settings.runtime == "swarm" else DockerRuntime(self.docker)
-        )
+        self.swarm = settings.runtime == "swarm"
+        self.runtime = SwarmRuntime(self.docker) if self.swarm else DockerRuntime(self.docker)
         swarm = self.runtime if isinstance(self.runtime, SwarmRuntime) else None
         self.nodes = NodeKeeper(self.runtime, self.database.nodes, swarm)
         self.queue = WorkQueue()
@@ -131,7 +131,7 @@ class Daemon:
             self.stopping,
             self.listen,
         )
-        self.storage = DockerStorage(self.docker)
+        self.storage = (SwarmStorage if self.swarm else DockerStorage)(self.docker)
         self.janitor = Janitor(
             settings, self.database.retention, self.storage, self.leadership, self.image_builder
         )

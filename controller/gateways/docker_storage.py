@@ -32,6 +32,9 @@ def _ours(labels: dict[str, str] | None, cluster: str, kind_label: str) -> bool:
 class DockerStorage:
     """Named volumes and networks through the gateway's one `APIClient`."""
 
+    # Swarm's storage (`controller.gateways.swarm_storage`) makes overlay networks instead.
+    network_driver = "bridge"
+
     def __init__(self, docker: DockerGateway) -> None:
         self.api = docker.api
         # Docker does not refuse a second network of the same name (its duplicate check is
@@ -59,7 +62,8 @@ class DockerStorage:
 
     @retry_transient
     def ensure_network(self, name: str, labels: dict[str, str]) -> bool:
-        """Make bridge network `name` unless it exists; True if made."""
+        """Make network `name` (a bridge; on a swarm an attachable overlay) unless it
+        exists; True if made."""
         with self._network_lock:
             return self._ensure_network(name, labels)
 
@@ -75,7 +79,13 @@ class DockerStorage:
             return False
         try:
             with translated("create_network", name):
-                self.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+                self.api.create_network(
+                    name,
+                    driver=self.network_driver,
+                    labels=labels,
+                    check_duplicate=True,
+                    attachable=self.network_driver == "overlay" or None,
+                )
         except DockerConflict:  # made meanwhile by another pass
             return False
         return True

@@ -7,7 +7,9 @@ and the tests reach every node at its address (a bridge in the root namespace wo
 subject to the main engine's `FORWARD DROP`). Every dockerd is started with
 `nsenter --net=` (`ip netns exec` remounts /sys and dockerd fails: "Devices cgroup isn't
 mounted"), and every node is a manager, so the swarm keeps its quorum when one is lost.
-Images are copied from the main engine (`docker save | docker load`): nothing is pulled.
+Images are copied from the main engine (`docker save | docker load`): nothing is pulled
+from outside; a registry the tests start at `registry_host` (on the rig's link, plain HTTP:
+the nodes trust the rig's subnet as an insecure registry) serves the images Berth builds.
 
 This kernel has no IPVS: VIP endpoints and the routing mesh accept services whose ports
 never answer. Services on the rig use `endpoint_mode: dnsrr` and host-mode published
@@ -142,6 +144,9 @@ class SwarmRig:
                 "native.cgroupdriver=cgroupfs",
                 "--cgroup-parent",
                 f"/{node.namespace}",
+                # A registry the tests start on the rig's link speaks plain HTTP.
+                "--insecure-registry",
+                f"{self.subnet}.0/24",
             ],
             stdout=log,
             stderr=log,
@@ -183,6 +188,12 @@ class SwarmRig:
                 client.close()
 
     # --- using it ---------------------------------------------------------------------------
+    @property
+    def registry_host(self) -> str:
+        """The root namespace's address on the rig's link: a registry listening there is
+        reached by every node."""
+        return self.host_address
+
     def manager(self) -> RigNode:
         return self.nodes[0]
 
@@ -233,6 +244,35 @@ class SwarmRig:
             raise
         finally:
             client.close()
+
+    def task_container(self, service: str) -> tuple[RigNode, str]:
+        """The node running `service`'s task, and the task's container id there."""
+        client = self.manager().client()
+        try:
+            tasks = client.tasks(filters={"service": service, "desired-state": "running"})
+            addresses = {n["ID"]: n["Status"]["Addr"] for n in client.nodes()}
+        finally:
+            client.close()
+        running = [t for t in tasks if t["Status"]["State"] == "running"]
+        if not running:
+            raise LookupError(f"service {service} has no running task")
+        task = running[0]
+        node = next(n for n in self.nodes if n.address == addresses[task["NodeID"]])
+        return node, str(task["Status"]["ContainerStatus"]["ContainerID"])
+
+    @staticmethod
+    def execute(node: RigNode, container: str, *argv: str) -> str:
+        """Run `argv` in a container on `node`; its output (raises on a non-zero exit)."""
+        client = node.client()
+        try:
+            made = client.exec_create(container, list(argv))
+            output = client.exec_start(made["Id"]).decode(errors="replace")
+            code = client.exec_inspect(made["Id"])["ExitCode"]
+        finally:
+            client.close()
+        if code != 0:
+            raise RuntimeError(f"{' '.join(argv)} exited {code}: {output}")
+        return str(output)
 
     @staticmethod
     def log_tail(node: RigNode) -> str:

@@ -19,17 +19,14 @@ service's version and are retried on "update out of sequence".
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
-from controller.gateways.docker_engine import (
-    NANOSECONDS,
-    DockerGateway,
-    docker_time,
-    healthcheck_arguments,
-    translated,
-)
+from controller.gateways.docker_engine import DockerGateway, docker_time, translated
 from controller.gateways.retry import retry_transient
+from controller.gateways.swarm_spec import node_local_volumes, service_spec
 from controller.gateways.swarm_tasks import (
     current_task,
     nodes_by_id,
@@ -40,13 +37,14 @@ from controller.model.claims import EngineClaim, claim_labels, claim_volume
 from controller.model.errors import (
     DockerConflict,
     DockerRejected,
-    InvalidSpec,
     NameTaken,
     ReplicaVanished,
 )
 from controller.model.names import (
+    LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
     LABEL_REPLICA,
+    LABEL_VOLUME_HOME,
     same_replica,
 )
 from controller.model.nodes import Availability, ObservedNode
@@ -56,81 +54,10 @@ from controller.model.replicas import (
     ReplicaRequest,
     RunState,
 )
-from controller.policy.placement import slot_constraints
+from controller.policy.placement import slot_constraints, volume_home
 
-
-def service_spec(request: ReplicaRequest, constraints: tuple[str, ...] = ()) -> dict[str, Any]:
-    """`create_service` arguments for one replica; what the swarm runtime cannot give yet
-    is refused naming the field (a permanent failure, not a silent difference)."""
-    unsupported = {
-        "volumes": request.mounts,
-        "networks": request.networks,
-        "devices": request.devices,
-        "privileged": request.privileged,
-        "network_mode": request.network_mode,
-        "pid_mode": request.pid_mode,
-        "ipc_mode": request.ipc_mode,
-    }
-    for field, value in unsupported.items():
-        if value:
-            raise InvalidSpec(f"{field}: not supported by the swarm runtime yet")
-    container: dict[str, Any] = {
-        "Image": request.image,
-        "Env": [f"{key}={value}" for key, value in request.environment.items()],
-        "Labels": dict(request.labels),
-        "ReadOnly": request.read_only,
-        "Init": request.init,
-    }
-    if request.command is not None:
-        container["Args"] = list(request.command)  # CMD; Swarm's `Command` is the entrypoint
-    if request.user is not None:
-        container["User"] = request.user
-    if request.stop_signal is not None:
-        container["StopSignal"] = request.stop_signal
-    if request.stop_timeout_s is not None:
-        container["StopGracePeriod"] = request.stop_timeout_s * NANOSECONDS
-    if request.cap_add:
-        container["CapabilityAdd"] = list(request.cap_add)
-    if request.cap_drop:
-        container["CapabilityDrop"] = list(request.cap_drop)
-    if request.healthcheck is not None:
-        container["Healthcheck"] = {
-            key.title().replace("_", ""): value
-            for key, value in healthcheck_arguments(request.healthcheck).items()
-        }
-    limits = {
-        key: value
-        for key, value in (
-            ("MemoryBytes", request.limits.memory_bytes),
-            ("NanoCPUs", request.limits.nano_cpus),
-            ("Pids", request.limits.pids),
-        )
-        if value is not None
-    }
-    template: dict[str, Any] = {
-        "ContainerSpec": container,
-        "RestartPolicy": {"Condition": "any", "Delay": NANOSECONDS, "MaxAttempts": 0},
-    }
-    if limits:
-        template["Resources"] = {"Limits": limits}
-    if constraints:
-        template["Placement"] = {"Constraints": list(constraints)}
-    ports = [
-        {
-            "Protocol": port.protocol,
-            "TargetPort": port.container,
-            "PublishMode": "host",
-            **({"PublishedPort": port.host} if port.host is not None else {}),
-        }
-        for port in request.ports
-    ]
-    return {
-        "task_template": template,
-        "name": request.name,
-        "labels": dict(request.labels),
-        "mode": {"Replicated": {"Replicas": 1}},
-        "endpoint_spec": {"Mode": "dnsrr", "Ports": ports},
-    }
+# How long a placement that spreads or caps waits for Swarm to assign its task a node.
+ASSIGN_WAIT_S = 5.0
 
 
 class SwarmRuntime:
@@ -139,6 +66,8 @@ class SwarmRuntime:
     def __init__(self, docker: DockerGateway) -> None:
         self.docker = docker
         self.api = docker.api
+        self._placing: dict[str, threading.Lock] = {}
+        self._placing_lock = threading.Lock()
 
     @retry_transient
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
@@ -166,7 +95,29 @@ class SwarmRuntime:
     def place(self, request: ReplicaRequest) -> str:
         """Create the replica's service, constrained by its placement (`slot_constraints`:
         the declared constraints, and those that spread the deployment and cap it per node);
-        a repeat finds the first (by its identity)."""
+        a repeat finds the first (by its identity).
+
+        A spread or a cap counts where the deployment's other slots run, so one slot's
+        placement must be seen before the next is decided: the deployment's slots are
+        placed one at a time, each waiting (at most ASSIGN_WAIT_S) until Swarm has given
+        its task a node. Slots placed at once would each count none of the others."""
+        rules = request.placement
+        if rules.spread is None and rules.max_per_node is None:
+            return self._create(request)
+        deployment = request.labels.get(LABEL_DEPLOYMENT, "")
+        with self._placing_lock:
+            lock = self._placing.setdefault(deployment, threading.Lock())
+        with lock:
+            service_id = self._create(request)
+            deadline = time.monotonic() + ASSIGN_WAIT_S
+            while time.monotonic() < deadline:
+                with translated("inspect", service_id[:12]):
+                    if placed_on(self.api.tasks(filters={"service": service_id})):
+                        break
+                time.sleep(0.05)
+            return service_id
+
+    def _create(self, request: ReplicaRequest) -> str:
         arguments = service_spec(request, self._constraints(request))
         try:
             with translated("create", request.name):
@@ -177,7 +128,8 @@ class SwarmRuntime:
 
     def _constraints(self, request: ReplicaRequest) -> tuple[str, ...]:
         rules = request.placement
-        if rules.spread is None and rules.max_per_node is None:
+        volumes = node_local_volumes(request)
+        if rules.spread is None and rules.max_per_node is None and not volumes:
             return rules.constraints
         deployment = request.labels.get(LABEL_DEPLOYMENT, "")
         with translated("list"):
@@ -185,6 +137,8 @@ class SwarmRuntime:
             ids = [str(service["ID"]) for service in services]
             tasks = self.api.tasks(filters={"service": ids}) if ids else []
             nodes = list(nodes_by_id(self.api.nodes()).values())
+        if volumes:
+            return (*rules.constraints, *self._volume_home(request, volumes, nodes))
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
@@ -196,6 +150,27 @@ class SwarmRuntime:
                 placed.append((int(slot_text), on))
         slot = int(request.labels.get(LABEL_REPLICA, "-1"))
         return slot_constraints(rules, slot, nodes, placed)
+
+    def _volume_home(
+        self, request: ReplicaRequest, volumes: tuple[str, ...], nodes: list[ObservedNode]
+    ) -> tuple[str, ...]:
+        """`node.id==` the node holding the replica's node-local volumes: the one labelled
+        as their home, else one chosen now and labelled (before the service exists, so a
+        repeat or the next revision finds the same node). With no node to choose, the
+        declared constraints go alone and Swarm's "no suitable node" says why."""
+        home, chosen_now = volume_home(volumes, request.placement, nodes)
+        if home is None:
+            return ()
+        if chosen_now:
+            cluster = request.labels.get(LABEL_CLUSTER, "")
+            with translated("update_node", home.name):
+                node = self.api.inspect_node(home.id)
+                spec = dict(node["Spec"])
+                labels = dict(spec.get("Labels") or {})
+                labels.update({f"{LABEL_VOLUME_HOME}.{volume}": cluster for volume in volumes})
+                spec["Labels"] = labels
+                self.api.update_node(home.id, int(node["Version"]["Index"]), spec)  # type: ignore[arg-type]
+        return (f"node.id=={home.id}",)
 
     def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
         with translated("inspect", name):

@@ -25,6 +25,9 @@ LABEL_GENERATION = "io.berth.generation"
 # them is ever removed.
 LABEL_VOLUME = "io.berth.volume"
 LABEL_NETWORK = "io.berth.network"
+# On a swarm, the node holding a deployment's node-local volume carries the node label
+# `io.berth.volume-home.<volume's Docker name>` (Berth's record of where the data is).
+LABEL_VOLUME_HOME = "io.berth.volume-home"
 # The engine claim (`controller.model.claims`): the engine's id and the claiming database.
 LABEL_ENGINE = "io.berth.engine"
 LABEL_DATABASE = "io.berth.database"

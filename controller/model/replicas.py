@@ -153,6 +153,7 @@ class Mount:
     source: str
     target: str
     read_only: bool
+    volume: str = ""  # a named volume's name in the spec (`volumes[].name`)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,9 @@ class ReplicaRequest:
     devices: tuple[str, ...] = ()
     # Where it may run, on a runtime with nodes (`controller.model.nodes.PlacementRules`).
     placement: PlacementRules = field(default_factory=PlacementRules)
+    # The deployment's replica count: a runtime whose volumes live on one node refuses more
+    # than one replica sharing a node-local volume.
+    deployment_replicas: int = 1
 
 
 def replica_rows(replicas: list[ObservedReplica]) -> list[dict[str, object]]:

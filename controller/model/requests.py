@@ -77,6 +77,7 @@ def replica_request(
                 else str(volume.source),
                 volume.target,
                 not volume.writable,
+                volume.name or "",
             )
             for volume in spec.volumes
         ),
@@ -100,4 +101,5 @@ def replica_request(
         ipc_mode=spec.ipc_mode,
         devices=tuple(spec.devices),
         placement=spec.placement.rules(),
+        deployment_replicas=spec.replicas,
     )

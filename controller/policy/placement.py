@@ -13,10 +13,11 @@ replacement under `max_per_node: 1`.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from controller.model.names import LOCAL_NODE
+from controller.model.names import LABEL_VOLUME_HOME, LOCAL_NODE
 from controller.model.nodes import (
     CONSTRAINT_PATTERN,
     LOST_SUFFIX,
@@ -77,6 +78,26 @@ def slot_constraints(
             fewest = min(by_value.items(), key=lambda item: (item[1], item[0]))[0]
             constraints.append(f"node.labels.{rules.spread}=={fewest}")
     return tuple(constraints)
+
+
+def volume_home(
+    volumes: Sequence[str], rules: PlacementRules, nodes: Sequence[ObservedNode]
+) -> tuple[ObservedNode | None, bool]:
+    """The node that holds a deployment's node-local named `volumes` (Docker names), and
+    whether it is chosen now (to be labelled `LABEL_VOLUME_HOME.<volume>`) rather than read
+    from a node's label. A labelled node stays the home whatever its state (its replica
+    waits for it: the data is there); else an eligible node, the same for the same first
+    volume name while the nodes stay the same (volumes spread over the nodes). None when
+    no node is labelled and none is eligible."""
+    for volume in volumes:
+        for node in sorted(nodes, key=lambda n: n.id):
+            if f"{LABEL_VOLUME_HOME}.{volume}" in node.labels:
+                return node, False
+    candidates = sorted(eligible(rules, nodes), key=lambda n: n.id)
+    if not volumes or not candidates:
+        return None, False
+    digest = int.from_bytes(hashlib.sha256(volumes[0].encode()).digest()[:4], "big")
+    return candidates[digest % len(candidates)], True
 
 
 def unsatisfied(rules: PlacementRules, nodes: Sequence[ObservedNode]) -> str:

@@ -31,7 +31,7 @@ from psycopg.types.json import Jsonb
 
 from controller.app.daemon import Daemon
 from controller.gateways.swarm_rig import SwarmRig
-from controller.model.names import BUILD_REPOSITORY_PREFIX, LABEL_CLUSTER
+from controller.model.names import BUILD_REPOSITORY_PREFIX, LABEL_CLUSTER, LABEL_VOLUME_HOME
 from controller.model.settings import Settings
 
 if TYPE_CHECKING:
@@ -315,32 +315,66 @@ def rig() -> Iterator[SwarmRig]:
 
 
 @pytest.fixture
-def swarm_daemon(
+def start_swarm_daemon(
     rig: SwarmRig, cluster: str, database_url: str, sql: Sql, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Daemon]:
-    """A daemon on the rig's swarm (`BERTH_RUNTIME=swarm`); this test's services and its
-    cluster's claim are removed afterwards, whatever happened."""
+) -> Iterator[Callable[..., Daemon]]:
+    """Start a daemon on the rig's swarm (`BERTH_RUNTIME=swarm`) with these settings; this
+    test's services, networks, volumes and claim are removed afterwards, whatever happened."""
     monkeypatch.setenv("DOCKER_HOST", rig.manager().url)
-    daemon = Daemon(settings_for(cluster, database_url, runtime="swarm"), database_url)
-    daemon.start()
-    yield daemon
-    daemon.stop()
+    started: list[Daemon] = []
+
+    def start(**overrides: Any) -> Daemon:
+        daemon = Daemon(
+            settings_for(cluster, database_url, runtime="swarm", **overrides), database_url
+        )
+        started.append(daemon)
+        daemon.start()
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
     wait_for(lambda: _clean_swarm(rig, cluster), timeout_s=60, interval_s=1, what="swarm cleaned")
 
 
+@pytest.fixture
+def swarm_daemon(start_swarm_daemon: Callable[..., Daemon]) -> Daemon:
+    """A daemon on the rig's swarm with the test settings."""
+    return start_swarm_daemon()
+
+
 def _clean_swarm(rig: SwarmRig, cluster: str) -> bool:
-    """Remove the cluster's services and claim, make every node active; False while the
-    managers cannot answer (a node just reconnected: raft settling)."""
+    """Remove the cluster's services, claim, networks, volumes (on every node) and volume
+    homes, make every node active; False while the managers cannot answer (a node just
+    reconnected: raft settling) or a task still holds a network or a volume."""
+    ours = {"label": [f"{LABEL_CLUSTER}={cluster}"]}
     client = rig.manager().client()
     try:
-        for service in client.services(filters={"label": [f"{LABEL_CLUSTER}={cluster}"]}):
+        for service in client.services(filters=ours):
             client.remove_service(service["ID"])
-        for config in client.configs(filters={"label": [f"{LABEL_CLUSTER}={cluster}"]}):
+        for config in client.configs(filters=ours):
             client.remove_config(config["ID"])
+        for network in client.networks(filters=ours):
+            client.remove_network(network["Id"])
         for node in client.nodes():  # a test that drained nodes leaves them active
-            if node["Spec"].get("Availability") != "active":
-                spec = {**node["Spec"], "Availability": "active"}
+            spec = dict(node["Spec"])
+            labels = spec.get("Labels") or {}
+            homes = {
+                k for k, v in labels.items() if k.startswith(LABEL_VOLUME_HOME) and v == cluster
+            }
+            if spec.get("Availability") != "active" or homes:
+                spec["Availability"] = "active"
+                spec["Labels"] = {k: v for k, v in labels.items() if k not in homes}
                 client.update_node(node["ID"], node["Version"]["Index"], spec)  # type: ignore[arg-type]
+        for rig_node in rig.nodes:
+            if rig_node.process is None or rig_node.process.poll() is not None:
+                continue
+            on_node = rig_node.client()
+            try:
+                for volume in on_node.volumes(filters=ours).get("Volumes") or []:
+                    on_node.remove_volume(volume["Name"])
+            finally:
+                on_node.close()
         return True
     except docker.errors.APIError:
         return False

@@ -23,7 +23,13 @@ from controller.model.nodes import (
 )
 from controller.model.replicas import ObservedReplica, RunState
 from controller.policy.nodes import node_step
-from controller.policy.placement import node_moves, satisfies, slot_constraints, unsatisfied
+from controller.policy.placement import (
+    node_moves,
+    satisfies,
+    slot_constraints,
+    unsatisfied,
+    volume_home,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,6 +106,29 @@ def test_placing_slot_after_slot_never_exceeds_max_per_node(
             break
         placed.append((slot, fits[0].id))
     assert max(Counter(n for _, n in placed).values(), default=0) <= cap
+
+
+HOME = "io.berth.volume-home.berth-web-data"
+
+
+def test_a_volumes_home_is_the_labelled_node_whatever_its_state_else_an_eligible_one() -> None:
+    down = node(2, "b", NodeState.DOWN, labels={HOME: "blue"})
+    assert volume_home(["berth-web-data"], PlacementRules(), [node(1), down]) == (down, False)
+    chosen, new = volume_home(["berth-web-data"], PlacementRules(), THREE)
+    assert new and chosen in THREE
+    again, _ = volume_home(["berth-web-data"], PlacementRules(), list(reversed(THREE)))
+    assert again == chosen, "the same node for the same volume, whatever the order"
+    only_a, _ = volume_home(["berth-web-data"], PlacementRules(("node.labels.zone==a",)), THREE)
+    assert only_a == THREE[0], "the declared constraints hold"
+    drained = [node(n, availability=Availability.DRAIN) for n in (1, 2)]
+    assert volume_home(["berth-web-data"], PlacementRules(), drained) == (None, False)
+    assert volume_home([], PlacementRules(), THREE) == (None, False)
+
+
+@given(st.lists(st.text(alphabet="abcdefghij-", min_size=1, max_size=12), min_size=1, max_size=40))
+def test_volumes_spread_over_the_eligible_nodes_and_never_land_elsewhere(names: list[str]) -> None:
+    homes = [volume_home([f"berth-{n}"], PlacementRules(), THREE)[0] for n in names]
+    assert all(home in THREE for home in homes)
 
 
 def test_a_placement_nobody_meets_says_so_naming_the_field() -> None:

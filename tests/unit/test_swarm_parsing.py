@@ -3,11 +3,12 @@ swarm needed): controller.gateways.swarm_runtime."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from controller.gateways.swarm_runtime import service_spec
+from controller.gateways.swarm_spec import service_spec
 from controller.gateways.swarm_tasks import (
     current_task,
     node_from_swarm,
@@ -92,17 +93,36 @@ def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
     assert lost.node == "node-1@10.232.1.2 (lost)", "a task on a node Swarm no longer hears from"
 
 
-def test_what_the_swarm_runtime_cannot_give_yet_is_refused_naming_the_field() -> None:
+def test_a_replica_as_a_service_and_what_swarm_cannot_give_refused_naming_the_field() -> None:
     base = ReplicaRequest("berth-web-0-x", "img", ("sleep", "9"), {"A": "b"}, {"k": "v"})
     arguments = service_spec(base)
     assert arguments["task_template"]["ContainerSpec"]["Args"] == ["sleep", "9"]
     assert arguments["endpoint_spec"]["Mode"] == "dnsrr"
     assert arguments["mode"] == {"Replicated": {"Replicas": 1}}
+    labels = {"io.berth.cluster": "blue", "io.berth.deployment": "web"}
     with_volume = ReplicaRequest(
-        "n", "img", None, mounts=(Mount("volume", "berth-web-data", "/data", False),)
+        "n",
+        "img",
+        None,
+        labels=labels,
+        mounts=(Mount("volume", "berth-blue-web-data", "/data", False, "data"),),
+        networks=("berth-blue-net-back",),
+        aliases=("web",),
     )
-    with pytest.raises(InvalidSpec, match="volumes: not supported by the swarm runtime"):
-        service_spec(with_volume)
+    template = service_spec(with_volume)["task_template"]
+    (mount,) = template["ContainerSpec"]["Mounts"]
+    assert (mount["Type"], mount["Source"], mount["Target"]) == (
+        "volume",
+        "berth-blue-web-data",
+        "/data",
+    )
+    assert mount["VolumeOptions"]["Labels"] == {**labels, "io.berth.volume": "data"}
+    assert template["Networks"] == [{"Target": "berth-blue-net-back", "Aliases": ["web"]}]
+    shared = replace(with_volume, deployment_replicas=2)
+    with pytest.raises(InvalidSpec, match=r"volumes\[0\]: named volume 'data' lives on one node"):
+        service_spec(shared)
+    with pytest.raises(InvalidSpec, match="privileged: not supported by the swarm runtime"):
+        service_spec(replace(base, privileged=True))
 
 
 def on(node_id: str, item: dict[str, Any]) -> dict[str, Any]:
