@@ -71,6 +71,9 @@ command -v git >/dev/null 2>&1 || apt_install git
 # The reverse proxy: HAProxy from Debian (started in step 5, once Berth can write its
 # configuration). Tests and benchmarks start private ones on ports of their own.
 command -v haproxy >/dev/null 2>&1 || apt_install haproxy
+# The image registry (Debian's docker-registry, the distribution registry v2): started in
+# step 6. Builds are pushed there when BERTH_REGISTRY names it; the swarm tests start their own.
+command -v docker-registry >/dev/null 2>&1 || apt_install docker-registry
 # An ACME test server (pebble, with its mock DNS) for the HTTPS tests: started by them only.
 command -v pebble >/dev/null 2>&1 || apt_install pebble
 # Real HTTP clients for `berth bench run clients` (bounded runs on loopback only).
@@ -122,6 +125,23 @@ if ! "$VENV/bin/python" -c "import socket,sys; s=socket.socket(socket.AF_UNIX); 
   setsid haproxy -db -f /etc/berth/haproxy.cfg >/var/log/berth-proxy.log 2>&1 < /dev/null &
   for _ in $(seq 1 40); do [ -S "$proxy_socket" ] && break; sleep 0.25; done
   [ -S "$proxy_socket" ] || { log "haproxy did not come up"; tail -20 /var/log/berth-proxy.log >&2; exit 1; }
+fi
+
+# 6. The image registry, with the configuration `berth registry-config` writes: listening on
+#    BERTH_REGISTRY (default 127.0.0.1:5000: loopback, no authentication), storage in
+#    /var/lib/berth/registry. Started if nothing answers there. The nodes of a swarm pull
+#    from it at the address BERTH_REGISTRY names: set it to an address they reach, and make
+#    them trust it (TLS, or Docker's insecure-registries for a private network).
+registry_addr="${BERTH_REGISTRY:-127.0.0.1:5000}"
+if ! "$VENV/bin/python" -c "import socket,sys; h,_,p=sys.argv[1].rpartition(':'); socket.create_connection((h,int(p)),2)" "$registry_addr" 2>/dev/null; then
+  mkdir -p /etc/berth /var/lib/berth/registry
+  "$VENV/bin/berth" registry-config --root /var/lib/berth/registry -o /etc/berth/registry.yml
+  log "starting docker-registry on $registry_addr (log: /var/log/berth-registry.log)"
+  setsid docker-registry serve /etc/berth/registry.yml >/var/log/berth-registry.log 2>&1 < /dev/null &
+  for _ in $(seq 1 40); do
+    "$VENV/bin/python" -c "import socket,sys; h,_,p=sys.argv[1].rpartition(':'); socket.create_connection((h,int(p)),2)" "$registry_addr" 2>/dev/null && break
+    sleep 0.25
+  done
 fi
 
 log "ready: docker $(docker version --format '{{.Server.Version}}'), $("$VENV/bin/python" --version)"

@@ -1,5 +1,6 @@
 """`berth proxy-config`: HAProxy's static configuration for Berth's routes; `berth certs`
-and `berth cert renew HOST`, `berth cert ca`: the HTTPS routes' certificates.
+and `berth cert renew HOST`, `berth cert ca`: the HTTPS routes' certificates; `berth
+registry-config`: the image registry's configuration (`gateways.registry_server`).
 
 Registered on the command group by `controller.app.cli`; used by `deploy/setup-host.sh` and
 `deploy/berth-proxy.service` before HAProxy starts. The configuration is written once: a
@@ -20,6 +21,7 @@ import click
 
 from controller.app.cli_common import exit_codes, open_database, output_option, print_table
 from controller.gateways.haproxy_server import write_configuration
+from controller.gateways.registry_server import registry_configuration
 from controller.model.errors import NotFound
 from controller.model.settings import Settings
 from controller.policy.haproxy import DEFAULT_POOL_SIZE
@@ -58,6 +60,24 @@ def proxy_config(map_folder: str, pool_size: int, target: str) -> None:
         settings.proxy_admin_url,
         pool_size,
     )
+    if target == "-":
+        click.echo(text, nl=False)
+    else:
+        Path(target).write_text(text)
+
+
+@click.command("registry-config")
+@click.option(
+    "--root",
+    default="/var/lib/berth/registry",
+    show_default=True,
+    help="folder of the registry's storage",
+)
+@click.option("--output", "-o", "target", default="-", help="file to write; - for stdout")
+def registry_config(root: str, target: str) -> None:
+    """Print (or write) the registry's configuration: listening on BERTH_REGISTRY (default
+    127.0.0.1:5000), deletes enabled, no authentication (keep it on a private address)."""
+    text = registry_configuration(Settings().registry or "127.0.0.1:5000", Path(root)) + "\n"
     if target == "-":
         click.echo(text, nl=False)
     else:
@@ -117,5 +137,5 @@ def authority() -> None:
 
 
 def register(group: click.Group) -> None:
-    for command in (proxy_config, certs, cert):
+    for command in (proxy_config, registry_config, certs, cert):
         group.add_command(command)

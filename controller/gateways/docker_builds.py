@@ -96,6 +96,31 @@ class DockerBuilder:
         )
 
     @retry_transient
+    def publish(self, tag: str, registry: str) -> str:
+        """Push the built image `tag` to `registry` (BERTH_REGISTRY); its pinned reference,
+        `registry/repository@sha256:...`, which every node pulls exactly. The registry's tag
+        is removed from this engine afterwards (the image keeps `tag`, which retention
+        counts). An unreachable registry is transient (DockerServerError: retried)."""
+        repository, _, version = tag.rpartition(":")
+        remote = f"{registry}/{repository}"
+        api = self.docker.api
+        with translated("tag", tag):
+            api.tag(tag, remote, version)
+        digest = ""
+        try:
+            with translated("push", remote):
+                for message in api.push(remote, tag=version, stream=True, decode=True):
+                    if "error" in message:
+                        raise DockerServerError(f"push of {tag} to {registry}: {message['error']}")
+                    digest = str((message.get("aux") or {}).get("Digest") or digest)
+        finally:
+            with translated("untag", remote):
+                api.remove_image(f"{remote}:{version}", noprune=True)
+        if not digest.startswith("sha256:"):
+            raise DockerServerError(f"push of {tag} to {registry}: the registry named no digest")
+        return f"{remote}@{digest}"
+
+    @retry_transient
     def built_images(self, deployment: str, cluster: str) -> list[dict[str, object]]:
         """Images Berth built for `deployment` in `cluster`, newest first."""
         with translated("list_images"):

@@ -152,7 +152,8 @@ class BuildJob:
         self.log.update(revision=revision, image=tag)
         if self.builder.image_present(tag):
             self.log.note(f"{tag} was built from this revision before: reused, not rebuilt")
-            return BuildResult(BuildStatus.SUCCEEDED, image=tag, revision=revision, cached=True)
+            image = self._publish(tag)
+            return BuildResult(BuildStatus.SUCCEEDED, image=image, revision=revision, cached=True)
         root = workspace / "src"
         if source.git is not None:
             self.log.note(f"fetching {source.describe()} at {revision[:12]}")
@@ -176,7 +177,19 @@ class BuildJob:
         self.log.update(step="building", progress=0)
         self.builder.build(context, dockerfile, tag, self.log.line, self.cancelled)
         self.log.note(f"built {tag} from {revision[:12]} ({files} files)")
-        return BuildResult(BuildStatus.SUCCEEDED, image=tag, revision=revision)
+        return BuildResult(BuildStatus.SUCCEEDED, image=self._publish(tag), revision=revision)
+
+    def _publish(self, tag: str) -> str:
+        """With a registry (BERTH_REGISTRY): `tag` pushed there, run pinned by digest on every
+        node; without, `tag` as built (one engine)."""
+        registry = self.settings.registry
+        if not registry:
+            return tag
+        self._check_cancel()
+        self.log.update(step="pushing")
+        pinned = self.builder.publish(tag, registry)
+        self.log.note(f"pushed {tag} to {registry}: runs as {pinned}")
+        return pinned
 
     def _unpack(self, archive: str | Path, revision: str, workspace: Path, root: Path) -> int:
         """Unpack an uploaded archive (read from Postgres, its sha256 checked) or a host

@@ -334,6 +334,8 @@ class ImageBuilder(BuiltImages, Protocol):
         cancelled: threading.Event,
     ) -> None: ...
 
+    def publish(self, tag: str, registry: str) -> str: ...
+
 
 class WorkspaceArea(Protocol):
     """Build workspaces on disk (`controller.gateways.workspace.Workspaces`)."""

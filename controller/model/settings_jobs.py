@@ -70,6 +70,17 @@ class BuildSettings(BaseSettings):
             "two to roll back to without rebuilding. Images in use are never removed."
         ),
     )
+    registry: str = Field(
+        default="",
+        pattern=r"^$|^[A-Za-z0-9.-]+(:[0-9]{1,5})?$",
+        description=(
+            "The registry (`host:port`) every built image is pushed to, and run from pinned "
+            "by digest (`host:port/berth-build/...@sha256:...`), so that every node of a "
+            "swarm runs exactly what was built. Empty: images stay on the building engine "
+            "(one host). `deploy/setup-host.sh` starts Debian's registry on 127.0.0.1:5000; "
+            "nodes of a swarm must reach it at this address (and trust it)."
+        ),
+    )
     workspace_dir: Path = Field(
         default=Path("/var/lib/berth/workspaces"),
         description=(
