@@ -16,8 +16,9 @@ from controller.app.daemon import Daemon
 from controller.gateways.registry_server import PrivateRegistry
 from controller.gateways.swarm_rig import SwarmRig
 from controller.model.names import LABEL_DEPLOYMENT, build_repository
-from tests.integration.conftest import Sql, report, wait_for
-from tests.integration.sources import APP, dockerfile, make_repo
+from tests.integration.api_client import client
+from tests.integration.conftest import Sql, berth, report, wait_for
+from tests.integration.sources import APP, commit, dockerfile, make_repo
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +36,14 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
     sql: Sql,
     rig: SwarmRig,
     cluster: str,
+    database_url: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     repo = tmp_path / "repo"
     make_repo(repo, {"Dockerfile": dockerfile("echo compiling"), "app.sh": APP})
-    start_swarm_daemon(registry=registry.address)
+    daemon = start_swarm_daemon(registry=registry.address, api_addr="127.0.0.1:0")
     started = time.monotonic()
     sql.insert(
         "web",
@@ -63,12 +66,12 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
     ]
     assert any(f"runs as {pinned}" in line for line in logs), logs[-5:]
 
-    client = rig.manager().client()
+    manager = rig.manager().client()
     try:
-        services = client.services(filters={"label": [f"{LABEL_DEPLOYMENT}=web"]})
+        services = manager.services(filters={"label": [f"{LABEL_DEPLOYMENT}=web"]})
         images = {s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] for s in services}
     finally:
-        client.close()
+        manager.close()
     assert images == {pinned}, "every replica runs exactly what was built"
     rows = sql("SELECT node FROM replicas WHERE deployment = 'web' AND state = 'running'")
     assert {str(r["node"]).rpartition("@")[2] for r in rows} == {n.address for n in rig.nodes}
@@ -83,3 +86,49 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
         digests = [d for image in held for d in image.get("RepoDigests") or []]
         assert not any(t.startswith(tag) for t in tags), f"never built on {node.name}: {tags}"
         assert pinned in digests, f"pulled by digest on {node.name}: {digests}"
+
+    # Its output, from a replica on a node Berth does not talk to: the CLI and the API.
+    monkeypatch.setenv("BERTH_RUNTIME", "swarm")
+    far = next(
+        r["slot"]
+        for r in sql("SELECT slot, node FROM replicas WHERE deployment = 'web'")
+        if not str(r["node"]).endswith("@" + rig.manager().address)
+    )
+    shown = berth(database_url, "logs", "web", "--replica", str(far), cluster=cluster)
+    assert shown.returncode == 0 and "serving" in shown.stdout, shown
+    assert daemon.api is not None
+    api = client(daemon.api.port, daemon.database.api.create_token("viewer", "read")[0])
+    answer = api.get(f"/api/v1/deployments/web/logs?replica={far}&tail=5")
+    assert answer.status_code == 200 and "serving" in answer.text, answer.text
+
+    # A new commit: built again, pushed, and every node runs the new digest.
+    commit(repo, {"app.sh": APP.replace("serving", "serving v2")}, "v2")
+    retried = berth(database_url, "retry", "web", cluster=cluster)
+    assert retried.returncode == 0, retried.stderr
+
+    def running_v2() -> str:
+        builds = sql("SELECT status, image FROM builds WHERE deployment = 'web' ORDER BY id")
+        newest = builds[-1]
+        if len(builds) < 2 or newest["status"] != "succeeded" or not sql.converged("web"):
+            return ""
+        manager = rig.manager().client()
+        try:
+            services = manager.services(filters={"label": [f"{LABEL_DEPLOYMENT}=web"]})
+        finally:
+            manager.close()
+        images = {s["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] for s in services}
+        return str(newest["image"]) if images == {newest["image"]} else ""
+
+    try:
+        second = wait_for(running_v2, timeout_s=180, what="v2 built and on every replica")
+    except AssertionError:
+        events = sql("SELECT message FROM deployment_events ORDER BY id")
+        raise AssertionError(
+            (
+                sql("SELECT id, status, error, image FROM builds"),
+                [e["message"] for e in events][-12:],
+            )
+        ) from None
+    assert second != pinned and second.startswith(f"{registry.address}/{repository}@sha256:")
+    v2 = berth(database_url, "logs", "web", "--replica", str(far), cluster=cluster)
+    assert "serving v2" in v2.stdout, v2
