@@ -42,6 +42,7 @@ from controller.gateways.haproxy import HaproxyGateway
 from controller.gateways.internal_ca import Signer
 from controller.gateways.lock_session import LockSession, listener
 from controller.gateways.postgres import Database
+from controller.gateways.registry import registry_for
 from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.gateways.swarm_storage import SwarmStorage
 from controller.gateways.webhook_client import WebhookClient
@@ -132,8 +133,10 @@ class Daemon:
             self.listen,
         )
         self.storage = (SwarmStorage if self.swarm else DockerStorage)(self.docker)
+        self.registry = registry_for(settings.registry, settings.registry_config)
+        retention = self.database.retention
         self.janitor = Janitor(
-            settings, self.database.retention, self.storage, self.leadership, self.image_builder
+            settings, retention, self.storage, self.leadership, self.image_builder, self.registry
         )
         acme = AcmeIssuer(settings.acme_directory_url, settings.acme_ca_bundle, settings.acme_email)
         self.certificates = CertificateKeeper(self.database.certificates, self.proxy, acme,
@@ -289,6 +292,8 @@ class Daemon:
         if self.api is not None:
             self.api.stop()
         self.webhook_client.close()
+        if self.registry is not None:
+            self.registry.close()
         self.probes.close()
         self._report_node("stopped")
         self.database.close()

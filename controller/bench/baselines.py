@@ -164,19 +164,29 @@ def swarm_service(count: int, image: str, run: str, timeout_s: float = 900) -> f
 
 
 # --- the swarm benchmark's floor (`controller.bench.swarm`): services made by hand ------------
-def swarm_services(url: str, run_id: str, total: int, threads: int) -> None:
+def swarm_services(
+    url: str,
+    run_id: str,
+    total: int,
+    threads: int,
+    image: str = "berth-example/busybox:1",
+    node_ids: tuple[str, ...] = (),
+) -> None:
     """`total` one-task services, as Berth makes a replica (dnsrr, restart any), created by
-    hand on the swarm whose manager is at `url`."""
+    hand on the swarm whose manager is at `url`; service `i` on `node_ids[i % n]` if given."""
     client = docker.APIClient(base_url=url, version="auto", timeout=120, max_pool_size=32)
 
     def create(index: int) -> None:
+        placement = (
+            {"Placement": {"Constraints": [f"node.id=={node_ids[index % len(node_ids)]}"]}}
+            if node_ids
+            else {}
+        )
         client.create_service(
             task_template={
-                "ContainerSpec": {
-                    "Image": "berth-example/busybox:1",
-                    "Labels": {BASELINE_LABEL: run_id},
-                },
+                "ContainerSpec": {"Image": image, "Labels": {BASELINE_LABEL: run_id}},
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
+                **placement,
             },
             name=f"bb{run_id}-{index}",
             labels={BASELINE_LABEL: run_id},
@@ -214,5 +224,64 @@ def remove_swarm_services(url: str, run_id: str) -> None:
     try:
         for service in client.services(filters={"label": [f"{BASELINE_LABEL}={run_id}"]}):
             client.remove_service(service["ID"])
+    finally:
+        client.close()
+
+
+def swarm_node_ids(url: str) -> tuple[str, ...]:
+    client = docker.APIClient(base_url=url, version="auto", timeout=30)
+    try:
+        return tuple(sorted(str(n["ID"]) for n in client.nodes()))
+    finally:
+        client.close()
+
+
+def swarm_rolling_service(url: str, run_id: str, replicas: int) -> str:
+    """One replicated service of `replicas` tasks, at most one per node, updated start-first
+    one task at a time: Swarm's own rollout, to set beside Berth's."""
+    client = docker.APIClient(base_url=url, version="auto", timeout=60)
+    try:
+        made = client.create_service(
+            task_template={
+                "ContainerSpec": {"Image": "berth-example/busybox:1", "Env": ["ROUND=0"]},
+                "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
+                "Placement": {"MaxReplicas": 1},
+            },
+            name=f"roll{run_id}",
+            labels={BASELINE_LABEL: run_id},
+            mode={"Replicated": {"Replicas": replicas}},
+            endpoint_spec={"Mode": "dnsrr"},
+            update_config={"Parallelism": 1, "Order": "start-first", "FailureAction": "pause"},
+        )
+        return str(made["ID"])
+    finally:
+        client.close()
+
+
+def swarm_rolling_update(url: str, service_id: str, round_: int) -> float:
+    """Seconds from a new env value until Swarm says the service's update completed."""
+    client = docker.APIClient(base_url=url, version="auto", timeout=60)
+    try:
+        service = client.inspect_service(service_id)
+        template = service["Spec"]["TaskTemplate"]
+        template["ContainerSpec"]["Env"] = [f"ROUND={round_}"]
+        started = time.monotonic()
+        client.update_service(
+            service_id,
+            version=int(service["Version"]["Index"]),
+            task_template=template,
+            name=service["Spec"]["Name"],
+            labels=service["Spec"].get("Labels"),
+            mode=service["Spec"]["Mode"],
+            endpoint_spec=service["Spec"].get("EndpointSpec"),
+            update_config=service["Spec"].get("UpdateConfig"),
+        )
+        deadline = started + 300
+        while time.monotonic() < deadline:
+            state = (client.inspect_service(service_id).get("UpdateStatus") or {}).get("State")
+            if state == "completed":
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise TimeoutError("Swarm's rolling update did not complete within 300 s")
     finally:
         client.close()

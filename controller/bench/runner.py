@@ -14,7 +14,9 @@ real HAProxy under load, a broken update rolled back, 20 x 3 at once;
 `controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
 (SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node
-swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`), stops
+swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`),
+swarm-source (source -> 3 nodes through a registry vs build + push + services by hand, and
+rollouts across nodes under load vs Swarm's own; `controller.bench.swarm_source`), stops
 (replicas ignoring SIGTERM: an update and deletions; `controller.bench.stops`), clients
 (wrk and hey through the proxy during updates, a scale and others' route changes;
 `controller.bench.clients`); and, only
@@ -39,6 +41,7 @@ from controller.bench import (
     scenarios,
     stops,
     swarm,
+    swarm_source,
 )
 from controller.bench.failover import failover, print_failover
 from controller.bench.harness import Environment
@@ -55,6 +58,7 @@ SCENARIOS = (
     "fullread",
     "failover",
     "swarm",
+    "swarm-source",
     "stops",
     "clients",
 )
@@ -83,6 +87,8 @@ class BenchOptions:
     fullread_deployments: int = 1000
     fullread_rounds: int = 30
     swarm_deployments: int = 10
+    swarm_source_trials: int = 3
+    swarm_updates: int = 5
     stop_deletions: int = 20
     client_updates: int = 10
     client_seconds: int = 120
@@ -110,6 +116,8 @@ class BenchOptions:
             fullread_deployments=20,
             fullread_rounds=2,
             swarm_deployments=2,
+            swarm_source_trials=1,
+            swarm_updates=1,
             stop_deletions=3,
             client_updates=1,
             client_seconds=20,
@@ -180,6 +188,8 @@ def run(names: list[str], options: BenchOptions) -> None:
                 env.close()
     if "swarm" in names:
         swarm.run(options.swarm_deployments, options.threads, options.database_url)
+    if "swarm-source" in names:
+        swarm_source.run(options.swarm_source_trials, options.swarm_updates, options.database_url)
     if "failover" in names:
         result = failover(
             options.failover_trials,

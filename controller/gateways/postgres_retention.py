@@ -1,4 +1,5 @@
-"""The Postgres gateway's retention side: old events and build logs, declared networks.
+"""The Postgres gateway's retention side: old events and build logs, declared networks, the
+built images retention keeps (for the registry).
 
 A base of `controller.gateways.postgres.Database`. Called by the janitor
 (`controller.loop.janitor`), on the leader, every BERTH_RETENTION_INTERVAL_S. Each prune is
@@ -31,3 +32,9 @@ class RetentionStore(Store):
         """Deployments, deleted since, that Berth built images for."""
         rows = self._run("select_deleted_built_deployments")
         return sorted(str(row["deployment"]) for row in rows)
+
+    def registry_images(self, retention: int) -> list[tuple[str, bool]]:
+        """Every image Berth built, and whether retention keeps it (BERTH_IMAGE_RETENTION
+        newest of a live deployment, or its serving revision's)."""
+        rows = self._run("select_registry_images", {"retention": retention})
+        return [(str(row["image"]), bool(row["kept"])) for row in rows]

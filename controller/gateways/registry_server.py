@@ -18,6 +18,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from controller.gateways.processes import free_port
@@ -49,7 +51,7 @@ class PrivateRegistry:
         self.folder = Path(tempfile.mkdtemp(prefix="br", dir="/tmp"))
         self.address = f"{host}:{free_port()}"
         self.log_path = self.folder / "registry.log"
-        config = self.folder / "config.yml"
+        config = self.config_path = self.folder / "config.yml"
         config.write_text(registry_configuration(self.address, self.folder / "data"))
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
@@ -80,6 +82,24 @@ class PrivateRegistry:
             if root.exists()
             else []
         )
+
+    def manifest_status(self, pinned: str) -> int:
+        """The HTTP status of GET on a pinned image's manifest (200 held, 404 deleted)."""
+        repository, _, digest = pinned.removeprefix(f"{self.address}/").partition("@")
+        request = urllib.request.Request(
+            f"http://{self.address}/v2/{repository}/manifests/{digest}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return int(answer.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    def blobs(self) -> int:
+        """How many layer and config blobs the registry stores (garbage collection frees them)."""
+        root = self.folder / "data" / "docker" / "registry" / "v2" / "blobs"
+        return sum(1 for _ in root.rglob("data")) if root.exists() else 0
 
     def close(self) -> None:
         if self.process.poll() is None:

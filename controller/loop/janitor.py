@@ -4,7 +4,9 @@ Scheduled by the daemon every BERTH_RETENTION_INTERVAL_S; does nothing on a foll
 sweep prunes old deployment events and build log lines (by age and by count per
 deployment, BERTH_EVENTS_* and BERTH_BUILD_LOGS_*), removes the networks Berth made that no
 deployment declares and no container uses, and the images Berth built for deployments
-deleted since. The images of a live deployment are pruned by the build dispatcher
+deleted since; with a registry (BERTH_REGISTRY), the pushed manifests retention no longer
+keeps (`policy.registry`), then the registry's garbage collection when any went. The
+images of a live deployment are pruned by the build dispatcher
 (BERTH_IMAGE_RETENTION), named volumes when their deployment is deleted (unless retained),
 containers by the reconciler. Everything removed here is found by
 Berth's labels and the cluster's name first: nothing Berth did not make is touched.
@@ -16,11 +18,18 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller.loop.ports import BuiltImages, FenceSource, RetentionPort, StorageEngine
+from controller.loop.ports import (
+    BuiltImages,
+    FenceSource,
+    RegistryPort,
+    RetentionPort,
+    StorageEngine,
+)
 from controller.model.errors import BerthError, Deposed
 from controller.model.names import build_repository, network_name
 from controller.model.settings import Settings
 from controller.observability.metrics import CLEANUP_REMOVED
+from controller.policy.registry import manifests_to_delete
 
 log = structlog.get_logger("berth.janitor")
 
@@ -31,6 +40,7 @@ class Swept:
     build_log_lines: int = 0
     networks: tuple[str, ...] = ()
     images: int = 0
+    manifests: int = 0
 
 
 class Janitor:
@@ -41,8 +51,10 @@ class Janitor:
         storage: StorageEngine,
         leadership: FenceSource,
         images: BuiltImages,
+        registry: RegistryPort | None = None,
     ) -> None:
         self.settings = settings
+        self.registry = registry
         self.store = store
         self.storage = storage
         self.images = images
@@ -64,13 +76,15 @@ class Janitor:
         CLEANUP_REMOVED.labels(kind="build_log_lines").inc(swept.build_log_lines)
         CLEANUP_REMOVED.labels(kind="networks").inc(len(swept.networks))
         CLEANUP_REMOVED.labels(kind="images").inc(swept.images)
-        if swept.events or swept.build_log_lines or swept.networks or swept.images:
+        CLEANUP_REMOVED.labels(kind="registry_manifests").inc(swept.manifests)
+        if swept != Swept():
             log.info(
                 "cleaned up",
                 events=swept.events,
                 build_log_lines=swept.build_log_lines,
                 networks=list(swept.networks),
                 images=swept.images,
+                registry_manifests=swept.manifests,
             )
         return swept
 
@@ -90,7 +104,24 @@ class Janitor:
             for name in self.storage.unused_networks(settings.cluster, wanted)
             if self.storage.remove_network(name, settings.cluster)
         )
-        return Swept(events, lines, removed, self._remove_deleted_deployments_images())
+        images = self._remove_deleted_deployments_images()
+        return Swept(events, lines, removed, images, self._prune_registry())
+
+    def _prune_registry(self) -> int:
+        """Delete the registry's manifests of Berth's that retention no longer keeps; then,
+        if any went, collect the registry's garbage (frees their layers' disk)."""
+        if self.registry is None:
+            return 0
+        images = self.store.registry_images(self.settings.image_retention)
+        deleted = sum(
+            1
+            for repository, digest in manifests_to_delete(images, self.settings.registry)
+            if self.registry.delete(repository, digest)
+        )
+        if deleted:
+            outcome = self.registry.collect_garbage()
+            log.info("registry pruned", manifests=deleted, garbage_collection=outcome or "off")
+        return deleted
 
     def _remove_deleted_deployments_images(self) -> int:
         """Images Berth built for deployments deleted since: one list of every built image,

@@ -216,6 +216,16 @@ class RetentionPort(Protocol):
 
     def deleted_built_deployments(self) -> list[str]: ...
 
+    def registry_images(self, retention: int) -> list[tuple[str, bool]]: ...
+
+
+class RegistryPort(Protocol):
+    """Berth's repositories in the registry (`gateways.registry.RegistryGateway`)."""
+
+    def delete(self, repository: str, digest: str) -> bool: ...
+
+    def collect_garbage(self) -> str: ...
+
 
 class BuiltImages(Protocol):
     """Images Berth built (`gateways.docker_builds.DockerBuilder`): listed, and removed by

@@ -81,6 +81,15 @@ class BuildSettings(BaseSettings):
             "nodes of a swarm must reach it at this address (and trust it)."
         ),
     )
+    registry_config: str = Field(
+        default="",
+        description=(
+            "The registry's configuration file on the leader's host (`/etc/berth/registry.yml`"
+            " from `deploy/setup-host.sh`): when set, the janitor runs the registry's "
+            "`garbage-collect` after pruning manifests, freeing their layers' disk. Empty: "
+            "manifests are deleted and the registry's own collection is left to the operator."
+        ),
+    )
     workspace_dir: Path = Field(
         default=Path("/var/lib/berth/workspaces"),
         description=(

@@ -824,3 +824,25 @@ ON CONFLICT (name) DO NOTHING;
 
 -- name: select_authority_certificate
 SELECT certificate_pem FROM certificate_authorities WHERE name = %(name)s;
+
+-- name: select_registry_images
+-- Every image Berth built and pushed (a build's `image`, distinct per deployment) and whether
+-- retention keeps it: one of the newest %(retention)s distinct images of a deployment that
+-- still exists, or the image of its serving revision. The janitor prunes the rest from the
+-- registry (BERTH_REGISTRY); a deleted deployment keeps none.
+WITH built AS (
+    SELECT b.deployment, b.image, max(b.id) AS last_id
+    FROM builds b
+    WHERE b.status = 'succeeded' AND b.image IS NOT NULL
+    GROUP BY b.deployment, b.image
+), ranked AS (
+    SELECT built.*, row_number() OVER (PARTITION BY deployment ORDER BY last_id DESC) AS newest
+    FROM built
+)
+SELECT r.deployment, r.image,
+       EXISTS (SELECT 1 FROM deployments d WHERE d.name = r.deployment)
+       AND (r.newest <= %(retention)s OR EXISTS (
+           SELECT 1 FROM deployment_revisions v
+           WHERE v.deployment = r.deployment AND v.outcome = 'serving' AND v.image = r.image
+       )) AS kept
+FROM ranked r;

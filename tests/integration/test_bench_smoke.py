@@ -39,8 +39,10 @@ def test_the_single_engine_scenarios_run_in_smoke_mode() -> None:
 
 
 def test_the_swarm_stops_and_clients_scenarios_run_in_smoke_mode() -> None:
-    out = smoke("swarm", "stops", "clients")
+    out = smoke("swarm", "swarm-source", "stops", "clients")
     assert "== swarm: 2 deployments x 3 replicas on 3 nodes" in out
+    assert "== swarm: source -> 3 replicas on 3 nodes, through a registry" in out
+    assert "== swarm: 1 rollouts across 3 nodes under load" in out
     assert "node lost -> all running elsewhere" in out
     assert "== stops: replicas ignoring SIGTERM" in out
     assert "== clients: real load tools through the proxy" in out

@@ -15,6 +15,7 @@ import pytest
 from controller.app.daemon import Daemon
 from controller.gateways.registry_server import PrivateRegistry
 from controller.gateways.swarm_rig import SwarmRig
+from controller.loop.janitor import Swept
 from controller.model.names import LABEL_DEPLOYMENT, build_repository
 from tests.integration.api_client import client
 from tests.integration.conftest import Sql, berth, report, wait_for
@@ -43,7 +44,13 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
 ) -> None:
     repo = tmp_path / "repo"
     make_repo(repo, {"Dockerfile": dockerfile("echo compiling"), "app.sh": APP})
-    daemon = start_swarm_daemon(registry=registry.address, api_addr="127.0.0.1:0")
+    daemon = start_swarm_daemon(
+        registry=registry.address,
+        registry_config=str(registry.config_path),
+        api_addr="127.0.0.1:0",
+        image_retention=1,
+        retention_interval_s=3600,  # swept below, when the test says
+    )
     started = time.monotonic()
     sql.insert(
         "web",
@@ -132,3 +139,12 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
     assert second != pinned and second.startswith(f"{registry.address}/{repository}@sha256:")
     v2 = berth(database_url, "logs", "web", "--replica", str(far), cluster=cluster)
     assert "serving v2" in v2.stdout, v2
+
+    # Retention (1 image) as today: the janitor deletes the first manifest from the registry,
+    # keeps the serving one, and collects the registry's garbage.
+    blobs = registry.blobs()
+    swept = daemon.janitor.sweep()
+    assert swept is not None and swept.manifests == 1, swept
+    assert registry.manifest_status(pinned) == 404 and registry.manifest_status(second) == 200
+    assert registry.blobs() < blobs, "garbage collection freed the first image's own blobs"
+    assert daemon.janitor.sweep() == Swept(), "a second sweep finds nothing"
