@@ -124,14 +124,8 @@ class Daemon:
             self.stopping,
         )
         self.webhook_client = WebhookClient(settings.webhook_timeout_s)
-        self.webhooks = WebhookSender(
-            settings,
-            self.database.api,
-            self.webhook_client,
-            self.leadership,
-            self.stopping,
-            self.listen,
-        )
+        self.webhooks = WebhookSender(settings, self.database.api, self.webhook_client,
+            self.leadership, self.stopping, self.listen)  # fmt: skip
         self.storage = (SwarmStorage if self.swarm else DockerStorage)(self.docker)
         self.registry = registry_for(settings.registry, settings.registry_config)
         retention = self.database.retention
