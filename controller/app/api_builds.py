@@ -157,3 +157,10 @@ def cluster(ctx: Context) -> dict[str, Any]:
         "term": None if leader is None else leader.get("term"),
         "replicas": ctx.database.views.nodes(ctx.settings.cluster),
     }
+
+
+@router.get("/nodes", tags=["cluster"], dependencies=[Reader], responses=READS)
+def nodes(ctx: Context) -> list[dict[str, Any]]:
+    """The runtime's nodes (Swarm's; one engine is the node `local`): state, availability,
+    how many of Berth's replicas each runs, and why a drain waits."""
+    return ctx.database.nodes.nodes(ctx.settings.cluster)

@@ -237,15 +237,15 @@ def swarm_node_ids(url: str) -> tuple[str, ...]:
 
 
 def swarm_rolling_service(url: str, run_id: str, replicas: int) -> str:
-    """One replicated service of `replicas` tasks, at most one per node, updated start-first
-    one task at a time: Swarm's own rollout, to set beside Berth's."""
+    """One replicated service of `replicas` tasks, updated start-first one task at a time:
+    Swarm's own rollout, to set beside Berth's. No `MaxReplicas`: with one task per node on
+    as many nodes as tasks, a start-first update has nowhere to start the new task."""
     client = docker.APIClient(base_url=url, version="auto", timeout=60)
     try:
         made = client.create_service(
             task_template={
                 "ContainerSpec": {"Image": "berth-example/busybox:1", "Env": ["ROUND=0"]},
                 "RestartPolicy": {"Condition": "any", "Delay": 1_000_000_000, "MaxAttempts": 0},
-                "Placement": {"MaxReplicas": 1},
             },
             name=f"roll{run_id}",
             labels={BASELINE_LABEL: run_id},

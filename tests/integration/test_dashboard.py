@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -81,6 +85,9 @@ def test_plain_sql_changes_show_within_a_second_and_the_progress_bar_moves(
     wait_for(lambda: sql.converged("web"), what="web converged")
     log_in(browser, daemon, secret)
     WebDriverWait(browser, 5).until(lambda d: cell(d, "row-web", 3) == "3/3")
+    # The nodes: one engine is the node `local`, running web's three replicas.
+    WebDriverWait(browser, 10).until(lambda d: cell(d, "node-local", 4) == "3")
+    assert cell(browser, "node-local", 2) == "ready"
     browser.execute_script("window.notReloaded = true;")
 
     started = time.monotonic()
@@ -130,6 +137,21 @@ def test_plain_sql_changes_show_within_a_second_and_the_progress_bar_moves(
     assert len(set(moving)) >= 2 and any(0 < p < 100 for p in moving), shown
     assert shown[-1] == ("active", 100)
     screenshot(browser, "dashboard-overview", capsys)
+
+    # A deployment's page: where each replica runs and its health, kept current (a scale).
+    browser.execute_script("location.hash = '#/d/web';")
+    sql("UPDATE deployments SET replicas = 2 WHERE name = 'web'")
+
+    def replicas(d: WebDriver) -> list[list[str]]:
+        rows = d.find_elements(By.CSS_SELECTOR, "#replicas tbody tr")
+        return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")][2:5] for tr in rows]
+
+    try:
+        WebDriverWait(browser, 20).until(
+            lambda d: replicas(d) == [["local", "running", "healthy"]] * 2
+        )
+    except TimeoutException:
+        raise AssertionError(replicas(browser)) from None
 
 
 def test_cancel_and_delete_from_the_page_and_readers_see_no_actions(

@@ -107,6 +107,14 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
     api = client(daemon.api.port, daemon.database.api.create_token("viewer", "read")[0])
     answer = api.get(f"/api/v1/deployments/web/logs?replica={far}&tail=5")
     assert answer.status_code == 200 and "serving" in answer.text, answer.text
+    # The nodes, as the dashboard shows them: the three, each running one of web's replicas.
+    listed = wait_for(
+        lambda: (n := api.get("/api/v1/nodes").json()) and sum(r["replicas"] for r in n) == 3 and n,
+        timeout_s=30,
+        what="the nodes counting web's replicas",
+    )
+    assert sorted(r["address"] for r in listed) == sorted(n.address for n in rig.nodes)
+    assert all((r["state"], r["replicas"]) == ("ready", 1) for r in listed), listed
 
     # A new commit: built again, pushed, and every node runs the new digest.
     commit(repo, {"app.sh": APP.replace("serving", "serving v2")}, "v2")

@@ -143,6 +143,7 @@ function apply(kind, change) {
                               generation: data.generation, routes: data.routes });
     renderRow(row);
     if (state.detail === name) renderDetailStatus(row);
+    if (kind === "status") placementChanged(name);  // nodes.js: replicas move with the status
   } else if (kind === "event") {
     // the row was deleted (the status stays until its containers are gone): re-read;
     // the last event of a deleted deployment ends its phases: it is gone
@@ -287,7 +288,7 @@ function renderReplicas(rows) {
     const tr = el("tr", null, r.state);
     tr.id = `replica-${r.slot}-${r.revision}`;
     tr.append(el("td", r.slot), el("td", r.revision), el("td", r.node), el("td", r.state),
-      el("td", r.address || "-"), el("td", r.restarts), el("td", r.note || ""));
+      el("td", r.health || "-"), el("td", r.address || "-"), el("td", r.restarts), el("td", r.note || ""));
     tbody.append(tr);
   }
 }
@@ -392,6 +393,7 @@ function route() {
     state.detail = null;
     loadOverview();
     loadBuilds();
+    loadNodes();
   }
 }
 
