@@ -88,4 +88,4 @@ def test_every_answer_is_declared(served: tuple[int, str], tmp_path: Path) -> No
     )
     summary = result.stdout[-4000:]
     assert result.returncode == 0, summary
-    assert "Tested: 18" in result.stdout, summary
+    assert "Tested: 19" in result.stdout, summary
