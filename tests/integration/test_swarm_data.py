@@ -12,6 +12,7 @@ import re
 import urllib.request
 from typing import Any
 
+import psycopg
 import pytest
 
 from controller.app.daemon import Daemon
@@ -227,3 +228,35 @@ def test_a_secret_is_only_in_the_tasks_environment_and_a_new_value_rolls_out(
     assert "'deployment': 'sec'" in logs, "the daemon's logs were captured"
     for value in (FIRST, SECOND):
         assert value not in events and value not in logs
+
+
+def test_policy_and_quotas_hold_on_the_swarm_naming_the_field(
+    swarm_daemon: Daemon, sql: Sql, rig: SwarmRig, cluster: str
+) -> None:
+    sql(
+        "INSERT INTO quotas (label, value, max_replicas, max_memory_bytes, max_cpus)"
+        " VALUES ('team', 'swarm', 3, 256 * 1024 * 1024, 1)"
+    )
+    team = {"team": "swarm"}
+    sql.insert("capped", replicas=2, labels=team, resources={"memory": "64Mi", "cpus": 0.25})
+    with pytest.raises(psycopg.errors.CheckViolation) as too_many:
+        sql.insert("more", replicas=2, labels=team, resources={"memory": "64Mi", "cpus": 0.25})
+    assert str(too_many.value).startswith(
+        "deployments.replicas: team=swarm would run 4 replicas in all; its quota is 3"
+    )
+    with pytest.raises(psycopg.errors.CheckViolation, match=r"deployments\.privileged"):
+        sql.insert("root", privileged=True)  # no policy allows it
+    sql("INSERT INTO policy (deployment, allow) VALUES ('agent', '{privileged}')")
+    sql.insert("agent", privileged=True)  # allowed here, but Swarm services cannot have it
+    wait_for(lambda: sql.converged("capped"), timeout_s=90, what="capped converged")
+    said = wait_for(
+        lambda: "privileged" in (m := message(sql, "agent")) and m, timeout_s=60, what="refused"
+    )
+    assert "privileged: not supported by the swarm runtime" in said, said
+    assert not services(rig, "agent", cluster), "nothing started for it"
+    limits = [
+        s["Spec"]["TaskTemplate"]["Resources"]["Limits"] for s in services(rig, "capped", cluster)
+    ]
+    assert limits == [{"MemoryBytes": 64 * 1024 * 1024, "NanoCPUs": 250_000_000}] * 2, limits
+    sql("DELETE FROM deployments WHERE name = 'agent'")
+    sql("DELETE FROM policy WHERE deployment = 'agent'")
