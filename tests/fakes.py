@@ -507,6 +507,7 @@ class FakeRuntime:
     failures: dict[str, list[BerthError]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False  # the engine does not answer
+    announces_changes: bool = True  # as one engine's events do
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
     def behaviour(self, container: FakeContainer) -> Behaviour:

@@ -181,6 +181,8 @@ def host_config_arguments(request: ReplicaRequest) -> dict[str, Any]:
 class DockerRuntime:
     """The `Runtime` port on the engine `docker` talks to: a replica is a container."""
 
+    announces_changes = True  # the engine's container and health events wake the loop
+
     def __init__(self, docker: DockerGateway, node: str = LOCAL_NODE) -> None:
         self.docker = docker
         self.api = docker.api

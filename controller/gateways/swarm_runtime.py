@@ -63,6 +63,9 @@ ASSIGN_WAIT_S = 5.0
 class SwarmRuntime:
     """The `Runtime` port on the swarm whose manager `docker` talks to."""
 
+    # Swarm has no events for a task's start or health on another node: the loop looks again.
+    announces_changes = False
+
     def __init__(self, docker: DockerGateway) -> None:
         self.docker = docker
         self.api = docker.api
@@ -71,11 +74,14 @@ class SwarmRuntime:
 
     @retry_transient
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
-        """Every service carrying a deployment label, with its tasks: three calls."""
+        """Every service carrying a deployment label (or `deployment`'s), with its tasks (of
+        those services only, for one deployment): three calls."""
         label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
         with translated("list"):
             services = self.api.services(filters={"label": [label]})
-            tasks = self.api.tasks() if services else []
+            ids = [str(service["ID"]) for service in services]
+            scope = {"service": ids} if deployment is not None else None
+            tasks = self.api.tasks(filters=scope) if services else []
             nodes = self.api.nodes() if services else []
         known = nodes_by_id(nodes)
         by_service: dict[str, list[dict[str, Any]]] = {}

@@ -156,6 +156,10 @@ class Runtime(Protocol):
     (`controller.gateways.docker_runtime.DockerRuntime`, one engine) implements it; so do
     the fakes (tests/fakes.py), held to it by tests/contract."""
 
+    # Whether a replica's start, exit and health changes arrive as events (one engine's
+    # event stream) or only by looking again (Swarm: no events for tasks on other nodes).
+    announces_changes: bool
+
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
 
     def prepare_image(self, image: str) -> str: ...

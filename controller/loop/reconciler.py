@@ -273,7 +273,11 @@ class Reconciler:
             restart_waits_s=[w.wait_s for w in waiting],
             now=now,
             health_deadline_s=self.settings.health_check_deadline_s,
-            health_poll_s=self.settings.health_poll_interval_s,
+            health_poll_s=policy.health_poll_s(
+                self.settings.health_poll_interval_s,
+                self.runtime.announces_changes,
+                waited_s=(now - (record.phase_updated_at or now)).total_seconds(),
+            ),
             lost=policy.lost_to_nodes(desired.spec_hash, containers),
         )
         message = f"{ready}/{desired.replicas} replicas ready"

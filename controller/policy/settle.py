@@ -21,6 +21,19 @@ from controller.policy.backoff import backoff_s
 
 # A phase found stuck this many times (each time resumed) fails the pass.
 STUCK_RESUMES_BEFORE_FAILING = 3
+# Without events (a swarm), a replica coming up is looked at again this soon at first.
+UNANNOUNCED_POLL_S = 0.25
+
+
+def health_poll_s(interval_s: float, announced: bool, waited_s: float) -> float:
+    """How soon a pass waiting for replicas looks again. With a runtime whose events wake
+    the loop (one engine), BERTH_HEALTH_POLL_INTERVAL_S, the backstop. Without (Swarm has no
+    events for tasks on other nodes), a quarter of the time waited so far, from 0.25 s up to
+    the interval: a replica up within a second is seen within a quarter second, and a slow
+    one costs a few looks, not four a second."""
+    if announced:
+        return interval_s
+    return min(interval_s, max(UNANNOUNCED_POLL_S, waited_s / 4))
 
 
 @dataclass(frozen=True)

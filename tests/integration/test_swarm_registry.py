@@ -61,6 +61,13 @@ def test_a_source_deployment_is_built_once_and_runs_on_every_node_pinned_by_dige
     )
     wait_for(lambda: sql.converged("web"), timeout_s=180, what="web built and converged")
     report(capsys, f"swarm: source -> 3 replicas on 3 nodes: {time.monotonic() - started:.2f}s")
+    timeline = sql(
+        "SELECT extract(epoch FROM at) AS t, message FROM deployment_events "
+        "WHERE deployment = 'web' ORDER BY id"
+    )
+    first = float(timeline[0]["t"])
+    report(capsys, "timeline: " + "; ".join(
+        f"{float(e['t']) - first:.2f} {e['message'][:50]}" for e in timeline))  # fmt: skip
 
     [build] = sql("SELECT * FROM builds WHERE deployment = 'web'")
     pinned = str(build["image"])

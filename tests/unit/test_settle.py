@@ -203,3 +203,28 @@ def test_backoff_doubles_and_is_capped(attempt: int, base: float, cap: float) ->
 
 def test_backoff_table() -> None:
     assert [backoff_s(n, 1, 8) for n in range(1, 7)] == [1, 2, 4, 8, 8, 8]
+
+
+@pytest.mark.parametrize(
+    ("interval_s", "announced", "waited_s", "look_again_s"),
+    [
+        (2.0, True, 0.0, 2.0),  # one engine: its events wake the loop, the interval is a backstop
+        (2.0, True, 60.0, 2.0),
+        (2.0, False, 0.0, 0.25),  # a swarm: no events, look soon at first
+        (2.0, False, 1.0, 0.25),
+        (2.0, False, 4.0, 1.0),  # a quarter of the wait so far
+        (2.0, False, 60.0, 2.0),  # never past the interval
+        (0.1, False, 0.0, 0.1),
+    ],
+)
+def test_without_events_a_replica_coming_up_is_looked_at_sooner(
+    interval_s: float, announced: bool, waited_s: float, look_again_s: float
+) -> None:
+    assert settle.health_poll_s(interval_s, announced, waited_s) == look_again_s
+
+
+@given(st.floats(0.01, 60), st.booleans(), st.floats(0, 3600))
+def test_looking_again_is_never_later_than_the_interval(
+    interval_s: float, announced: bool, waited_s: float
+) -> None:
+    assert 0 < settle.health_poll_s(interval_s, announced, waited_s) <= interval_s
