@@ -43,15 +43,15 @@ class DockerStorage:
         self._network_lock = threading.Lock()
 
     @retry_transient
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> bool:
-        """Make volume `name` unless it exists; True if made. One of the same name without
-        Berth's labels is refused, not adopted."""
+    def ensure_volume(self, name: str, labels: dict[str, str], driver: str = "local") -> bool:
+        """Make volume `name` with `driver` unless it exists; True if made. One of the same
+        name without Berth's labels is refused, not adopted."""
         try:
             with translated("inspect_volume", name):
                 found = self.api.inspect_volume(name)
         except DockerRejected:
             with translated("create_volume", name):
-                self.api.create_volume(name=name, driver="local", labels=labels)
+                self.api.create_volume(name=name, driver=driver, labels=labels)
             return True
         if not _ours(found.get("Labels"), labels[LABEL_CLUSTER], LABEL_VOLUME):
             raise DockerRejected(

@@ -7,10 +7,12 @@ routing mesh on this kernel, and none needed: the proxy reaches each task at its
 
 - Networks are Berth's overlay networks (made attachable by `SwarmStorage`), joined under
   the deployment's name as an alias: `db` resolves, from any node, to every task of `db`.
-- A named volume is node-local: Swarm makes it on the node that runs the task, with Berth's
-  labels (`VolumeOptions`), and the runtime pins the replica to the node holding it. Two
-  replicas cannot share one node-local volume on two nodes: more than one replica with a
-  named volume is refused naming the field. Binds are host paths of whichever node runs
+- A named volume of the `local` driver is node-local: Swarm makes it on the node that runs
+  the task, with Berth's labels (`VolumeOptions`), and the runtime pins the replica to the
+  node holding it. Two replicas cannot share one node-local volume on two nodes: more than
+  one replica with one is refused naming the field. A volume naming another driver (a
+  plugin that shares it across nodes) is made by that driver on every node that needs it,
+  and is pinned nowhere. Binds are host paths of whichever node runs
   the task, checked against BERTH_ALLOWED_BIND_PATHS as on one host.
 - What Swarm services cannot do (devices, privileged, the host's namespaces) is refused
   naming the field: a permanent failure, never a silent difference.
@@ -27,8 +29,9 @@ from controller.model.replicas import Mount, ReplicaRequest
 
 
 def node_local_volumes(request: ReplicaRequest) -> tuple[str, ...]:
-    """The Docker names of the request's named volumes (each lives on one node)."""
-    return tuple(m.source for m in request.mounts if m.kind == "volume")
+    """The Docker names of the request's named volumes of the `local` driver (each lives on
+    one node; another driver's may be shared across nodes)."""
+    return tuple(m.source for m in request.mounts if m.kind == "volume" and m.driver == "local")
 
 
 def _refusals(request: ReplicaRequest) -> None:
@@ -44,11 +47,12 @@ def _refusals(request: ReplicaRequest) -> None:
             raise InvalidSpec(f"{field}: not supported by the swarm runtime")
     if request.deployment_replicas > 1:
         for index, mount in enumerate(request.mounts):
-            if mount.kind == "volume":
+            if mount.kind == "volume" and mount.driver == "local":
                 raise InvalidSpec(
                     f"volumes[{index}]: named volume {mount.volume!r} lives on one node of the "
                     f"swarm, and {request.deployment_replicas} replicas cannot share it: run "
-                    "1 replica, or share the data another way (a database, object storage)"
+                    f"1 replica, or name a volume driver that shares it across nodes "
+                    f"(volumes[{index}].driver)"
                 )
 
 
@@ -66,7 +70,7 @@ def _mount(mount: Mount, labels: dict[str, str]) -> dict[str, Any]:
                 LABEL_DEPLOYMENT: labels.get(LABEL_DEPLOYMENT, ""),
                 LABEL_VOLUME: mount.volume,
             },
-            "DriverConfig": {"Name": "local"},
+            "DriverConfig": {"Name": mount.driver},
         }
     return found
 

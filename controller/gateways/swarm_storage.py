@@ -38,8 +38,8 @@ class SwarmStorage(DockerStorage):
     network_driver = "overlay"
 
     @retry_transient
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> bool:
-        """Swarm makes the volume on its node when the replica's task starts there."""
+    def ensure_volume(self, name: str, labels: dict[str, str], driver: str = "local") -> bool:
+        """Swarm makes the volume (with its driver) on the node where the task starts."""
         return False
 
     @retry_transient

@@ -236,7 +236,7 @@ class Executor:
                 LABEL_DEPLOYMENT: spec.name,
                 LABEL_VOLUME: volume.name,
             }
-            if self.storage.ensure_volume(name, labels):
+            if self.storage.ensure_volume(name, labels, volume.driver or "local"):
                 writer.action("volume", f"created volume {name}", volume=name)
         for network in spec.networks:
             name = network_name(network, self.cluster)

@@ -154,6 +154,7 @@ class Mount:
     target: str
     read_only: bool
     volume: str = ""  # a named volume's name in the spec (`volumes[].name`)
+    driver: str = "local"  # a named volume's driver (`volumes[].driver`)
 
 
 @dataclass(frozen=True)

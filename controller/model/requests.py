@@ -78,6 +78,7 @@ def replica_request(
                 volume.target,
                 not volume.writable,
                 volume.name or "",
+                volume.driver or "local",
             )
             for volume in spec.volumes
         ),

@@ -158,6 +158,8 @@ class Volume(BaseModel):
     target: str
     read_only: bool | None = None
     retain: bool | None = None  # named volumes: kept when the deployment is deleted (default)
+    # Named volumes: the volume driver (default "local": on a swarm, one node's).
+    driver: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9._/:-]{0,127}$")
 
     @field_validator("source")
     @classmethod
@@ -179,6 +181,8 @@ class Volume(BaseModel):
             raise ValueError('set exactly one of "name" (a named volume) and "source" (a bind)')
         if self.source is not None and self.retain is not None:
             raise ValueError("retain: applies to named volumes only")
+        if self.source is not None and self.driver is not None:
+            raise ValueError("driver: applies to named volumes only")
         return self
 
     @property

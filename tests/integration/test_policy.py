@@ -32,6 +32,14 @@ REFUSED = [
     ),
     ({"volumes": [{"source": "srv", "target": "/x"}]}, "deployments.volumes[0].source"),
     (
+        {"volumes": [{"source": "/srv", "target": "/x", "driver": "nfs"}]},
+        "deployments.volumes[0].driver: applies to named volumes only",
+    ),
+    (
+        {"volumes": [{"name": "d", "target": "/x", "driver": "Bad Driver"}]},
+        "deployments.volumes[0].driver: must name a volume driver",
+    ),
+    (
         {"volumes": [{"source": "/", "target": "/host"}]},
         "deployments.volumes[0].source: / would give the container the host (its whole file "
         'system): refused unless an administrator allows "host_root"',

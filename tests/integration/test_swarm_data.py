@@ -260,3 +260,25 @@ def test_policy_and_quotas_hold_on_the_swarm_naming_the_field(
     assert limits == [{"MemoryBytes": 64 * 1024 * 1024, "NanoCPUs": 250_000_000}] * 2, limits
     sql("DELETE FROM deployments WHERE name = 'agent'")
     sql("DELETE FROM policy WHERE deployment = 'agent'")
+
+
+def test_a_volume_driver_lets_replicas_share_a_volume_on_several_nodes(
+    swarm_daemon: Daemon, sql: Sql, rig: SwarmRig, cluster: str
+) -> None:
+    """A driver that shares volumes across nodes is the operator's (a plugin); none is
+    installed on the rig, so Swarm finds no node for the tasks and says so ("missing
+    plugin"), which the message quotes: the replicas were not refused, nor pinned."""
+    volumes = [{"name": "shared", "target": "/data", "driver": "berth-test-absent"}]
+    sql.insert("spread", replicas=2, volumes=volumes, placement={"max_per_node": 1})
+    said = wait_for(
+        lambda: "missing plugin" in (m := message(sql, "spread")) and m,
+        timeout_s=60,
+        what="the driver's absence said",
+    )
+    placed = services(rig, "spread", cluster)
+    assert len(placed) == 2, "two replicas placed, not refused"
+    mounts = [s["Spec"]["TaskTemplate"]["ContainerSpec"]["Mounts"][0] for s in placed]
+    assert {m["VolumeOptions"]["DriverConfig"]["Name"] for m in mounts} == {"berth-test-absent"}
+    assert not any(
+        "io.berth.volume-home" in str(labels) for labels in labelled_nodes(rig).values()
+    ), f"pinned to no node: {said}"

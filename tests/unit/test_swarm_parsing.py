@@ -121,6 +121,11 @@ def test_a_replica_as_a_service_and_what_swarm_cannot_give_refused_naming_the_fi
     shared = replace(with_volume, deployment_replicas=2)
     with pytest.raises(InvalidSpec, match=r"volumes\[0\]: named volume 'data' lives on one node"):
         service_spec(shared)
+    shared_by_a_driver = replace(
+        shared, mounts=(Mount("volume", "berth-blue-web-data", "/data", False, "data", "nfs"),)
+    )
+    (mount,) = service_spec(shared_by_a_driver)["task_template"]["ContainerSpec"]["Mounts"]
+    assert mount["VolumeOptions"]["DriverConfig"] == {"Name": "nfs"}, "its driver shares it"
     with pytest.raises(InvalidSpec, match="privileged: not supported by the swarm runtime"):
         service_spec(replace(base, privileged=True))
 
