@@ -17,6 +17,8 @@ import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from controller.bench import baselines
@@ -34,7 +36,11 @@ def _spread(addresses: list[str], rig: SwarmRig) -> str:
     return " / ".join(str(counts.get(node.address, 0)) for node in rig.nodes)
 
 
-def run(deployments: int, threads: int, database_url: str | None) -> None:
+@contextmanager
+def on_a_rig(database_url: str | None) -> Iterator[tuple[Environment, SwarmRig, str]]:
+    """A three-node rig with DOCKER_HOST at its manager, an environment whose runtime is the
+    swarm's, and a run id for the baseline's services; all removed afterwards (the caller
+    starts the daemon, with the settings its scenario needs)."""
     rig = SwarmRig(3, (BENCH_IMAGE,))
     saved = os.environ.get("DOCKER_HOST")
     os.environ["DOCKER_HOST"] = rig.manager().url
@@ -43,11 +49,7 @@ def run(deployments: int, threads: int, database_url: str | None) -> None:
     try:
         env = Environment(database_url)
         env.runtime = SwarmRuntime(env.docker)  # type: ignore[assignment]
-        env.start_daemon(BERTH_RUNTIME="swarm", BERTH_CONCURRENCY=str(threads))
-        rows, notes = _measure(env, rig, run_id, deployments, threads)
-        print_rows(f"swarm: {deployments} deployments x {REPLICAS} replicas on 3 nodes", rows)
-        for note in notes:
-            print(note)
+        yield env, rig, run_id
     finally:
         try:
             baselines.remove_swarm_services(rig.manager().url, run_id)
@@ -59,6 +61,15 @@ def run(deployments: int, threads: int, database_url: str | None) -> None:
             else:
                 os.environ["DOCKER_HOST"] = saved
             rig.close()
+
+
+def run(deployments: int, threads: int, database_url: str | None) -> None:
+    with on_a_rig(database_url) as (env, rig, run_id):
+        env.start_daemon(BERTH_RUNTIME="swarm", BERTH_CONCURRENCY=str(threads))
+        rows, notes = _measure(env, rig, run_id, deployments, threads)
+        print_rows(f"swarm: {deployments} deployments x {REPLICAS} replicas on 3 nodes", rows)
+        for note in notes:
+            print(note)
 
 
 def _measure(

@@ -19,7 +19,6 @@ Prints figures and ratios; asserts nothing. Removes the rig, registry and proxy.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -29,10 +28,10 @@ from controller.bench import baselines
 from controller.bench.builds import _commit, _git, _repo, _run
 from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
 from controller.bench.scenarios import Row, print_rows
+from controller.bench.swarm import on_a_rig
 from controller.gateways.haproxy_server import PrivateHaproxy
 from controller.gateways.registry_server import PrivateRegistry
 from controller.gateways.swarm_rig import SwarmRig
-from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.gateways.traffic import Traffic
 
 REPLICAS = 3
@@ -45,43 +44,25 @@ HEALTH = {
 
 
 def run(trials: int, updates: int, database_url: str | None) -> None:
-    rig = SwarmRig(3, (BENCH_IMAGE,))
-    saved = os.environ.get("DOCKER_HOST")
-    os.environ["DOCKER_HOST"] = rig.manager().url
-    run_id = uuid.uuid4().hex[:6]
-    registry = PrivateRegistry(rig.registry_host)
-    proxy = PrivateHaproxy()
-    env: Environment | None = None
-    try:
-        env = Environment(database_url)
-        env.runtime = SwarmRuntime(env.docker)  # type: ignore[assignment]
-        env.start_daemon(
-            BERTH_RUNTIME="swarm",
-            BERTH_REGISTRY=registry.address,
-            BERTH_PROXY_ADMIN_URL=proxy.admin_url,
-            BERTH_PROXY_HTTP_ADDR=proxy.http_addr,
-        )
-        rows, notes = _source(env, rig, registry, run_id, trials)
-        print_rows("swarm: source -> 3 replicas on 3 nodes, through a registry", rows)
-        for note in notes:
-            print(note)
-        rows, notes = _rollout(env, rig, proxy, run_id, updates)
-        print_rows(f"swarm: {updates} rollouts across 3 nodes under load", rows)
-        for note in notes:
-            print(note)
-    finally:
+    with on_a_rig(database_url) as (env, rig, run_id):
+        registry = PrivateRegistry(rig.registry_host)
+        proxy = PrivateHaproxy()
         try:
-            baselines.remove_swarm_services(rig.manager().url, run_id)
+            env.start_daemon(
+                BERTH_RUNTIME="swarm",
+                BERTH_REGISTRY=registry.address,
+                BERTH_PROXY_ADMIN_URL=proxy.admin_url,
+                BERTH_PROXY_HTTP_ADDR=proxy.http_addr,
+            )
+            rows, notes = _source(env, rig, registry, run_id, trials)
+            print_rows("swarm: source -> 3 replicas on 3 nodes, through a registry", rows)
+            print("\n".join(notes), flush=True)
+            rows, notes = _rollout(env, rig, proxy, run_id, updates)
+            print_rows(f"swarm: {updates} rollouts across 3 nodes under load", rows)
+            print("\n".join(notes))
         finally:
-            if env is not None:
-                env.close()
             proxy.close()
             registry.close()
-            if saved is None:
-                os.environ.pop("DOCKER_HOST", None)
-            else:
-                os.environ["DOCKER_HOST"] = saved
-            rig.close()
 
 
 def _by_hand(
