@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -18,6 +19,7 @@ import pytest
 from controller.app.daemon import Daemon
 from controller.gateways.swarm_rig import SwarmRig
 from controller.model.names import LABEL_DEPLOYMENT, LABEL_VOLUME_HOME, volume_name
+from tests.integration.api_client import client
 from tests.integration.conftest import Sql, berth, wait_for
 from tests.integration.test_swarm_nodes import message, node_ids
 
@@ -190,8 +192,13 @@ def test_delete_honours_retain_where_the_volume_can_be_reached_and_says_where_no
 
 
 def test_a_secret_is_only_in_the_tasks_environment_and_a_new_value_rolls_out(
-    swarm_daemon: Daemon, sql: Sql, rig: SwarmRig, cluster: str, caplog: pytest.LogCaptureFixture
+    start_swarm_daemon: Callable[..., Daemon],
+    sql: Sql,
+    rig: SwarmRig,
+    cluster: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    swarm_daemon = start_swarm_daemon(api_addr="127.0.0.1:0")
     sql("INSERT INTO secrets (name, value) VALUES ('swarm-token', %s)", [FIRST])
     sql.insert("sec", env={"TOKEN": {"secret": "swarm-token"}, "MODE": "live"})
     wait_for(lambda: sql.converged("sec"), timeout_s=90, what="sec converged")
@@ -208,6 +215,15 @@ def test_a_secret_is_only_in_the_tasks_environment_and_a_new_value_rolls_out(
         for path in ("status", "metrics")
     )
     assert FIRST not in shown
+    assert swarm_daemon.api is not None
+    token = swarm_daemon.database.api.create_token("viewer", "read")[0]
+    api = client(swarm_daemon.api.port, token)
+    answers = [
+        api.get(path).text
+        for path in ("/api/v1/deployments", "/api/v1/deployments/sec", "/api/v1/nodes")
+    ]
+    assert '"secret":"swarm-token"' in answers[1].replace(" ", ""), answers[1][:300]
+    assert not any(FIRST in answer for answer in answers)
 
     sql("UPDATE secrets SET value = %s WHERE name = 'swarm-token'", [SECOND])
     replaced = wait_for(
