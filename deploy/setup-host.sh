@@ -87,6 +87,9 @@ command -v ip >/dev/null 2>&1 || apt_install iproute2
 # 3. Prometheus (server and promtool) from Debian, for the alert-rule tests and the
 #    end-to-end scrape test. Nothing is started here; the tests run their own server.
 command -v promtool >/dev/null 2>&1 || apt_install prometheus
+# Debian's Postgres 15 server binaries, for the failover tests (a primary and a streaming
+# standby of their own on loopback ports; Berth's own default stays the embedded server).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || apt_install postgresql-15
 
 # The dashboard's tests drive Debian's Chromium headless through its chromedriver (Selenium
 # is pointed at both: no browser is downloaded).

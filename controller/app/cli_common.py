@@ -66,8 +66,10 @@ def exit_codes() -> Iterator[None]:
 
 
 def open_database(settings: Settings) -> Database:
-    """A connection pool for an operator's command: checks the schema, never migrates."""
+    """A connection pool for an operator's command: checks that the server takes writes (a
+    standby is refused, naming it) and the schema; never migrates."""
     database = Database(database_url(settings), pool_size=2)
+    database.schema.ping(timeout_s=10)
     database.schema.check_schema()
     return database
 

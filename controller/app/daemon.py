@@ -176,7 +176,7 @@ class Daemon:
                 "docker": self.docker.ping_once,
                 "data plane": self._may_lead,
             },
-            lambda: db.views.cluster_snapshot(settings.cluster),
+            lambda: {**db.views.cluster_snapshot(settings.cluster), "database": db.schema.ping(2)},
             self._local_status,
         )
         self.http = HttpEndpoint(

@@ -1,7 +1,8 @@
 """The HTTP probes' answers, within a second whatever Postgres and Docker do.
 
 Called by the daemon's HTTP endpoint (`controller.app.http_server`) through the daemon.
-`ready` runs its checks (a `SELECT 1` and a Docker ping, neither retried) in a small pool
+`ready` runs its checks (Postgres's ping, refused on a server that takes no writes, and a
+Docker ping, neither retried) in a small pool
 of threads and answers 503 with the reason when a check fails or does not answer within
 `READY_DEADLINE_S`. `status` never queries inline: the daemon's reporter thread refreshes
 a snapshot every couple of seconds (`refresh`), and `/status` serves the last one with its
@@ -20,7 +21,7 @@ from typing import Any
 from controller.model.errors import BerthError
 
 READY_DEADLINE_S = 0.8
-Check = Callable[[], None]
+Check = Callable[[], object]
 
 
 class Probes:

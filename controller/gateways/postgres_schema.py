@@ -26,6 +26,7 @@ from controller.model.errors import (
     SchemaMissing,
 )
 from controller.model.names import advisory_key
+from controller.observability.metrics import DATABASE_READ_ONLY
 
 
 class SchemaStore(Store):
@@ -61,14 +62,32 @@ class SchemaStore(Store):
             work(conn)
         return applied_now
 
-    def ping(self, timeout_s: float = 0.5) -> None:
-        """One `SELECT 1`, not retried, waiting at most `timeout_s` for a connection: for
-        probes, which must answer at once whatever Postgres does."""
+    def ping(self, timeout_s: float = 0.5) -> dict[str, Any]:
+        """Where this pool's connections go, and whether that server takes writes (a
+        standby, or a read-only server, does not: DatabaseRejected naming it, and
+        `berth_database_read_only` says so). Not retried, waiting at most `timeout_s` for
+        a connection: for probes, which must answer at once whatever Postgres does, and
+        for every command before it acts."""
         with (
             translated("ping"),
             self._pool.connection(timeout=timeout_s) as conn,
         ):
-            conn.execute(queries()["ping"])
+            row = conn.execute(queries()["ping"]).fetchone() or {}
+            server = {
+                "host": conn.info.host,
+                "port": conn.info.port,
+                "read_only": bool(row.get("read_only")),
+                "in_recovery": bool(row.get("in_recovery")),
+            }
+        DATABASE_READ_ONLY.set(1 if server["read_only"] else 0)
+        if server["read_only"]:
+            what = "a standby in recovery" if server["in_recovery"] else "read-only"
+            raise DatabaseRejected(
+                f"the database at {server['host']}:{server['port']} is {what} and takes no "
+                "writes: point BERTH_DATABASE_URL at the primary, or name every server with "
+                "target_session_attrs=read-write (postgresql://a,b/berth?...)"
+            )
+        return server
 
     def check_schema(self) -> int:
         """The schema version, if this Berth can work with it; else SchemaMissing. Needs no

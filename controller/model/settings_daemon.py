@@ -35,7 +35,10 @@ class DaemonSettings(BaseSettings):
         default=None,
         description=(
             "libpq URL of the Postgres holding `deployments`. Unset means: start (or reuse) an "
-            "embedded Postgres in `data_dir`, so a first run needs no setup."
+            "embedded Postgres in `data_dir`, so a first run needs no setup. With standbys, "
+            "name every server and `target_session_attrs=read-write` "
+            "(`postgresql://a,b/berth?target_session_attrs=read-write`): Berth follows a "
+            "promotion; a server that takes no writes is refused, naming it."
         ),
     )
     data_dir: Path = Field(

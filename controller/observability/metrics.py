@@ -56,6 +56,11 @@ LAST_FULL_RESYNC = Gauge(
     "berth_last_full_resync_timestamp_seconds", "Unix time of the last successful full resync"
 )
 QUEUE_DEPTH = Gauge("berth_workqueue_depth", "Deployments waiting in the work queue")
+DATABASE_READ_ONLY = Gauge(
+    "berth_database_read_only",
+    "1 while the Postgres server this replica reached takes no writes (a standby in "
+    "recovery, or read-only): no primary, so nothing converges",
+)
 DATA_PLANE_REFUSED = Gauge(
     "berth_data_plane_refused",
     "1 while this replica refuses to lead, by why: its engine belongs to another Berth "

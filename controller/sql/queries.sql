@@ -305,7 +305,10 @@ SET resolution = %(resolution)s, resolved_by_term = %(term)s, resolved_at = cloc
 WHERE id = %(id)s AND resolution IS NULL;
 
 -- name: ping
-SELECT 1;
+-- The probes' and every command's look at the server: does it take writes? A standby in
+-- recovery, or a server set read-only (default_transaction_read_only), does not.
+SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS read_only,
+       pg_is_in_recovery() AS in_recovery;
 
 -- name: record_container
 -- Written with a create's outcome (or a resolved create): this container is Berth's.
