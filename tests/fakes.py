@@ -137,6 +137,7 @@ class FakeStore:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.term = 1  # berth_leader.term: a claim by a new leader bumps it
+        self.holder: str | None = None  # berth_leader.holder_id, when a test names one
         self.specs: dict[str, dict[str, Any]] = {}
         self.generations: dict[str, int] = {}
         self.statuses: dict[str, StoredStatus] = {}
@@ -265,8 +266,8 @@ class FakeStore:
         return rows[0] if rows else None
 
     def _fence(self, fence: Fence) -> None:
-        if fence.term != self.term:
-            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+        if fence.term != self.term or (self.holder is not None and fence.node_id != self.holder):
+            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over, or not ours")
         fence.check_trust()
 
     def record(

@@ -66,12 +66,14 @@ class PoolOps:
 
     @staticmethod
     def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
-        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on."""
-        found = conn.execute(
-            queries()["fence_check"], {"cluster": fence.cluster, "term": fence.term}
-        ).fetchone()
+        """Inside a transaction: hold the term row shared, or raise Deposed if it moved on
+        or another holder has it (the same term number granted again after a failover)."""
+        params = {"cluster": fence.cluster, "term": fence.term, "node_id": fence.node_id}
+        found = conn.execute(queries()["fence_check"], params).fetchone()
         if found is None:
-            raise Deposed(f"term {fence.term} of cluster {fence.cluster!r} is over")
+            raise Deposed(
+                f"term {fence.term} of cluster {fence.cluster!r} is over, or not this node's"
+            )
         fence.check_trust()
 
     @staticmethod

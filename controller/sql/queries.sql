@@ -160,7 +160,11 @@ ORDER BY id DESC LIMIT %(limit)s;
 -- name: fence_check
 -- Every write of the leader starts with this in its transaction: it finds nothing once a
 -- newer term was claimed, and the shared row lock makes a claim wait for the transaction.
-SELECT term FROM berth_leader WHERE cluster = %(cluster)s AND term = %(term)s FOR SHARE;
+-- The holder is checked with the term: a term number can be granted twice (a primary's
+-- last claim lost in a failover, the same number claimed again on the promoted standby),
+-- and only the holder the database knows may write in it.
+SELECT term FROM berth_leader
+WHERE cluster = %(cluster)s AND term = %(term)s AND holder_id::text = %(node_id)s FOR SHARE;
 
 -- name: claim_term
 -- A new term, once every transaction holding the old term row FOR SHARE has ended (fenced

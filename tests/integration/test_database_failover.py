@@ -10,14 +10,21 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from controller.app.daemon import Daemon
 from controller.gateways import postgres_pair
+from controller.gateways.lock_session import LockSession
+from controller.gateways.postgres import Database
 from controller.gateways.postgres_pair import PostgresPair
+from controller.model.errors import Deposed
+from controller.model.phases import Phase
+from controller.model.records import Fence
 from tests.integration.conftest import Containers, Sql, berth, report, settings_for, wait_for
+from tests.integration.contract.test_state_contract import status
 
 pytestmark = [
     pytest.mark.integration,
@@ -125,3 +132,59 @@ def test_a_failover_to_the_promoted_standby_is_followed(
             assert len(containers.find(name)) == 1, f"no duplicate of {name}"
     finally:
         daemon.stop()
+
+
+def test_a_term_the_standby_never_received_lets_no_two_leaders_act(cluster: str) -> None:
+    """The hard case, on purpose: the standby stops hearing the primary, node B is granted
+    term 2 on the primary alone and writes in it, the primary is lost, the standby (which
+    last saw term 1) is promoted and grants term 2 again, to node C. The number is the same;
+    the holder is not: B's next fenced write, which its pool now sends to the new primary,
+    is refused (Deposed), C's is taken. So no intent, and hence no Docker call, of B's
+    follows C's election."""
+    pair = PostgresPair()  # its own: this test stops both servers in turn
+    try:
+        migrated = berth(pair.url("primary"), "migrate", cluster=cluster)
+        assert migrated.returncode == 0, migrated.stderr
+        both = pair.url("primary", "standby")
+        Sql(both).insert("web")
+        a = claim(both, cluster, "a")
+        wait_for(lambda: standby_term(pair, cluster) == a, what="term 1 on the standby")
+        pair.stop("standby", "fast")  # it hears nothing more from the primary
+        b = claim(both, cluster, "b")
+        assert b == a + 1
+        database = Database(both, pool_size=2)
+        try:
+            fence_b = Fence(cluster, b, NODES["b"], lambda: None)
+            database.status.record(fence_b, status("web", Phase.QUEUED), create_row=True)
+            pair.stop("primary")  # lost, with term 2's claim and B's write
+            pair.start("standby")
+            pair.promote("standby")
+            c = claim(both, cluster, "c")
+            assert c == b, "the same term number, granted a second time"
+            fence_c = Fence(cluster, c, NODES["c"], lambda: None)
+            with pytest.raises(Deposed, match="not this node's"):
+                database.status.record(fence_b, status("web", Phase.ACTIVE), create_row=True)
+            database.status.record(fence_c, status("web", Phase.ACTIVE, ready=1), create_row=True)
+            [row] = Sql(both)("SELECT phase, leader_term FROM deployment_status WHERE name = 'web'")
+            assert (row["phase"], row["leader_term"]) == ("active", c)
+        finally:
+            database.close()
+    finally:
+        pair.close()
+
+
+NODES = {name: str(uuid.uuid4()) for name in ("a", "b", "c")}
+
+
+def claim(url: str, cluster: str, node: str) -> int:
+    """Node `node` claims the next term as Berth's election does (its lock session)."""
+    session = LockSession(url, f"berth-lock {cluster} {NODES[node]}", 4.0)
+    try:
+        return session.claim_term(cluster, NODES[node], "test", 1).term
+    finally:
+        session.close()
+
+
+def standby_term(pair: PostgresPair, cluster: str) -> int | None:
+    rows = Sql(pair.url("standby"))("SELECT term FROM berth_leader WHERE cluster = %s", [cluster])
+    return int(rows[0]["term"]) if rows else None

@@ -48,7 +48,8 @@ class StoreBackend:
     declare: Callable[..., None]  # an operator's INSERT or UPDATE of a deployment
     delete: Callable[[str], None]
     set_secret: Callable[[str, str], None]
-    new_term: Callable[[], Fence]  # a new leader claims the next term
+    # A new leader claims the next term, or the number given (granted again after a failover).
+    new_term: Callable[..., Fence]
     stuck_resumes: Callable[[str], int]
     generation: Callable[[str], int]
 
@@ -58,9 +59,10 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
     if request.param == "fake":
         store = FakeStore(FakeClock())
 
-        def fake_term() -> Fence:
-            store.term += 1
-            return Fence("contract", store.term, str(uuid.uuid4()), _trusted)
+        def fake_term(number: int | None = None) -> Fence:
+            store.term = store.term + 1 if number is None else number
+            store.holder = str(uuid.uuid4())
+            return Fence("contract", store.term, store.holder, _trusted)
 
         def fake_secret(name: str, value: str) -> None:
             store.set_secret(name, value)
@@ -80,9 +82,9 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
     database = Database(operator.url, pool_size=2)
     term = 0
 
-    def claim() -> Fence:
+    def claim(number: int | None = None) -> Fence:
         nonlocal term
-        term += 1
+        term = term + 1 if number is None else number
         node = str(uuid.uuid4())
         operator(
             "INSERT INTO berth_leader (cluster, term, holder_id, holder_host, holder_pid, "

@@ -91,6 +91,23 @@ def test_a_status_write_is_fenced_by_the_term(store_backend: StoreBackend) -> No
     assert record is not None and record.phase == Phase.ACTIVE and record.ready_replicas == 1
 
 
+def test_a_term_granted_twice_lets_only_its_holder_write(store_backend: StoreBackend) -> None:
+    """A failover can lose the primary's last claim: the promoted standby grants the same
+    term number again, to another node. The fence names the holder with the term, so the
+    node the database no longer knows as holder is deposed (RECONCILIATION.md, "The
+    database's own failover")."""
+    lost = store_backend.new_term()
+    store_backend.declare("web", image=IMAGE)
+    stores = store_backend.stores
+    stores.status.record(lost, status("web", Phase.QUEUED), create_row=True)
+    again = store_backend.new_term(lost.term)
+    assert again.term == lost.term and again.node_id != lost.node_id
+    assert deposed(lambda: stores.status.record(lost, status("web", Phase.ACTIVE)))
+    stores.status.record(again, status("web", Phase.ACTIVE, ready=1))
+    record = stores.desired.fetch_one("web")
+    assert record is not None and record.phase == Phase.ACTIVE
+
+
 def test_phase_updated_at_moves_only_with_the_phase(store_backend: StoreBackend) -> None:
     fence = store_backend.new_term()
     store_backend.declare("web", image=IMAGE)
