@@ -8,8 +8,6 @@ standby once it is promoted."""
 from __future__ import annotations
 
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
@@ -25,6 +23,7 @@ from controller.model.phases import Phase
 from controller.model.records import Fence
 from tests.integration.conftest import Containers, Sql, berth, report, settings_for, wait_for
 from tests.integration.contract.test_state_contract import status
+from tests.integration.test_observability import get
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,16 +36,6 @@ def pair() -> Iterator[PostgresPair]:
     made = PostgresPair()
     yield made
     made.close()
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def test_a_command_pointed_at_a_standby_fails_naming_it(pair: PostgresPair, cluster: str) -> None:
