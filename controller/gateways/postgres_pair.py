@@ -4,9 +4,10 @@ Used by tests/integration (the database's failover). Debian's server binaries
 (`/usr/lib/postgresql/15/bin`, installed by `deploy/setup-host.sh`), run as the `postgres`
 user (the server refuses root): `initdb` makes the primary, `pg_basebackup -R` the standby,
 which streams from it; both listen on 127.0.0.1 only, on ports of their own, with their
-data, sockets and logs in one temporary folder. `url(...)` gives a libpq URL naming one or
-both servers; `stop(...)` stops one (`immediate`: as if its machine were lost), `promote`
-makes the standby a primary. `close` stops both and removes the folder.
+data, sockets and logs in one temporary folder. `synchronous=True` makes the standby
+synchronous (`synchronous_standby_names = '*'` on the primary). `url(...)` gives a libpq
+URL naming one or both servers; `stop(...)` stops one (`immediate`: as if its machine
+were lost), `promote` makes the standby a primary. `close` stops both, removes the folder.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def _as_postgres(*argv: str, check: bool = True) -> subprocess.CompletedProcess[
 class PostgresPair:
     """`primary` and `standby` (names of the two servers), each a port and a data folder."""
 
-    def __init__(self) -> None:
+    def __init__(self, synchronous: bool = False) -> None:
+        self.synchronous = synchronous
         self.folder = Path(tempfile.mkdtemp(prefix="bpg", dir="/tmp"))
         shutil.chown(self.folder, USER, USER)
         self.ports = {"primary": free_port(), "standby": free_port()}
@@ -49,6 +51,9 @@ class PostgresPair:
         try:
             self._make_primary()
             self._make_standby()
+            if synchronous:  # on the primary only, once its standby streams (ALTER SYSTEM)
+                self.psql("primary", "ALTER SYSTEM SET synchronous_standby_names = '*'")
+                self.psql("primary", "SELECT pg_reload_conf()")
         except BaseException:
             self.close()
             raise
@@ -73,17 +78,22 @@ class PostgresPair:
         with (data / "pg_hba.conf").open("a") as hba:
             hba.write("host replication all 127.0.0.1/32 trust\n")
         self.start("primary")
-        _as_postgres(
-            str(BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.ports["primary"]),
-            "-d", "postgres", "-c", "CREATE DATABASE berth",
-        )  # fmt: skip
+        self.psql("primary", "CREATE DATABASE berth")
 
-    def _make_standby(self) -> None:
+    def _make_standby(self, name: str = "standby", of: str = "primary") -> None:
         _as_postgres(
-            str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.ports["primary"]),
-            "-D", str(self.data["standby"]), "-R", "-X", "stream", "-c", "fast",
+            str(BIN / "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.ports[of]),
+            "-D", str(self.data[name]), "-R", "-X", "stream", "-c", "fast",
         )  # fmt: skip
-        self.start("standby")
+        self.start(name)
+
+    def rejoin(self, name: str) -> None:
+        """Make server `name` (a lost primary) a standby of the other again: its data is
+        replaced by a base backup of the other (as a failover manager's rewind would)."""
+        other = next(n for n in self.ports if n != name)
+        self.stop(name)
+        _as_postgres("rm", "-rf", str(self.data[name]))
+        self._make_standby(name, of=other)
 
     def start(self, name: str) -> None:
         port = self.ports[name]
@@ -104,12 +114,16 @@ class PostgresPair:
         _as_postgres(str(BIN / "pg_ctl"), "-D", str(self.data[name]), "-w", "promote")
         return time.monotonic() - started
 
-    def in_recovery(self, name: str) -> bool:
+    def psql(self, name: str, statement: str) -> str:
+        """One statement on server `name` (database `postgres`), its unaligned output."""
         answer = _as_postgres(
             str(BIN / "psql"), "-h", "127.0.0.1", "-p", str(self.ports[name]), "-d", "postgres",
-            "-At", "-c", "SELECT pg_is_in_recovery()",
+            "-At", "-c", statement,
         )  # fmt: skip
-        return answer.stdout.strip() == "t"
+        return answer.stdout.strip()
+
+    def in_recovery(self, name: str) -> bool:
+        return self.psql(name, "SELECT pg_is_in_recovery()") == "t"
 
     def close(self) -> None:
         for name in self.ports:

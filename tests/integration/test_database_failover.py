@@ -177,3 +177,51 @@ def claim(url: str, cluster: str, node: str) -> int:
 def standby_term(pair: PostgresPair, cluster: str) -> int | None:
     rows = Sql(pair.url("standby"))("SELECT term FROM berth_leader WHERE cluster = %s", [cluster])
     return int(rows[0]["term"]) if rows else None
+
+
+def test_synchronous_acknowledged_writes_survive_a_failover_and_a_switchover_back(
+    cluster: str, containers: Containers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a synchronous standby a write acknowledged to the operator is on the standby's
+    disk: the primary lost right after it, the promoted standby has it, and Berth converges
+    it. Then the old primary rejoins as a standby and a planned switchover promotes it back;
+    the same daemon follows both times, leads again, and nothing is made twice."""
+    pair = PostgresPair(synchronous=True)
+    try:
+        url = pair.url("primary", "standby")
+        sql = Sql(url)
+        daemon = Daemon(settings_for(cluster, url), url)
+        daemon.start()
+        try:
+            for name in ("one", "two", "three"):
+                sql.insert(name)
+            wait_for(lambda: all(sql.converged(n) for n in ("one", "two", "three")), what="up")
+            sql.insert("acknowledged")  # returned: on the synchronous standby's disk
+            pair.stop("primary")
+            pair.promote("standby")
+            assert sql("SELECT name FROM deployments WHERE name = 'acknowledged'")
+            wait_for(lambda: sql.converged("acknowledged"), timeout_s=60, what="converged")
+            first_term = daemon.leadership.term
+
+            pair.rejoin("primary")  # now a standby of the promoted one
+            wait_for(lambda: pair.in_recovery("primary"), what="the old primary a standby")
+            pair.stop("standby", "fast")  # a planned switchover: the current primary stops
+            pair.promote("primary")
+            sql.insert("after-switchover")
+            wait_for(
+                lambda: (
+                    sql.converged("after-switchover")
+                    and daemon.leadership.is_leader
+                    and daemon.leadership.term != first_term
+                ),
+                timeout_s=60,
+                what="led again after the switchover back, converged",
+            )
+            names = ("one", "two", "three", "acknowledged", "after-switchover")
+            assert all(sql.converged(n) for n in names)
+            for name in names:
+                assert len(containers.find(name)) == 1, f"no duplicate of {name}"
+        finally:
+            daemon.stop()
+    finally:
+        pair.close()
