@@ -13,7 +13,9 @@ concurrency 1 and 2; `controller.bench.builds`), rollout (start-first updates be
 real HAProxy under load, a broken update rolled back, 20 x 3 at once;
 `controller.bench.rollouts`), api (GET latency at 1,000 deployments, commit -> SSE
 event, a cold converge with 200 stream clients; `controller.bench.api`), failover
-(SIGKILL the leader; see `controller.bench.failover`), swarm (N x 3 on a three-node
+(SIGKILL the leader; see `controller.bench.failover`), db-failover (the Postgres
+primary lost and a standby promoted vs the same Postgres restarted;
+`controller.bench.dbfailover`), swarm (N x 3 on a three-node
 swarm vs docker-py, and a node lost vs Swarm alone; `controller.bench.swarm`),
 swarm-source (source -> 3 nodes through a registry vs build + push + services by hand, and
 rollouts across nodes under load vs Swarm's own; `controller.bench.swarm_source`), stops
@@ -36,6 +38,7 @@ from controller.bench import (
     builds,
     chaos,
     clients,
+    dbfailover,
     fullread,
     rollouts,
     scenarios,
@@ -57,6 +60,7 @@ SCENARIOS = (
     "api",
     "fullread",
     "failover",
+    "db-failover",
     "swarm",
     "swarm-source",
     "stops",
@@ -87,6 +91,8 @@ class BenchOptions:
     fullread_deployments: int = 1000
     fullread_rounds: int = 30
     swarm_deployments: int = 10
+    db_failover_trials: int = 3
+    db_failover_deployments: int = 20
     swarm_source_trials: int = 3
     swarm_updates: int = 5
     stop_deletions: int = 20
@@ -116,6 +122,8 @@ class BenchOptions:
             fullread_deployments=20,
             fullread_rounds=2,
             swarm_deployments=2,
+            db_failover_trials=1,
+            db_failover_deployments=3,
             swarm_source_trials=1,
             swarm_updates=1,
             stop_deletions=3,
@@ -188,6 +196,8 @@ def run(names: list[str], options: BenchOptions) -> None:
                 env.close()
     if "swarm" in names:
         swarm.run(options.swarm_deployments, options.threads, options.database_url)
+    if "db-failover" in names:
+        dbfailover.run(options.db_failover_trials, options.db_failover_deployments)
     if "swarm-source" in names:
         swarm_source.run(options.swarm_source_trials, options.swarm_updates, options.database_url)
     if "failover" in names:

@@ -38,8 +38,10 @@ def test_the_single_engine_scenarios_run_in_smoke_mode() -> None:
     assert "full resync wall time" in out
 
 
-def test_the_swarm_stops_and_clients_scenarios_run_in_smoke_mode() -> None:
-    out = smoke("swarm", "swarm-source", "stops", "clients")
+def test_the_swarm_failover_stops_and_clients_scenarios_run_in_smoke_mode() -> None:
+    out = smoke("swarm", "swarm-source", "db-failover", "stops", "clients")
+    assert "== db-failover: 3 deployments, a standby promoted" in out
+    assert "primary lost -> the leader's first mutation" in out
     assert "== swarm: 2 deployments x 3 replicas on 3 nodes" in out
     assert "== swarm: source -> 3 replicas on 3 nodes, through a registry" in out
     assert "== swarm: 1 rollouts across 3 nodes under load" in out
