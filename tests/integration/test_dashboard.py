@@ -143,8 +143,11 @@ def test_plain_sql_changes_show_within_a_second_and_the_progress_bar_moves(
     sql("UPDATE deployments SET replicas = 2 WHERE name = 'web'")
 
     def replicas(d: WebDriver) -> list[list[str]]:
-        rows = d.find_elements(By.CSS_SELECTOR, "#replicas tbody tr")
-        return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")][2:5] for tr in rows]
+        try:
+            rows = d.find_elements(By.CSS_SELECTOR, "#replicas tbody tr")
+            return [[td.text for td in tr.find_elements(By.TAG_NAME, "td")][2:5] for tr in rows]
+        except StaleElementReferenceException:  # the table was drawn again meanwhile
+            return []
 
     try:
         WebDriverWait(browser, 20).until(
