@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from controller.gateways.docker_engine import DockerGateway, docker_time, translated
@@ -58,6 +58,19 @@ from controller.policy.placement import slot_constraints, volume_home
 
 # How long a placement that spreads or caps waits for Swarm to assign its task a node.
 ASSIGN_WAIT_S = 5.0
+
+
+def update_node_spec(
+    api: Any, node_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> None:
+    """Change a node's spec at its current version: `change` gets a copy and returns the new
+    spec, or None when there is nothing to change. An out-of-sequence update (the node
+    changed meanwhile) is a conflict, retried by the caller's `retry_transient`."""
+    with translated("update_node", node_id[:12]):
+        node = api.inspect_node(node_id)
+        spec = change(dict(node["Spec"]))
+        if spec is not None:
+            api.update_node(node_id, int(node["Version"]["Index"]), spec)
 
 
 class SwarmRuntime:
@@ -137,14 +150,16 @@ class SwarmRuntime:
         volumes = node_local_volumes(request)
         if rules.spread is None and rules.max_per_node is None and not volumes:
             return rules.constraints
+        if volumes:  # one replica, pinned where its volume lives: only the nodes matter
+            with translated("nodes"):
+                nodes = list(nodes_by_id(self.api.nodes()).values())
+            return (*rules.constraints, *self._volume_home(request, volumes, nodes))
         deployment = request.labels.get(LABEL_DEPLOYMENT, "")
         with translated("list"):
             services = self.api.services(filters={"label": [f"{LABEL_DEPLOYMENT}={deployment}"]})
             ids = [str(service["ID"]) for service in services]
             tasks = self.api.tasks(filters={"service": ids}) if ids else []
             nodes = list(nodes_by_id(self.api.nodes()).values())
-        if volumes:
-            return (*rules.constraints, *self._volume_home(request, volumes, nodes))
         by_service: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
@@ -169,13 +184,12 @@ class SwarmRuntime:
             return ()
         if chosen_now:
             cluster = request.labels.get(LABEL_CLUSTER, "")
-            with translated("update_node", home.name):
-                node = self.api.inspect_node(home.id)
-                spec = dict(node["Spec"])
-                labels = dict(spec.get("Labels") or {})
-                labels.update({f"{LABEL_VOLUME_HOME}.{volume}": cluster for volume in volumes})
-                spec["Labels"] = labels
-                self.api.update_node(home.id, int(node["Version"]["Index"]), spec)  # type: ignore[arg-type]
+            homes = {f"{LABEL_VOLUME_HOME}.{volume}": cluster for volume in volumes}
+            update_node_spec(
+                self.api,
+                home.id,
+                lambda spec: {**spec, "Labels": {**(spec.get("Labels") or {}), **homes}},
+            )
         return (f"node.id=={home.id}",)
 
     def _existing_with_same_identity(self, name: str, labels: dict[str, str]) -> str:
@@ -236,13 +250,13 @@ class SwarmRuntime:
     def set_availability(self, node_id: str, availability: Availability) -> None:
         """Set a node's availability at its current version (an out-of-sequence update is
         retried with the new version)."""
-        with translated("update_node", node_id[:12]):
-            node = self.api.inspect_node(node_id)
-            spec = dict(node["Spec"])
+
+        def change(spec: dict[str, Any]) -> dict[str, Any] | None:
             if spec.get("Availability") == availability:
-                return
-            spec["Availability"] = str(availability)
-            self.api.update_node(node_id, int(node["Version"]["Index"]), spec)  # type: ignore[arg-type]
+                return None
+            return {**spec, "Availability": str(availability)}
+
+        update_node_spec(self.api, node_id, change)
 
     @retry_transient
     def retire(self, replica_id: str, grace_s: int) -> None:

@@ -20,11 +20,11 @@ manager the swarm runtime talks to. What differs on a swarm:
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from controller.gateways.docker_engine import translated
 from controller.gateways.docker_storage import DockerStorage, _ours
 from controller.gateways.retry import retry_transient
+from controller.gateways.swarm_runtime import update_node_spec
 from controller.model.names import LABEL_DEPLOYMENT, LABEL_NETWORK, LABEL_VOLUME_HOME
 
 # A removed service's task stops after the call returns (within its stop grace): how long
@@ -86,11 +86,12 @@ class SwarmStorage(DockerStorage):
             time.sleep(0.2)  # the removed service's task still stops (its grace)
             outcome = super().remove_volume(name, cluster)
         if outcome in ("removed", "missing"):
-            self._forget_home(home, key)
+            update_node_spec(
+                self.api,
+                str(home["ID"]),
+                lambda spec: {
+                    **spec,
+                    "Labels": {k: v for k, v in (spec.get("Labels") or {}).items() if k != key},
+                },
+            )
         return outcome
-
-    def _forget_home(self, node: dict[str, Any], key: str) -> None:
-        with translated("update_node", str(node["ID"])[:12]):
-            spec = dict(node["Spec"])
-            spec["Labels"] = {k: v for k, v in (spec.get("Labels") or {}).items() if k != key}
-            self.api.update_node(str(node["ID"]), int(node["Version"]["Index"]), spec)  # type: ignore[arg-type]
