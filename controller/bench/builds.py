@@ -30,7 +30,7 @@ BY_HAND_ENV = {"DOCKER_BUILDKIT": "0"}  # the builder Berth uses
 APP = "exec sleep 3600\n"
 
 
-def _run(*args: str, cwd: Path | None = None) -> str:
+def run_checked(*args: str, cwd: Path | None = None) -> str:
     import os
 
     result = subprocess.run(
@@ -40,25 +40,27 @@ def _run(*args: str, cwd: Path | None = None) -> str:
     return result.stdout.strip()
 
 
-def _git(repo: Path, *args: str) -> str:
-    return _run("git", "-C", str(repo), "-c", "user.email=b@berth", "-c", "user.name=bench", *args)
+def git_in(repo: Path, *args: str) -> str:
+    return run_checked(
+        "git", "-C", str(repo), "-c", "user.email=b@berth", "-c", "user.name=bench", *args
+    )
 
 
-def _commit(repo: Path, token: str, sleep_s: float) -> str:
+def commit_app(repo: Path, token: str, sleep_s: float) -> str:
     (repo / "Dockerfile").write_text(
         f"FROM {BENCH_IMAGE}\nRUN echo {token} && sleep {sleep_s}\nCOPY app.sh /app.sh\n"
         'CMD ["sh", "/app.sh"]\n'
     )
     (repo / "app.sh").write_text(APP)
-    _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", token)
-    return _git(repo, "rev-parse", "HEAD")
+    git_in(repo, "add", "-A")
+    git_in(repo, "commit", "-q", "-m", token)
+    return git_in(repo, "rev-parse", "HEAD")
 
 
-def _repo(folder: Path, name: str) -> Path:
+def new_repo(folder: Path, name: str) -> Path:
     repo = folder / name
     repo.mkdir(parents=True)
-    _run("git", "init", "-q", "-b", "main", str(repo))
+    run_checked("git", "init", "-q", "-b", "main", str(repo))
     return repo
 
 
@@ -66,10 +68,10 @@ def _by_hand(repo: Path, commit: str, folder: Path, tag: str, name: str) -> floa
     """git clone, docker build, docker run -d: what an operator types."""
     started = time.monotonic()
     checkout = folder / f"hand-{uuid.uuid4().hex[:6]}"
-    _run("git", "clone", "-q", f"file://{repo}", str(checkout))
-    _git(checkout, "checkout", "-q", commit)
-    _run("docker", "build", "-q", "-t", tag, str(checkout))
-    _run("docker", "run", "-d", "--name", name, "--label", f"berth-bench.run={tag}", tag)
+    run_checked("git", "clone", "-q", f"file://{repo}", str(checkout))
+    git_in(checkout, "checkout", "-q", commit)
+    run_checked("docker", "build", "-q", "-t", tag, str(checkout))
+    run_checked("docker", "run", "-d", "--name", name, "--label", f"berth-bench.run={tag}", tag)
     elapsed = time.monotonic() - started
     shutil.rmtree(checkout, ignore_errors=True)
     return elapsed
@@ -77,13 +79,13 @@ def _by_hand(repo: Path, commit: str, folder: Path, tag: str, name: str) -> floa
 
 def source_to_running(env: Environment, trials: int) -> tuple[list[Row], list[str]]:
     run = uuid.uuid4().hex[:6]
-    repo = _repo(env.folder, "app")
+    repo = new_repo(env.folder, "app")
     berth, hand = [], []
     events = env.docker.container_events()
     try:
         for trial in range(trials):
             for side in ("berth", "hand") if trial % 2 == 0 else ("hand", "berth"):
-                commit = _commit(repo, f"{side}-{run}-{trial}", 0.5)
+                commit = commit_app(repo, f"{side}-{run}-{trial}", 0.5)
                 if side == "hand":
                     tag = f"berth-bench-hand/{run}:{trial}"
                     hand.append(
@@ -137,8 +139,8 @@ def queue_of_ten(env: Environment, concurrency: int, count: int) -> dict[str, An
     names, sources, priorities = [], [], []
     generator = random.Random(concurrency)
     for index in range(count):
-        repo = _repo(env.folder, f"q{concurrency}-{index}")
-        _commit(repo, f"queue-{run}-{index}", 1)
+        repo = new_repo(env.folder, f"q{concurrency}-{index}")
+        commit_app(repo, f"queue-{run}-{index}", 1)
         names.append(f"q{concurrency}-{index}")
         sources.append(json.dumps({"git": {"url": f"file://{repo}"}}))
         priorities.append(generator.choice((0, 5, 10)))
@@ -202,8 +204,8 @@ def by_hand_sequential(env: Environment, repos: list[Path]) -> float:
     run = uuid.uuid4().hex[:6]
     started = time.monotonic()
     for index, repo in enumerate(repos):
-        _commit(repo, f"hand-{run}-{index}", 1)
-        _run("docker", "build", "-q", "-t", f"berth-bench-hand/{run}:{index}", str(repo))
+        commit_app(repo, f"hand-{run}-{index}", 1)
+        run_checked("docker", "build", "-q", "-t", f"berth-bench-hand/{run}:{index}", str(repo))
     elapsed = time.monotonic() - started
     _run_quietly("sh", "-c", f"docker rmi -f $(docker images -q 'berth-bench-hand/{run}')")
     return elapsed

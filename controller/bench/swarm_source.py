@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from controller.bench import baselines
-from controller.bench.builds import _commit, _git, _repo, _run
+from controller.bench.builds import commit_app, git_in, new_repo, run_checked
 from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
 from controller.bench.scenarios import Row, print_rows
 from controller.bench.swarm import on_a_rig
@@ -71,12 +71,12 @@ def _by_hand(
     """What an operator types: clone, build, push, then a service per node by digest."""
     started = time.monotonic()
     checkout = folder / f"hand-{uuid.uuid4().hex[:6]}"
-    _run("git", "clone", "-q", f"file://{repo}", str(checkout))
-    _git(checkout, "checkout", "-q", commit)
+    run_checked("git", "clone", "-q", f"file://{repo}", str(checkout))
+    git_in(checkout, "checkout", "-q", commit)
     remote = f"{registry}/{tag}"
-    _run("docker", "build", "-q", "-t", remote, str(checkout))
-    _run("docker", "push", "-q", remote)
-    pinned = _run("docker", "inspect", "--format", "{{index .RepoDigests 0}}", remote)
+    run_checked("docker", "build", "-q", "-t", remote, str(checkout))
+    run_checked("docker", "push", "-q", remote)
+    pinned = run_checked("docker", "inspect", "--format", "{{index .RepoDigests 0}}", remote)
     nodes = baselines.swarm_node_ids(url)
     baselines.swarm_services(url, run_id, REPLICAS, REPLICAS, pinned, nodes)
     poll(lambda: len(baselines.swarm_running(url, run_id)) == REPLICAS, 300, 0.05)
@@ -89,13 +89,13 @@ def _by_hand(
 def _source(
     env: Environment, rig: SwarmRig, registry: PrivateRegistry, run_id: str, trials: int
 ) -> tuple[list[Row], list[str]]:
-    repo = _repo(env.folder, "app")
+    repo = new_repo(env.folder, "app")
     berth: list[float] = []
     hand: list[float] = []
     url = rig.manager().url
     for trial in range(trials):
         for side in ("berth", "hand") if trial % 2 == 0 else ("hand", "berth"):
-            commit = _commit(repo, f"{side}-{run_id}-{trial}", 0.5)
+            commit = commit_app(repo, f"{side}-{run_id}-{trial}", 0.5)
             if side == "hand":
                 tag = f"bench-hand/{run_id}:{trial}"
                 hand.append(_by_hand(url, repo, commit, env.folder, registry.address, tag, run_id))
