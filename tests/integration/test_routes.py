@@ -236,10 +236,21 @@ def test_real_clients_with_and_without_keep_alive_see_no_failure(
     changed_s = time.monotonic() - started
     for tool in tools:
         tool.join(seconds + 60)
+    clients_saw_no_failure(capsys, "real clients through the changes", reports, changed_s, seconds)
+
+
+def clients_saw_no_failure(
+    capsys: pytest.CaptureFixture[str],
+    label: str,
+    reports: list[load_tools.LoadReport],
+    changed_s: float,
+    seconds: float,
+) -> None:
+    """Report what each real client saw; the changes ran inside the load, both tools sent
+    enough to mean something, and not one request failed."""
     report(
         capsys,
-        "real clients through the changes ("
-        + f"{changed_s:.0f} s of {seconds} s): "
+        f"{label} ({changed_s:.0f} s of {seconds:g} s): "
         + "; ".join(
             f"{r.tool}: {r.requests} requests, {r.errors} errors, {r.non_2xx} non-2xx"
             for r in reports
