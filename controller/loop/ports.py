@@ -1,12 +1,10 @@
 """What the loop needs of the outside world, as protocols, one per concern.
 
-The real implementations are the stores of `controller.gateways.postgres.Database`
-(gathered in `Stores`), `controller.gateways.docker_runtime.DockerRuntime` (the `Runtime`),
-the lock session and LISTEN of `controller.gateways.lock_session`, and
-`controller.loop.leadership.Leadership`;
-the in-memory fakes in tests/fakes.py answer the same calls, so the loop's behaviour is
-unit-tested in seconds. Imported by the reconciler, the resync, the executor, the status
-writer and the restart gate for their type hints.
+Implemented by the stores of `controller.gateways.postgres.Database` (gathered in `Stores`),
+the runtimes (`docker_runtime`, `swarm_runtime`), the lock session and LISTEN of
+`controller.gateways.lock_session`, and `controller.loop.leadership.Leadership`; the
+in-memory fakes in tests/fakes.py answer the same calls, so the loop is unit-tested in
+seconds. Imported by the loop's modules for their type hints.
 """
 
 from __future__ import annotations
@@ -375,24 +373,3 @@ class ProxyAdmin(Protocol):
     def apply(self, plan: ProxyPlan) -> None: ...
 
     def in_flight(self, addresses: Collection[str]) -> int: ...
-
-
-class DeliveryStore(Protocol):
-    """The webhooks' outbox: claims on a lease, outcomes (`loop/webhooks`)."""
-
-    def claim_deliveries(self, limit: int, lease_s: float) -> list[dict[str, Any]]: ...
-
-    def finish_delivery(
-        self,
-        delivery_id: int,
-        status: str,
-        status_code: int | None,
-        error: str | None,
-        retry_in_s: float = 0.0,
-    ) -> None: ...
-
-
-class WebhookPoster(Protocol):
-    """POSTs a signed body; answers the status code (`gateways/webhook_client`)."""
-
-    def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...

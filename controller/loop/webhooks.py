@@ -19,7 +19,8 @@ from typing import Any
 
 import structlog
 
-from controller.loop.ports import DeliveryStore, FenceSource, Listen, WebhookPoster
+from controller.loop.ports import FenceSource, Listen
+from controller.loop.ports_webhooks import DeliveryStore, WebhookPoster
 from controller.loop.watchers import follow_notifications
 from controller.model.errors import BerthError, Deposed, WebhookUnreachable
 from controller.model.settings_jobs import ApiSettings
