@@ -41,6 +41,7 @@ from controller.model.errors import (
 from controller.model.names import (
     LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
+    LABEL_PROOF,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
     LOCAL_NODE,
@@ -48,6 +49,7 @@ from controller.model.names import (
 from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.outcome import Outcome
 from controller.model.phases import SETTLED_PHASES, Phase
+from controller.model.provenance import CreationRecords
 from controller.model.records import (
     DeploymentRecord,
     Event,
@@ -144,6 +146,8 @@ class FakeStore:
         self.events: list[tuple[int, Event]] = []
         self.intents: list[StoredIntent] = []
         self.container_records: dict[str, str] = {}  # berth_containers: id -> deployment
+        self.container_names: dict[str, str] = {}  # berth_containers: id -> name
+        self.proof_key_bytes = b"fake proof key"  # berth_proof_key
         self.status_writes = 0
         self.builds: list[BuildRecord] = []  # the builds table, oldest first
         # deployment_revisions: per deployment, rows of (revision, spec, hash, outcome)
@@ -222,18 +226,25 @@ class FakeStore:
             replica_restarts=dict(status.replica_restarts) if status else {},
             observed_replicas=list(status.replicas) if status else [],
             stuck_resumes=stuck,
-            recorded_containers=frozenset(
-                cid for cid, owner in self.container_records.items() if owner == name
+            creation_records=CreationRecords(
+                ids=frozenset(
+                    cid for cid, owner in self.container_records.items() if owner == name
+                ),
+                names=frozenset(
+                    self.container_names[cid]
+                    for cid, owner in self.container_records.items()
+                    if owner == name
+                ),
+                pending=frozenset(
+                    i.target
+                    for i in self.intents
+                    if i.deployment == name
+                    and i.action == "create"
+                    and i.outcome is None
+                    and i.resolution is None
+                ),
+                since=0.0,  # every container the fakes make needs a record
             ),
-            pending_creates=frozenset(
-                i.target
-                for i in self.intents
-                if i.deployment == name
-                and i.action == "create"
-                and i.outcome is None
-                and i.resolution is None
-            ),
-            records_since=0.0,  # every container the fakes make needs a record
             build_queued=any(
                 b.deployment == name and b.status == BuildStatus.QUEUED for b in self.builds
             ),
@@ -327,7 +338,9 @@ class FakeStore:
             intent.outcome = "ok"
             if record.created is not None:
                 self.container_records[record.created] = deployment
+                self.container_names[record.created] = target
             if record.removed is not None:
+                self.container_names.pop(record.removed, None)
                 self.container_records.pop(record.removed, None)
             self.events.extend((fence.term, event) for event in record.events)
 
@@ -353,6 +366,20 @@ class FakeStore:
                 stored.resolution, stored.resolved_by_term = resolution, fence.term
             if created is not None:
                 self.container_records[created] = intent.deployment
+                self.container_names[created] = intent.target
+            self.events.append((fence.term, event))
+
+    def proof_key(self) -> bytes:
+        return self.proof_key_bytes
+
+    def record_again(
+        self, fence: Fence, deployment: str, replicas: Sequence[tuple[str, str]], event: Event
+    ) -> None:
+        with self._lock:
+            self._fence(fence)
+            for replica_id, name in replicas:
+                self.container_records[replica_id] = deployment
+                self.container_names[replica_id] = name
             self.events.append((fence.term, event))
 
     def mark_stuck(self, fence: Fence, name: str, generation: int, event: Event) -> None:
@@ -567,6 +594,7 @@ class FakeRuntime:
                     replica=int(labels[LABEL_REPLICA]),
                     spec_hash=labels.get(LABEL_SPEC_HASH),
                     cluster=labels.get(LABEL_CLUSTER, "default"),
+                    proof=labels.get(LABEL_PROOF, ""),
                     state=container.state,
                     health=self._health(container),
                     created=container.created,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +36,8 @@ from controller.model.records import (
 
 class MutationStore(Store):
     """`berth_mutations` and `berth_containers`: what Berth did to the runtime, and made."""
+
+    _proof_key: bytes | None = None
 
     @staticmethod
     def _record_container(
@@ -149,6 +151,29 @@ class MutationStore(Store):
             self._insert_events(conn, fence, [event])
 
         self._in_transaction("resolve_intent", work)
+
+    def proof_key(self) -> bytes:
+        """The key of Berth's creation proofs (schema 21), read once: it never changes."""
+        if self._proof_key is None:
+            rows = self._run("select_proof_key", {})
+            if not rows:
+                raise DatabaseRejected("berth_proof_key has no row: run `berth migrate`")
+            self._proof_key = bytes.fromhex(str(rows[0]["key"]))
+        return self._proof_key
+
+    def record_again(
+        self, fence: Fence, deployment: str, replicas: Sequence[tuple[str, str]], event: Event
+    ) -> None:
+        """Write again the creation records the database lost of Berth's own replicas
+        (`replicas`: id and name each, their proof checked), with one event; fenced."""
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            self._fence(conn, fence)
+            for replica_id, name in replicas:
+                self._record_container(conn, fence, replica_id, deployment, name)
+            self._insert_events(conn, fence, [event])
+
+        self._in_transaction("record_again", work)
 
     def prune_mutations(self, older_than_s: float) -> None:
         self._run("prune_mutations", {"older_than_s": older_than_s})

@@ -16,6 +16,7 @@ from controller.model.names import (
     DEFAULT_CLUSTER,
     LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
+    LABEL_PROOF,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
 )
@@ -155,6 +156,7 @@ def replica_from_service(
         replica=int(replica_text) if replica_text.isdigit() else None,
         spec_hash=labels.get(LABEL_SPEC_HASH),
         cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
+        proof=str(labels.get(LABEL_PROOF, "")),
         state=state,
         health=Health.NONE,  # Swarm runs a task `running` only once its healthcheck passes
         created=int(docker_time(service.get("CreatedAt")) or 0),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -85,8 +85,10 @@ class Executor:
         storage: StorageEngine | None = None,
         allowed_bind_paths: Sequence[str] = (),
         stops: BackgroundStops | None = None,
+        proof_key: Callable[[], bytes] | None = None,
     ) -> None:
         self.runtime = runtime
+        self.proof_key = proof_key  # the database's key: each replica's creation proof
         self.stops = stops  # None: every stop holds the pass (the unit tests' default)
         self.storage = storage
         self.allowed_bind_paths = tuple(allowed_bind_paths)
@@ -340,7 +342,13 @@ class Executor:
         environment: dict[str, str] | None,
     ) -> tuple[str, str]:
         request = replica_request(
-            spec, replica, self.cluster, generation, self.publish_address, environment
+            spec,
+            replica,
+            self.cluster,
+            generation,
+            self.publish_address,
+            environment,
+            self.proof_key() if self.proof_key is not None else None,
         )
         with writer.mutation(MutationAction.CREATE, request.name) as done:
             container_id = self.runtime.place(request)

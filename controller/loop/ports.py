@@ -63,7 +63,8 @@ class StatusLog(Protocol):
 
 
 class MutationLog(Protocol):
-    """An intent before each runtime call, its outcome after (`postgres_mutations`)."""
+    """An intent before each runtime call, its outcome after (`postgres_mutations`); the
+    key of the creation proof, and lost creation records written again (`provenance`)."""
 
     def mutation(
         self, fence: Fence, deployment: str, action: MutationAction, target: str
@@ -78,6 +79,12 @@ class MutationLog(Protocol):
         resolution: Resolution,
         event: Event,
         created: str | None = None,
+    ) -> None: ...
+
+    def proof_key(self) -> bytes: ...
+
+    def record_again(
+        self, fence: Fence, deployment: str, replicas: Sequence[tuple[str, str]], event: Event
     ) -> None: ...
 
     def prune_mutations(self, older_than_s: float) -> None: ...

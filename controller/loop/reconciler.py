@@ -44,6 +44,7 @@ from controller.model.errors import (
 )
 from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
+from controller.model.provenance import mark_recorded
 from controller.model.records import DeploymentRecord
 from controller.model.replicas import ObservedReplica, replica_rows
 from controller.model.settings import Settings
@@ -57,7 +58,6 @@ from controller.policy.planner import (
     DesiredDeployment,
     desired_deployment,
     managed_by,
-    mark_recorded,
     plan_deployment,
     ready_replicas,
 )
@@ -107,6 +107,7 @@ class Reconciler:
             storage,
             settings.allowed_bind_paths,
             stops,
+            stores.mutations.proof_key,
         )
         self.restarts = RestartGate(
             runtime,
@@ -180,9 +181,8 @@ class Reconciler:
             return containers
         return mark_recorded(
             containers,
-            record.recorded_containers | created,
-            record.pending_creates,
-            record.records_since,
+            record.creation_records.including(created),
+            self.stores.mutations.proof_key(),
         )
 
     # --- a present deployment -----------------------------------------------------------------

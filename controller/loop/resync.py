@@ -24,10 +24,12 @@ from controller.loop.ports import FenceSource, Runtime, Stores
 from controller.loop.routes import RouteKeeper
 from controller.loop.stops import BackgroundStops
 from controller.model.errors import BerthError, Deposed
+from controller.model.provenance import lost_records, mark_recorded
 from controller.model.records import DeploymentRecord, Event, Fence
 from controller.model.replicas import ObservedReplica
 from controller.model.settings import Settings
 from controller.observability.metrics import (
+    CREATION_RECORDS_RESTORED,
     DEPLOYMENTS_BY_PHASE,
     DRIFT_DETECTED,
     LAST_FULL_RESYNC,
@@ -40,10 +42,7 @@ from controller.observability.metrics import (
     STUCK_DETECTED,
 )
 from controller.policy import settle as policy
-from controller.policy.planner import (
-    managed_by,
-    mark_recorded,
-)
+from controller.policy.planner import managed_by
 from controller.policy.resync import Fleet, survey
 
 log = structlog.get_logger("berth.resync")
@@ -121,14 +120,14 @@ class FullResync:
                 return None
             except BerthError as error:
                 log.warning("nodes not recorded", error=str(error))
-        for record in records:  # only replicas Berth has a record of are its own
+        key = self.stores.mutations.proof_key()
+        for record in records:  # only replicas Berth has a record (or proof) of are its own
             if record.name in by_deployment:
-                by_deployment[record.name] = mark_recorded(
-                    by_deployment[record.name],
-                    record.recorded_containers,
-                    record.pending_creates,
-                    record.records_since,
-                )
+                seen = by_deployment[record.name]
+                lost = lost_records(seen, record.creation_records, key)
+                if lost:
+                    self._record_again(fence, record.name, lost)
+                by_deployment[record.name] = mark_recorded(seen, record.creation_records, key)
         now = self._now()
         stuck = {record.name for record in records if self._mark_if_stuck(fence, record, now)}
         found = survey(records, by_deployment, self.cluster, now, stuck)
@@ -152,6 +151,31 @@ class FullResync:
             dirty=len(dirty),
         )
         return dirty
+
+    def _record_again(self, fence: Fence, deployment: str, lost: list[ObservedReplica]) -> None:
+        """Berth's own replicas whose creation records the database lost (the old
+        primary's last transactions, an older backup): their proof holds, so the records
+        are written again, with an event, and they are kept, not replaced."""
+        names = sorted(replica.name for replica in lost)
+        message = (
+            f"creation record of {', '.join(names)} written again: the database had lost it "
+            "(a failover to a standby behind the old primary, or a restore) and the "
+            "replica's proof holds"
+        )
+        log.warning("creation records written again", deployment=deployment, replicas=names)
+        self.stores.mutations.record_again(
+            fence,
+            deployment,
+            [(replica.id, replica.name) for replica in lost],
+            Event(
+                deployment=deployment,
+                kind="note",
+                level="warning",
+                message=message,
+                metadata={"containers": names, "term": fence.term},
+            ),
+        )
+        CREATION_RECORDS_RESTORED.inc(len(lost))
 
     @staticmethod
     def _publish(fleet: Fleet) -> None:

@@ -21,6 +21,9 @@ LABEL_REPLICA = "io.berth.replica"
 LABEL_SPEC_HASH = "io.berth.spec-hash"
 LABEL_CLUSTER = "io.berth.cluster"
 LABEL_GENERATION = "io.berth.generation"
+# Berth's proof of having created a replica, keyed by the database's secret
+# (`controller.model.provenance`): an HMAC, never the key.
+LABEL_PROOF = "io.berth.proof"
 # Named volumes and networks Berth made carry these (and LABEL_CLUSTER); nothing without
 # them is ever removed.
 LABEL_VOLUME = "io.berth.volume"

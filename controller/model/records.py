@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.model.phases import Phase
+from controller.model.provenance import CreationRecords
 from controller.model.spec import COLUMN_FIELDS
 
 
@@ -59,11 +60,9 @@ class DeploymentRecord:
     # Times the current generation was found stuck and resumed (persisted: a new leader
     # continues the count).
     stuck_resumes: int = 0
-    # Containers Berth created for it (ids), creates still in flight (names), and the time
-    # from which containers need such a record to be adopted (unix seconds).
-    recorded_containers: frozenset[str] = frozenset()
-    pending_creates: frozenset[str] = frozenset()
-    records_since: float | None = None
+    # Containers Berth created for it (ids and names), creates still in flight (names), and
+    # the time from which containers need such a record to be adopted.
+    creation_records: CreationRecords = field(default_factory=CreationRecords)
     # A build of it waits in the queue: waiting there is not being stuck.
     build_queued: bool = False
     # The revision whose replicas serve, its spec (with the image it ran) and spec hash;
@@ -98,9 +97,12 @@ class DeploymentRecord:
             replica_restarts=row.get("replica_restarts") or {},
             observed_replicas=row.get("observed_replicas") or [],
             stuck_resumes=row.get("stuck_resumes") or 0,
-            recorded_containers=frozenset(row.get("recorded_containers") or ()),
-            pending_creates=frozenset(row.get("pending_creates") or ()),
-            records_since=row.get("records_since"),
+            creation_records=CreationRecords(
+                ids=frozenset(row.get("recorded_containers") or ()),
+                names=frozenset(row.get("recorded_names") or ()),
+                pending=frozenset(row.get("pending_creates") or ()),
+                since=row.get("records_since"),
+            ),
             build_queued=bool(row.get("build_queued")),
             serving_revision=row.get("serving_revision"),
             serving_spec=row.get("serving_spec"),

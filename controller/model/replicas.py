@@ -97,6 +97,9 @@ class ObservedReplica:
     # node (...)", "No such image: ..."), and the node it left when that node was lost.
     note: str = ""
     moved_from: str = ""
+    # Its `io.berth.proof` label: whether Berth made it, should its record be lost
+    # (`controller.model.provenance`).
+    proof: str = ""
 
     def address(self, container_port: int) -> tuple[str, int] | None:
         """Where the proxy reaches `container_port`, if it is published."""

@@ -13,6 +13,7 @@ from controller.model.names import (
     LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
     LABEL_GENERATION,
+    LABEL_PROOF,
     LABEL_REPLICA,
     LABEL_SPEC_HASH,
     LOOPBACK,
@@ -20,6 +21,7 @@ from controller.model.names import (
     network_name,
     volume_name,
 )
+from controller.model.provenance import creation_proof
 from controller.model.replicas import HealthProbe, Limits, Mount, PublishedPort, ReplicaRequest
 from controller.model.spec import DeploymentSpec, route_ports
 
@@ -31,11 +33,14 @@ def replica_request(
     generation: int,
     publish_address: str = LOOPBACK,
     environment: dict[str, str] | None = None,
+    proof_key: bytes | None = None,
 ) -> ReplicaRequest:
     """Replica `replica` of `spec`, labelled as Berth's, for a runtime to place;
     its `ports` bound to `publish_address` (BERTH_PUBLISH_ADDRESS), its routed ports to
     loopback (only the proxy reaches them); `environment` is `env` with its secrets
-    resolved (required when it references any)."""
+    resolved (required when it references any); with `proof_key`, the database's key, it
+    carries Berth's proof of making it (`controller.model.provenance`)."""
+    name = container_name(spec.name, replica, cluster, spec.spec_hash)
     labels = dict(spec.labels)
     labels.update(
         {
@@ -46,6 +51,10 @@ def replica_request(
             LABEL_GENERATION: str(generation),
         }
     )
+    if proof_key is not None:
+        labels[LABEL_PROOF] = creation_proof(
+            proof_key, cluster, spec.name, replica, spec.spec_hash, name
+        )
     probe = None
     if spec.healthcheck is not None:
         check = spec.healthcheck
@@ -59,7 +68,7 @@ def replica_request(
     if spec.image is None:
         raise InvalidSpec("image: a source deployment has no image until its build succeeds")
     return ReplicaRequest(
-        name=container_name(spec.name, replica, cluster, spec.spec_hash),
+        name=name,
         image=spec.image,
         command=tuple(spec.command) if spec.command is not None else None,
         environment=environment if environment is not None else spec.environment({}),

@@ -73,6 +73,10 @@ STUCK_DEPLOYMENTS = Gauge(
 STUCK_DETECTED = Counter(
     "berth_stuck_detected_total", "Times a deployment was found stuck and resumed"
 )
+CREATION_RECORDS_RESTORED = Counter(
+    "berth_creation_records_restored_total",
+    "Creation records the database had lost, written again for replicas whose proof holds",
+)
 CONTAINER_RESTARTS = Counter(
     "berth_container_restarts_total", "Replica restarts by Berth, by reason", ["reason"]
 )

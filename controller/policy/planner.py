@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from controller.model.names import DEFAULT_CLUSTER
@@ -341,26 +341,6 @@ def _plan(
     for name in sorted(grouped.keys() - by_name.keys()):  # orphans: deleted deployments
         result[name] = plan_deployment(None, name, grouped[name])
     return result
-
-
-def mark_recorded(
-    containers: Iterable[ObservedReplica],
-    recorded_ids: frozenset[str],
-    pending_names: frozenset[str],
-    records_since: float | None,
-) -> list[ObservedReplica]:
-    """The containers with `recorded` set: Berth created them (a record, or a create still in
-    flight whose outcome is not written yet), or they predate the records."""
-    marked = []
-    for container in containers:
-        recorded = (
-            container.id in recorded_ids
-            or container.name in pending_names
-            or records_since is None
-            or container.created < records_since
-        )
-        marked.append(container if recorded else replace(container, recorded=False))
-    return marked
 
 
 def ready_replicas(deployment: DesiredDeployment, containers: Iterable[ObservedReplica]) -> int:

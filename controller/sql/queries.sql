@@ -15,7 +15,8 @@ SELECT coalesce(d.name, s.name) AS name,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts, s.replicas AS observed_replicas,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
-       coalesce(c.ids, '{}') AS recorded_containers, coalesce(i.names, '{}') AS pending_creates,
+       coalesce(c.ids, '{}') AS recorded_containers, coalesce(c.names, '{}') AS recorded_names,
+       coalesce(i.names, '{}') AS pending_creates,
        (SELECT extract(epoch FROM applied_at)::float8 FROM berth_schema_migrations
         WHERE version = 6) AS records_since,
        EXISTS (SELECT 1 FROM builds b WHERE b.deployment = coalesce(d.name, s.name)
@@ -25,8 +26,8 @@ FROM deployments d
 FULL JOIN deployment_status s ON s.name = d.name
 LEFT JOIN deployment_revisions r
     ON r.deployment = coalesce(d.name, s.name) AND r.revision = s.serving_revision
-LEFT JOIN (SELECT deployment, array_agg(container_id) AS ids FROM berth_containers
-           GROUP BY deployment) c ON c.deployment = coalesce(d.name, s.name)
+LEFT JOIN (SELECT deployment, array_agg(container_id) AS ids, array_agg(name) AS names
+           FROM berth_containers GROUP BY deployment) c ON c.deployment = coalesce(d.name, s.name)
 LEFT JOIN (SELECT deployment, array_agg(target) AS names FROM berth_mutations
            WHERE action = 'create' AND outcome IS NULL AND resolution IS NULL
            GROUP BY deployment) i ON i.deployment = coalesce(d.name, s.name);
@@ -44,6 +45,8 @@ SELECT wanted.name,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
        ARRAY(SELECT container_id FROM berth_containers c WHERE c.deployment = wanted.name)
            AS recorded_containers,
+       ARRAY(SELECT c.name FROM berth_containers c WHERE c.deployment = wanted.name)
+           AS recorded_names,
        ARRAY(SELECT target FROM berth_mutations m WHERE m.deployment = wanted.name
              AND m.action = 'create' AND m.outcome IS NULL AND m.resolution IS NULL)
            AS pending_creates,
@@ -319,6 +322,10 @@ SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS
 INSERT INTO berth_containers (container_id, deployment, name, term)
 VALUES (%(container_id)s, %(deployment)s, %(name)s, %(term)s)
 ON CONFLICT (container_id) DO NOTHING;
+
+-- name: select_proof_key
+-- The key of the io.berth.proof label (sql/migrations/0021_creation_proof.sql).
+SELECT key FROM berth_proof_key;
 
 -- name: forget_container
 DELETE FROM berth_containers WHERE container_id = %(container_id)s;

@@ -85,10 +85,12 @@ def test_each_role_may_do_its_part_and_no_more(
     assert "quotas" in refused(operator, "INSERT INTO quotas (label, value) VALUES ('a', 'b')")
     assert "deployment_events" in refused(operator, "DELETE FROM deployment_events")
     assert "api_tokens" in refused(operator, "SELECT * FROM api_tokens")
+    assert "berth_proof_key" in refused(operator, "SELECT key FROM berth_proof_key")
 
     # The viewer reads, writes nothing, and never sees a value.
     assert viewer("SELECT name FROM deployment_overview") == [{"name": "web"}]
     assert "secrets" in refused(viewer, "SELECT value FROM secrets")
+    assert "berth_proof_key" in refused(viewer, "SELECT key FROM berth_proof_key")
     assert "deployments" in refused(viewer, "UPDATE deployments SET replicas = 2")
     assert "secrets" in refused(viewer, "UPDATE secrets SET value = 'x'")
 

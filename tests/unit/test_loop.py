@@ -17,6 +17,7 @@ import pytest
 from controller.loop import faults
 from controller.loop.resync import Release
 from controller.model.errors import DockerServerError
+from controller.model.names import LABEL_PROOF
 from controller.model.outcome import Result
 from controller.model.phases import Phase
 from tests.fakes import Behaviour, Cluster, SimulatedCrash, crash_at
@@ -422,6 +423,59 @@ def test_a_labelled_container_berth_never_created_is_not_adopted() -> None:
     removed = [e for _, e in cluster.store.events if e.action == "remove"]
     assert [e.metadata["reason"] for e in removed] == ["unrecorded"]
     assert_converged(cluster, "web", 1)
+
+
+def lose_the_records_of(cluster: Cluster, name: str) -> None:
+    """What a failover to a standby behind the old primary loses: the deployment's creation
+    records and its intents (their outcomes too)."""
+    for replica_id, owner in list(cluster.store.container_records.items()):
+        if owner == name:
+            del (
+                cluster.store.container_records[replica_id],
+                cluster.store.container_names[replica_id],
+            )
+    cluster.store.intents = [i for i in cluster.store.intents if i.deployment != name]
+
+
+def test_a_replica_whose_creation_record_was_lost_is_recorded_again_not_replaced() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.drive("web")
+    ours = {c.id for c in cluster.runtime.of("web")}
+    lose_the_records_of(cluster, "web")
+    successor = cluster.successor()
+    successor.drive()
+    assert {c.id for c in successor.runtime.of("web")} == ours, "kept, not replaced"
+    assert set(successor.store.container_records) == ours, "the records written again"
+    [note] = [e for t, e in successor.store.events if t == 2 and "written again" in e.message]
+    assert note.level == "warning" and len(note.metadata["containers"]) == 2
+    assert not [e for _, e in successor.store.events if e.action == "remove"]
+    assert_converged(successor, "web", 2)
+
+
+def test_a_look_alike_without_berths_proof_is_not_adopted_when_records_are_lost() -> None:
+    """Labels copied (the proof of another database's key) or a forged proof: replaced."""
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.drive("web")
+    first, second = cluster.runtime.of("web")
+    for container, proof in ((first, "0" * 64), (second, None)):
+        cluster.runtime.containers.pop(container.id)
+        labels = dict(container.request.labels)
+        if proof is None:
+            labels.pop(LABEL_PROOF)
+        else:
+            labels[LABEL_PROOF] = proof
+        look_alike = cluster.runtime.place(replace(container.request, labels=labels))
+        cluster.runtime.start(look_alike)
+    lose_the_records_of(cluster, "web")
+    strangers = {c.id for c in cluster.runtime.of("web")}
+    successor = cluster.successor()
+    successor.drive()
+    assert not strangers & {c.id for c in successor.runtime.of("web")}, "replaced"
+    removed = [e for _, e in successor.store.events if e.action == "remove"]
+    assert [e.metadata["reason"] for e in removed] == ["unrecorded", "unrecorded"]
+    assert_converged(successor, "web", 2)
 
 
 def test_an_image_appearing_retries_what_failed_for_want_of_it_at_once() -> None:

@@ -18,7 +18,6 @@ from controller.policy.planner import (
     RestartReplica,
     RetireReplica,
     StartReplica,
-    mark_recorded,
     plan,
     ready_replicas,
 )
@@ -288,21 +287,3 @@ def test_an_unrecorded_container_is_replaced_not_kept() -> None:
         ("create", 0),
     ]
     assert ready_replicas(desired, [stranger, ours]) == 1
-
-
-@pytest.mark.parametrize(
-    ("recorded", "pending", "since", "adopted"),
-    [
-        (frozenset({"c-id"}), frozenset(), 500.0, True),  # Berth's record
-        (frozenset(), frozenset({"c-name"}), 500.0, True),  # its create still in flight
-        (frozenset(), frozenset(), 2000.0, True),  # made before the records began
-        (frozenset(), frozenset(), None, True),  # no records at all (an older schema)
-        (frozenset(), frozenset(), 500.0, False),  # a look-alike made by someone else
-    ],
-)
-def test_mark_recorded(
-    recorded: frozenset[str], pending: frozenset[str], since: float | None, adopted: bool
-) -> None:
-    observed = ObservedReplica("c-id", "c-name", "web", 0, "h1", created=1000)
-    [marked] = mark_recorded([observed], recorded, pending, since)
-    assert marked.recorded is adopted

@@ -52,6 +52,7 @@ class StoreBackend:
     new_term: Callable[..., Fence]
     stuck_resumes: Callable[[str], int]
     generation: Callable[[str], int]
+    event_messages: Callable[[str], list[str]]  # a deployment's events, oldest first
 
 
 @pytest.fixture(params=["fake", "postgres"])
@@ -76,6 +77,7 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
             fake_term,
             lambda name: store.statuses[name].stuck_resumes,
             lambda name: store.generations[name],
+            lambda name: [e.message for _, e in store.events if e.deployment == name],
         )
         return
     operator: Sql = request.getfixturevalue("sql")
@@ -137,6 +139,12 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[StoreBackend]:
         lambda name: int(
             operator("SELECT generation FROM deployments WHERE name = %s", [name])[0]["generation"]
         ),
+        lambda name: [
+            row["message"]
+            for row in operator(
+                "SELECT message FROM deployment_events WHERE deployment = %s ORDER BY id", [name]
+            )
+        ],
     )
     database.close()
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from controller.model.errors import DockerConflict, ImageUnavailable, ReplicaVanished
+from controller.model.provenance import proves
 from controller.model.replicas import ObservedReplica, ReplicaRequest, RunState
 from controller.model.requests import replica_request
 from controller.model.spec import parse_spec
@@ -19,13 +20,14 @@ from tests.integration.conftest import wait_for
 from tests.integration.contract.conftest import RuntimeBackend
 
 IMAGE = "berth-example/busybox:1"
+PROOF_KEY = b"the contract's proof key"
 
 
 def request(
     backend: RuntimeBackend, deployment: str = "web", replica: int = 0, **spec: Any
 ) -> ReplicaRequest:
     parsed = parse_spec({"name": deployment, "image": IMAGE, **spec})
-    return replica_request(parsed, replica, backend.cluster, 1)
+    return replica_request(parsed, replica, backend.cluster, 1, proof_key=PROOF_KEY)
 
 
 def mine(backend: RuntimeBackend, deployment: str | None = None) -> list[ObservedReplica]:
@@ -47,6 +49,7 @@ def test_a_placed_replica_is_observed_with_its_identity(runtime_backend: Runtime
     assert seen.id == replica_id and seen.name == wanted.name
     assert (seen.deployment, seen.replica, seen.cluster) == ("web", 1, runtime_backend.cluster)
     assert seen.spec_hash == wanted.labels["io.berth.spec-hash"]
+    assert proves(PROOF_KEY, seen), "the creation proof reads back and holds"
     assert seen.state == runtime_backend.placed and not seen.ready
     assert runtime_backend.runtime.place(wanted) == replica_id, "a repeat finds the first"
     assert len(mine(runtime_backend, "web")) == 1

@@ -143,11 +143,11 @@ def test_the_mutation_log_records_intents_outcomes_and_resolutions(
     log = store_backend.stores.mutations
     with log.mutation(fence, "web", MutationAction.CREATE, "berth-web-0-aaaa") as done:
         in_flight = store_backend.stores.desired.fetch_one("web") or _no()
-        assert in_flight.pending_creates == {"berth-web-0-aaaa"}, "a create in flight"
+        assert in_flight.creation_records.pending == {"berth-web-0-aaaa"}, "a create in flight"
         done.created = "c" * 64  # a create's outcome records the container as Berth's
     record = store_backend.stores.desired.fetch_one("web")
-    assert record is not None and "c" * 64 in record.recorded_containers
-    assert not record.pending_creates
+    assert record is not None and "c" * 64 in record.creation_records.ids
+    assert not record.creation_records.pending
     with pytest.raises(BerthError), log.mutation(fence, "web", MutationAction.START, "x"):
         raise BerthError("the call failed")
     assert log.unfinished_intents(fence) == [], "finished, whatever the outcome"
@@ -164,6 +164,27 @@ def test_the_mutation_log_records_intents_outcomes_and_resolutions(
     event = Event(deployment="web", kind="note", level="info", message="resolved")
     log.resolve_intent(successor, left, Resolution.DONE, event)
     assert log.unfinished_intents(successor) == []
+
+
+def test_lost_creation_records_are_written_again_fenced_under_a_steady_key(
+    store_backend: StoreBackend,
+) -> None:
+    """The proof key is the database's, read back the same each time; a creation record
+    written again reads back by id and name, with its event, and only the leader writes."""
+    log = store_backend.stores.mutations
+    key = log.proof_key()
+    assert len(key) >= 8 and log.proof_key() == key
+    old = store_backend.new_term()
+    store_backend.declare("web", image=IMAGE)
+    fence = store_backend.new_term()
+    note = Event(deployment="web", kind="note", level="warning", message="written again")
+    found = [("d" * 64, "berth-web-0-bbbb")]
+    assert deposed(lambda: log.record_again(old, "web", found, note))
+    assert not (store_backend.stores.desired.fetch_one("web") or _no()).creation_records.ids
+    log.record_again(fence, "web", found, note)
+    records = (store_backend.stores.desired.fetch_one("web") or _no()).creation_records
+    assert (records.ids, records.names) == ({"d" * 64}, {"berth-web-0-bbbb"})
+    assert "written again" in store_backend.event_messages("web")
 
 
 def _no() -> Any:
