@@ -131,6 +131,7 @@ class Controller:
 
     def start_leading(self, still_leader: Callable[[], bool]) -> None:
         """Called when this replica is elected: resume whatever older terms left half-done."""
+        self.full_resync.elected()
         if not self.stopping.is_set():
             threading.Thread(
                 target=self.resync_until_done,

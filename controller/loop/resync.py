@@ -84,6 +84,12 @@ class FullResync:
         self._stuck_marks: dict[str, tuple[tuple[int, datetime | None], float]] = {}
         self._remark_after_s = settings.resync_interval_s / 2
 
+    def elected(self) -> None:
+        """A new election: its first resync resolves earlier terms' intents, even when its
+        term has the number of one this node held before (a promoted standby that never
+        received the old primary's last claim grants that number again)."""
+        self._resolved_term = None
+
     def run(self, release: Release | None = None) -> set[str] | None:
         """The names of every deployment needing a pass; None when not the leader.
 

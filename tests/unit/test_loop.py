@@ -324,6 +324,28 @@ def test_the_next_leader_resolves_what_a_crash_left_unfinished(
     assert_converged(successor, "web", 1)
 
 
+def test_a_term_number_granted_again_to_the_same_node_still_resolves_what_it_finds() -> None:
+    """Term 2 resolved term 1's unfinished create, on a primary that was then lost; the
+    promoted standby (which never saw that resolution) grants term 2 again, to this same
+    node: its first resync resolves the intent again rather than skip a term it thinks done."""
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    crash_at("after:create")
+    with pytest.raises(SimulatedCrash):
+        cluster.drive("web")
+    faults.arm(None)
+    [unfinished] = [i for i in cluster.store.intents if i.outcome is None]
+    cluster.store.term = cluster.leadership.term = 2
+    cluster.controller.start_leading(lambda: False)  # elected (its resync: run below)
+    assert cluster.controller.resync()
+    assert unfinished.resolution == "done"
+    unfinished.resolution = unfinished.resolved_by_term = None  # lost with the old primary
+    cluster.controller.start_leading(lambda: False)  # term 2 again, from the new primary
+    assert cluster.controller.resync()
+    [again] = [i for i in cluster.store.intents if i.id == unfinished.id]
+    assert (again.resolution, again.resolved_by_term) == ("done", 2)
+
+
 def test_every_mutation_records_its_event_with_its_outcome() -> None:
     cluster = Cluster()
     cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
