@@ -250,3 +250,85 @@ def test_synchronous_acknowledged_writes_survive_a_failover_and_a_switchover_bac
             daemon.stop()
     finally:
         pair.close()
+
+
+def test_creation_records_lost_with_the_old_primary_are_written_again(
+    cluster: str, containers: Containers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The standby stops hearing the primary right after the operator's deployments reach
+    it; Berth then converges them on the primary alone, so every creation record (and
+    intent) is lost with it. Meanwhile someone copies one replica's labels onto a container
+    of their own, with a made-up proof. After the promotion the same daemon keeps every one
+    of its containers (the same ids), writes their records again with an event, and
+    removes the look-alike without ever recording it."""
+    pair = PostgresPair()  # its own: this test stops both servers in turn
+    try:
+        migrated = berth(pair.url("primary"), "migrate", cluster=cluster)
+        assert migrated.returncode == 0, migrated.stderr
+        url = pair.url("primary", "standby")
+        sql = Sql(url)
+        names = [f"kept-{index}" for index in range(6)]
+        sql(
+            "INSERT INTO deployments (name, image, replicas) SELECT unnest(%s::text[]), %s, 2",
+            [names, EXAMPLE_IMAGE],
+        )
+        standby = Sql(pair.url("standby"))
+        wait_for(
+            lambda: standby("SELECT count(*) AS n FROM deployments")[0]["n"] == len(names),
+            what="the deployments on the standby",
+        )
+        pair.stop("standby", "fast")  # it hears nothing more from the primary
+        daemon = Daemon(settings_for(cluster, url), url)
+        daemon.start()
+        try:
+            wait_for(lambda: all(sql.converged(n) for n in names), what="converged")
+            ours = {c["Id"] for c in containers.find()}
+            assert len(ours) == 2 * len(names)
+            recorded = sql("SELECT container_id FROM berth_containers")
+            assert {row["container_id"] for row in recorded} == ours
+            pair.stop("primary")  # lost, with every creation record and intent
+            model = containers.find(names[0])[0]["Labels"]
+            forged = {**model, "io.berth.proof": "0" * 64}
+            look_alike = containers.run_unmanaged(f"{cluster}-look-alike", forged)
+            pair.start("standby")
+            pair.promote("standby")
+            promoted = time.monotonic()
+            assert not sql("SELECT container_id FROM berth_containers"), "the records are lost"
+            wait_for(
+                lambda: len(sql("SELECT container_id FROM berth_containers")) == len(ours),
+                timeout_s=60,
+                what="the records written again",
+            )
+            wait_for(
+                lambda: look_alike not in {c["Id"] for c in containers.find()},
+                timeout_s=60,
+                what="the look-alike removed",
+            )
+            wait_for(lambda: all(sql.converged(n) for n in names), what="converged again")
+            report(
+                capsys,
+                f"{len(ours)} creation records written again "
+                f"{time.monotonic() - promoted:.2f}s after the promotion",
+            )
+            assert {c["Id"] for c in containers.find()} == ours, "every one kept, none made"
+            rows = sql("SELECT container_id FROM berth_containers")
+            assert {row["container_id"] for row in rows} == ours, "the look-alike never"
+            notes = sql(
+                "SELECT deployment FROM deployment_events WHERE message LIKE %s",
+                ["creation record of % written again%"],
+            )
+            assert sorted(row["deployment"] for row in notes) == sorted(names)
+            [removed] = sql(
+                "SELECT metadata->>'reason' AS reason FROM deployment_events "
+                "WHERE action = 'remove' AND metadata->>'container_id' = %s",
+                [look_alike[:12]],
+            )
+            assert removed["reason"] in ("unrecorded", "duplicate")
+            unresolved = (
+                "SELECT id FROM berth_mutations WHERE outcome IS NULL AND resolution IS NULL"
+            )
+            assert not sql(unresolved)
+        finally:
+            daemon.stop()
+    finally:
+        pair.close()
