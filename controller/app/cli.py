@@ -288,7 +288,11 @@ def bench() -> None:
 @bench.command("run")
 @click.argument("scenarios", nargs=-1)
 @click.option("--smoke", is_flag=True, help="tiny sizes: check that every scenario still works")
-@click.option("--deployments", default=100, show_default=True, help="cold/update size")
+@click.option("--deployments", default=100, show_default=True, help="update size")
+@click.option(
+    "--cold-sizes", default="50,200", show_default=True, help="cold: deployments per series"
+)
+@click.option("--pairs", default=5, show_default=True, help="cold: interleaved pairs per series")
 @click.option(
     "--threads", default=8, show_default=True, help="parallelism, Berth's and docker-py's"
 )
@@ -303,6 +307,8 @@ def bench_run(
     scenarios: tuple[str, ...],
     smoke: bool,
     deployments: int,
+    cold_sizes: str,
+    pairs: int,
     threads: int,
     trials: int,
     steady_deployments: int,
@@ -323,6 +329,8 @@ def bench_run(
     else:
         options = benchmarks.BenchOptions(
             deployments=deployments,
+            cold_sizes=tuple(int(size) for size in cold_sizes.split(",")),
+            cold_pairs=pairs,
             threads=threads,
             trials=trials,
             steady_deployments=steady_deployments,

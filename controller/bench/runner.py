@@ -38,6 +38,7 @@ from controller.bench import (
     builds,
     chaos,
     clients,
+    cold,
     dbfailover,
     fullread,
     rollouts,
@@ -73,6 +74,8 @@ ON_REQUEST = ("chaos",)
 @dataclass
 class BenchOptions:
     deployments: int = 100
+    cold_sizes: tuple[int, ...] = (50, 200)
+    cold_pairs: int = 5
     threads: int = 8
     trials: int = 50
     swarm: bool = True
@@ -104,6 +107,8 @@ class BenchOptions:
         """Small enough to run in the test suite: proves each scenario still works."""
         return cls(
             deployments=3,
+            cold_sizes=(3,),
+            cold_pairs=1,
             threads=2,
             trials=3,
             swarm=True,
@@ -157,15 +162,15 @@ def run(names: list[str], options: BenchOptions) -> None:
             if "latency" in names:
                 scenarios.print_rows("latency", scenarios.latency(env, options.trials))
             if "cold" in names:
-                rows = scenarios.cold(
-                    env, options.deployments, options.threads, False, options.swarm
+                cold.run(
+                    env,
+                    port,
+                    options.cold_sizes,
+                    options.cold_pairs,
+                    options.threads,
+                    options.healthcheck_variant,
+                    options.swarm,
                 )
-                scenarios.print_rows("cold converge", rows)
-                env.clear()
-                if options.healthcheck_variant:
-                    rows = scenarios.cold(env, options.deployments, options.threads, True, False)
-                    scenarios.print_rows("cold converge, with a healthcheck", rows)
-                    env.clear()
             if "update" in names:
                 scenarios.print_rows(
                     "update", scenarios.update(env, options.deployments, options.threads)

@@ -7,33 +7,18 @@ shared machine: compare ratios within one run, not absolute numbers across runs.
 
 from __future__ import annotations
 
-import json
 import time
 import tracemalloc
 import uuid
 from dataclasses import dataclass
 
 from controller.bench import baselines
+from controller.bench.cold import HEALTHCHECK_DOCKER, insert
 from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
 from controller.model.replicas import ObservedReplica
 from controller.policy.planner import DesiredDeployment, plan
 
 BENCH_IMAGE_2 = "berth-example/busybox:2"
-# Probing 100 containers every second saturates a 2-core machine (probes time out and
-# replicas turn unhealthy); every 3 s with a 10 s timeout does not. Berth and the
-# docker-py floor use the same probe.
-HEALTHCHECK_ROW = {
-    "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
-    "interval_s": 3,
-    "timeout_s": 10,
-    "retries": 3,
-}
-HEALTHCHECK_DOCKER = {
-    "test": HEALTHCHECK_ROW["test"],
-    "interval": 3_000_000_000,
-    "timeout": 10_000_000_000,
-    "retries": 3,
-}
 
 
 @dataclass
@@ -58,14 +43,6 @@ def print_rows(title: str, rows: list[Row]) -> None:
     print(f"{'measure':<44}{'berth':>11}{'baseline':>12}{'ratio':>8}  baseline")
     for row in rows:
         print(row.line())
-
-
-def _insert(env: Environment, names: list[str], image: str, healthcheck: bool) -> None:
-    env.sql(
-        "INSERT INTO deployments (name, image, replicas, healthcheck) "
-        "SELECT unnest(%s::text[]), %s, 1, %s::jsonb",
-        [names, image, json.dumps(HEALTHCHECK_ROW) if healthcheck else None],
-    )
 
 
 class EventCounter:
@@ -99,7 +76,7 @@ def cold(env: Environment, count: int, threads: int, healthcheck: bool, swarm: b
     names = [f"cold-{i:04d}" for i in range(count)]
     counter = EventCounter(env, "health_status: healthy" if healthcheck else "start")
     started = time.monotonic()
-    _insert(env, names, BENCH_IMAGE, healthcheck)
+    insert(env, names, BENCH_IMAGE, healthcheck)
     counter.wait(count)
     running = time.monotonic() - started
     poll(lambda: env.converged(names), timeout_s=600, interval_s=0.02)
@@ -138,7 +115,7 @@ def update(env: Environment, count: int, threads: int) -> list[Row]:
     names = [f"cold-{i:04d}" for i in range(count)]
     if not env.converged(names):
         env.clear()
-        _insert(env, names, BENCH_IMAGE, False)
+        insert(env, names, BENCH_IMAGE, False)
         poll(lambda: env.converged(names), timeout_s=1200)
     old_hashes = {c.spec_hash for c in env.containers()}
     counter = EventCounter(env, "start")  # every start from now on is a replacement's
@@ -209,7 +186,7 @@ def steady(env: Environment, count: int, port: int, idle_s: float) -> list[str]:
     names = [f"steady-{i:04d}" for i in range(count)]
     env.clear()
     started = time.monotonic()
-    _insert(env, names, BENCH_IMAGE, False)
+    insert(env, names, BENCH_IMAGE, False)
     poll(lambda: env.converged(names), timeout_s=3600, interval_s=0.5)
     lines = [f"{count} deployments converged from cold in {time.monotonic() - started:.1f}s"]
 

@@ -1,0 +1,182 @@
+"""Cold converge against the engine's floor, in interleaved pairs (`berth bench run cold`).
+
+Called by `controller.bench.runner`. N one-replica deployments are inserted in one
+transaction; Berth's time ends when every row says converged (`deployment_overview`:
+the current generation observed, ready = desired) and a list of the engine shows each
+container running (healthy, in the healthcheck variant). The floor is docker-py creating
+and starting the same containers on as many threads as Berth's workers
+(`BERTH_CONCURRENCY`), until they run (or are healthy). Each pair runs both, the order
+alternating, so that drifts of a shared machine hit both sides alike; the median ratio of
+the pairs is the figure. Beside it, what one deployment costs on Berth's side, read from
+the daemon's /metrics: Postgres operations (each a round trip: a statement or a
+transaction), Docker calls and passes.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from controller.bench import baselines
+from controller.bench.harness import BENCH_IMAGE, Environment, poll
+from controller.model.replicas import Health, RunState
+
+# Probing 100 containers every second saturates a 2-core machine (probes time out and
+# replicas turn unhealthy); every 3 s with a 10 s timeout does not. Both sides use it.
+HEALTHCHECK_ROW = {
+    "test": ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:8080/"],
+    "interval_s": 3,
+    "timeout_s": 10,
+    "retries": 3,
+}
+HEALTHCHECK_DOCKER = {
+    "test": HEALTHCHECK_ROW["test"],
+    "interval": 3_000_000_000,
+    "timeout": 10_000_000_000,
+    "retries": 3,
+}
+COUNTED = (
+    ("berth_postgres_query_duration_seconds_count", "operation", "postgres"),
+    ("berth_docker_request_duration_seconds_count", "call", "docker"),
+    ("berth_reconcile_passes_total", "scope", "passes"),
+)
+
+
+def insert(env: Environment, names: list[str], image: str, healthcheck: bool) -> None:
+    env.sql(
+        "INSERT INTO deployments (name, image, replicas, healthcheck) "
+        "SELECT unnest(%s::text[]), %s, 1, %s::jsonb",
+        [names, image, json.dumps(HEALTHCHECK_ROW) if healthcheck else None],
+    )
+
+
+@dataclass
+class Pair:
+    berth_s: float
+    floor_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.berth_s / self.floor_s
+
+
+@dataclass
+class Series:
+    count: int
+    healthcheck: bool
+    pairs: list[Pair] = field(default_factory=list)
+    # Per deployment, summed over the pairs then divided: {"docker create": 1.0, ...}
+    costs: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(p.ratio for p in self.pairs)
+
+
+def _counts(env: Environment, port: int) -> dict[str, float]:
+    values = env.metrics(port)
+    counts: dict[str, float] = defaultdict(float)
+    for metric, label, kind in COUNTED:
+        for key, value in values.items():
+            if key.startswith(metric + "{"):
+                name = key.split(f'{label}="', 1)[1].split('"', 1)[0]
+                counts[f"{kind} {name}"] += value
+    return counts
+
+
+def berth_side(
+    env: Environment, port: int, count: int, healthcheck: bool
+) -> tuple[float, dict[str, float]]:
+    """Seconds from the INSERT to every row converged and every container running (healthy),
+    and the daemon's counts over that time."""
+    names = [f"cold-{i:04d}" for i in range(count)]
+    before = _counts(env, port)
+    started = time.monotonic()
+    insert(env, names, BENCH_IMAGE, healthcheck)
+    poll(lambda: env.converged(names), timeout_s=600, interval_s=0.01)
+    elapsed = time.monotonic() - started
+    after = _counts(env, port)
+    listed = env.containers()
+    running = [
+        c
+        for c in listed
+        if c.state == RunState.RUNNING and (not healthcheck or c.health == Health.HEALTHY)
+    ]
+    if len(running) != count or len(listed) != count:
+        raise AssertionError(f"converged rows but {len(running)} of {count} running")
+    env.clear()
+    return elapsed, {key: after[key] - before.get(key, 0.0) for key in after}
+
+
+def floor_side(count: int, threads: int, healthcheck: bool) -> float:
+    run = uuid.uuid4().hex[:6]
+    try:
+        return baselines.docker_py_create_start(
+            count, threads, BENCH_IMAGE, run, HEALTHCHECK_DOCKER if healthcheck else None
+        )
+    finally:
+        baselines.remove_baseline(run)
+
+
+def series(
+    env: Environment, port: int, count: int, pairs: int, threads: int, healthcheck: bool
+) -> Series:
+    found = Series(count, healthcheck)
+    totals: dict[str, float] = defaultdict(float)
+    for index in range(pairs):
+        if index % 2 == 0:
+            floor = floor_side(count, threads, healthcheck)
+            berth, counts = berth_side(env, port, count, healthcheck)
+        else:
+            berth, counts = berth_side(env, port, count, healthcheck)
+            floor = floor_side(count, threads, healthcheck)
+        found.pairs.append(Pair(berth, floor))
+        for key, value in counts.items():
+            totals[key] += value
+    found.costs = {
+        key: value / (count * pairs) for key, value in sorted(totals.items()) if value > 0
+    }
+    return found
+
+
+def print_series(found: Series, threads: int) -> None:
+    variant = " -> healthy" if found.healthcheck else " -> running"
+    print(f"\n== cold converge: {found.count} deployments{variant}, rows converged")
+    print(f"{'pair':<6}{'berth':>10}{'floor':>10}{'ratio':>8}  floor: docker-py, {threads} threads")
+    for index, pair in enumerate(found.pairs):
+        first = "floor first" if index % 2 == 0 else "berth first"
+        print(
+            f"{index + 1:<6}{pair.berth_s:>9.3f}s{pair.floor_s:>9.3f}s{pair.ratio:>7.2f}x  {first}"
+        )
+    ratios = ", ".join(f"{p.ratio:.2f}" for p in found.pairs)
+    print(f"median ratio {found.median:.2f}x ({ratios})")
+    print(
+        "per deployment, Berth's side: "
+        + ", ".join(f"{key} {value:.2f}" for key, value in found.costs.items())
+    )
+
+
+def run(
+    env: Environment,
+    port: int,
+    sizes: tuple[int, ...],
+    pairs: int,
+    threads: int,
+    healthcheck_variant: bool,
+    swarm: bool,
+) -> None:
+    for count in sizes:
+        print_series(series(env, port, count, pairs, threads, False), threads)
+        if healthcheck_variant:
+            print_series(series(env, port, count, pairs, threads, True), threads)
+        if swarm:
+            run_id = uuid.uuid4().hex[:6]
+            seconds = baselines.swarm_service(count, BENCH_IMAGE, run_id)
+            print(
+                f"Swarm service, {count} one-task services -> running: "
+                + (f"{seconds:.3f}s" if seconds else "Swarm unavailable")
+            )
