@@ -220,7 +220,7 @@ class DockerRuntime:
     def place(self, request: ReplicaRequest) -> str:
         """Create the replica's container (not started); its id. A repeat finds the first."""
         arguments = docker_arguments(request)
-        with translated("create", request.name):
+        with translated("create", request.name, timed=False):  # local: no request sent
             host_config = self.api.create_host_config(
                 port_bindings=arguments.pop("port_bindings"), **host_config_arguments(request)
             )

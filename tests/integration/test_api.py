@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from controller.app.api_server import ApiServer
@@ -343,6 +344,27 @@ def test_webhooks_are_signed_retried_after_a_500_delivered_once_and_survive_a_le
         assert len(failed) == 2 and len(set(failed)) == 1, "one delivery, POSTed twice (a 503)"
         events = [r["event"] for r in _deliveries(sql, "ci")]
         assert events.count("failed") == 1 and events.count("active") >= 1, events
+
+
+def test_a_phase_change_wakes_the_webhook_sender_only_for_a_queued_delivery(sql: Sql) -> None:
+    """Schema 22: without an enabled webhook a phase change queues nothing and notifies
+    nobody (it woke the sender for nothing on every change); with one, it does both."""
+    with psycopg.connect(sql.url, autocommit=True) as listener:
+        listener.execute("LISTEN berth_webhooks")
+
+        def woken() -> int:
+            return sum(1 for _ in listener.notifies(timeout=0.5))
+
+        sql("INSERT INTO deployments (name, image) VALUES ('quiet', 'berth-example/busybox:1')")
+        sql("INSERT INTO deployment_status (name, phase) VALUES ('quiet', 'queued')")
+        sql("UPDATE deployment_status SET phase = 'creating' WHERE name = 'quiet'")
+        assert woken() == 0 and not sql("SELECT id FROM webhook_deliveries")
+        sql("INSERT INTO webhooks (name, url) VALUES ('listening', 'http://127.0.0.1:9/')")
+        sql("UPDATE deployment_status SET phase = 'starting' WHERE name = 'quiet'")
+        assert woken() == 0, "a phase no webhook asks for (the default: settled ones)"
+        sql("UPDATE deployment_status SET phase = 'active' WHERE name = 'quiet'")
+        assert woken() == 1
+        assert [r["event"] for r in sql("SELECT event FROM webhook_deliveries")] == ["active"]
 
 
 def test_bad_webhook_rows_are_refused_naming_the_field(sql: Sql) -> None:
