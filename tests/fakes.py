@@ -58,6 +58,7 @@ from controller.model.records import (
     MutationAction,
     MutationRecord,
     Resolution,
+    StatusChange,
     StatusWrite,
 )
 from controller.model.replicas import (
@@ -290,25 +291,31 @@ class FakeStore:
     ) -> None:
         with self._lock:
             self._fence(fence)
-            if status is not None:
-                stored = self.statuses.get(status.name)
-                if stored is None:
-                    if not create_row:
-                        return  # UPDATE of a missing row: nothing
-                    stored = StoredStatus(
-                        StatusWrite(status.name, Phase.QUEUED, 0, 0, status.desired_replicas, 0),
-                        self.clock.wall(),
-                        fence.term,
-                    )
-                    self.statuses[status.name] = stored
-                if stored.write.phase != status.phase:
-                    stored.phase_updated_at = self.clock.wall()
-                if status.phase in SETTLED_PHASES:
-                    stored.stuck_resumes = 0
-                stored.write = status
-                stored.leader_term = fence.term
-                self.status_writes += 1
-            self.events.extend((fence.term, event) for event in events)
+            self._write(fence, status, events, create_row)
+
+    def _write(
+        self, fence: Fence, status: StatusWrite | None, events: Sequence[Event], create_row: bool
+    ) -> None:
+        """A status row and its events (the lock held, the fence checked)."""
+        if status is not None:
+            stored = self.statuses.get(status.name)
+            if stored is None:
+                if not create_row:
+                    return  # UPDATE of a missing row: nothing
+                stored = StoredStatus(
+                    StatusWrite(status.name, Phase.QUEUED, 0, 0, status.desired_replicas, 0),
+                    self.clock.wall(),
+                    fence.term,
+                )
+                self.statuses[status.name] = stored
+            if stored.write.phase != status.phase:
+                stored.phase_updated_at = self.clock.wall()
+            if status.phase in SETTLED_PHASES:
+                stored.stuck_resumes = 0
+            stored.write = status
+            stored.leader_term = fence.term
+            self.status_writes += 1
+        self.events.extend((fence.term, event) for event in events)
 
     def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
         with self._lock:
@@ -318,10 +325,17 @@ class FakeStore:
 
     @contextmanager
     def mutation(
-        self, fence: Fence, deployment: str, action: MutationAction, target: str
+        self,
+        fence: Fence,
+        deployment: str,
+        action: MutationAction,
+        target: str,
+        status: StatusChange | None = None,
     ) -> Iterator[MutationRecord]:
         with self._lock:
             self._fence(fence)
+            if status is not None:
+                self._write(fence, status.status, status.events, status.create_row)
             intent = StoredIntent(len(self.intents) + 1, fence.term, deployment, action, target)
             self.intents.append(intent)
         record = MutationRecord()
@@ -604,7 +618,7 @@ class FakeRuntime:
             )
         return found
 
-    def prepare_image(self, image: str) -> str:
+    def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         self._call("image")
         if image not in self.images:
             raise ImageUnavailable(f"image {image!r} is not present locally")

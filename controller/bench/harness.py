@@ -143,3 +143,24 @@ class Environment:
         if self._server is not None:
             self._server.cleanup()
         shutil.rmtree(self.folder, ignore_errors=True)  # its logs and repositories too
+
+
+class EventCounter:
+    """Counts deployments of this run that reached an event, reading Docker's events stream:
+    waiting this way puts no load on the engine being measured (polling its list would)."""
+
+    def __init__(self, env: Environment, action: str) -> None:
+        self.env = env
+        self.action = action
+        self.events = env.docker.container_events()
+
+    def wait(self, count: int) -> None:
+        reached: set[str] = set()
+        try:
+            for deployment, cluster, action in self.events:
+                if cluster == self.env.cluster and action == self.action:
+                    reached.add(deployment)
+                    if len(reached) >= count:
+                        return
+        finally:
+            self.env.docker.close_event_streams()

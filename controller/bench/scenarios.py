@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from controller.bench import baselines
 from controller.bench.cold import HEALTHCHECK_DOCKER, insert
-from controller.bench.harness import BENCH_IMAGE, Environment, percentile, poll
+from controller.bench.harness import BENCH_IMAGE, Environment, EventCounter, percentile, poll
 from controller.model.replicas import ObservedReplica
 from controller.policy.planner import DesiredDeployment, plan
 
@@ -43,27 +43,6 @@ def print_rows(title: str, rows: list[Row]) -> None:
     print(f"{'measure':<44}{'berth':>11}{'baseline':>12}{'ratio':>8}  baseline")
     for row in rows:
         print(row.line())
-
-
-class EventCounter:
-    """Counts deployments of this run that reached an event, reading Docker's events stream:
-    waiting this way puts no load on the engine being measured (polling its list would)."""
-
-    def __init__(self, env: Environment, action: str) -> None:
-        self.env = env
-        self.action = action
-        self.events = env.docker.container_events()
-
-    def wait(self, count: int) -> None:
-        reached: set[str] = set()
-        try:
-            for deployment, cluster, action in self.events:
-                if cluster == self.env.cluster and action == self.action:
-                    reached.add(deployment)
-                    if len(reached) >= count:
-                        return
-        finally:
-            self.env.docker.close_event_streams()
 
 
 def cold(env: Environment, count: int, threads: int, healthcheck: bool, swarm: bool) -> list[Row]:

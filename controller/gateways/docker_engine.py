@@ -15,7 +15,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -168,10 +168,13 @@ class DockerGateway:
         except DockerRejected:  # 404: not here
             return False
 
-    def ensure_image(self, image: str) -> str:
-        """Make sure `image` is present: 'present' if it was, 'pulled' if pulled, else raise."""
+    def ensure_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
+        """Make sure `image` is present: 'present' if it was, 'pulled' if pulled (after
+        calling `before_pull`), else raise."""
         if self.image_present(image):
             return "present"
+        if before_pull is not None:
+            before_pull()
         repository, tag = docker.utils.parse_repository_tag(image)
         try:
             with translated("pull", image):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import docker.errors
@@ -212,9 +212,9 @@ class DockerRuntime:
             )
         ]
 
-    def prepare_image(self, image: str) -> str:
+    def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         """The image where replicas run: 'present', 'pulled', or ImageUnavailable."""
-        return self.docker.ensure_image(image)
+        return self.docker.ensure_image(image, before_pull)
 
     @retry_transient
     def place(self, request: ReplicaRequest) -> str:

@@ -20,6 +20,7 @@ from controller.gateways.postgres_pool import Store
 from controller.gateways.postgres_sql import (
     queries,
 )
+from controller.gateways.postgres_state import write_status
 from controller.model.errors import (
     DatabaseRejected,
     DatabaseUnavailable,
@@ -31,6 +32,7 @@ from controller.model.records import (
     MutationAction,
     MutationRecord,
     Resolution,
+    StatusChange,
 )
 
 
@@ -53,7 +55,12 @@ class MutationStore(Store):
 
     @contextmanager
     def mutation(
-        self, fence: Fence, deployment: str, action: MutationAction, target: str
+        self,
+        fence: Fence,
+        deployment: str,
+        action: MutationAction,
+        target: str,
+        status: StatusChange | None = None,
     ) -> Iterator[MutationRecord]:
         """Record one Docker mutation around the call, holding no transaction during it:
 
@@ -64,7 +71,8 @@ class MutationStore(Store):
         4. the outcome with the body's events, in one short transaction. Not fenced: it
            records what was done, whoever leads by then.
         A crash between 1 and 4 leaves the outcome NULL; the next leader resolves it against
-        Docker (`resolve_intent`)."""
+        Docker (`resolve_intent`). `status`, a status row and its events, is written in the
+        intent's transaction (the phase the call belongs to, in the same commit)."""
         intent = {
             "cluster": fence.cluster,
             "term": fence.term,
@@ -76,6 +84,8 @@ class MutationStore(Store):
 
         def commit_intent(conn: psycopg.Connection[Any]) -> int:
             self._fence(conn, fence)
+            if status is not None:
+                write_status(conn, fence, status.status, status.events, status.create_row)
             row = conn.execute(queries()["insert_intent"], intent).fetchone()
             assert row is not None
             return int(row["id"])

@@ -52,6 +52,29 @@ class DesiredStore(Store):
         return bool(self._run("delete_deployment", {"name": name}))
 
 
+def write_status(
+    conn: psycopg.Connection[Any],
+    fence: Fence,
+    status: StatusWrite | None,
+    events: Sequence[Event],
+    create_row: bool = False,
+) -> None:
+    """Inside a fenced transaction: the status row (inserted first when `create_row`) and
+    its events. Used by `StatusStore.record` and by a mutation's intent that carries them."""
+    if status is not None and create_row:
+        params = {
+            "name": status.name,
+            "desired_replicas": status.desired_replicas,
+            "leader_term": fence.term,
+        }
+        conn.execute(queries()["ensure_status"], params)
+    if status is not None:
+        conn.execute(
+            queries()["write_status"], adapt({**status.__dict__, "leader_term": fence.term})
+        )
+    Store._insert_events(conn, fence, events)
+
+
 class StatusStore(Store):
     """Status rows and their events: every write fenced by the leader's term."""
 
@@ -67,19 +90,7 @@ class StatusStore(Store):
 
         def work(conn: psycopg.Connection[Any]) -> None:
             self._fence(conn, fence)
-            if status is not None and create_row:
-                conn.execute(
-                    queries()["ensure_status"],
-                    {
-                        "name": status.name,
-                        "desired_replicas": status.desired_replicas,
-                        "leader_term": fence.term,
-                    },
-                )
-            if status is not None:
-                params = {**status.__dict__, "leader_term": fence.term}
-                conn.execute(queries()["write_status"], adapt(params))
-            self._insert_events(conn, fence, events)
+            write_status(conn, fence, status, events, create_row)
 
         self._in_transaction("record", work)
 

@@ -105,7 +105,7 @@ class SwarmRuntime:
             for service in services
         ]
 
-    def prepare_image(self, image: str) -> str:
+    def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         """Each node pulls (or finds) the image when Swarm gives it a task; a node that
         lacks it says so in its task's error, which `inspect` reports."""
         return "left to the nodes"

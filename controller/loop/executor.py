@@ -146,11 +146,13 @@ class Executor:
         if creates:
             self._check_stopping()
             assert spec.image is not None  # a source deployment's comes from its build
-            writer.enter(Phase.PULLING_IMAGE, f"ensuring image {spec.image}", image=spec.image)
-            # A pull changes no container and is harmless to repeat, and may take minutes:
-            # it is not held in a fenced transaction, only preceded by a trust check.
+            # Written before a pull, which may take minutes; an image already present is
+            # a moment's look, and the phase is written with the first create's intent.
+            writer.stage(Phase.PULLING_IMAGE, f"ensuring image {spec.image}", image=spec.image)
+            # A pull changes no container and is harmless to repeat: it is not held in a
+            # fenced transaction, only preceded by a trust check.
             writer.fence.check_trust()
-            outcome = self.runtime.prepare_image(spec.image)
+            outcome = self.runtime.prepare_image(spec.image, before_pull=writer.flush)
             faults.crash_point("after:image")
             writer.action(
                 "image", f"image {spec.image} {outcome}", image=spec.image, outcome=outcome
@@ -164,7 +166,8 @@ class Executor:
             writer, spec.name, restarting, [a.replica_id for a in early], spec.rollout.drain_s
         )
         if changes and (early or creates):
-            writer.enter(
+            # Written with the first create's intent, or now when removals come first.
+            (writer.enter if early else writer.stage)(
                 Phase.CREATING,
                 f"removing {len(early)}, creating {len(creates)} container(s)",
                 to_remove=len(early),
@@ -182,9 +185,9 @@ class Executor:
                 reason = notes.get(action.replica, "new")
                 starts.append(_Start(container_id, name, RunState.CREATED, action.replica, reason))
                 created.add(container_id)
-                writer.progress(changed, len(early) + len(creates))
+                writer.progress(changed, len(early) + len(creates), write=False)
         if starts:
-            writer.enter(
+            writer.stage(  # written with the first start's intent
                 Phase.STARTING,
                 starting_message(starts, restart_notes or {}),
                 to_start=len(starts),
@@ -196,7 +199,7 @@ class Executor:
                 verb = {RunState.PAUSED: "unpaused", RunState.RUNNING: "restarted"}.get(
                     start.from_state, "started"
                 )
-                with writer.mutation(kind, start.name) as done:
+                with writer.mutation(kind, start.name, carry=True) as done:
                     if restart:
                         self.runtime.restart(start.replica_id, self.grace_s(spec))
                     else:
@@ -208,7 +211,7 @@ class Executor:
                         container_id=start.replica_id[:12],
                         replica=start.replica,
                     )
-                writer.progress(started, len(starts))
+                writer.progress(started, len(starts), write=False)
         if late:
             self._withdraw(
                 writer, spec.name, (), [a.replica_id for a in late], spec.rollout.drain_s
@@ -350,7 +353,7 @@ class Executor:
             environment,
             self.proof_key() if self.proof_key is not None else None,
         )
-        with writer.mutation(MutationAction.CREATE, request.name) as done:
+        with writer.mutation(MutationAction.CREATE, request.name, carry=True) as done:
             container_id = self.runtime.place(request)
             faults.crash_point("after:create")
             done(

@@ -28,6 +28,7 @@ from controller.model.records import (
     MutationAction,
     MutationRecord,
     Resolution,
+    StatusChange,
     StatusWrite,
 )
 from controller.model.replicas import ObservedReplica, ReplicaInspection, ReplicaRequest, RunState
@@ -67,7 +68,12 @@ class MutationLog(Protocol):
     key of the creation proof, and lost creation records written again (`provenance`)."""
 
     def mutation(
-        self, fence: Fence, deployment: str, action: MutationAction, target: str
+        self,
+        fence: Fence,
+        deployment: str,
+        action: MutationAction,
+        target: str,
+        status: StatusChange | None = None,
     ) -> AbstractContextManager[MutationRecord]: ...
 
     def unfinished_intents(self, fence: Fence) -> list[Intent]: ...
@@ -167,7 +173,10 @@ class Runtime(Protocol):
 
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
 
-    def prepare_image(self, image: str) -> str: ...
+    def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
+        """The image where replicas run ('present', 'pulled', ...); `before_pull` is
+        called before a pull (which may take minutes) is started."""
+        ...
 
     def place(self, request: ReplicaRequest) -> str: ...
 

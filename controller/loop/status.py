@@ -26,7 +26,14 @@ from controller.loop.ports import Stores
 from controller.model.errors import BerthError
 from controller.model.outcome import Outcome, Result
 from controller.model.phases import Phase
-from controller.model.records import DeploymentRecord, Event, Fence, MutationAction, StatusWrite
+from controller.model.records import (
+    DeploymentRecord,
+    Event,
+    Fence,
+    MutationAction,
+    StatusChange,
+    StatusWrite,
+)
 from controller.observability.metrics import ACTIONS
 from controller.policy.settle import Failure
 
@@ -171,13 +178,16 @@ class StatusWriter:
                 )
             )
 
-    def progress(self, done: int, total: int, **metadata: Any) -> None:
-        """Record progress; at 100% it rides along with the next write (the next phase's)."""
+    def progress(self, done: int, total: int, write: bool = True, **metadata: Any) -> None:
+        """Record progress; at 100% it rides along with the next write (the next phase's),
+        and so does any progress when not `write` (the next call's intent carries it)."""
         percent = 100 if total <= 0 else min(100, done * 100 // total)
         merged = {**self._status.phase_metadata, **metadata}
         self._status = replace(self._status, phase_progress=percent, phase_metadata=merged)
-        if done < total:
+        if done < total and write:
             self.flush()
+        elif done < total:
+            self._dirty = True
 
     # --- facts of the pass -----------------------------------------------------------------
     def observe(self, generation: int, desired_replicas: int, now: datetime | None = None) -> None:
@@ -264,13 +274,21 @@ class StatusWriter:
 
     # --- writing ---------------------------------------------------------------------------
     @contextmanager
-    def mutation(self, action: MutationAction, target: str) -> Iterator[Done]:
+    def mutation(self, action: MutationAction, target: str, carry: bool = False) -> Iterator[Done]:
         """Fence one Docker mutation (committed intent, trust checked before the call) and
         count it. The body calls `done(message, **metadata)` once the call succeeded: that
-        action event is written with the mutation's outcome, in the same transaction."""
+        action event is written with the mutation's outcome, in the same transaction.
+        `carry`: what is staged and not yet written (the phase this call belongs to, its
+        events, progress) is written in the intent's transaction; only the pass's own
+        thread may ask it (the writer is not shared)."""
+        change = None
+        if carry and (self._pending or self._create_row or self._dirty):
+            change = StatusChange(self._status, tuple(self._pending), self._create_row)
         with self._stores.mutations.mutation(
-            self.fence, self._status.name, action, target
+            self.fence, self._status.name, action, target, change
         ) as record:
+            if change is not None:
+                self._written()
 
             def done(
                 message: str,
@@ -292,6 +310,9 @@ class StatusWriter:
 
     def flush(self) -> None:
         self._stores.status.record(self.fence, self._status, self._pending, self._create_row)
+        self._written()
+
+    def _written(self) -> None:
         self._create_row = False
         self._dirty = False
         self._pending = []

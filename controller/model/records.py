@@ -134,6 +134,16 @@ class StatusWrite:
 
 
 @dataclass(frozen=True)
+class StatusChange:
+    """A status row and the events leading to it, written in the transaction of a
+    mutation's intent (`StatusWriter.mutation(carry=True)`): one commit, not two."""
+
+    status: StatusWrite
+    events: tuple[Event, ...] = ()
+    create_row: bool = False
+
+
+@dataclass(frozen=True)
 class Event:
     """One deployment_events row."""
 
