@@ -432,8 +432,19 @@ class FakeStore:
         spec: dict[str, Any],
         spec_hash: str,
         image: str,
+        status: StatusChange | None = None,
+        note: Callable[[int], Event] | None = None,
     ) -> int:
-        self._fence(fence)
+        with self._lock:
+            self._fence(fence)
+            if status is not None:
+                self._write(fence, status.status, status.events, status.create_row)
+            revision = self._serve(deployment, spec, spec_hash)
+            if note is not None:
+                self.events.append((fence.term, note(revision)))
+            return revision
+
+    def _serve(self, deployment: str, spec: dict[str, Any], spec_hash: str) -> int:
         rows = self.revisions.setdefault(deployment, [])
         current = self._serving_row(deployment)
         if current is not None and current["spec_hash"] == spec_hash:

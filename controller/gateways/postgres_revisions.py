@@ -8,13 +8,15 @@ became active on a new spec: `serve_revision`; a rollout was rolled back:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from controller.gateways.postgres_pool import Store
 from controller.gateways.postgres_sql import adapt, queries
-from controller.model.records import Fence
+from controller.gateways.postgres_state import write_status
+from controller.model.records import Event, Fence, StatusChange
 
 
 class RevisionStore(Store):
@@ -54,13 +56,19 @@ class RevisionStore(Store):
         spec: dict[str, Any],
         spec_hash: str,
         image: str,
+        status: StatusChange | None = None,
+        note: Callable[[int], Event] | None = None,
     ) -> int:
         """This spec serves now: its revision (a new one unless it already serves) becomes
-        `serving`, the one before `superseded`. Returns the serving revision."""
+        `serving`, the one before `superseded`. Returns the serving revision. In the same
+        transaction: `status` (the phase it serves in, with its events) and `note`'s event
+        naming the revision."""
         params = {"deployment": deployment}
 
         def work(conn: psycopg.Connection[Any]) -> int:
             self._fence(conn, fence)
+            if status is not None:
+                write_status(conn, fence, status.status, status.events, status.create_row)
             current = conn.execute(queries()["select_serving_revision"], params).fetchone()
             if current is not None and current["spec_hash"] == spec_hash:
                 revision = int(current["revision"])
@@ -70,6 +78,8 @@ class RevisionStore(Store):
                     conn, deployment, generation, spec, spec_hash, image, "serving"
                 )
             conn.execute(queries()["set_serving_revision"], {**params, "revision": revision})
+            if note is not None:
+                self._insert_events(conn, fence, [note(revision)])
             return revision
 
         return self._in_transaction("serve_revision", work)

@@ -107,6 +107,8 @@ class RevisionLog(Protocol):
         spec: dict[str, Any],
         spec_hash: str,
         image: str,
+        status: StatusChange | None = None,
+        note: Callable[[int], Event] | None = None,
     ) -> int: ...
 
     def record_rollback(

@@ -302,9 +302,11 @@ class Reconciler:
                 writer.ready(ready, converged=not held)
                 if routed.changed:
                     writer.stage(Phase.UPDATING_ROUTES, f"{ready} replica(s) in the routes")
-                if not held:
+                writer.stage(final, message)
+                if held:
+                    writer.flush()
+                else:  # its revision serves: recorded with the phase, in one transaction
                     self.rollbacks.serve(record, spec, writer)
-                writer.enter(final, message)
             if routed.problem:
                 return Outcome.again(final, ROUTE_RETRY_S, message)
             return Outcome.done(final, message)

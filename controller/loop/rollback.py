@@ -83,17 +83,24 @@ class Rollbacks:
         return message
 
     def serve(self, record: DeploymentRecord, spec: DeploymentSpec, writer: StatusWriter) -> None:
-        """An active generation's spec is the serving revision (a new one if it changed)."""
+        """An active generation's spec is the serving revision (a new one if it changed),
+        written with what the writer staged (the phase it serves in) in one transaction;
+        otherwise the staged status is written alone."""
         if record.serving_hash == spec.spec_hash or spec.image is None:
+            writer.flush()
             return
-        revision = self.store.serve_revision(
+        change = writer.staged()
+        self.store.serve_revision(
             writer.fence,
             record.name,
             record.generation,
             policy.revision_spec(spec),
             spec.spec_hash,
             spec.image,
+            change,
+            lambda revision: writer.note_event(
+                f"revision {revision} serves (generation {record.generation})", revision=revision
+            ),
         )
-        writer.note(
-            f"revision {revision} serves (generation {record.generation})", revision=revision
-        )
+        if change is not None:
+            writer.written()

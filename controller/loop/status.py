@@ -164,6 +164,7 @@ class StatusWriter:
         if phase == Phase.ACTIVE:
             status = replace(status, phase_progress=100)
         self._status = status
+        self._dirty = True
         if previous != phase:
             self._pending.append(
                 Event(
@@ -225,6 +226,7 @@ class StatusWriter:
 
     def ready(self, ready_replicas: int, converged: bool = False) -> None:
         """Ready replicas now; `converged` also ends the failure streak (attempts = 0)."""
+        self._dirty = self._dirty or ready_replicas != self._status.ready_replicas
         self._status = replace(self._status, ready_replicas=ready_replicas)
         if converged:
             self._status = replace(self._status, attempts=0)
@@ -261,15 +263,17 @@ class StatusWriter:
         )
 
     def note(self, message: str, level: str = "info", **metadata: Any) -> None:
-        self._pending.append(
-            Event(
-                deployment=self._status.name,
-                kind="note" if level == "info" else "error",
-                level=level,
-                generation=self._status.observed_generation,
-                message=message,
-                metadata=metadata,
-            )
+        self._pending.append(self.note_event(message, level, **metadata))
+
+    def note_event(self, message: str, level: str = "info", **metadata: Any) -> Event:
+        """A note of this deployment, for a store to write with what it records."""
+        return Event(
+            deployment=self._status.name,
+            kind="note" if level == "info" else "error",
+            level=level,
+            generation=self._status.observed_generation,
+            message=message,
+            metadata=metadata,
         )
 
     # --- writing ---------------------------------------------------------------------------
@@ -281,14 +285,12 @@ class StatusWriter:
         `carry`: what is staged and not yet written (the phase this call belongs to, its
         events, progress) is written in the intent's transaction; only the pass's own
         thread may ask it (the writer is not shared)."""
-        change = None
-        if carry and (self._pending or self._create_row or self._dirty):
-            change = StatusChange(self._status, tuple(self._pending), self._create_row)
+        change = self.staged() if carry else None
         with self._stores.mutations.mutation(
             self.fence, self._status.name, action, target, change
         ) as record:
-            if change is not None:
-                self._written()
+            if change is not None:  # committed with the intent
+                self.written()
 
             def done(
                 message: str,
@@ -310,9 +312,16 @@ class StatusWriter:
 
     def flush(self) -> None:
         self._stores.status.record(self.fence, self._status, self._pending, self._create_row)
-        self._written()
+        self.written()
 
-    def _written(self) -> None:
+    def staged(self) -> StatusChange | None:
+        """What is staged and not yet written, for another fenced transaction to write
+        (`written` once it committed); None when nothing is."""
+        if self._pending or self._create_row or self._dirty:
+            return StatusChange(self._status, tuple(self._pending), self._create_row)
+        return None
+
+    def written(self) -> None:
         self._create_row = False
         self._dirty = False
         self._pending = []
