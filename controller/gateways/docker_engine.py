@@ -22,7 +22,6 @@ from typing import Any
 
 import docker
 import docker.errors
-import docker.transport
 import docker.utils
 import requests
 
@@ -132,22 +131,6 @@ def docker_time(text: str | None) -> float | None:
     return moment.timestamp() + float("0." + (fraction or "0"))
 
 
-def _one_connection_pool(api: docker.APIClient) -> None:
-    """docker-py's unix-socket adapter keeps a connection pool per URL (a container's id, a
-    list's filters are in the URL), at most 25, so nearly every call of a busy loop made a
-    new socket and closed an old one. Every URL of a unix socket goes to the same socket:
-    one pool (of `max_pool_size` kept connections) serves them all."""
-    adapter = api.get_adapter(api.base_url)
-    if not isinstance(adapter, docker.transport.UnixHTTPAdapter):
-        return  # TCP and SSH adapters key their pools by host already
-    by_url = adapter.get_connection
-
-    def one_pool(url: str, proxies: Any = None) -> Any:
-        return by_url(api.base_url, proxies)
-
-    adapter.get_connection = one_pool  # type: ignore[method-assign,assignment]
-
-
 class DockerGateway:
     """Thread-safe wrapper of one `APIClient` (its connection pool serves every worker)."""
 
@@ -159,7 +142,6 @@ class DockerGateway:
                 max_pool_size=pool_size,
                 **docker.utils.kwargs_from_env(),
             )
-        _one_connection_pool(self.api)
         self._event_streams: set[Any] = set()
         self._lock = threading.Lock()
 
