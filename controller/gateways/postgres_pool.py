@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from controller.gateways.postgres_sql import (
@@ -80,9 +81,9 @@ class PoolOps:
     def _insert_events(
         conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
     ) -> None:
-        for event in events:
-            params = {**event.__dict__, "leader_term": fence.term}
-            conn.execute(queries()["insert_event"], adapt(params))
+        if events:  # one statement for them all
+            rows = Jsonb([event.__dict__ for event in events])
+            conn.execute(queries()["insert_events"], {"events": rows, "leader_term": fence.term})
 
 
 class Pool(PoolOps):

@@ -92,11 +92,17 @@ SET phase = %(phase)s,
     updated_at = now()
 WHERE name = %(name)s;
 
--- name: insert_event
+-- name: insert_events
+-- The events of one transaction in one statement (a JSON array of them), in their order:
+-- the rows are made in `position` order, so their ids and times ascend with the list.
 INSERT INTO deployment_events
     (deployment, generation, kind, level, phase_from, phase_to, action, message, metadata, leader_term)
-VALUES (%(deployment)s, %(generation)s, %(kind)s, %(level)s, %(phase_from)s, %(phase_to)s,
-        %(action)s, %(message)s, %(metadata)s, %(leader_term)s);
+SELECT e.deployment, e.generation, e.kind, e.level, e.phase_from, e.phase_to, e.action,
+       e.message, coalesce(e.metadata, '{}'::jsonb), %(leader_term)s
+FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS item(event, position),
+     jsonb_to_record(item.event) AS e(deployment text, generation bigint, kind text,
+         level text, phase_from text, phase_to text, action text, message text, metadata jsonb)
+ORDER BY item.position;
 
 -- name: delete_status
 DELETE FROM deployment_status WHERE name = %(name)s;

@@ -108,6 +108,20 @@ def test_a_term_granted_twice_lets_only_its_holder_write(store_backend: StoreBac
     assert record is not None and record.phase == Phase.ACTIVE
 
 
+def test_the_events_of_one_write_are_kept_in_their_order(store_backend: StoreBackend) -> None:
+    """Written in one statement (`insert_events`), they read back as listed, metadata and
+    phases included."""
+    fence = store_backend.new_term()
+    store_backend.declare("web", image=IMAGE)
+    events = [
+        Event(deployment="web", kind="phase", message=f"step {n}", phase_to=Phase.CREATING)
+        for n in range(12)
+    ]
+    events.append(Event(deployment="web", kind="note", message="last", metadata={"n": [1, 2]}))
+    store_backend.stores.status.record(fence, status("web", Phase.CREATING), events, True)
+    assert store_backend.event_messages("web") == [e.message for e in events]
+
+
 def test_phase_updated_at_moves_only_with_the_phase(store_backend: StoreBackend) -> None:
     fence = store_backend.new_term()
     store_backend.declare("web", image=IMAGE)
