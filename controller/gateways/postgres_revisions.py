@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from controller.gateways.postgres_pool import Store
 from controller.gateways.postgres_sql import adapt, queries
@@ -63,21 +64,21 @@ class RevisionStore(Store):
         `serving`, the one before `superseded`. Returns the serving revision. In the same
         transaction: `status` (the phase it serves in, with its events) and `note`'s event
         naming the revision."""
-        params = {"deployment": deployment}
+        params = {
+            "deployment": deployment,
+            "generation": generation,
+            "spec": Jsonb(spec),
+            "spec_hash": spec_hash,
+            "image": image,
+        }
 
         def work(conn: psycopg.Connection[Any]) -> int:
             self._fence(conn, fence)
             if status is not None:
                 write_status(conn, fence, status.status, status.events, status.create_row)
-            current = conn.execute(queries()["select_serving_revision"], params).fetchone()
-            if current is not None and current["spec_hash"] == spec_hash:
-                revision = int(current["revision"])
-            else:
-                conn.execute(queries()["supersede_revision"], params)
-                revision = self._insert(
-                    conn, deployment, generation, spec, spec_hash, image, "serving"
-                )
-            conn.execute(queries()["set_serving_revision"], {**params, "revision": revision})
+            row = conn.execute(queries()["serve_revision"], params).fetchone()
+            assert row is not None
+            revision = int(row["revision"])
             if note is not None:
                 self._insert_events(conn, fence, [note(revision)])
             return revision

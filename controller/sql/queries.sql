@@ -486,17 +486,14 @@ WHERE sha256 = %(sha256)s;
 -- ---------------------------------------------------------------------------------------
 -- Revisions (sql/migrations/0009_revisions.sql).
 
--- name: select_serving_revision
-SELECT revision, spec_hash FROM deployment_revisions
-WHERE deployment = %(deployment)s AND outcome = 'serving' FOR UPDATE;
+-- name: serve_revision
+-- This spec serves now (sql/migrations/0023_serve_revision.sql): its number.
+SELECT berth_serve_revision(%(deployment)s, %(generation)s, %(spec)s, %(spec_hash)s,
+                            %(image)s) AS revision;
 
 -- name: next_revision
 SELECT coalesce(max(revision), 0) + 1 AS revision FROM deployment_revisions
 WHERE deployment = %(deployment)s;
-
--- name: supersede_revision
-UPDATE deployment_revisions SET outcome = 'superseded'
-WHERE deployment = %(deployment)s AND outcome = 'serving';
 
 -- name: insert_revision
 INSERT INTO deployment_revisions
@@ -504,8 +501,6 @@ INSERT INTO deployment_revisions
 VALUES (%(deployment)s, %(revision)s, %(generation)s, %(spec)s, %(spec_hash)s, %(image)s,
         %(image_id)s, %(outcome)s, %(reason)s);
 
--- name: set_serving_revision
-UPDATE deployment_status SET serving_revision = %(revision)s WHERE name = %(deployment)s;
 
 -- name: select_revisions
 SELECT revision, generation, spec, spec_hash, image, image_id, created_at, outcome, reason
