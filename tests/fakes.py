@@ -560,6 +560,7 @@ class FakeRuntime:
     failures: dict[str, list[BerthError]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     down: bool = False  # the engine does not answer
+    shutting_down: bool = False  # it answers on kept connections, refuses new ones
     announces_changes: bool = True  # as one engine's events do
     _ids: Iterator[int] = field(default_factory=itertools.count)
 
@@ -604,6 +605,9 @@ class FakeRuntime:
         ]
 
     # Runtime ------------------------------------------------------------------------------
+    def accepting(self) -> bool:
+        return not (self.down or self.shutting_down)
+
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         self._call("list")
         found = []

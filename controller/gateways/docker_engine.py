@@ -22,6 +22,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import docker.transport
 import docker.utils
 import requests
 
@@ -131,17 +132,33 @@ def docker_time(text: str | None) -> float | None:
     return moment.timestamp() + float("0." + (fraction or "0"))
 
 
+def _one_connection_pool(api: docker.APIClient) -> None:
+    """docker-py's unix-socket adapter keeps a connection pool per URL (a container's id, a
+    list's filters are in the URL), at most 25, so nearly every call of a busy loop made a
+    new socket and closed an old one. Every URL of a unix socket goes to the same socket:
+    one pool (of `max_pool_size` kept connections) serves them all, as docker-py's TCP
+    adapter already does (it keys its pools by host)."""
+    adapter = api.get_adapter(api.base_url)
+    if not isinstance(adapter, docker.transport.UnixHTTPAdapter):
+        return
+    by_url = adapter.get_connection
+
+    def one_pool(url: str, proxies: Any = None) -> Any:
+        return by_url(api.base_url, proxies)
+
+    adapter.get_connection = one_pool  # type: ignore[method-assign,assignment]
+
+
 class DockerGateway:
     """Thread-safe wrapper of one `APIClient` (its connection pool serves every worker)."""
 
     def __init__(self, pool_size: int = 10, timeout_s: int = 60) -> None:
+        self._engine = docker.utils.kwargs_from_env()  # where the engine is, as the env says
         with translated("connect"):
             self.api = docker.APIClient(
-                version="auto",
-                timeout=timeout_s,
-                max_pool_size=pool_size,
-                **docker.utils.kwargs_from_env(),
+                version="auto", timeout=timeout_s, max_pool_size=pool_size, **self._engine
             )
+        _one_connection_pool(self.api)
         self._event_streams: set[Any] = set()
         self._lock = threading.Lock()
 
@@ -158,6 +175,22 @@ class DockerGateway:
         """One ping, not retried: for probes."""
         with translated("ping"):
             self.api.ping()
+
+    def accepting(self) -> bool:
+        """Whether the engine takes a new connection. A stopping dockerd closes its listener
+        first and then stops every container while it still answers on the connections it
+        has: a kept-alive connection sees the shutdown's exits as plain exits, a new one is
+        refused from the shutdown's first moment."""
+        try:
+            with translated("ping"):
+                fresh = docker.APIClient(version=self.api.api_version, timeout=2, **self._engine)
+                try:
+                    fresh.ping()
+                finally:
+                    fresh.close()
+        except DockerUnavailable:
+            return False
+        return True
 
     @retry_transient
     def image_present(self, image: str) -> bool:

@@ -190,6 +190,9 @@ class DockerRuntime:
         self.api = docker.api
         self.node = node
 
+    def accepting(self) -> bool:
+        return self.docker.accepting()
+
     @retry_transient
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         """Every container carrying a deployment label (of one deployment if named): one call."""

@@ -85,6 +85,9 @@ class SwarmRuntime:
         self._placing: dict[str, threading.Lock] = {}
         self._placing_lock = threading.Lock()
 
+    def accepting(self) -> bool:
+        return self.docker.accepting()
+
     @retry_transient
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         """Every service carrying a deployment label (or `deployment`'s), with its tasks (of

@@ -175,6 +175,10 @@ class Runtime(Protocol):
 
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
 
+    def accepting(self) -> bool:
+        """Whether the engine takes a new connection (False: it is shutting down)."""
+        ...
+
     def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         """The image where replicas run ('present', 'pulled', ...); `before_pull` is
         called before a pull (which may take minutes) is started."""

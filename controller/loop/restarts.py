@@ -169,6 +169,13 @@ class RestartGate:
                 gated.actions.append(action)
                 gated.notes[action.replica] = "stopped by a Docker engine restart"
                 continue
+            if reason == RestartReason.EXITED and not self.runtime.accepting():
+                # Stopped by an engine that is shutting down (it refuses new connections
+                # while it stops its containers): judged once it is back, as its exit.
+                raise DockerUnavailable(
+                    f"replica {action.replica} exited while the Docker engine is shutting "
+                    "down (it refuses new connections): judged once the engine is back"
+                )
             previous = gated.states.get(action.replica, ReplicaRestarts())
             decision = decide(previous, now, self.policy, reason, diagnosis.exit_code)
             gated.states[action.replica] = decision.state

@@ -20,6 +20,7 @@ from controller.model.errors import DockerServerError
 from controller.model.names import LABEL_PROOF
 from controller.model.outcome import Result
 from controller.model.phases import Phase
+from controller.model.replicas import RunState
 from tests.fakes import Behaviour, Cluster, SimulatedCrash, crash_at
 
 HEALTHCHECK = {"test": ["CMD-SHELL", "true"], "interval_s": 1.0}
@@ -281,6 +282,26 @@ def test_an_engine_restart_is_no_fault_of_the_deployments() -> None:
         assert cluster.store.status(name).replica_restarts == {}
     reasons = [e.message for _, e in cluster.store.events if e.action == "start"]
     assert sum("stopped by a Docker engine restart" in r for r in reasons) == 3
+
+
+def test_exits_seen_while_the_engine_shuts_down_count_no_crash() -> None:
+    """A stopping dockerd closes its listener, then stops its containers while it still
+    answers on kept connections: the exits it causes are seen before its event stream
+    ends. They are judged once the engine is back, as its own, not as crashes."""
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", replicas=2)
+    cluster.drive("web")
+    cluster.runtime.shutting_down = True
+    cluster.runtime.stop_everything()
+    cluster.drive("web", until_s=3)
+    assert cluster.store.status("web").restart_count == 0, "no crash counted meanwhile"
+    assert all(c.state == RunState.EXITED for c in cluster.runtime.containers.values())
+    cluster.engine_down()
+    cluster.runtime.shutting_down = False
+    cluster.engine_back()
+    cluster.drive()
+    assert cluster.store.status("web").restart_count == 0
+    assert_converged(cluster, "web", 2)
 
 
 def test_a_replica_crashing_after_the_engine_came_back_counts_again() -> None:

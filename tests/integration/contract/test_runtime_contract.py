@@ -50,6 +50,7 @@ def test_a_placed_replica_is_observed_with_its_identity(runtime_backend: Runtime
     assert (seen.deployment, seen.replica, seen.cluster) == ("web", 1, runtime_backend.cluster)
     assert seen.spec_hash == wanted.labels["io.berth.spec-hash"]
     assert proves(PROOF_KEY, seen), "the creation proof reads back and holds"
+    assert runtime_backend.runtime.accepting(), "a running engine takes new connections"
     assert seen.state == runtime_backend.placed and not seen.ready
     assert runtime_backend.runtime.place(wanted) == replica_id, "a repeat finds the first"
     assert len(mine(runtime_backend, "web")) == 1
