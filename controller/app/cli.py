@@ -294,6 +294,12 @@ def bench() -> None:
 )
 @click.option("--pairs", default=5, show_default=True, help="cold: interleaved pairs per series")
 @click.option(
+    "--profile",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="cold: write py-spy samples of the daemon (collapsed stacks) into this folder",
+)
+@click.option(
     "--threads", default=8, show_default=True, help="parallelism, Berth's and docker-py's"
 )
 @click.option("--trials", default=50, show_default=True, help="latency trials")
@@ -309,6 +315,7 @@ def bench_run(
     deployments: int,
     cold_sizes: str,
     pairs: int,
+    profile: Path | None,
     threads: int,
     trials: int,
     steady_deployments: int,
@@ -331,6 +338,7 @@ def bench_run(
             deployments=deployments,
             cold_sizes=tuple(int(size) for size in cold_sizes.split(",")),
             cold_pairs=pairs,
+            profile=profile,
             threads=threads,
             trials=trials,
             steady_deployments=steady_deployments,

@@ -20,9 +20,11 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from controller.bench import baselines
-from controller.bench.harness import BENCH_IMAGE, Environment, EventCounter, poll
+from controller.bench.harness import BENCH_IMAGE, Daemon, Environment, EventCounter, poll
+from controller.gateways.processes import Profiler
 from controller.model.replicas import Health, RunState
 
 # Probing 100 containers every second saturates a 2-core machine (probes time out and
@@ -89,12 +91,15 @@ def _counts(env: Environment, port: int) -> dict[str, float]:
 
 
 def berth_side(
-    env: Environment, port: int, count: int, healthcheck: bool
+    env: Environment, daemon: Daemon, count: int, healthcheck: bool, profile: Path | None = None
 ) -> tuple[float, dict[str, float]]:
     """Seconds from the INSERT to every row converged and every container running (healthy),
-    and the daemon's counts over that time."""
+    and the daemon's counts over that time; with `profile`, py-spy's samples of the daemon
+    over that time are written there."""
     names = [f"cold-{i:04d}" for i in range(count)]
+    port = daemon.port
     before = _counts(env, port)
+    profiler = Profiler(daemon.pid, profile) if profile is not None else None
     # Docker's events say when the last container runs (or is healthy) without a query;
     # only then are the rows polled, so that the measuring loads neither side.
     counter = EventCounter(env, "health_status: healthy" if healthcheck else "start")
@@ -103,6 +108,8 @@ def berth_side(
     counter.wait(count)
     poll(lambda: env.converged(names), timeout_s=600, interval_s=0.01)
     elapsed = time.monotonic() - started
+    if profiler is not None:
+        print(f"py-spy samples of the daemon (collapsed stacks): {profiler.stop()}")
     after = _counts(env, port)
     listed = env.containers()
     running = [
@@ -127,18 +134,34 @@ def floor_side(count: int, threads: int, healthcheck: bool) -> float:
 
 
 def series(
-    env: Environment, port: int, count: int, pairs: int, threads: int, healthcheck: bool
+    env: Environment,
+    daemon: Daemon,
+    count: int,
+    pairs: int,
+    threads: int,
+    healthcheck: bool,
+    profile: Path | None = None,
 ) -> Series:
+    """`pairs` interleaved pairs, each printed as it ends (a long run shows what it has)."""
     found = Series(count, healthcheck)
+    variant = " -> healthy" if healthcheck else " -> running"
+    print(f"\n== cold converge: {count} deployments{variant}, rows converged", flush=True)
+    print(f"{'pair':<6}{'berth':>10}{'floor':>10}{'ratio':>8}  floor: docker-py, {threads} threads")
     totals: dict[str, float] = defaultdict(float)
     for index in range(pairs):
+        name = f"cold-{count}{'-healthy' if healthcheck else ''}-pair{index + 1}.txt"
+        samples = profile / name if profile is not None else None
         if index % 2 == 0:
             floor = floor_side(count, threads, healthcheck)
-            berth, counts = berth_side(env, port, count, healthcheck)
+            berth, counts = berth_side(env, daemon, count, healthcheck, samples)
         else:
-            berth, counts = berth_side(env, port, count, healthcheck)
+            berth, counts = berth_side(env, daemon, count, healthcheck, samples)
             floor = floor_side(count, threads, healthcheck)
-        found.pairs.append(Pair(berth, floor))
+        pair = Pair(berth, floor)
+        found.pairs.append(pair)
+        first = "floor first" if index % 2 == 0 else "berth first"
+        times = f"{pair.berth_s:>9.3f}s{pair.floor_s:>9.3f}s"
+        print(f"{index + 1:<6}{times}{pair.ratio:>7.2f}x  {first}", flush=True)
         for key, value in counts.items():
             totals[key] += value
     found.costs = {
@@ -147,36 +170,29 @@ def series(
     return found
 
 
-def print_series(found: Series, threads: int) -> None:
-    variant = " -> healthy" if found.healthcheck else " -> running"
-    print(f"\n== cold converge: {found.count} deployments{variant}, rows converged")
-    print(f"{'pair':<6}{'berth':>10}{'floor':>10}{'ratio':>8}  floor: docker-py, {threads} threads")
-    for index, pair in enumerate(found.pairs):
-        first = "floor first" if index % 2 == 0 else "berth first"
-        print(
-            f"{index + 1:<6}{pair.berth_s:>9.3f}s{pair.floor_s:>9.3f}s{pair.ratio:>7.2f}x  {first}"
-        )
+def print_summary(found: Series) -> None:
     ratios = ", ".join(f"{p.ratio:.2f}" for p in found.pairs)
     print(f"median ratio {found.median:.2f}x ({ratios})")
-    print(
-        "per deployment, Berth's side: "
-        + ", ".join(f"{key} {value:.2f}" for key, value in found.costs.items())
-    )
+    costs = ", ".join(f"{key} {value:.2f}" for key, value in found.costs.items())
+    print(f"per deployment, Berth's side: {costs}", flush=True)
 
 
 def run(
     env: Environment,
-    port: int,
+    daemon: Daemon,
     sizes: tuple[int, ...],
     pairs: int,
     threads: int,
     healthcheck_variant: bool,
     swarm: bool,
+    profile: Path | None = None,
 ) -> None:
+    if profile is not None:
+        profile.mkdir(parents=True, exist_ok=True)
     for count in sizes:
-        print_series(series(env, port, count, pairs, threads, False), threads)
+        print_summary(series(env, daemon, count, pairs, threads, False, profile))
         if healthcheck_variant:
-            print_series(series(env, port, count, pairs, threads, True), threads)
+            print_summary(series(env, daemon, count, pairs, threads, True, profile))
         if swarm:
             run_id = uuid.uuid4().hex[:6]
             seconds = baselines.swarm_service(count, BENCH_IMAGE, run_id)

@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -42,6 +42,17 @@ def poll(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.0
             return found
         time.sleep(interval_s)
     raise TimeoutError(f"gave up after {timeout_s}s")
+
+
+class Daemon(NamedTuple):
+    """A `berth run` of the benchmark's cluster: its process and its HTTP port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
 
 class Environment:
@@ -75,7 +86,7 @@ class Environment:
     def sql(self, query: str, params: Any = None) -> list[dict[str, Any]]:
         return self.database.schema.execute_sql(query, params)
 
-    def start_daemon(self, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+    def start_daemon(self, **env: str) -> Daemon:
         """A `berth run` of this cluster; returns once it leads (if no other daemon does)."""
         port = free_port()
         # Measure Berth as deployed: production defaults, not the tests' quick polling.
@@ -94,7 +105,7 @@ class Environment:
             timeout_s=60,
             interval_s=0.05,
         )
-        return process, port
+        return Daemon(process, port)
 
     def containers(self, deployment: str | None = None) -> list[ObservedReplica]:
         return [c for c in self.runtime.observe(deployment) if c.cluster == self.cluster]

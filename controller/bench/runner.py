@@ -32,6 +32,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from controller.bench import (
     api,
@@ -76,6 +77,7 @@ class BenchOptions:
     deployments: int = 100
     cold_sizes: tuple[int, ...] = (50, 200)
     cold_pairs: int = 5
+    profile: Path | None = None  # cold: py-spy samples of the daemon written here
     threads: int = 8
     trials: int = 50
     swarm: bool = True
@@ -156,20 +158,22 @@ def run(names: list[str], options: BenchOptions) -> None:
     if docker_scenarios:
         env = Environment(options.database_url)
         try:
-            _, port = env.start_daemon(
+            daemon = env.start_daemon(
                 BERTH_CONCURRENCY=str(options.threads), BERTH_RESYNC_INTERVAL_S=options.resync_s
             )
+            port = daemon.port
             if "latency" in names:
                 scenarios.print_rows("latency", scenarios.latency(env, options.trials))
             if "cold" in names:
                 cold.run(
                     env,
-                    port,
+                    daemon,
                     options.cold_sizes,
                     options.cold_pairs,
                     options.threads,
                     options.healthcheck_variant,
                     options.swarm,
+                    options.profile,
                 )
             if "update" in names:
                 scenarios.print_rows(

@@ -47,3 +47,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+class Profiler:
+    """py-spy sampling a running process (`berth bench run cold --profile DIR`): on-CPU
+    samples only (`--gil`), 100 a second, as collapsed stacks (flamegraph.pl reads them)."""
+
+    def __init__(self, pid: int, output: Path) -> None:
+        spy = Path(sys.executable).with_name("py-spy")
+        self.output = output
+        self._process = subprocess.Popen(
+            [str(spy), "record", "--pid", str(pid), "--output", str(output), "--format",
+             "raw", "--rate", "100", "--gil", "--threads"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> Path:
+        """End the recording (py-spy writes its file on SIGINT); the file."""
+        self._process.send_signal(2)
+        self._process.wait(60)
+        return self.output
