@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller.bench import baselines
-from controller.bench.harness import BENCH_IMAGE, Daemon, Environment, EventCounter, poll
+from controller.bench.harness import (
+    BENCH_IMAGE,
+    Daemon,
+    Environment,
+    EventCounter,
+    poll,
+    quiet_machine,
+)
 from controller.gateways.processes import Profiler
 from controller.model.replicas import Health, RunState
 
@@ -151,11 +158,16 @@ def series(
     for index in range(pairs):
         name = f"cold-{count}{'-healthy' if healthcheck else ''}-pair{index + 1}.txt"
         samples = profile / name if profile is not None else None
+        # Each run starts on a quiet machine: the other's teardown done.
         if index % 2 == 0:
+            quiet_machine()
             floor = floor_side(count, threads, healthcheck)
+            quiet_machine()
             berth, counts = berth_side(env, daemon, count, healthcheck, samples)
         else:
+            quiet_machine()
             berth, counts = berth_side(env, daemon, count, healthcheck, samples)
+            quiet_machine()
             floor = floor_side(count, threads, healthcheck)
         pair = Pair(berth, floor)
         found.pairs.append(pair)
