@@ -40,6 +40,12 @@ pytestmark = [
 ]
 
 
+# A cluster's intents left without an outcome and not resolved.
+UNRESOLVED = (
+    "SELECT id FROM berth_mutations WHERE cluster = %s AND outcome IS NULL AND resolution IS NULL"
+)
+
+
 @pytest.fixture(scope="module")
 def pair() -> Iterator[PostgresPair]:
     made = PostgresPair()
@@ -139,11 +145,7 @@ def test_a_failover_under_converging_deployments_is_followed(
         found = containers.find()
         by_name = Counter(c["Labels"]["io.berth.deployment"] for c in found)
         assert by_name == Counter(every), f"one container each, nothing else: {by_name}"
-        unresolved = (
-            "SELECT id FROM berth_mutations WHERE cluster = %s AND outcome IS NULL "
-            "AND resolution IS NULL"
-        )
-        wait_for(lambda: not sql(unresolved, [cluster]), what="every intent resolved")
+        wait_for(lambda: not sql(UNRESOLVED, [cluster]), what="every intent resolved")
     finally:
         daemon.stop()
 
@@ -209,8 +211,10 @@ def test_synchronous_acknowledged_writes_survive_a_failover_and_a_switchover_bac
 ) -> None:
     """With a synchronous standby a write acknowledged to the operator is on the standby's
     disk: the primary lost right after it, the promoted standby has it, and Berth converges
-    it. Then the old primary rejoins as a standby and a planned switchover promotes it back;
-    the same daemon follows both times, leads again, and nothing is made twice."""
+    it. Then the old primary rejoins as a standby and a planned switchover promotes it back
+    while 20 deployments converge; the same daemon follows both times, leads again within
+    the promotion + 2 s, every deployment converges with one container, and every intent
+    is resolved."""
     pair = PostgresPair(synchronous=True)
     try:
         url = pair.url("primary", "standby")
@@ -230,22 +234,39 @@ def test_synchronous_acknowledged_writes_survive_a_failover_and_a_switchover_bac
 
             pair.rejoin("primary")  # now a standby of the promoted one
             wait_for(lambda: pair.in_recovery("primary"), what="the old primary a standby")
+            # The switchover back, under 20 converging deployments, as the failover was.
+            converging = [f"back-{index}" for index in range(20)]
+            sql(
+                "INSERT INTO deployments (name, image) SELECT unnest(%s::text[]), %s",
+                [converging, EXAMPLE_IMAGE],
+            )
+            wait_for(
+                lambda: sum(1 for n in converging if sql.converged(n)) >= 3,
+                interval_s=0.02,
+                what="converging",
+            )
             pair.stop("standby", "fast")  # a planned switchover: the current primary stops
             pair.promote("primary")
-            sql.insert("after-switchover")
+            promoted = time.monotonic()
             wait_for(
-                lambda: (
-                    sql.converged("after-switchover")
-                    and daemon.leadership.is_leader
-                    and daemon.leadership.term != first_term
-                ),
+                lambda: daemon.leadership.is_leader and daemon.leadership.term != first_term,
                 timeout_s=60,
-                what="led again after the switchover back, converged",
+                interval_s=0.02,
+                what="a leader again after the switchover back",
             )
-            names = ("one", "two", "three", "acknowledged", "after-switchover")
-            assert all(sql.converged(n) for n in names)
-            for name in names:
-                assert len(containers.find(name)) == 1, f"no duplicate of {name}"
+            leading_s = time.monotonic() - promoted
+            sql.insert("after-switchover")
+            names = ("one", "two", "three", "acknowledged", "after-switchover", *converging)
+            wait_for(
+                lambda: all(sql.converged(n) for n in names),
+                timeout_s=180,
+                what="every deployment converged after the switchover back",
+            )
+            report(capsys, f"switchover back under 20 converging: leader again {leading_s:.2f}s")
+            assert leading_s < 2.0, "a leader within the promotion + 2 s"
+            found = Counter(c["Labels"]["io.berth.deployment"] for c in containers.find())
+            assert found == Counter(names), f"one container each, nothing else: {found}"
+            wait_for(lambda: not sql(UNRESOLVED, [cluster]), what="every intent resolved")
         finally:
             daemon.stop()
     finally:
@@ -324,10 +345,7 @@ def test_creation_records_lost_with_the_old_primary_are_written_again(
                 [look_alike[:12]],
             )
             assert removed["reason"] in ("unrecorded", "duplicate")
-            unresolved = (
-                "SELECT id FROM berth_mutations WHERE outcome IS NULL AND resolution IS NULL"
-            )
-            assert not sql(unresolved)
+            assert not sql(UNRESOLVED, [cluster])
         finally:
             daemon.stop()
     finally:
