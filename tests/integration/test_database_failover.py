@@ -46,6 +46,22 @@ UNRESOLVED = (
 )
 
 
+def insert_converging(sql: Sql, prefix: str) -> list[str]:
+    """Twenty deployments inserted at once; returns once three have converged (the rest
+    are converging: the moment a failover is tested under)."""
+    names = [f"{prefix}-{index}" for index in range(20)]
+    sql(
+        "INSERT INTO deployments (name, image) SELECT unnest(%s::text[]), %s",
+        [names, EXAMPLE_IMAGE],
+    )
+    wait_for(
+        lambda: sum(1 for n in names if sql.converged(n)) >= 3,
+        interval_s=0.02,
+        what="converging",
+    )
+    return names
+
+
 @pytest.fixture(scope="module")
 def pair() -> Iterator[PostgresPair]:
     made = PostgresPair()
@@ -105,16 +121,7 @@ def test_a_failover_under_converging_deployments_is_followed(
     daemon.start()
     try:
         wait_for(lambda: daemon.leadership.is_leader, what="a leader")
-        names = [f"db-{index}" for index in range(20)]
-        sql(
-            "INSERT INTO deployments (name, image) SELECT unnest(%s::text[]), %s",
-            [names, EXAMPLE_IMAGE],
-        )
-        wait_for(
-            lambda: sum(1 for n in names if sql.converged(n)) >= 3,
-            interval_s=0.02,
-            what="converging",
-        )
+        names = insert_converging(sql, "db")
         before_term = daemon.leadership.term
         pair.stop("primary")
         stopped = time.monotonic()
@@ -235,16 +242,7 @@ def test_synchronous_acknowledged_writes_survive_a_failover_and_a_switchover_bac
             pair.rejoin("primary")  # now a standby of the promoted one
             wait_for(lambda: pair.in_recovery("primary"), what="the old primary a standby")
             # The switchover back, under 20 converging deployments, as the failover was.
-            converging = [f"back-{index}" for index in range(20)]
-            sql(
-                "INSERT INTO deployments (name, image) SELECT unnest(%s::text[]), %s",
-                [converging, EXAMPLE_IMAGE],
-            )
-            wait_for(
-                lambda: sum(1 for n in converging if sql.converged(n)) >= 3,
-                interval_s=0.02,
-                what="converging",
-            )
+            converging = insert_converging(sql, "back")
             pair.stop("standby", "fast")  # a planned switchover: the current primary stops
             pair.promote("primary")
             promoted = time.monotonic()
