@@ -76,12 +76,19 @@ class CreationRecords:
         return replace(self, ids=self.ids | ids) if ids else self
 
 
+def older_than_records(replica: ObservedReplica, records: CreationRecords) -> bool:
+    """Created before Berth kept creation records at all. The engine gives a replica's
+    creation time in whole seconds (rounded down), so only a replica whose whole second
+    ended before records began is surely older: one made in that same second, after the
+    migration, must have a record or a proof like any other."""
+    return records.since is None or replica.created + 1 <= records.since
+
+
 def provenance(replica: ObservedReplica, records: CreationRecords, key: bytes | None) -> Provenance:
     if (
         replica.id in records.ids
         or replica.name in records.pending
-        or records.since is None
-        or replica.created < records.since
+        or older_than_records(replica, records)
     ):
         return Provenance.RECORDED
     if replica.name not in records.names and proves(key, replica):

@@ -38,6 +38,10 @@ def made_by_berth(key: bytes = KEY, proof: str | None = None) -> ObservedReplica
         (CreationRecords(pending=frozenset({"c-name"}), since=500.0), made_by_berth(), "recorded"),
         (CreationRecords(since=2000.0), made_by_berth(proof=""), "recorded"),  # before records
         (CreationRecords(since=None), made_by_berth(proof=""), "recorded"),  # an older schema
+        (CreationRecords(since=1001.0), made_by_berth(proof=""), "recorded"),  # its second ended
+        # Created (whole seconds: 1000) in the second records began, after them: not older.
+        (CreationRecords(since=1000.4), made_by_berth(), "proven"),
+        (CreationRecords(since=1000.4), made_by_berth(proof=""), "unrecorded"),
         # The database lost the record (a failover, a restore); the proof holds: Berth's own.
         (CreationRecords(since=500.0), made_by_berth(), "proven"),
         # Labels copied from a real replica after it was removed behind Berth's back: the
