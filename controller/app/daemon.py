@@ -60,7 +60,7 @@ from controller.loop.ports import Stores
 from controller.loop.reconciler import Reconciler
 from controller.loop.resync import FullResync
 from controller.loop.routes import RouteKeeper
-from controller.loop.stops import MAX_BACKGROUND_STOPS, BackgroundStops
+from controller.loop.stops import BackgroundStops
 from controller.loop.watchers import watch_cluster, watch_database, watch_docker, watch_images
 from controller.loop.webhooks import WebhookSender
 from controller.loop.workqueue import WorkQueue
@@ -88,7 +88,7 @@ class Daemon:
             # A new leader checks whether this process still has sessions (leadership).
             application_name=f"berth {node_id}",
         )
-        self.docker = DockerGateway(pool_size=settings.concurrency + 4 + MAX_BACKGROUND_STOPS)
+        self.docker = DockerGateway(pool_size=settings.concurrency + 4 + settings.stop_concurrency)
         self.swarm = settings.runtime == "swarm"
         self.runtime = SwarmRuntime(self.docker) if self.swarm else DockerRuntime(self.docker)
         swarm = self.runtime if isinstance(self.runtime, SwarmRuntime) else None
@@ -138,7 +138,7 @@ class Daemon:
         self.api = ApiServer(settings, database_url, self.runtime) if settings.api_addr else None
         db = self.database
         self.stores = Stores(db.deployments, db.status, db.mutations, db.revisions, db.builds)
-        self.stops = BackgroundStops(on_done=self.queue.add)
+        self.stops = BackgroundStops(self.queue.add, settings.stop_concurrency)
         self.reconciler = Reconciler(
             settings,
             self.stores,

@@ -24,19 +24,18 @@ from controller.model.errors import BerthError
 from controller.model.replicas import ObservedReplica, RunState
 
 log = structlog.get_logger("berth.stops")
-# Stops in flight at once: each mostly waits out a grace period (a thread blocked on a
-# socket), so many fit; more wait their turn, still off the pass.
-MAX_BACKGROUND_STOPS = 32
 
 
 class BackgroundStops:
     def __init__(
         self,
         on_done: Callable[[str], None],
-        workers: int = MAX_BACKGROUND_STOPS,
+        workers: int = 1,
         run: Callable[[Callable[[], None]], object] | None = None,
     ) -> None:
-        """`run` hands a stop to a worker (a thread pool's by default; tests may defer)."""
+        """`run` hands a stop to one of `workers` threads by default (`stop_concurrency`:
+        each mostly waits out a grace period; more wait their turn, still off the pass);
+        tests may defer."""
         self._on_done = on_done
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="stop") if run is None else None
         self._run = run if run is not None else self._submit

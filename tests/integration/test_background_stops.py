@@ -76,8 +76,10 @@ def test_twenty_deletions_stop_side_by_side(
         for s in stops
     )
     # Each waits out its 4 s grace. Held by their passes, no more could run at once than
-    # the daemon runs passes (BERTH_CONCURRENCY, 4 here); off the passes, nearly all do.
+    # the daemon runs passes (BERTH_CONCURRENCY, 4 here); off the passes, as many as
+    # BERTH_STOP_CONCURRENCY (8), and never more: many exits at once can wedge the engine.
     assert at_once > daemon.settings.concurrency, f"at most {at_once} stops at once"
+    assert at_once <= daemon.settings.stop_concurrency, f"{at_once} stops at once"
 
 
 def test_a_leader_killed_while_replicas_stop_leaves_nothing_running_nor_unresolved(
