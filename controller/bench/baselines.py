@@ -8,6 +8,7 @@ must not carry Berth's gateway (retries, error translation, metrics). Its contai
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,20 +64,31 @@ def docker_py_create_start(
         )
         api.start(created["Id"])
 
-    # Like Berth's side of the benchmark, wait on Docker's events, not by polling its list.
+    # Like Berth's side of the benchmark, wait on Docker's events, not by polling its list;
+    # read from the start: the engine drops events for a reader that falls behind, and
+    # 200 containers' events left unread while they were made lost some `healthy` ones.
     events = api.events(
         decode=True, filters={"type": "container", "label": [f"{BASELINE_LABEL}={run}"]}
     )
-    started = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(one, range(count)))
-    if healthcheck is not None:
-        healthy: set[str] = set()
+    healthy: set[str] = set()
+    all_healthy = threading.Event()
+
+    def follow() -> None:
         for event in events:
             if event.get("Action") == "health_status: healthy":
                 healthy.add(event["Actor"]["ID"])
                 if len(healthy) >= count:
-                    break
+                    all_healthy.set()
+                    return
+
+    follower = threading.Thread(target=follow, daemon=True)
+    if healthcheck is not None:
+        follower.start()
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    if healthcheck is not None and not all_healthy.wait(600):
+        raise TimeoutError(f"{len(healthy)} of {count} baseline containers healthy in 600 s")
     elapsed = time.monotonic() - started
     events.close()
     assert _ready_count(api, run, healthcheck is not None) >= count
