@@ -9,7 +9,8 @@ and starting the same containers on as many threads as Berth's workers
 alternating, so that drifts of a shared machine hit both sides alike; the median ratio of
 the pairs is the figure. Beside it, what one deployment costs on Berth's side, read from
 the daemon's /metrics: Postgres operations (each a round trip: a statement or a
-transaction), Docker calls and passes.
+transaction), Docker calls and passes; and under each pair, the CPU seconds each side's run
+took from the machine, the daemon, Postgres and the engine (`controller.bench.cpu`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from controller.bench import baselines
+from controller.bench import baselines, cpu
 from controller.bench.harness import (
     BENCH_IMAGE,
     Daemon,
@@ -67,6 +68,8 @@ def insert(env: Environment, names: list[str], image: str, healthcheck: bool) ->
 class Pair:
     berth_s: float
     floor_s: float
+    berth_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds, by process
+    floor_cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def ratio(self) -> float:
@@ -99,10 +102,10 @@ def _counts(env: Environment, port: int) -> dict[str, float]:
 
 def berth_side(
     env: Environment, daemon: Daemon, count: int, healthcheck: bool, profile: Path | None = None
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, float], dict[str, float]]:
     """Seconds from the INSERT to every row converged and every container running (healthy),
-    and the daemon's counts over that time; with `profile`, py-spy's samples of the daemon
-    over that time are written there."""
+    the daemon's counts and the CPU seconds by process over that time; with `profile`,
+    py-spy's samples of the daemon over that time are written there."""
     names = [f"cold-{i:04d}" for i in range(count)]
     port = daemon.port
     before = _counts(env, port)
@@ -110,11 +113,13 @@ def berth_side(
     # Docker's events say when the last container runs (or is healthy) without a query;
     # only then are the rows polled, so that the measuring loads neither side.
     counter = EventCounter(env, "health_status: healthy" if healthcheck else "start")
+    cpu_before = cpu.sample(daemon.pid)
     started = time.monotonic()
     insert(env, names, BENCH_IMAGE, healthcheck)
     counter.wait(count)
     poll(lambda: env.converged(names), timeout_s=600, interval_s=0.01)
     elapsed = time.monotonic() - started
+    spent = cpu.spent(cpu_before, cpu.sample(daemon.pid))
     if profiler is not None:
         print(f"py-spy samples of the daemon (collapsed stacks): {profiler.stop()}")
     after = _counts(env, port)
@@ -127,15 +132,20 @@ def berth_side(
     if len(running) != count or len(listed) != count:
         raise AssertionError(f"converged rows but {len(running)} of {count} running")
     env.clear()
-    return elapsed, {key: after[key] - before.get(key, 0.0) for key in after}
+    return elapsed, {key: after[key] - before.get(key, 0.0) for key in after}, spent
 
 
-def floor_side(count: int, threads: int, healthcheck: bool) -> float:
+def floor_side(
+    daemon: Daemon, count: int, threads: int, healthcheck: bool
+) -> tuple[float, dict[str, float]]:
+    """The floor's seconds, and the CPU seconds by process over them (Berth's idle)."""
     run = uuid.uuid4().hex[:6]
     try:
-        return baselines.docker_py_create_start(
+        before = cpu.sample(daemon.pid)
+        elapsed = baselines.docker_py_create_start(
             count, threads, BENCH_IMAGE, run, HEALTHCHECK_DOCKER if healthcheck else None
         )
+        return elapsed, cpu.spent(before, cpu.sample(daemon.pid))
     finally:
         baselines.remove_baseline(run)
 
@@ -161,19 +171,21 @@ def series(
         # Each run starts on a quiet machine: the other's teardown done.
         if index % 2 == 0:
             quiet_machine()
-            floor = floor_side(count, threads, healthcheck)
+            floor, floor_cpu = floor_side(daemon, count, threads, healthcheck)
             quiet_machine()
-            berth, counts = berth_side(env, daemon, count, healthcheck, samples)
+            berth, counts, berth_cpu = berth_side(env, daemon, count, healthcheck, samples)
         else:
             quiet_machine()
-            berth, counts = berth_side(env, daemon, count, healthcheck, samples)
+            berth, counts, berth_cpu = berth_side(env, daemon, count, healthcheck, samples)
             quiet_machine()
-            floor = floor_side(count, threads, healthcheck)
-        pair = Pair(berth, floor)
+            floor, floor_cpu = floor_side(daemon, count, threads, healthcheck)
+        pair = Pair(berth, floor, berth_cpu, floor_cpu)
         found.pairs.append(pair)
         first = "floor first" if index % 2 == 0 else "berth first"
         times = f"{pair.berth_s:>9.3f}s{pair.floor_s:>9.3f}s"
         print(f"{index + 1:<6}{times}{pair.ratio:>7.2f}x  {first}", flush=True)
+        print(f"{'':<6}CPU seconds, Berth's run: {cpu.describe(berth_cpu)}")
+        print(f"{'':<6}CPU seconds, the floor's: {cpu.describe(floor_cpu)}", flush=True)
         for key, value in counts.items():
             totals[key] += value
     found.costs = {
