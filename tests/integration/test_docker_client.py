@@ -1,0 +1,63 @@
+"""The Docker gateway's client on the engine's unix socket: every call goes straight to the
+socket, never through requests' per-call look at the environment (proxies) and the disk
+(~/.netrc), which cost about a quarter of a call's client CPU (see `_one_connection_pool`);
+and an image seen present a moment ago is not asked for again, unless a create finds it
+gone, which makes the next look ask the engine."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import docker
+import pytest
+
+from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.docker_runtime import DockerRuntime
+from controller.model.errors import ImageUnavailable, ImageVanished
+from controller.model.requests import replica_request
+from controller.model.spec import parse_spec
+from tests.integration.conftest import EXAMPLE_IMAGE, RUN_ID
+
+pytestmark = pytest.mark.integration
+
+
+def _looked(*_: object, **__: object) -> NoReturn:
+    raise AssertionError("requests looked at the environment or ~/.netrc")
+
+
+def test_calls_on_the_unix_socket_never_read_proxies_or_netrc(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("ALL_PROXY", "http://127.0.0.1:9")
+    gateway = DockerGateway(pool_size=2)
+    try:
+        monkeypatch.setattr("requests.sessions.get_environ_proxies", _looked)
+        monkeypatch.setattr("requests.sessions.get_netrc_auth", _looked)
+        gateway.ping()
+        assert gateway.image_present(EXAMPLE_IMAGE)
+        assert not gateway.image_present("berth-test/never-made:1")
+    finally:
+        gateway.close()
+
+
+def test_an_image_removed_after_it_was_seen_is_looked_for_again(
+    docker_api: docker.APIClient, cluster: str
+) -> None:
+    repository, tag = f"berth-test/vanishing-{RUN_ID}", "1"
+    image = f"{repository}:{tag}"
+    docker_api.tag(EXAMPLE_IMAGE, repository, tag)
+    gateway = DockerGateway(pool_size=2, image_seen_s=600.0)
+    try:
+        assert gateway.ensure_image(image) == "present"
+        docker_api.remove_image(image)
+        assert gateway.ensure_image(image) == "present", "seen a moment ago: not asked again"
+        spec = parse_spec({"name": "vanishing", "image": image})
+        with pytest.raises(ImageVanished, match="No such image"):
+            DockerRuntime(gateway).place(replica_request(spec, 0, cluster, 1, proof_key=b"k"))
+        with pytest.raises(ImageUnavailable, match="could not be pulled"):
+            gateway.ensure_image(image)  # asked again: gone, and no registry has it
+    finally:
+        gateway.close()
+        if any(image in (i.get("RepoTags") or []) for i in docker_api.images()):
+            docker_api.remove_image(image)
