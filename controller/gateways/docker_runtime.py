@@ -35,6 +35,7 @@ from controller.model.errors import (
     DockerConflict,
     DockerRejected,
     DockerServerError,
+    ImageVanished,
     InvalidSpec,
     NameTaken,
     ReplicaVanished,
@@ -63,6 +64,7 @@ from controller.model.replicas import (
 
 _HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 _EVERY_INTERFACE = ("0.0.0.0", "", "::")
+NO_SUCH_IMAGE = "No such image"  # the engine's answer to a create whose image is missing
 
 
 def health_from_status(status_text: str) -> Health:
@@ -239,6 +241,13 @@ class DockerRuntime:
             container_id = str(created["Id"])
         except DockerConflict:
             container_id = self._existing_with_same_identity(request.name, request.labels)
+        except DockerRejected as error:
+            if NO_SUCH_IMAGE not in str(error):
+                raise
+            # Removed since the pass saw it (`ensure_image` trusts a recent look): plan
+            # again at once, and that pass looks for it (and pulls it) anew.
+            self.docker.forget_image(request.image)
+            raise ImageVanished(f"{error}: looked for again") from error
         self._join_networks(container_id, request)
         return container_id
 

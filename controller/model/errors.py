@@ -130,6 +130,12 @@ class ReplicaVanished(NotFound):
     `failed` phase), and the API answers 404."""
 
 
+class ImageVanished(ReplicaVanished):
+    """The image a create needs was removed after the pass saw it present. As with a
+    vanished replica, the world changed, not the spec: the pass plans again at once, and
+    looks for the image (pulling it) anew."""
+
+
 class Conflict(BerthError):
     """The change conflicts with the current state: the name exists, the row moved on since
     the generation the caller read, or the build already ended."""
