@@ -114,16 +114,20 @@ class MutationStore(Store):
         deployment: str = "",
         target: str = "",
     ) -> None:
-        def work(conn: psycopg.Connection[Any]) -> None:
-            params = {"id": intent_id, "outcome": outcome, "called_at": called_at}
-            conn.execute(queries()["finish_intent"], params)
-            if record.created is not None:
-                self._record_container(conn, fence, record.created, deployment, target)
-            if record.removed is not None:
-                conn.execute(queries()["forget_container"], {"container_id": record.removed})
-            self._insert_events(conn, fence, record.events)
-
-        self._in_transaction("mutation", work)
+        """The outcome, the container made or removed and the events: one statement, which
+        is its own transaction (no BEGIN and COMMIT round trips)."""
+        params = {
+            "id": intent_id,
+            "outcome": outcome,
+            "called_at": called_at,
+            "created": record.created,
+            "removed": record.removed,
+            "deployment": deployment,
+            "target": target,
+            "term": fence.term,
+            "events": [event.__dict__ for event in record.events],
+        }
+        self._run("finish_mutation", params)
 
     def unfinished_intents(self, fence: Fence) -> list[Intent]:
         """Mutations of earlier terms left without an outcome and not yet resolved."""

@@ -93,16 +93,9 @@ SET phase = %(phase)s,
 WHERE name = %(name)s;
 
 -- name: insert_events
--- The events of one transaction in one statement (a JSON array of them), in their order:
--- the rows are made in `position` order, so their ids and times ascend with the list.
-INSERT INTO deployment_events
-    (deployment, generation, kind, level, phase_from, phase_to, action, message, metadata, leader_term)
-SELECT e.deployment, e.generation, e.kind, e.level, e.phase_from, e.phase_to, e.action,
-       e.message, coalesce(e.metadata, '{}'::jsonb), %(leader_term)s
-FROM jsonb_array_elements(%(events)s) WITH ORDINALITY AS item(event, position),
-     jsonb_to_record(item.event) AS e(deployment text, generation bigint, kind text,
-         level text, phase_from text, phase_to text, action text, message text, metadata jsonb)
-ORDER BY item.position;
+-- The events of one transaction in one statement (a JSON array of them), in their order
+-- (schema 24's function is the one place they are inserted).
+SELECT berth_insert_events(%(events)s, %(leader_term)s);
 
 -- name: delete_status
 DELETE FROM deployment_status WHERE name = %(name)s;
@@ -219,11 +212,11 @@ INSERT INTO berth_mutations (cluster, term, node_id, deployment, action, target)
 VALUES (%(cluster)s, %(term)s, %(node_id)s, %(deployment)s, %(action)s, %(target)s)
 RETURNING id;
 
--- name: finish_intent
-UPDATE berth_mutations
-SET finished_at = clock_timestamp(), outcome = %(outcome)s,
-    called_at = to_timestamp(%(called_at)s)
-WHERE id = %(id)s;
+-- name: finish_mutation
+-- A mutation's outcome, its creation record (or its removal) and its events: one statement,
+-- its own transaction (schema 24).
+SELECT berth_finish_mutation(%(id)s, %(outcome)s, %(called_at)s, %(created)s, %(removed)s,
+                             %(deployment)s, %(target)s, %(term)s, %(events)s);
 
 -- name: prune_mutations
 -- Hourly, by the leader: the mutation log, and the output of builds that ended as long ago
