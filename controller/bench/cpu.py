@@ -27,11 +27,18 @@ def _process_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
 
 
-def _machine_seconds() -> float:
-    """Busy CPU seconds of the machine so far, every core: all but idle and iowait."""
+def machine_ticks() -> tuple[int, int]:
+    """All and idle CPU time of the machine so far, every core (/proc/stat's first line,
+    in ticks; idle counts iowait). Also `harness.quiet_machine`'s measure."""
     with open("/proc/stat", encoding="ascii") as stat:
         fields = [int(value) for value in stat.readline().split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / _TICKS
+    return sum(fields), fields[3] + fields[4]
+
+
+def _machine_seconds() -> float:
+    """Busy CPU seconds of the machine so far, every core: all but idle and iowait."""
+    total, idle = machine_ticks()
+    return (total - idle) / _TICKS
 
 
 def sample(daemon_pid: int) -> dict[str, float]:

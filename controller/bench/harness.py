@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller.bench.cpu import machine_ticks
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.postgres import Database
@@ -44,13 +45,6 @@ def poll(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.0
     raise TimeoutError(f"gave up after {timeout_s}s")
 
 
-def _cpu_times() -> tuple[int, int]:
-    """All and idle CPU time of the machine so far (/proc/stat's first line, in ticks)."""
-    with open("/proc/stat", encoding="ascii") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    return sum(fields), fields[3] + fields[4]  # idle + iowait
-
-
 def quiet_machine(idle: float = 0.85, window_s: float = 0.5, timeout_s: float = 60.0) -> float:
     """Wait until the CPU is at least `idle` idle over a `window_s` window (the engine done
     cleaning up after the last run), at most `timeout_s`; the seconds waited. A run of a
@@ -58,9 +52,9 @@ def quiet_machine(idle: float = 0.85, window_s: float = 0.5, timeout_s: float = 
     without this, whichever side ran second was 10-40% slower at 200 containers."""
     started = time.monotonic()
     while time.monotonic() - started < timeout_s:
-        total, idle_before = _cpu_times()
+        total, idle_before = machine_ticks()
         time.sleep(window_s)
-        total_after, idle_after = _cpu_times()
+        total_after, idle_after = machine_ticks()
         if (idle_after - idle_before) >= idle * max(1, total_after - total):
             break
     return time.monotonic() - started
