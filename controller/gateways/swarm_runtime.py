@@ -28,7 +28,7 @@ from controller.gateways.docker_engine import DockerGateway, docker_time, transl
 from controller.gateways.retry import retry_transient
 from controller.gateways.swarm_spec import node_local_volumes, service_spec
 from controller.gateways.swarm_tasks import (
-    current_task,
+    inspected_task,
     nodes_by_id,
     placed_on,
     replica_from_service,
@@ -271,11 +271,12 @@ class SwarmRuntime:
             return
 
     def inspect(self, replica_id: str) -> ReplicaInspection:
-        """The current task's state, exit code, when it ended and Swarm's own error text."""
+        """The current task's state, exit code, when it ended and Swarm's own error text; the
+        last exit's while Swarm brings a replacement up (`inspected_task`)."""
         with translated("inspect", replica_id[:12]):
             self.api.inspect_service(replica_id)  # a vanished replica is refused
             tasks = self.api.tasks(filters={"service": replica_id})
-        task = current_task(tasks)
+        task = inspected_task(tasks)
         if task is None:
             return ReplicaInspection(status="no task yet")
         status = task.get("Status") or {}

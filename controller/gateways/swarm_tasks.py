@@ -59,6 +59,19 @@ def current_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(tasks, key=task_order) if tasks else None
 
 
+def inspected_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The task an inspection reports: the current one, unless Swarm is still bringing it
+    up after the app's own end of an earlier one (its restart policy runs a replacement at
+    once, held `ready` for the restart delay). Then that end is the replica's news, with its
+    exit code, error and time, as a restarting container's inspection shows its last exit;
+    the replacement's state is what `observe` reports."""
+    current = current_task(tasks)
+    if current is None or _state(current) not in _COMING_UP:
+        return current
+    ended = [t for t in tasks if _state(t) in _APP_ENDS]
+    return max(ended, key=task_order) if ended else current
+
+
 def replica_state(task: dict[str, Any] | None) -> RunState:
     """A task's state in the one vocabulary: anything but running is `restarting`. Swarm
     brings tasks up and runs an ended one again (every service's restart policy is `any`,

@@ -11,6 +11,7 @@ import pytest
 from controller.gateways.swarm_spec import service_spec
 from controller.gateways.swarm_tasks import (
     current_task,
+    inspected_task,
     node_from_swarm,
     replica_from_service,
     replica_state,
@@ -58,6 +59,29 @@ def test_a_replicas_state_is_its_current_tasks(
     tasks: list[dict[str, Any]], state: RunState
 ) -> None:
     assert replica_state(current_task(tasks)) == state
+
+
+@pytest.mark.parametrize(
+    ("tasks", "reported"),
+    [
+        ([task("running", 3)], "t3"),
+        ([task("preparing", 3)], "t3"),  # nothing ended yet: the task coming up
+        # the app's exit, while Swarm holds its replacement for the restart delay
+        ([task("failed", 2, "shutdown", ContainerStatus={"ExitCode": 3}), task("ready", 5)], "t2"),
+        ([task("complete", 2, "shutdown"), task("starting", 4)], "t2"),
+        # stopped by Swarm (an update), not the app's end: the task coming up
+        ([task("shutdown", 2, "shutdown"), task("starting", 4)], "t4"),
+        # the replacement runs: it is the news, not the earlier exit
+        ([task("failed", 2, "shutdown"), task("running", 5)], "t5"),
+        ([task("failed", 2, "shutdown")], "t2"),
+        ([], None),
+    ],
+)
+def test_an_inspection_reports_the_last_exit_while_swarm_restarts(
+    tasks: list[dict[str, Any]], reported: str | None
+) -> None:
+    found = inspected_task(tasks)
+    assert (found["ID"] if found else None) == reported
 
 
 def test_a_service_is_a_replica_on_its_node_at_the_nodes_address() -> None:
