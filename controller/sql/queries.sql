@@ -326,9 +326,6 @@ ON CONFLICT (container_id) DO NOTHING;
 -- The key of the io.berth.proof label (sql/migrations/0021_creation_proof.sql).
 SELECT key FROM berth_proof_key;
 
--- name: forget_container
-DELETE FROM berth_containers WHERE container_id = %(container_id)s;
-
 -- ---------------------------------------------------------------------------------------
 -- Builds (sql/migrations/0007_builds.sql): the source stage of a pass, the dispatcher,
 -- the build jobs and the CLI.
