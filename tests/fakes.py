@@ -31,6 +31,7 @@ from controller.loop.workqueue import WorkQueue
 from controller.model.builds import BuildRecord, BuildStatus
 from controller.model.errors import (
     BerthError,
+    DatabaseRejected,
     Deposed,
     DockerConflict,
     DockerUnavailable,
@@ -223,6 +224,7 @@ class FakeStore:
             attempts=status.attempts if status else 0,
             next_attempt_at=status.next_attempt_at if status else None,
             leader_term=stored.leader_term if stored else 0,
+            phase_progress=status.phase_progress if status else 0,
             restart_count=status.restart_count if status else 0,
             replica_restarts=dict(status.replica_restarts) if status else {},
             observed_replicas=list(status.replicas) if status else [],
@@ -298,6 +300,10 @@ class FakeStore:
     ) -> None:
         """A status row and its events (the lock held, the fence checked)."""
         if status is not None:
+            if status.phase == Phase.ACTIVE and status.phase_progress != 100:
+                raise DatabaseRejected(  # schema 25's CHECK
+                    'violates check constraint "deployment_status_active_is_complete"'
+                )
             stored = self.statuses.get(status.name)
             if stored is None:
                 if not create_row:

@@ -71,6 +71,13 @@ def replan(writer: StatusWriter | None, error: BerthError) -> Outcome:
     return Outcome.again(writer.phase, REPLAN_AFTER_S, f"planning again: {error}")
 
 
+def held_progress(phase: Phase | None, percent: int) -> int:
+    """The progress a status row says: `active` is complete, always (schema 25 refuses
+    anything else); another phase says `percent`, its last written progress when a pass
+    begins, so a write that moves nothing else does not set the bar back to 0."""
+    return 100 if phase == Phase.ACTIVE else percent
+
+
 class StatusWriter:
     """Writes one deployment's status row and events; only writes what changed."""
 
@@ -94,7 +101,7 @@ class StatusWriter:
             StatusWrite(
                 name=record.name,
                 phase=record.phase or Phase.QUEUED,
-                phase_progress=0,
+                phase_progress=held_progress(record.phase, record.phase_progress),
                 observed_generation=record.observed_generation,
                 desired_replicas=desired_replicas,
                 ready_replicas=record.ready_replicas,
@@ -130,7 +137,7 @@ class StatusWriter:
             StatusWrite(
                 name=name,
                 phase=(record.phase if record else None) or Phase.QUEUED,
-                phase_progress=0,
+                phase_progress=held_progress(record.phase, record.phase_progress) if record else 0,
                 observed_generation=record.observed_generation if record else 0,
                 desired_replicas=0,
                 ready_replicas=0,
@@ -157,12 +164,14 @@ class StatusWriter:
         faults.crash_point(f"before:{phase}")
         structlog.contextvars.bind_contextvars(phase=str(phase))
         status = replace(
-            self._status, phase=phase, phase_progress=0, phase_metadata=metadata, message=message
+            self._status,
+            phase=phase,
+            phase_progress=held_progress(phase, 0),
+            phase_metadata=metadata,
+            message=message,
         )
         if phase != Phase.FAILED:
             status = replace(status, failure_kind=None, next_attempt_at=None)
-        if phase == Phase.ACTIVE:
-            status = replace(status, phase_progress=100)
         self._status = status
         self._dirty = True
         if previous != phase:
@@ -182,7 +191,9 @@ class StatusWriter:
     def progress(self, done: int, total: int, write: bool = True, **metadata: Any) -> None:
         """Record progress; at 100% it rides along with the next write (the next phase's),
         and so does any progress when not `write` (the next call's intent carries it)."""
-        percent = 100 if total <= 0 else min(100, done * 100 // total)
+        percent = held_progress(
+            self._status.phase, 100 if total <= 0 else min(100, done * 100 // total)
+        )
         merged = {**self._status.phase_metadata, **metadata}
         self._status = replace(self._status, phase_progress=percent, phase_metadata=merged)
         if done < total and write:

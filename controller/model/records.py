@@ -53,6 +53,8 @@ class DeploymentRecord:
     attempts: int
     next_attempt_at: datetime | None
     leader_term: int = 0
+    # The phase's progress as last written (percent; `active` is 100, schema 25).
+    phase_progress: int = 0
     restart_count: int = 0
     replica_restarts: dict[str, Any] = field(default_factory=dict)
     # Where its replicas ran at the last pass (`model/replicas.ReplicaRow.as_json` each).
@@ -93,6 +95,7 @@ class DeploymentRecord:
             attempts=row["attempts"] or 0,
             next_attempt_at=row["next_attempt_at"],
             leader_term=row.get("leader_term") or 0,
+            phase_progress=row.get("phase_progress") or 0,
             restart_count=row.get("restart_count") or 0,
             replica_restarts=row.get("replica_restarts") or {},
             observed_replicas=row.get("observed_replicas") or [],

@@ -11,7 +11,7 @@ SELECT coalesce(d.name, s.name) AS name,
        d.source, d.priority, d.routes, d.rollout,
        berth_workload_of(d) AS workload,
        nullif(d.secret_versions, '{}') AS secret_versions,  -- most: none, nothing to decode
-       s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
+       s.phase, s.phase_progress, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts, s.replicas AS observed_replicas,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
@@ -39,7 +39,7 @@ SELECT wanted.name,
        d.source, d.priority, d.routes, d.rollout,
        berth_workload_of(d) AS workload,
        nullif(d.secret_versions, '{}') AS secret_versions,  -- most: none, nothing to decode
-       s.phase, s.phase_updated_at, s.observed_generation, s.ready_replicas,
+       s.phase, s.phase_progress, s.phase_updated_at, s.observed_generation, s.ready_replicas,
        s.failure_kind, s.attempts, s.next_attempt_at, s.leader_term,
        s.restart_count, s.replica_restarts, s.replicas AS observed_replicas,
        CASE WHEN s.stuck_generation = d.generation THEN s.stuck_resumes ELSE 0 END AS stuck_resumes,
@@ -318,9 +318,8 @@ SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on' AS
 
 -- name: record_container
 -- Written with a create's outcome (or a resolved create): this container is Berth's.
-INSERT INTO berth_containers (container_id, deployment, name, term)
-VALUES (%(container_id)s, %(deployment)s, %(name)s, %(term)s)
-ON CONFLICT (container_id) DO NOTHING;
+-- (schema 25's function: berth_finish_mutation writes it through the same one)
+SELECT berth_record_container(%(container_id)s, %(deployment)s, %(name)s, %(term)s);
 
 -- name: select_proof_key
 -- The key of the io.berth.proof label (sql/migrations/0021_creation_proof.sql).

@@ -362,7 +362,10 @@ def test_a_phase_change_wakes_the_webhook_sender_only_for_a_queued_delivery(sql:
         sql("INSERT INTO webhooks (name, url) VALUES ('listening', 'http://127.0.0.1:9/')")
         sql("UPDATE deployment_status SET phase = 'starting' WHERE name = 'quiet'")
         assert woken() == 0, "a phase no webhook asks for (the default: settled ones)"
-        sql("UPDATE deployment_status SET phase = 'active' WHERE name = 'quiet'")
+        sql(
+            "UPDATE deployment_status SET phase = 'active', phase_progress = 100 "
+            "WHERE name = 'quiet'"
+        )
         assert woken() == 1
         assert [r["event"] for r in sql("SELECT event FROM webhook_deliveries")] == ["active"]
 

@@ -183,12 +183,27 @@ def test_the_views_converged_is_the_one_rule(sql: Sql) -> None:
     for phase in Phase:
         for observed in (1, 2):
             sql(
-                "UPDATE deployment_status SET phase = %s, observed_generation = %s "
-                "WHERE name = 'web'",
-                [str(phase), observed],
+                "UPDATE deployment_status SET phase = %s, observed_generation = %s, "
+                "phase_progress = %s WHERE name = 'web'",
+                [str(phase), observed, 100 if phase == Phase.ACTIVE else 0],
             )
             row = sql("SELECT converged, generation FROM deployment_overview")[0]
             assert row["converged"] == converged(phase, observed, row["generation"]), (
                 phase,
                 observed,
             )
+
+
+def test_an_active_status_is_complete(sql: Sql) -> None:
+    """Schema 25: `active` says 100%; a row saying otherwise is refused, naming the rule."""
+    sql.insert("web")
+    sql(
+        "INSERT INTO deployment_status (name, phase, phase_progress) VALUES ('web', 'creating', 40)"
+    )
+    with pytest.raises(psycopg.errors.CheckViolation, match="deployment_status_active_is_complete"):
+        sql("UPDATE deployment_status SET phase = 'active' WHERE name = 'web'")
+    sql("UPDATE deployment_status SET phase = 'active', phase_progress = 100 WHERE name = 'web'")
+    assert sql("SELECT phase, phase_progress FROM deployment_status")[0] == {
+        "phase": "active",
+        "phase_progress": 100,
+    }

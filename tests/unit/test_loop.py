@@ -16,6 +16,7 @@ import pytest
 
 from controller.loop import faults
 from controller.loop.resync import Release
+from controller.loop.status import held_progress
 from controller.model.errors import DockerServerError
 from controller.model.names import LABEL_PROOF
 from controller.model.outcome import Result
@@ -584,3 +585,19 @@ def test_a_replica_removed_behind_berths_back_mid_rollout_is_planned_again_not_f
     said = [e.message for _, e in cluster.store.events if e.deployment == "web"]
     assert any(m.startswith("planning again: a replica vanished") for m in said), said
     assert cluster.store.status("web").attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("phase", "recorded", "said"),
+    [
+        (Phase.ACTIVE, 0, 100),  # a row written before schema 25, or a bug: complete
+        (Phase.ACTIVE, 100, 100),
+        (Phase.HEALTH_CHECK, 66, 66),  # a pass that writes only a message keeps the bar
+        (Phase.CREATING, 0, 0),
+        (None, 0, 0),  # a new deployment
+    ],
+)
+def test_a_status_says_the_progress_it_last_wrote_and_active_is_complete(
+    phase: Phase | None, recorded: int, said: int
+) -> None:
+    assert held_progress(phase, recorded) == said

@@ -4,12 +4,14 @@ mutation log and its resolution, revisions, builds and secrets."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from controller.model.errors import BerthError
+from controller.loop.status import held_progress
+from controller.model.errors import BerthError, DatabaseRejected
 from controller.model.phases import SETTLED_PHASES, Phase
 from controller.model.records import Event, MutationAction, Resolution, StatusWrite
 from controller.model.spec import SPEC_FIELDS
@@ -46,7 +48,7 @@ GATED = {"source", "privileged", "network_mode", "pid_mode", "ipc_mode", "device
 
 
 def status(name: str, phase: Phase, generation: int = 1, ready: int = 0) -> StatusWrite:
-    return StatusWrite(name, phase, 0, generation, 1, ready)
+    return StatusWrite(name, phase, held_progress(phase, 0), generation, 1, ready)
 
 
 def test_every_declared_field_is_read_back_as_declared(store_backend: StoreBackend) -> None:
@@ -89,6 +91,24 @@ def test_a_status_write_is_fenced_by_the_term(store_backend: StoreBackend) -> No
     stores.status.record(second, status("web", Phase.ACTIVE, ready=1))
     record = stores.desired.fetch_one("web")
     assert record is not None and record.phase == Phase.ACTIVE and record.ready_replicas == 1
+
+
+def test_a_status_reads_back_its_progress_and_active_is_complete(
+    store_backend: StoreBackend,
+) -> None:
+    """The progress written is the progress a new pass begins from; `active` at less than
+    100% is refused (schema 25), not written."""
+    fence = store_backend.new_term()
+    store_backend.declare("web", image=IMAGE)
+    stores = store_backend.stores
+    stores.status.record(fence, status("web", Phase.QUEUED), create_row=True)
+    stores.status.record(fence, replace(status("web", Phase.HEALTH_CHECK), phase_progress=66))
+    record = stores.desired.fetch_one("web")
+    assert record is not None and (record.phase, record.phase_progress) == (Phase.HEALTH_CHECK, 66)
+    with pytest.raises(DatabaseRejected, match="deployment_status_active_is_complete"):
+        stores.status.record(fence, replace(status("web", Phase.ACTIVE), phase_progress=0))
+    record = stores.desired.fetch_one("web")
+    assert record is not None and record.phase == Phase.HEALTH_CHECK
 
 
 def test_a_term_granted_twice_lets_only_its_holder_write(store_backend: StoreBackend) -> None:
