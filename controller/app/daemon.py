@@ -52,7 +52,7 @@ from controller.loop.builder import BuildDispatcher
 from controller.loop.certificates import CertificateKeeper
 from controller.loop.controller import Controller
 from controller.loop.dataplane import DataPlaneGuard
-from controller.loop.engine import EngineHistory
+from controller.loop.engine import EngineHistory, warn_of_engine_faults
 from controller.loop.janitor import Janitor
 from controller.loop.leadership import Leadership
 from controller.loop.nodes import NodeKeeper
@@ -200,6 +200,7 @@ class Daemon:
         else:
             self.database.schema.check_schema()
         self.docker.ping()
+        warn_of_engine_faults(self.docker.engine_version(), self.settings.stop_concurrency)
         self.http.start()
         if self.api is not None:
             self.api.start()

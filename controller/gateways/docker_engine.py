@@ -185,6 +185,12 @@ class DockerGateway:
         with translated("ping"):
             self.api.ping()
 
+    @retry_transient
+    def engine_version(self) -> str:
+        """The engine's version as it reports it ("20.10.24+dfsg1")."""
+        with translated("version"):
+            return str(self.api.version(api_version=False).get("Version") or "")
+
     def ping_once(self) -> None:
         """One ping, not retried: for probes."""
         with translated("ping"):

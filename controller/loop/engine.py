@@ -5,11 +5,18 @@ events stream end when the engine stops and reconnect when it answers again; rea
 restart gate (`controller.loop.restarts`), so replicas that the engine stopped while it
 went down are started again without counting as crashes. Kept in memory: a leader elected
 after the restart did not see it, and counts such exits as any other (documented).
+At start the daemon logs the known faults of the engine's version (`warn_of_engine_faults`).
 """
 
 from __future__ import annotations
 
 import threading
+
+import structlog
+
+from controller.policy.engine_faults import engine_faults
+
+log = structlog.get_logger("berth.engine")
 
 # Docker stops containers on shutdown within its own timeout (15 s by default) of the
 # events stream closing, so an exit this long before the loss still counts as the engine's.
@@ -39,3 +46,10 @@ class EngineHistory:
         if finished_at is None or lost is None:
             return False
         return lost - SHUTDOWN_GRACE_S <= finished_at <= (back if back is not None else finished_at)
+
+
+def warn_of_engine_faults(version: str, stop_concurrency: int) -> None:
+    """At start: a warning for each known fault of the engine's version
+    (`controller.policy.engine_faults`)."""
+    for warning in engine_faults(version, stop_concurrency):
+        log.warning("known engine fault", engine_version=version, detail=warning)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections import Counter
@@ -9,9 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import docker
 import pytest
 
 from controller.gateways.processes import spawn_replica
+from controller.policy.engine_faults import engine_faults
 from tests.integration.conftest import EXAMPLE_IMAGE_2, Containers, Sql, settled, wait_for
 from tests.integration.replicas import ReplicaSet
 
@@ -65,6 +68,20 @@ def test_sigterm_stops_cleanly(sql: Sql, cluster: str, tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     assert "berth stopped" in log_path.read_text()
+
+
+def test_a_known_engine_fault_is_warned_of_at_start(sql: Sql, cluster: str, tmp_path: Path) -> None:
+    """The engine's version is read at start and each known fault of it logged, with what
+    Berth's stop concurrency does about it; an engine without one, nothing."""
+    version = docker.APIClient(version="auto").version(api_version=False)["Version"]
+    expected = engine_faults(version, stop_concurrency=8)  # the default
+    log_path = tmp_path / "berth.log"
+    with berth_run(sql.url, cluster, log_path):
+        wait_for(lambda: "berth started" in log_path.read_text(), what="daemon started")
+    lines = log_path.read_text().splitlines()
+    logged = [json.loads(line) for line in lines if "known engine fault" in line]
+    assert [line["detail"] for line in logged] == list(expected), (version, logged)
+    assert all(line["level"] == "warning" for line in logged)
 
 
 @pytest.mark.parametrize("point", ["after:create", "before:starting", "after:remove"])

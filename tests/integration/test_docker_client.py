@@ -16,6 +16,7 @@ from controller.gateways.docker_runtime import DockerRuntime
 from controller.model.errors import ImageUnavailable, ImageVanished
 from controller.model.requests import replica_request
 from controller.model.spec import parse_spec
+from controller.policy.engine_faults import release_of
 from tests.integration.conftest import EXAMPLE_IMAGE, RUN_ID
 
 pytestmark = pytest.mark.integration
@@ -61,3 +62,14 @@ def test_an_image_removed_after_it_was_seen_is_looked_for_again(
         gateway.close()
         if any(image in (i.get("RepoTags") or []) for i in docker_api.images()):
             docker_api.remove_image(image)
+
+
+def test_the_engine_version_is_the_one_the_engine_reports() -> None:
+    """What the start-up warning of known engine faults reads (policy/engine_faults)."""
+    gateway = DockerGateway(pool_size=1)
+    try:
+        reported = docker.APIClient(version="auto").version(api_version=False)["Version"]
+        assert gateway.engine_version() == reported
+        assert release_of(gateway.engine_version()) is not None
+    finally:
+        gateway.close()
