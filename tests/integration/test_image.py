@@ -112,7 +112,7 @@ def test_the_image_runs_berth_and_converges_a_deployment(
         logs = docker_api.logs(daemon).decode(errors="replace")
         assert '"event": "elected leader"' in logs, logs[-2000:]
     finally:
-        docker_api.remove_container(daemon, force=True)
+        docker_api.remove_container(daemon, force=True, v=True)  # and its /var/lib/berth volume
 
 
 def compose(project: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
