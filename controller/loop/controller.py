@@ -77,12 +77,12 @@ class Controller:
         if outcome.failed:
             RECONCILE_ERRORS.labels(kind=str(outcome.result)).inc()
         if outcome.requeue_after is not None:
-            self.queue.add_after(name, outcome.requeue_after)
+            self.queue.add_after(name, outcome.requeue_after, until_next_pass=True)
         elif outcome.result == Result.DEPOSED and self._elected():
             # Elected but not (yet, or no longer) trusted: not dropped, looked at again soon;
             # on a follower the leader has it.
             log.info("fenced pass requeued", deployment=name, reason=outcome.message)
-            self.queue.add_after(name, FENCED_RETRY_S)
+            self.queue.add_after(name, FENCED_RETRY_S, until_next_pass=True)
         return outcome
 
     # --- full resyncs -------------------------------------------------------------------------

@@ -65,3 +65,34 @@ def test_busy_counts_work_in_flight_ready_or_due_soon() -> None:
     queue.done("now")
     assert queue.busy(within_s=1.0) == 1
     assert queue.busy(within_s=0.0) == 0
+
+
+def test_a_pass_requeue_is_superseded_by_a_later_pass_and_a_watcher_look_is_not() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    queue.add("a")
+    assert queue.get(0) == "a"  # pass 1 asks to look again in 5 s
+    queue.add_after("a", 5, until_next_pass=True)
+    queue.done("a")
+    queue.add("a")  # an event brings pass 2 early
+    queue.add_after("a", 0.5)  # and the watcher's second look
+    assert queue.get(0) == "a"  # pass 2 asks for nothing more
+    queue.done("a")
+    clock.now = 0.5
+    assert queue.get(0) == "a", "the watcher's look stands"
+    queue.done("a")
+    clock.now = 5.0
+    assert queue.get(0) is None, "pass 1's requeue was superseded by pass 2"
+    assert queue.busy() == 0
+
+
+def test_a_pass_requeue_stands_when_no_later_pass_began() -> None:
+    clock = FakeClock()
+    queue = WorkQueue(clock=clock)
+    queue.add("a")
+    assert queue.get(0) == "a"
+    queue.add_after("a", 5, until_next_pass=True)
+    queue.done("a")
+    assert queue.busy(within_s=5) == 1
+    clock.now = 5.0
+    assert queue.get(0) == "a"
