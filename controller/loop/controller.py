@@ -4,7 +4,8 @@ Started by the daemon (`controller.app.daemon`): `work()` runs in each worker th
 `resync()` on the scheduler's interval and `request_resync()` when a watcher subscribes or
 this replica is elected. Watchers add names to the queue. A worker takes a name, runs
 one pass (`Reconciler.reconcile`), and acts on the returned `Outcome`: requeue after
-`requeue_after`, or wait for the next event. Nothing else schedules a pass, so what
+`requeue_after` (unless another pass of it begins first, which decides anew), or wait for
+the next event. Nothing else schedules a pass, so what
 happens next to a deployment is decided in one place (controller-runtime's controller).
 """
 
