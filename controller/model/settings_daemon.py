@@ -14,6 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from controller.model.names import NAME_REGEX
 
 ROLE_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+# Stops at once by default: what Docker 20.10 before 20.10.27 was seen to take
+# (policy/engine_faults warns of a setting above it on such an engine).
+DEFAULT_STOP_CONCURRENCY = 8
 
 
 def host_port(value: str, empty_allowed: bool = False) -> str:
@@ -93,7 +96,7 @@ class DaemonSettings(BaseSettings):
         ),
     )
     stop_concurrency: int = Field(
-        default=8,
+        default=DEFAULT_STOP_CONCURRENCY,
         ge=1,
         le=64,
         description=(

@@ -10,25 +10,22 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# What Berth's defaults assume an affected engine can take.
-SAFE_STOP_CONCURRENCY = 8
+from controller.model.settings_daemon import DEFAULT_STOP_CONCURRENCY
 
 
 @dataclass(frozen=True)
 class EngineFault:
-    """One known fault: the releases it affects (before `fixed_in`), what it does, and what
-    Berth does or the operator should."""
+    """One known fault: the releases it affects (every one before `fixed_in`) and what it
+    does."""
 
     name: str
     fixed_in: tuple[int, int, int]
-    since: tuple[int, int, int]
     what: str
 
 
 KNOWN_FAULTS = (
     EngineFault(
         name="moby/libnetwork#2649",
-        since=(0, 0, 0),
         fixed_in=(20, 10, 27),
         what=(
             "a lock-order deadlock in libnetwork between a container exit's network release "
@@ -57,10 +54,10 @@ def engine_faults(version: str, stop_concurrency: int) -> tuple[str, ...]:
         return ()
     found = []
     for fault in KNOWN_FAULTS:
-        if not fault.since <= release < fault.fixed_in:
+        if release >= fault.fixed_in:
             continue
         fixed = ".".join(str(part) for part in fault.fixed_in)
-        if stop_concurrency <= SAFE_STOP_CONCURRENCY:
+        if stop_concurrency <= DEFAULT_STOP_CONCURRENCY:
             advice = (
                 f"Berth stops at most BERTH_STOP_CONCURRENCY={stop_concurrency} replicas at "
                 f"once, which it has not been seen to wedge"
@@ -68,7 +65,7 @@ def engine_faults(version: str, stop_concurrency: int) -> tuple[str, ...]:
         else:
             advice = (
                 f"BERTH_STOP_CONCURRENCY={stop_concurrency} is above "
-                f"{SAFE_STOP_CONCURRENCY}, which makes it likely: lower it"
+                f"{DEFAULT_STOP_CONCURRENCY}, which makes it likely: lower it"
             )
         found.append(
             f"Docker engine {version.strip()} has {fault.name}, fixed in {fixed}: "
