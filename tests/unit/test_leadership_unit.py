@@ -116,7 +116,8 @@ def running(session: FakeSession, clock: Clock) -> Iterator[tuple[Leadership, li
     stopping = threading.Event()
     thread = threading.Thread(target=leadership.run, args=(stopping,), daemon=True)
     thread.start()
-    wait_until(lambda: leadership.term is not None)
+    # The term is set before `on_elected` runs: wait for the callback, not only the term.
+    wait_until(lambda: leadership.term is not None and bool(calls))
     yield leadership, calls
     stopping.set()
     leadership.stop()
