@@ -67,8 +67,14 @@ def docker_py_create_start(
     # Like Berth's side of the benchmark, wait on Docker's events, not by polling its list;
     # read from the start: the engine drops events for a reader that falls behind, and
     # 200 containers' events left unread while they were made lost some `healthy` ones.
+    # Only the one action is sent (as to Berth's side's reader), not every probe's exec.
     events = api.events(
-        decode=True, filters={"type": "container", "label": [f"{BASELINE_LABEL}={run}"]}
+        decode=True,
+        filters={
+            "type": "container",
+            "label": [f"{BASELINE_LABEL}={run}"],
+            "event": ["health_status: healthy"],
+        },
     )
     healthy: set[str] = set()
     all_healthy = threading.Event()

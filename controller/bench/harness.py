@@ -187,7 +187,7 @@ class EventCounter:
     def __init__(self, env: Environment, action: str) -> None:
         self.env = env
         self.action = action
-        self.events = env.docker.container_events()
+        self.events = env.docker.container_events([action])  # as the floor's reader
 
     def wait(self, count: int) -> None:
         reached: set[str] = set()

@@ -15,7 +15,7 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -260,12 +260,18 @@ class DockerGateway:
             for chunk in stream:
                 yield chunk.decode(errors="replace") if isinstance(chunk, bytes) else str(chunk)
 
-    def container_events(self) -> Iterator[tuple[str, str, str]]:
-        """Open the events stream now; yield (deployment, cluster, action) until closed or lost."""
+    def container_events(
+        self, actions: Collection[str] | None = None
+    ) -> Iterator[tuple[str, str, str]]:
+        """Open the events stream now; yield (deployment, cluster, action) until closed or lost.
+        With `actions`, the engine sends only those (a `health_status` matches each of its
+        `health_status: ...`): the exec events of every health probe, a few hundred a second
+        with many containers probing, are never sent, let alone decoded."""
+        filters: dict[str, Any] = {"type": "container", "label": [LABEL_DEPLOYMENT]}
+        if actions is not None:
+            filters["event"] = sorted(actions)
         with translated("events"):
-            stream = self.api.events(
-                decode=True, filters={"type": "container", "label": [LABEL_DEPLOYMENT]}
-            )
+            stream = self.api.events(decode=True, filters=filters)
         with self._lock:
             self._event_streams.add(stream)
         return self._iterate_events(stream)

@@ -265,7 +265,9 @@ class BuiltImages(Protocol):
 class EventSource(Protocol):
     """Docker's event streams, for the watchers."""
 
-    def container_events(self) -> Iterator[tuple[str, str, str]]: ...
+    def container_events(
+        self, actions: Collection[str] | None = None
+    ) -> Iterator[tuple[str, str, str]]: ...
 
     def image_events(self) -> Iterator[str]: ...
 

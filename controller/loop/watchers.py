@@ -30,7 +30,7 @@ log = structlog.get_logger("berth.watchers")
 # `start`: Berth causes nearly all of them itself, an outside start only makes things more
 # right, and an outside create of a labelled container is caught by the next resync (reacting
 # to them doubled the passes of a cold converge). Not exec_* (one per health probe), attach,
-# resize, top...
+# resize, top... The engine is asked for these only, so it never sends the others.
 RELEVANT_DOCKER_ACTIONS = frozenset(
     {
         "restart",
@@ -130,7 +130,7 @@ def watch_docker(
     attempt = 0
     while not stopping.is_set():
         try:
-            events = docker.container_events()
+            events = docker.container_events(RELEVANT_DOCKER_ACTIONS)
             log.info("following docker events", after_loss=lost)
             if lost:
                 history.back(time.time())

@@ -6,6 +6,10 @@ gone, which makes the next look ask the engine."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
 from typing import NoReturn
 
 import docker
@@ -13,7 +17,9 @@ import pytest
 
 from controller.gateways.docker_engine import DockerGateway
 from controller.gateways.docker_runtime import DockerRuntime
-from controller.model.errors import ImageUnavailable, ImageVanished
+from controller.loop.watchers import RELEVANT_DOCKER_ACTIONS
+from controller.model.errors import BerthError, ImageUnavailable, ImageVanished
+from controller.model.names import LABEL_CLUSTER, LABEL_DEPLOYMENT
 from controller.model.requests import replica_request
 from controller.model.spec import parse_spec
 from controller.policy.engine_faults import release_of
@@ -73,3 +79,55 @@ def test_the_engine_version_is_the_one_the_engine_reports() -> None:
         assert release_of(gateway.engine_version()) is not None
     finally:
         gateway.close()
+
+
+def test_the_watchers_stream_carries_only_the_actions_asked_for(
+    docker_api: docker.APIClient, cluster: str
+) -> None:
+    """Every health probe is an exec with events of its own; the watcher's stream, asking for
+    `RELEVANT_DOCKER_ACTIONS`, gets the probe's `health_status` and the container's `die`,
+    never the execs that an unfiltered stream of the same container carries."""
+    gateway = DockerGateway(pool_size=2)
+    asked = gateway.container_events(RELEVANT_DOCKER_ACTIONS)
+    everything = gateway.container_events()
+    seen: dict[str, list[str]] = {"asked": [], "everything": []}
+    ended = {"asked": threading.Event(), "everything": threading.Event()}
+
+    def read(key: str, stream: Iterator[tuple[str, str, str]], last: str) -> None:
+        with contextlib.suppress(BerthError):
+            for _, event_cluster, action in stream:
+                if event_cluster == cluster:
+                    seen[key].append(action)
+                    if action == last:
+                        break
+        ended[key].set()
+
+    readers = [
+        threading.Thread(target=read, args=("asked", asked, "die"), daemon=True),
+        threading.Thread(target=read, args=("everything", everything, "die"), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        created = docker_api.create_container(
+            EXAMPLE_IMAGE,
+            labels={LABEL_DEPLOYMENT: "probed", LABEL_CLUSTER: cluster},
+            healthcheck={"test": ["CMD", "true"], "interval": 100_000_000, "retries": 3},
+        )
+        docker_api.start(created["Id"])
+        deadline = time.monotonic() + 30
+        while docker_api.inspect_container(created["Id"])["State"]["Health"]["Status"] != (
+            "healthy"
+        ):
+            assert time.monotonic() < deadline, "never healthy"
+            time.sleep(0.05)
+        docker_api.kill(created["Id"])
+        for key in ended:
+            assert ended[key].wait(30), f"{key}: no die event"
+    finally:
+        gateway.close_event_streams()
+        gateway.close()
+    kinds = {action.split(":")[0] for action in seen["asked"]}
+    assert "health_status" in kinds and "die" in kinds
+    assert kinds <= RELEVANT_DOCKER_ACTIONS, seen["asked"]
+    assert any(action.startswith("exec_") for action in seen["everything"])
