@@ -197,7 +197,7 @@ def steady(env: Environment, count: int, port: int, idle_s: float) -> list[str]:
     # (every 0.5 s) and node reports (every 2 s), counted apart.
     docker_calls = delta("berth_docker_request_duration_seconds_count") / passes
     list_time = delta('berth_docker_request_duration_seconds_sum{call="list"}') / passes
-    resync_ops = ("select_deployments", "prune_mutations", "record")
+    resync_ops = ("select_deployments", "prune_mutations", "fenced_write")
     sql_ops = (
         sum(
             delta(f'berth_postgres_query_duration_seconds_count{{operation="{op}"}}')

@@ -16,11 +16,10 @@ from typing import Any
 
 import psycopg
 
-from controller.gateways.postgres_pool import Store
+from controller.gateways.postgres_pool import Store, change_params
 from controller.gateways.postgres_sql import (
     queries,
 )
-from controller.gateways.postgres_state import write_status
 from controller.model.errors import (
     DatabaseRejected,
     DatabaseUnavailable,
@@ -73,24 +72,15 @@ class MutationStore(Store):
         A crash between 1 and 4 leaves the outcome NULL; the next leader resolves it against
         Docker (`resolve_intent`). `status`, a status row and its events, is written in the
         intent's transaction (the phase the call belongs to, in the same commit)."""
-        intent = {
-            "cluster": fence.cluster,
-            "term": fence.term,
-            "node_id": fence.node_id,
+        params = {
+            **change_params(fence, status),
             "deployment": deployment,
             "action": action,
             "target": target,
         }
-
-        def commit_intent(conn: psycopg.Connection[Any]) -> int:
-            self._fence(conn, fence)
-            if status is not None:
-                write_status(conn, fence, status.status, status.events, status.create_row)
-            row = conn.execute(queries()["insert_intent"], intent).fetchone()
-            assert row is not None
-            return int(row["id"])
-
-        intent_id = self._in_transaction("intent", commit_intent)
+        fence.check_trust()
+        # One statement, its own transaction (schema 26's `berth_commit_intent`).
+        intent_id = int(self._run("commit_intent", params)[0]["id"])
         record = MutationRecord()
         outcome, called_at = "fenced", None
         try:

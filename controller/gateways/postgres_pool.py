@@ -11,6 +11,7 @@ stores. Only the gateways import psycopg.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
 import psycopg
@@ -27,8 +28,7 @@ from controller.gateways.postgres_sql import (
     translated,
 )
 from controller.gateways.retry import retry_transient
-from controller.model.errors import Deposed
-from controller.model.records import Event, Fence
+from controller.model.records import Event, Fence, StatusChange, StatusWrite
 
 T = TypeVar("T")
 
@@ -41,6 +41,44 @@ T = TypeVar("T")
 # `connect_timeout` bounds one to a host that does not answer.
 AttemptWithBackoff.INITIAL_DELAY = 0.5
 AttemptWithBackoff.DELAY_BACKOFF = 1.0
+
+
+def events_json(events: Sequence[Event]) -> Jsonb:
+    """Events as one JSON array, in their order (schema 24's `berth_insert_events`)."""
+    return Jsonb([event.__dict__ for event in events])
+
+
+def fenced_write_params(
+    fence: Fence,
+    status: StatusWrite | None,
+    events: Sequence[Event] = (),
+    create_row: bool = False,
+) -> dict[str, Any]:
+    """The parameters of schema 26's `berth_fenced_write` (and `berth_commit_intent`): the
+    fence, the status row (None: none written), made first when `create_row`, and the
+    events. The row as `jsonb_populate_record` of a status row reads it: times as ISO text,
+    phases as their names."""
+    row = None
+    if status is not None:
+        row = {
+            key: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in status.__dict__.items()
+        }
+    return {
+        "cluster": fence.cluster,
+        "term": fence.term,
+        "node_id": fence.node_id,
+        "status": Jsonb(row) if row is not None else None,
+        "create_row": create_row,
+        "events": events_json(events),
+    }
+
+
+def change_params(fence: Fence, change: StatusChange | None) -> dict[str, Any]:
+    """`fenced_write_params` of what a writer staged (None: the fence alone)."""
+    if change is None:
+        return fenced_write_params(fence, None)
+    return fenced_write_params(fence, change.status, change.events, change.create_row)
 
 
 class PoolOps:
@@ -79,13 +117,17 @@ class PoolOps:
     @staticmethod
     def _fence(conn: psycopg.Connection[Any], fence: Fence) -> None:
         """Inside a transaction: hold the term row shared, or raise Deposed if it moved on
-        or another holder has it (the same term number granted again after a failover)."""
-        params = {"cluster": fence.cluster, "term": fence.term, "node_id": fence.node_id}
-        found = conn.execute(queries()["fence_check"], params).fetchone()
-        if found is None:
-            raise Deposed(
-                f"term {fence.term} of cluster {fence.cluster!r} is over, or not this node's"
-            )
+        or another holder has it (the same term number granted again after a failover):
+        schema 26's `berth_hold_term`, whose SQLSTATE `translated` turns into Deposed."""
+        PoolOps._fenced_write(conn, fence, None)
+
+    @staticmethod
+    def _fenced_write(
+        conn: psycopg.Connection[Any], fence: Fence, change: StatusChange | None
+    ) -> None:
+        """Inside a transaction: the fence (as `_fence`), then `change`'s status row and
+        events, in one statement (schema 26's `berth_fenced_write`)."""
+        conn.execute(queries()["fenced_write"], change_params(fence, change))
         fence.check_trust()
 
     @staticmethod
@@ -93,8 +135,8 @@ class PoolOps:
         conn: psycopg.Connection[Any], fence: Fence, events: Sequence[Event]
     ) -> None:
         if events:  # one statement for them all
-            rows = Jsonb([event.__dict__ for event in events])
-            conn.execute(queries()["insert_events"], {"events": rows, "leader_term": fence.term})
+            params = {"events": events_json(events), "leader_term": fence.term}
+            conn.execute(queries()["insert_events"], params)
 
 
 class Pool(PoolOps):

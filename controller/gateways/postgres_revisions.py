@@ -16,7 +16,6 @@ from psycopg.types.json import Jsonb
 
 from controller.gateways.postgres_pool import Store
 from controller.gateways.postgres_sql import adapt, queries
-from controller.gateways.postgres_state import write_status
 from controller.model.records import Event, Fence, StatusChange
 
 
@@ -73,9 +72,7 @@ class RevisionStore(Store):
         }
 
         def work(conn: psycopg.Connection[Any]) -> int:
-            self._fence(conn, fence)
-            if status is not None:
-                write_status(conn, fence, status.status, status.events, status.create_row)
+            self._fenced_write(conn, fence, status)
             row = conn.execute(queries()["serve_revision"], params).fetchone()
             assert row is not None
             revision = int(row["revision"])

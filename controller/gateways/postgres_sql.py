@@ -26,7 +26,12 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from controller.model.errors import DatabaseRejected, DatabaseUnavailable, PermissionDenied
+from controller.model.errors import (
+    DatabaseRejected,
+    DatabaseUnavailable,
+    Deposed,
+    PermissionDenied,
+)
 from controller.observability.metrics import (
     POSTGRES_DURATION,
     POSTGRES_ERRORS,
@@ -39,15 +44,15 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
 
 MIGRATION_LOCK_NAME = "berth.migrations"
+# Raised by schema 26's `berth_hold_term` when a fenced write's term is over or not this
+# node's: translated to Deposed.
+DEPOSED_SQLSTATE = "BF001"
 # Operations timed besides the named queries (the label `operation` stays bounded).
 OPERATIONS = (
     "connect",
     "migrate",
     "sql",
-    "ensure_status",
-    "record",
     "forget",
-    "intent",
     "mutation",
     "resolve_intent",
     "release_holds",
@@ -102,6 +107,8 @@ def translate(error: Exception, role: str = "?") -> Exception:
         message = (diag.message_primary if diag is not None else None) or str(error)
         if isinstance(error, psycopg.errors.InsufficientPrivilege):
             return PermissionDenied(f"database role {role!r}: {message}")
+        if error.sqlstate == DEPOSED_SQLSTATE:
+            return Deposed(message)
         return DatabaseRejected(message)
     return error
 
@@ -114,8 +121,9 @@ def translated(operation: str, timed: bool = True, role: str = "?") -> Iterator[
         yield
     except (psycopg.Error, PoolTimeout) as error:
         translated = translate(error, role)
-        kind = "transient" if isinstance(translated, DatabaseUnavailable) else "permanent"
-        POSTGRES_ERRORS.labels(operation=operation, kind=kind).inc()
+        if not isinstance(translated, Deposed):  # the fence did its work: no database error
+            kind = "transient" if isinstance(translated, DatabaseUnavailable) else "permanent"
+            POSTGRES_ERRORS.labels(operation=operation, kind=kind).inc()
         raise translated from error
     finally:
         if timed:

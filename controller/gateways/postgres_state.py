@@ -14,9 +14,8 @@ from typing import Any
 
 import psycopg
 
-from controller.gateways.postgres_pool import Store
+from controller.gateways.postgres_pool import Store, fenced_write_params
 from controller.gateways.postgres_sql import (
-    adapt,
     queries,
 )
 from controller.model.records import (
@@ -52,29 +51,6 @@ class DesiredStore(Store):
         return bool(self._run("delete_deployment", {"name": name}))
 
 
-def write_status(
-    conn: psycopg.Connection[Any],
-    fence: Fence,
-    status: StatusWrite | None,
-    events: Sequence[Event],
-    create_row: bool = False,
-) -> None:
-    """Inside a fenced transaction: the status row (inserted first when `create_row`) and
-    its events. Used by `StatusStore.record` and by a mutation's intent that carries them."""
-    if status is not None and create_row:
-        params = {
-            "name": status.name,
-            "desired_replicas": status.desired_replicas,
-            "leader_term": fence.term,
-        }
-        conn.execute(queries()["ensure_status"], params)
-    if status is not None:
-        conn.execute(
-            queries()["write_status"], adapt({**status.__dict__, "leader_term": fence.term})
-        )
-    Store._insert_events(conn, fence, events)
-
-
 class StatusStore(Store):
     """Status rows and their events: every write fenced by the leader's term."""
 
@@ -86,13 +62,11 @@ class StatusStore(Store):
         create_row: bool = False,
     ) -> None:
         """Write a status row and its events atomically, only while `fence.term` is current;
-        `create_row` first inserts the row of a deployment seen for the first time."""
-
-        def work(conn: psycopg.Connection[Any]) -> None:
-            self._fence(conn, fence)
-            write_status(conn, fence, status, events, create_row)
-
-        self._in_transaction("record", work)
+        `create_row` first inserts the row of a deployment seen for the first time. One
+        statement, its own transaction (schema 26's `berth_fenced_write`)."""
+        fence.check_trust()
+        params = fenced_write_params(fence, status, events, create_row)
+        self._run("fenced_write", params)
 
     def forget(self, fence: Fence, name: str, events: Sequence[Event] = ()) -> None:
         """Drop the status row of a deleted deployment whose containers are gone."""

@@ -46,7 +46,8 @@ MOVING_PHASES = frozenset(
 
 # Phases in which a pass is done with its generation: it converged, failed, or was rolled
 # back to the serving revision. A settled phase ends the generation's stuck count (the
-# query `write_status` lists the same; tests/unit/test_vocabulary.py holds them equal).
+# function `berth_write_status`, schema 26, lists the same; tests/unit/test_vocabulary.py
+# holds them equal).
 SETTLED_PHASES = frozenset({Phase.ACTIVE, Phase.FAILED, Phase.ROLLED_BACK})
 
 

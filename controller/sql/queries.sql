@@ -61,36 +61,20 @@ LEFT JOIN deployment_status s ON s.name = wanted.name
 LEFT JOIN deployment_revisions r ON r.deployment = wanted.name AND r.revision = s.serving_revision
 WHERE d.name IS NOT NULL OR s.name IS NOT NULL;
 
--- name: ensure_status
-INSERT INTO deployment_status (name, desired_replicas, leader_term)
-VALUES (%(name)s, %(desired_replicas)s, %(leader_term)s)
-ON CONFLICT (name) DO NOTHING;
+-- name: fenced_write
+-- The fence, a status row (or none) and its events: one statement (schema 26), its own
+-- transaction or the first of a longer one. The term row is held FOR SHARE to the end of
+-- the transaction (a new leader's claim waits for it); a term that is over, or a holder
+-- the database does not know (a term number granted twice after a failover), raises
+-- SQLSTATE BF001, which the gateway turns into Deposed: nothing of it is written.
+SELECT berth_fenced_write(%(cluster)s, %(term)s, %(node_id)s, %(status)s, %(create_row)s,
+                          %(events)s);
 
--- name: write_status
-UPDATE deployment_status
-SET phase = %(phase)s,
-    phase_progress = %(phase_progress)s,
-    phase_metadata = %(phase_metadata)s,
-    phase_updated_at = CASE WHEN phase IS DISTINCT FROM %(phase)s THEN now() ELSE phase_updated_at END,
-    observed_generation = %(observed_generation)s,
-    desired_replicas = %(desired_replicas)s,
-    ready_replicas = %(ready_replicas)s,
-    message = %(message)s,
-    failure_kind = %(failure_kind)s,
-    attempts = %(attempts)s,
-    next_attempt_at = %(next_attempt_at)s,
-    leader_term = %(leader_term)s,
-    restart_count = %(restart_count)s,
-    replica_restarts = %(replica_restarts)s,
-    rollout_started_at = %(rollout_started_at)s,
-    replicas = %(replicas)s,
-    last_converged_at = CASE WHEN %(phase)s = 'active' THEN now() ELSE last_converged_at END,
-    -- a settled phase ends the generation's stuck count (see mark_stuck; model/phases.py
-    -- SETTLED_PHASES lists the same)
-    stuck_resumes = CASE WHEN %(phase)s IN ('active', 'failed', 'rolled_back') THEN 0
-                         ELSE stuck_resumes END,
-    updated_at = now()
-WHERE name = %(name)s;
+-- name: commit_intent
+-- A mutation's intent with the fence, and the status row and events it carries: one
+-- statement, its own transaction (schema 26). Returns the intent's id.
+SELECT berth_commit_intent(%(cluster)s, %(term)s, %(node_id)s, %(deployment)s, %(action)s,
+                           %(target)s, %(status)s, %(create_row)s, %(events)s) AS id;
 
 -- name: insert_events
 -- The events of one transaction in one statement (a JSON array of them), in their order
@@ -159,15 +143,6 @@ SELECT id, at, generation, kind, level, phase_from, phase_to, action, message, m
 FROM deployment_events WHERE deployment = %(name)s
 ORDER BY id DESC LIMIT %(limit)s;
 
--- name: fence_check
--- Every write of the leader starts with this in its transaction: it finds nothing once a
--- newer term was claimed, and the shared row lock makes a claim wait for the transaction.
--- The holder is checked with the term: a term number can be granted twice (a primary's
--- last claim lost in a failover, the same number claimed again on the promoted standby),
--- and only the holder the database knows may write in it.
-SELECT term FROM berth_leader
-WHERE cluster = %(cluster)s AND term = %(term)s AND holder_id::text = %(node_id)s FOR SHARE;
-
 -- name: claim_term
 -- A new term, once every transaction holding the old term row FOR SHARE has ended (fenced
 -- writes and the old leader's heartbeats). Returns the previous holder.
@@ -206,11 +181,6 @@ WHERE application_name IN ('berth ' || %(node_id)s, 'berth-lock ' || %(cluster)s
 -- name: select_leader
 SELECT cluster, term, holder_id, holder_host, holder_pid, acquired_at
 FROM berth_leader WHERE cluster = %(cluster)s;
-
--- name: insert_intent
-INSERT INTO berth_mutations (cluster, term, node_id, deployment, action, target)
-VALUES (%(cluster)s, %(term)s, %(node_id)s, %(deployment)s, %(action)s, %(target)s)
-RETURNING id;
 
 -- name: finish_mutation
 -- A mutation's outcome, its creation record (or its removal) and its events: one statement,

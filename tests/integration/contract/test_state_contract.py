@@ -13,7 +13,13 @@ import pytest
 from controller.loop.status import held_progress
 from controller.model.errors import BerthError, DatabaseRejected
 from controller.model.phases import SETTLED_PHASES, Phase
-from controller.model.records import Event, MutationAction, Resolution, StatusWrite
+from controller.model.records import (
+    Event,
+    MutationAction,
+    Resolution,
+    StatusChange,
+    StatusWrite,
+)
 from controller.model.spec import SPEC_FIELDS
 from tests.integration.contract.conftest import StoreBackend, deposed
 
@@ -198,6 +204,30 @@ def test_the_mutation_log_records_intents_outcomes_and_resolutions(
     event = Event(deployment="web", kind="note", level="info", message="resolved")
     log.resolve_intent(successor, left, Resolution.DONE, event)
     assert log.unfinished_intents(successor) == []
+
+
+def test_an_intent_and_the_status_it_carries_are_fenced_together(
+    store_backend: StoreBackend,
+) -> None:
+    """The intent, the status row it carries (made first for a new deployment) and its
+    events: all written under the current term, or none of them (one statement in
+    Postgres, schema 26)."""
+    old = store_backend.new_term()
+    store_backend.declare("web", image=IMAGE)
+    log = store_backend.stores.mutations
+    current = store_backend.new_term()
+    entering = Event(deployment="web", kind="phase", message="creating", phase_to=Phase.CREATING)
+    carried = StatusChange(status("web", Phase.CREATING), (entering,), create_row=True)
+    refused = log.mutation(old, "web", MutationAction.CREATE, "berth-web-0-aaaa", carried)
+    assert deposed(refused.__enter__)
+    record = store_backend.stores.desired.fetch_one("web")
+    assert record is not None and record.phase is None, "no status row written"
+    assert log.unfinished_intents(current) == [], "no intent written"
+    with log.mutation(current, "web", MutationAction.CREATE, "berth-web-0-aaaa", carried):
+        in_flight = store_backend.stores.desired.fetch_one("web") or _no()
+        assert in_flight.phase == Phase.CREATING
+        assert in_flight.creation_records.pending == {"berth-web-0-aaaa"}
+    assert store_backend.event_messages("web") == ["creating"]
 
 
 def test_lost_creation_records_are_written_again_fenced_under_a_steady_key(
