@@ -334,8 +334,8 @@ class Reconciler:
         if settlement.phase == Phase.DEGRADED and waiting:
             message = report_degraded(writer, desired.replicas, ready, waiting, now)
         else:  # coming up, or run again off a lost node: the message says where and why
-            if writer.phase != settlement.phase:
-                writer.enter(settlement.phase, message, healthcheck=spec.healthcheck is not None)
+            if writer.phase != settlement.phase:  # written with the progress, just below
+                writer.stage(settlement.phase, message, healthcheck=spec.healthcheck is not None)
             writer.say(message)
             writer.progress(ready, desired.replicas, ready=ready)
         assert settlement.requeue_after is not None

@@ -195,21 +195,20 @@ class StatusWriter:
             self._status.phase, 100 if total <= 0 else min(100, done * 100 // total)
         )
         merged = {**self._status.phase_metadata, **metadata}
-        self._status = replace(self._status, phase_progress=percent, phase_metadata=merged)
-        if done < total and write:
-            self.flush()
-        elif done < total:
-            self._dirty = True
+        if done >= total:  # rides along with the next write
+            self._status = replace(self._status, phase_progress=percent, phase_metadata=merged)
+            return
+        self._change(phase_progress=percent, phase_metadata=merged)
+        if write:  # only what changed: a pass waiting on the same progress writes nothing
+            self.finish()
 
     # --- facts of the pass -----------------------------------------------------------------
     def observe(self, generation: int, desired_replicas: int, now: datetime | None = None) -> None:
         """The pass works on `generation` of a spec wanting `desired_replicas`; a
         generation seen for the first time (`now` given) starts its rollout's clock."""
-        self._status = replace(
-            self._status, observed_generation=generation, desired_replicas=desired_replicas
-        )
+        self._change(observed_generation=generation, desired_replicas=desired_replicas)
         if now is not None:
-            self._status = replace(self._status, rollout_started_at=now)
+            self._change(rollout_started_at=now)
 
     def say(self, message: str) -> None:
         """The phase's message now (written with the next write, at the latest at the end)."""
@@ -225,9 +224,7 @@ class StatusWriter:
             self._dirty = True
 
     def restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
-        self._status = replace(
-            self._status, replica_restarts=replica_restarts, restart_count=restart_count
-        )
+        self._change(replica_restarts=replica_restarts, restart_count=restart_count)
 
     def retract_restarts(self, replica_restarts: dict[str, Any], restart_count: int) -> None:
         """The engine failed before this pass's restarts were made: keep the restart state
@@ -237,10 +234,15 @@ class StatusWriter:
 
     def ready(self, ready_replicas: int, converged: bool = False) -> None:
         """Ready replicas now; `converged` also ends the failure streak (attempts = 0)."""
-        self._dirty = self._dirty or ready_replicas != self._status.ready_replicas
-        self._status = replace(self._status, ready_replicas=ready_replicas)
+        self._change(ready_replicas=ready_replicas)
         if converged:
-            self._status = replace(self._status, attempts=0)
+            self._change(attempts=0)
+
+    def _change(self, **fields: Any) -> None:
+        """Set fields of the row; a value that differs makes it due for writing."""
+        if any(getattr(self._status, key) != value for key, value in fields.items()):
+            self._status = replace(self._status, **fields)
+            self._dirty = True
 
     def failed(self, failure: Failure, error_type: str) -> None:
         """Record a failed pass: `failed` with the reason, the streak and the next attempt."""
