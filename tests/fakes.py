@@ -225,6 +225,8 @@ class FakeStore:
             next_attempt_at=status.next_attempt_at if status else None,
             leader_term=stored.leader_term if stored else 0,
             phase_progress=status.phase_progress if status else 0,
+            message=status.message if status else "",
+            phase_metadata=dict(status.phase_metadata) if status else {},
             restart_count=status.restart_count if status else 0,
             replica_restarts=dict(status.replica_restarts) if status else {},
             observed_replicas=list(status.replicas) if status else [],

@@ -102,6 +102,8 @@ class StatusWriter:
                 name=record.name,
                 phase=record.phase or Phase.QUEUED,
                 phase_progress=held_progress(record.phase, record.phase_progress),
+                message=record.message,
+                phase_metadata=record.phase_metadata,
                 observed_generation=record.observed_generation,
                 desired_replicas=desired_replicas,
                 ready_replicas=record.ready_replicas,

@@ -53,8 +53,11 @@ class DeploymentRecord:
     attempts: int
     next_attempt_at: datetime | None
     leader_term: int = 0
-    # The phase's progress as last written (percent; `active` is 100, schema 25).
+    # The phase's progress, message and metadata as last written (percent; `active` is 100,
+    # schema 25): a pass begins from them, and writes only what it changes.
     phase_progress: int = 0
+    message: str = ""
+    phase_metadata: dict[str, Any] = field(default_factory=dict)
     restart_count: int = 0
     replica_restarts: dict[str, Any] = field(default_factory=dict)
     # Where its replicas ran at the last pass (`model/replicas.ReplicaRow.as_json` each).
@@ -96,6 +99,8 @@ class DeploymentRecord:
             next_attempt_at=row["next_attempt_at"],
             leader_term=row.get("leader_term") or 0,
             phase_progress=row.get("phase_progress") or 0,
+            message=row.get("message") or "",
+            phase_metadata=row.get("phase_metadata") or {},
             restart_count=row.get("restart_count") or 0,
             replica_restarts=row.get("replica_restarts") or {},
             observed_replicas=row.get("observed_replicas") or [],

@@ -71,6 +71,24 @@ def test_a_converged_deployment_costs_no_write() -> None:
     assert cluster.runtime.calls.count("create") == 1
 
 
+def test_a_pass_waiting_for_health_writes_only_what_changed() -> None:
+    """Entering `health_check` is one write (the phase with its progress); every later look
+    that finds the replica still starting writes nothing."""
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1", healthcheck=HEALTHCHECK)
+    cluster.runtime.behaviours["web"] = Behaviour(healthy_after_s=None)
+    before = cluster.store.status_writes
+    cluster.drive("web", until_s=0)
+    assert cluster.store.status("web").phase == Phase.HEALTH_CHECK
+    # `creating` and `starting` ride with their calls' intents, `health_check` with its
+    # progress: one write each
+    assert cluster.store.status_writes == before + 3
+    writes, passes = cluster.store.status_writes, len(cluster.outcomes)
+    cluster.drive("web", until_s=30)
+    assert len(cluster.outcomes) - passes >= 10, "looked again at every poll interval"
+    assert cluster.store.status_writes == writes
+
+
 CRASH_POINTS = [
     "before:queued",
     "before:pulling_image",
