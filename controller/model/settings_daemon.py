@@ -103,8 +103,9 @@ class DaemonSettings(BaseSettings):
             "Replicas stopped at once off the pass (old revisions, scale-downs, deletes). "
             "Docker 20.10 before 20.10.27 (Debian 12's `docker.io` is 20.10.24) can deadlock "
             "under many container exits at once (moby/libnetwork#2649): 32 at once wedged "
-            "it, while 200 removals took the same time at 8, 16 and 32. Raise it on a fixed "
-            "engine when many replicas wait out a long stop grace."
+            "it, and 8 once (a teardown of 200 on a loaded machine), while 200 removals took "
+            "the same time at 8, 16 and 32. Raise it on a fixed engine when many replicas "
+            "wait out a long stop grace."
         ),
     )
     shutdown_grace_s: float = Field(
