@@ -26,6 +26,7 @@ import docker.transport
 import docker.utils
 import requests
 
+from controller.gateways.docker_transport import short_path
 from controller.gateways.retry import retry_transient
 from controller.model.errors import (
     DockerConflict,
@@ -173,6 +174,7 @@ class DockerGateway:
                 version="auto", timeout=timeout_s, max_pool_size=pool_size, **self._engine
             )
         _one_connection_pool(self.api)
+        short_path(self.api)
         self._event_streams: set[Any] = set()
         self._lock = threading.Lock()
 

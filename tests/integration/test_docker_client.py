@@ -1,8 +1,9 @@
 """The Docker gateway's client on the engine's unix socket: every call goes straight to the
 socket, never through requests' per-call look at the environment (proxies) and the disk
 (~/.netrc), which cost about a quarter of a call's client CPU (see `_one_connection_pool`);
-and an image seen present a moment ago is not asked for again, unless a create finds it
-gone, which makes the next look ask the engine."""
+a plain call is not sent through requests' session at all (`docker_transport`); and an
+image seen present a moment ago is not asked for again, unless a create finds it gone,
+which makes the next look ask the engine."""
 
 from __future__ import annotations
 
@@ -10,16 +11,27 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import docker
 import pytest
+import requests
 
-from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.docker_engine import DockerGateway, translated
 from controller.gateways.docker_runtime import DockerRuntime
+from controller.gateways.docker_transport import short_path
 from controller.loop.watchers import RELEVANT_DOCKER_ACTIONS
-from controller.model.errors import BerthError, ImageUnavailable, ImageVanished
+from controller.model.errors import (
+    BerthError,
+    DockerConflict,
+    DockerUnavailable,
+    ImageUnavailable,
+    ImageVanished,
+    ReplicaVanished,
+)
 from controller.model.names import LABEL_CLUSTER, LABEL_DEPLOYMENT
+from controller.model.replicas import RunState
 from controller.model.requests import replica_request
 from controller.model.spec import parse_spec
 from controller.policy.engine_faults import release_of
@@ -131,3 +143,51 @@ def test_the_watchers_stream_carries_only_the_actions_asked_for(
     assert "health_status" in kinds and "die" in kinds
     assert kinds <= RELEVANT_DOCKER_ACTIONS, seen["asked"]
     assert any(action.startswith("exec_") for action in seen["everything"])
+
+
+def test_plain_calls_take_the_short_path_and_raise_the_same_typed_errors(
+    monkeypatch: pytest.MonkeyPatch, cluster: str
+) -> None:
+    """A list, a create, a start, an inspect and a remove go straight to the socket's pool,
+    not through requests' session; an engine's refusal is still docker-py's typed error,
+    turned into Berth's by `translated` (a name in use: DockerConflict; a container that is
+    gone: ReplicaVanished); a stream (the events) still goes through requests."""
+    sent: list[str] = []
+    send = requests.Session.send
+
+    def counted(session: requests.Session, prepared: Any, **kwargs: Any) -> Any:
+        sent.append(str(prepared.url))
+        return send(session, prepared, **kwargs)
+
+    gateway = DockerGateway(pool_size=2)
+    runtime = DockerRuntime(gateway)
+    monkeypatch.setattr(requests.Session, "send", counted)
+    try:
+        spec = parse_spec({"name": "short", "image": EXAMPLE_IMAGE, "replicas": 1})
+        request = replica_request(spec, 0, cluster, 1, proof_key=b"k")
+        replica_id = runtime.place(request)
+        runtime.start(replica_id, RunState.CREATED)
+        (replica,) = [r for r in runtime.observe("short") if r.cluster == cluster]
+        assert (replica.id, replica.state) == (replica_id, RunState.RUNNING)
+        assert runtime.inspect(replica_id).status == "running"
+        with pytest.raises(DockerConflict, match="already in use"), translated("create"):
+            gateway.api.create_container(EXAMPLE_IMAGE, name=request.name)
+        runtime.retire(replica_id, 1)
+        with pytest.raises(ReplicaVanished, match="No such container"):
+            runtime.inspect(replica_id)
+        assert sent == []
+        stream = gateway.api.events(decode=True, since=0, until=int(time.time()))
+        stream.close()
+        assert len(sent) == 1
+    finally:
+        gateway.close()
+
+
+def test_an_engine_out_of_reach_on_the_short_path_is_unavailable(tmp_path: Path) -> None:
+    api = docker.APIClient(base_url=f"unix://{tmp_path / 'nothing.sock'}", version="1.41")
+    try:
+        assert short_path(api)
+        with pytest.raises(DockerUnavailable), translated("list"):
+            api.containers(all=True)
+    finally:
+        api.close()
