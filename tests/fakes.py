@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from controller.gateways.docker_runtime import READ_ONE_BY_ONE_AT_MOST
 from controller.loop import faults
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
@@ -618,28 +619,41 @@ class FakeRuntime:
 
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         self._call("list")
+        return [
+            self._observed(container)
+            for container in self.containers.values()
+            if deployment is None or container.request.labels.get(LABEL_DEPLOYMENT) == deployment
+        ]
+
+    def observe_after(
+        self, deployment: str, before: Sequence[ObservedReplica], changed: Collection[str]
+    ) -> list[ObservedReplica]:
+        """As the docker runtime: the few changed read one by one, else listed again."""
+        if len(changed) > READ_ONE_BY_ONE_AT_MOST or any(r.id not in changed for r in before):
+            return self.observe(deployment)
         found = []
-        for container in self.containers.values():
-            labels = container.request.labels
-            if deployment is not None and labels.get(LABEL_DEPLOYMENT) != deployment:
-                continue
-            found.append(
-                ObservedReplica(
-                    id=container.id,
-                    name=container.request.name,
-                    deployment=labels.get(LABEL_DEPLOYMENT),
-                    replica=int(labels[LABEL_REPLICA]),
-                    spec_hash=labels.get(LABEL_SPEC_HASH),
-                    cluster=labels.get(LABEL_CLUSTER, "default"),
-                    proof=labels.get(LABEL_PROOF, ""),
-                    state=container.state,
-                    health=self._health(container),
-                    created=container.created,
-                    node=container.node,
-                    moved_from=container.moved_from,
-                )
-            )
+        for replica_id in changed:
+            self._call("inspect")
+            if replica_id in self.containers:
+                found.append(self._observed(self.containers[replica_id]))
         return found
+
+    def _observed(self, container: FakeContainer) -> ObservedReplica:
+        labels = container.request.labels
+        return ObservedReplica(
+            id=container.id,
+            name=container.request.name,
+            deployment=labels.get(LABEL_DEPLOYMENT),
+            replica=int(labels[LABEL_REPLICA]),
+            spec_hash=labels.get(LABEL_SPEC_HASH),
+            cluster=labels.get(LABEL_CLUSTER, "default"),
+            proof=labels.get(LABEL_PROOF, ""),
+            state=container.state,
+            health=self._health(container),
+            created=container.created,
+            node=container.node,
+            moved_from=container.moved_from,
+        )
 
     def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         self._call("image")

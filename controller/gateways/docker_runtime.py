@@ -3,10 +3,10 @@
 Called by the loop through `controller.loop.ports.Runtime` (the executor places, starts,
 restarts and retires replicas; the reconciler and the resync observe them; the restart
 gate inspects them), and by the API and CLI for a replica's output. It turns a
-`ReplicaRequest` into Docker's own arguments here and nowhere else, and one entry of
-Docker's container list into an `ObservedReplica` (state and health in the one
-vocabulary, published ports as the addresses the proxy reaches). Uses the low-level list
-call, which returns labels, state and health for every container in one request. Every
+`ReplicaRequest` into Docker's own arguments here and nowhere else; Docker's answers about
+containers become `ObservedReplica`s in `controller.gateways.docker_replicas`. A deployment
+is observed with the low-level list call, which returns labels, state and health for every
+container in one request; after acting, a pass reads the few it changed one by one. Every
 call treats "already done" as success: a create whose name exists with the same identity
 returns that container, a start of a running container and a removal of a missing one
 succeed. Calls go through `DockerGateway` (`controller.gateways.docker_engine`), which
@@ -15,9 +15,8 @@ translates errors.
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 import docker.errors
@@ -25,9 +24,13 @@ import docker.types
 
 from controller.gateways.docker_engine import (
     DockerGateway,
-    docker_time,
     healthcheck_arguments,
     translated,
+)
+from controller.gateways.docker_replicas import (
+    inspection_from_state,
+    replica_from_inspect,
+    replica_from_summary,
 )
 from controller.gateways.retry import retry_transient
 from controller.model.claims import EngineClaim, claim_labels, claim_volume
@@ -41,84 +44,22 @@ from controller.model.errors import (
     ReplicaVanished,
 )
 from controller.model.names import (
-    DEFAULT_CLUSTER,
-    LABEL_CLUSTER,
     LABEL_DEPLOYMENT,
-    LABEL_PROOF,
-    LABEL_REPLICA,
-    LABEL_SPEC_HASH,
     LOCAL_NODE,
-    LOOPBACK,
     same_replica,
 )
 from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.replicas import (
-    Endpoint,
-    Health,
     ObservedReplica,
     ReplicaInspection,
     ReplicaRequest,
     RunState,
-    run_state,
 )
 
-_HEALTH_IN_STATUS = re.compile(r"\((healthy|unhealthy|health: starting)\)")
-_EVERY_INTERFACE = ("0.0.0.0", "", "::")
 NO_SUCH_IMAGE = "No such image"  # the engine's answer to a create whose image is missing
-
-
-def health_from_status(status_text: str) -> Health:
-    """The health Docker shows in a container's status text ("Up 3 seconds (healthy)")."""
-    match = _HEALTH_IN_STATUS.search(status_text or "")
-    if not match:
-        return Health.NONE
-    return Health.STARTING if match.group(1) == "health: starting" else Health(match.group(1))
-
-
-def replica_from_summary(summary: dict[str, Any], node: str = LOCAL_NODE) -> ObservedReplica:
-    """One entry of Docker's container list as the replica the planner sees. A port bound
-    to every interface is reached on loopback (Berth's proxy runs beside this engine)."""
-    labels = summary.get("Labels") or {}
-    replica_text = labels.get(LABEL_REPLICA, "")
-    names = summary.get("Names") or [""]
-    endpoints: dict[int, Endpoint] = {}
-    for port in summary.get("Ports") or ():
-        if not port.get("PublicPort") or port.get("Type", "tcp") != "tcp":
-            continue
-        host = str(port.get("IP") or "")
-        private = int(port["PrivatePort"])
-        if private not in endpoints:  # listed once per address family: the first one
-            endpoints[private] = Endpoint(
-                private, LOOPBACK if host in _EVERY_INTERFACE else host, int(port["PublicPort"])
-            )
-    return ObservedReplica(
-        id=summary["Id"],
-        name=names[0].lstrip("/"),
-        deployment=labels.get(LABEL_DEPLOYMENT),
-        replica=int(replica_text) if replica_text.isdigit() else None,
-        spec_hash=labels.get(LABEL_SPEC_HASH),
-        cluster=labels.get(LABEL_CLUSTER, DEFAULT_CLUSTER),
-        proof=str(labels.get(LABEL_PROOF, "")),
-        state=run_state(str(summary.get("State", ""))),
-        health=health_from_status(summary.get("Status", "")),
-        created=int(summary.get("Created", 0)),
-        endpoints=tuple(endpoints.values()),
-        node=node,
-    )
-
-
-def inspection_from_state(state: dict[str, Any]) -> ReplicaInspection:
-    """The `State` block of a container's inspect as what failure messages need."""
-    health_log = (state.get("Health") or {}).get("Log") or []
-    exit_code = state.get("ExitCode")
-    return ReplicaInspection(
-        status=str(state.get("Status", "unknown")),
-        exit_code=int(exit_code) if exit_code is not None else None,
-        oom_killed=bool(state.get("OOMKilled")),
-        health_output=str(health_log[-1].get("Output", "")).strip() if health_log else "",
-        finished_at=docker_time(state.get("FinishedAt")),
-        started_at=docker_time(state.get("StartedAt")),
-    )
+# After acting, a pass that changed this many containers or fewer (and every one its
+# deployment had) reads them one by one rather than listing: `observe_after`.
+READ_ONE_BY_ONE_AT_MOST = 2
 
 
 def docker_arguments(request: ReplicaRequest) -> dict[str, Any]:
@@ -202,6 +143,29 @@ class DockerRuntime:
         with translated("list"):
             summaries = self.api.containers(all=True, filters={"label": [label]})
         return [replica_from_summary(summary, self.node) for summary in summaries]
+
+    def observe_after(
+        self, deployment: str, before: Sequence[ObservedReplica], changed: Collection[str]
+    ) -> list[ObservedReplica]:
+        """`deployment`'s containers after a pass changed `changed` (ids) of those it
+        observed in `before`. The engine's list filters by label over every container it
+        has (2.2 ms of its CPU per call at 200 containers, an inspect 0.35 ms), so when the
+        pass changed every container the deployment had, and at most
+        `READ_ONE_BY_ONE_AT_MOST`, those are read one by one (one gone is left out); else
+        the deployment is listed again, and what changed beside the pass shows too."""
+        if len(changed) > READ_ONE_BY_ONE_AT_MOST or any(r.id not in changed for r in before):
+            return self.observe(deployment)
+        found = [replica for replica in map(self._read, changed) if replica is not None]
+        return sorted(found, key=lambda replica: replica.created, reverse=True)  # as listed
+
+    @retry_transient
+    def _read(self, replica_id: str) -> ObservedReplica | None:
+        """One container as observed; None if it is gone."""
+        try:
+            with translated("inspect", replica_id[:12]):
+                return replica_from_inspect(self.api.inspect_container(replica_id), self.node)
+        except ReplicaVanished:
+            return None
 
     def nodes(self) -> list[ObservedNode]:
         """This runtime's one node: the engine."""

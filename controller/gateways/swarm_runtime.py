@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from controller.gateways.docker_engine import DockerGateway, docker_time, translated
@@ -107,6 +107,12 @@ class SwarmRuntime:
             replica_from_service(service, by_service.get(str(service["ID"]), []), known)
             for service in services
         ]
+
+    def observe_after(
+        self, deployment: str, before: Sequence[ObservedReplica], changed: Collection[str]
+    ) -> list[ObservedReplica]:
+        """Listed again: a service's tasks are read with it, whatever changed."""
+        return self.observe(deployment)
 
     def prepare_image(self, image: str, before_pull: Callable[[], None] | None = None) -> str:
         """Each node pulls (or finds) the image when Swarm gives it a task; a node that

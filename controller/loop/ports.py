@@ -32,7 +32,6 @@ from controller.model.records import (
     StatusWrite,
 )
 from controller.model.replicas import ObservedReplica, ReplicaInspection, ReplicaRequest, RunState
-from controller.policy.haproxy import ProxyPlan, ProxyState
 
 
 class DesiredState(Protocol):
@@ -174,6 +173,13 @@ class Runtime(Protocol):
     announces_changes: bool
 
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]: ...
+
+    def observe_after(
+        self, deployment: str, before: Sequence[ObservedReplica], changed: Collection[str]
+    ) -> list[ObservedReplica]:
+        """What `observe(deployment)` would answer after a pass changed the replicas whose
+        ids are `changed`, having observed `before`: the runtime may read only those."""
+        ...
 
     def accepting(self) -> bool:
         """Whether the engine takes a new connection (False: it is shutting down)."""
@@ -387,13 +393,3 @@ class WorkspaceArea(Protocol):
     def file_sha256(self, path: Path) -> str: ...
 
     def unpack(self, archive: Path, directory: Path, max_bytes: int) -> int: ...
-
-
-class ProxyAdmin(Protocol):
-    """The reverse proxy's runtime API (`controller.gateways.haproxy.HaproxyGateway`)."""
-
-    def observe(self) -> ProxyState: ...
-
-    def apply(self, plan: ProxyPlan) -> None: ...
-
-    def in_flight(self, addresses: Collection[str]) -> int: ...

@@ -3,7 +3,8 @@
 Called by the controller loop (`controller.loop.controller`) for each name the work queue
 hands out. A pass observes (the deployment's row and its containers: one SQL query, one
 filtered Docker list), decides (the pure planner, the restart gate's policy and
-`controller.policy.settle`), acts (the executor) and records (the `StatusWriter`), then
+`controller.policy.settle`), acts (the executor), observes what it changed
+(`Runtime.observe_after`) and records (the `StatusWriter`), then
 returns where it left the deployment and when to look again. It never touches the work
 queue: requeueing is the controller's. Errors never escape: a failed pass is recorded as
 `failed` with the retry the policy chose, and returned as a failed outcome.
@@ -55,6 +56,7 @@ from controller.policy.crashloop import RestartPolicy, load_states
 from controller.policy.placement import node_moves
 from controller.policy.planner import (
     Action,
+    CreateReplica,
     DesiredDeployment,
     desired_deployment,
     managed_by,
@@ -170,11 +172,22 @@ class Reconciler:
             structlog.contextvars.clear_contextvars()
 
     def _containers(
-        self, name: str, record: DeploymentRecord | None, created: frozenset[str] = frozenset()
+        self,
+        name: str,
+        record: DeploymentRecord | None,
+        created: frozenset[str] = frozenset(),
+        after: tuple[list[ObservedReplica], frozenset[str]] | None = None,
     ) -> list[ObservedReplica]:
         """This deployment's containers of this cluster, marked with whether Berth has a
-        record of creating them (`created`: ids made by this very pass)."""
-        containers = managed_by(self.runtime.observe(name), self.cluster)
+        record of creating them (`created`: ids made by this very pass). `after`: what the
+        pass observed before acting and the ids its actions changed, which the runtime may
+        read alone (`Runtime.observe_after`)."""
+        observed = (
+            self.runtime.observe(name)
+            if after is None
+            else self.runtime.observe_after(name, *after)
+        )
+        containers = managed_by(observed, self.cluster)
         if self.executor.stops is not None:  # those stopping in the background: `removing`
             containers = self.executor.stops.mark(containers)
         if record is None:
@@ -233,7 +246,12 @@ class Reconciler:
                 gated.restart_notes,
                 environment,
             )
-            containers = self._containers(name, record, frozenset(created))
+            changed = created.union(
+                a.replica_id for a in gated.actions if not isinstance(a, CreateReplica)
+            )
+            containers = self._containers(
+                name, record, frozenset(created), after=(containers, frozenset(changed))
+            )
         return self._settle(
             record,
             writer,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from controller.loop.ports import ProxyAdmin
+from controller.loop.ports_proxy import ProxyAdmin
 from controller.model.certificates import HostTls
 from controller.model.errors import BerthError, ProxyUnavailable
 from controller.model.replicas import ObservedReplica

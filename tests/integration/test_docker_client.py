@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from controller.gateways.docker_engine import DockerGateway, translated
+from controller.gateways.docker_replicas import replica_from_inspect, replica_from_summary
 from controller.gateways.docker_runtime import DockerRuntime
 from controller.gateways.docker_transport import short_path
 from controller.loop.watchers import RELEVANT_DOCKER_ACTIONS
@@ -31,11 +32,11 @@ from controller.model.errors import (
     ReplicaVanished,
 )
 from controller.model.names import LABEL_CLUSTER, LABEL_DEPLOYMENT
-from controller.model.replicas import RunState
+from controller.model.replicas import Health, RunState
 from controller.model.requests import replica_request
 from controller.model.spec import parse_spec
 from controller.policy.engine_faults import release_of
-from tests.integration.conftest import EXAMPLE_IMAGE, RUN_ID
+from tests.integration.conftest import EXAMPLE_IMAGE, RUN_ID, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -191,3 +192,43 @@ def test_an_engine_out_of_reach_on_the_short_path_is_unavailable(tmp_path: Path)
             api.containers(all=True)
     finally:
         api.close()
+
+
+def test_a_container_inspected_reads_back_as_its_entry_of_the_list(
+    docker_api: docker.APIClient, cluster: str
+) -> None:
+    """What a pass settles on after acting (the containers it changed, inspected) is what a
+    list would have shown: every field of the replica, created, running (with a published
+    port and a healthcheck) and healthy, then exited."""
+    spec = parse_spec(
+        {
+            "name": "readback",
+            "image": EXAMPLE_IMAGE,
+            "ports": [{"container": 8080}],
+            "healthcheck": {"test": ["CMD", "true"], "interval_s": 0.5},
+        }
+    )
+    request = replica_request(spec, 0, cluster, 1, proof_key=b"k")
+    gateway = DockerGateway(pool_size=2)
+    runtime = DockerRuntime(gateway)
+
+    def both() -> tuple[Any, Any]:
+        (entry,) = docker_api.containers(all=True, filters={"id": replica_id})
+        return (
+            replica_from_inspect(docker_api.inspect_container(replica_id)),
+            replica_from_summary(entry),
+        )
+
+    try:
+        replica_id = runtime.place(request)
+        inspected, listed = both()
+        assert inspected == listed and inspected.state == RunState.CREATED
+        runtime.start(replica_id)
+        inspected, listed = wait_for(lambda: (s := both())[0].health == Health.HEALTHY and s, 30)
+        assert inspected == listed and inspected.health == Health.HEALTHY
+        assert inspected.endpoints and inspected.endpoints[0].container_port == 8080
+        docker_api.kill(replica_id)
+        inspected, listed = wait_for(lambda: (s := both())[0].state != RunState.RUNNING and s, 30)
+        assert inspected == listed and inspected.state == RunState.EXITED
+    finally:
+        gateway.close()

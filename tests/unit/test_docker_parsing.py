@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controller.gateways.docker_runtime import replica_from_summary
+from controller.gateways.docker_replicas import replica_from_summary
 
 
 def summary(
@@ -100,7 +100,7 @@ def test_an_update_out_of_sequence_is_retried_with_the_new_version() -> None:
 
 def test_docker_times() -> None:
     from controller.gateways.docker_engine import docker_time
-    from controller.gateways.docker_runtime import inspection_from_state
+    from controller.gateways.docker_replicas import inspection_from_state
 
     assert docker_time("0001-01-01T00:00:00Z") is None
     assert docker_time("2026-11-25T19:00:00.5Z") == 1795633200.5

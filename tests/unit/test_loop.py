@@ -619,3 +619,43 @@ def test_a_status_says_the_progress_it_last_wrote_and_active_is_complete(
     phase: Phase | None, recorded: int, said: int
 ) -> None:
     assert held_progress(phase, recorded) == said
+
+
+def test_after_acting_a_pass_reads_back_only_what_it_changed() -> None:
+    """A new deployment's pass lists it once, before acting, and reads its new containers
+    back one by one (a Docker list walks every container the engine has); a pass that
+    changed more than `READ_ONE_BY_ONE_AT_MOST`, or left one it had untouched, lists again.
+    Either way the pass settles on what the engine shows."""
+    cluster = Cluster()
+    cluster.store.apply("one", image="berth-example/busybox:1", replicas=2)
+    cluster.runtime.calls.clear()
+    cluster.reconciler.reconcile("one")
+    assert_converged(cluster, "one", 2)
+    calls = cluster.runtime.calls
+    assert (calls.count("list"), calls.count("inspect")) == (1, 2), calls
+    cluster.store.apply("one", image="berth-example/busybox:1", replicas=3)
+    calls.clear()
+    cluster.reconciler.reconcile("one")  # scaled up: two untouched containers stand
+    assert_converged(cluster, "one", 3)
+    assert (calls.count("list"), calls.count("inspect")) == (2, 0), calls
+    cluster.store.apply("many", image="berth-example/busybox:1", replicas=3)
+    calls.clear()
+    cluster.reconciler.reconcile("many")
+    assert_converged(cluster, "many", 3)
+    assert (calls.count("list"), calls.count("inspect")) == (2, 0), calls
+
+
+def test_a_container_gone_before_the_read_back_is_not_counted() -> None:
+    cluster = Cluster()
+    cluster.store.apply("web", image="berth-example/busybox:1")
+    start = cluster.runtime.start
+
+    def start_then_lose(replica_id: str, from_state: RunState = RunState.CREATED) -> None:
+        start(replica_id, from_state)
+        del cluster.runtime.containers[replica_id]  # removed behind the pass's back
+
+    cluster.runtime.start = start_then_lose  # type: ignore[method-assign]
+    outcome = cluster.reconciler.reconcile("web")
+    assert cluster.store.status("web").phase != Phase.ACTIVE
+    assert cluster.store.status("web").ready_replicas == 0
+    assert outcome.requeue_after is not None

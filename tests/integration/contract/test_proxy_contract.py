@@ -13,7 +13,7 @@ import pytest
 
 from controller.gateways.haproxy import HaproxyGateway
 from controller.gateways.haproxy_server import PrivateHaproxy
-from controller.loop.ports import ProxyAdmin
+from controller.loop.ports_proxy import ProxyAdmin
 from controller.model.errors import ProxyUnavailable
 from controller.policy.haproxy import ProxyState, plan
 from controller.policy.routes import RouteTarget

@@ -125,3 +125,36 @@ def test_an_image_present_is_ready_and_one_missing_is_refused(
     assert runtime_backend.runtime.prepare_image(IMAGE) == "present"
     with pytest.raises(ImageUnavailable):
         runtime_backend.runtime.prepare_image("berth-example/never-built:0")
+
+
+def test_what_a_pass_changed_reads_back_as_a_list_shows_it(
+    runtime_backend: RuntimeBackend,
+) -> None:
+    """`observe_after`, the read-back after a pass acted, answers what `observe` would:
+    the changed replicas as listed (the docker runtime reads them one by one), one retired
+    left out, and with an untouched one beside them, the untouched one too."""
+    runtime = runtime_backend.runtime
+
+    def identities(replicas: list[ObservedReplica]) -> set[tuple[Any, ...]]:
+        return {
+            (r.id, r.name, r.replica, r.spec_hash, r.proof, r.state)
+            for r in replicas
+            if r.cluster == runtime_backend.cluster
+        }
+
+    running = runtime.place(request(runtime_backend, "web", 0))
+    runtime.start(running)
+    wait_for(lambda: state_of(runtime_backend, running)() == RunState.RUNNING, 30)
+    placed = runtime.place(request(runtime_backend, "web", 1))
+    listed = mine(runtime_backend, "web")
+    assert len(listed) == 2
+    changed = {running, placed}
+    assert identities(runtime.observe_after("web", [], changed)) == identities(listed)
+    assert identities(runtime.observe_after("web", listed, changed)) == identities(listed)
+    runtime.retire(placed, 0)
+    after = runtime.observe_after("web", listed, changed)
+    assert identities(after) == identities(mine(runtime_backend, "web"))
+    assert {r.id for r in after if r.cluster == runtime_backend.cluster} == {running}
+    other = runtime.place(request(runtime_backend, "web", 2))  # untouched by "the pass"
+    after = runtime.observe_after("web", listed, {running})
+    assert {r.id for r in after if r.cluster == runtime_backend.cluster} == {running, other}
