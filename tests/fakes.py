@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller.gateways.docker_runtime import READ_ONE_BY_ONE_AT_MOST
+from controller.gateways.docker_runtime import reads_one_by_one
 from controller.loop import faults
 from controller.loop.controller import Controller
 from controller.loop.engine import EngineHistory
@@ -629,7 +629,7 @@ class FakeRuntime:
         self, deployment: str, before: Sequence[ObservedReplica], changed: Collection[str]
     ) -> list[ObservedReplica]:
         """As the docker runtime: the few changed read one by one, else listed again."""
-        if len(changed) > READ_ONE_BY_ONE_AT_MOST or any(r.id not in changed for r in before):
+        if not reads_one_by_one(before, changed):
             return self.observe(deployment)
         found = []
         for replica_id in changed:

@@ -62,6 +62,12 @@ NO_SUCH_IMAGE = "No such image"  # the engine's answer to a create whose image i
 READ_ONE_BY_ONE_AT_MOST = 2
 
 
+def reads_one_by_one(before: Sequence[ObservedReplica], changed: Collection[str]) -> bool:
+    """Whether a read-back after acting inspects `changed` one by one: they were every
+    container the deployment had (`before`), and few (see `observe_after`)."""
+    return len(changed) <= READ_ONE_BY_ONE_AT_MOST and all(r.id in changed for r in before)
+
+
 def docker_arguments(request: ReplicaRequest) -> dict[str, Any]:
     """`create_container` keyword arguments for `request` (plus `port_bindings`)."""
     if not request.placement.empty:
@@ -153,7 +159,7 @@ class DockerRuntime:
         pass changed every container the deployment had, and at most
         `READ_ONE_BY_ONE_AT_MOST`, those are read one by one (one gone is left out); else
         the deployment is listed again, and what changed beside the pass shows too."""
-        if len(changed) > READ_ONE_BY_ONE_AT_MOST or any(r.id not in changed for r in before):
+        if not reads_one_by_one(before, changed):
             return self.observe(deployment)
         found = [replica for replica in map(self._read, changed) if replica is not None]
         return sorted(found, key=lambda replica: replica.created, reverse=True)  # as listed
