@@ -68,8 +68,12 @@ def inspected_task(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     current = current_task(tasks)
     if current is None or _state(current) not in _COMING_UP:
         return current
+    return _last_app_end(tasks) or current
+
+
+def _last_app_end(tasks: list[dict[str, Any]]) -> dict[str, Any] | None:
     ended = [t for t in tasks if _state(t) in _APP_ENDS]
-    return max(ended, key=task_order) if ended else current
+    return max(ended, key=task_order) if ended else None
 
 
 def replica_state(task: dict[str, Any] | None) -> RunState:
@@ -115,15 +119,23 @@ def _where(node: ObservedNode | None) -> str:
     return node.name + ("" if node.state == NodeState.READY else LOST_SUFFIX)
 
 
-def _why(task: dict[str, Any] | None, service: dict[str, Any]) -> str:
+def _why(task: dict[str, Any] | None, service: dict[str, Any], tasks: list[dict[str, Any]]) -> str:
     """Swarm's own words on a task that does not run; a placement Swarm cannot meet names
-    the field and the rules."""
+    the field and the rules. A task Swarm is bringing up again after an earlier try of the
+    replica ended (a rejected image, a crash) says why that try ended: its own progress
+    ("assigned: scheduler assigned task to node") would hide the reason for as long as each
+    retry takes."""
     if task is None or _state(task) == "running":
         return ""
     status = task.get("Status") or {}
     text = str(status.get("Err") or "")
     if not text and _state(task) in _COMING_UP:
-        text = f"{_state(task)}: {status.get('Message') or 'waiting for Swarm'}"
+        ended = _last_app_end([t for t in tasks if task_order(t) < task_order(task)])
+        ended_err = str(((ended or {}).get("Status") or {}).get("Err") or "")
+        if ended is not None and ended_err:
+            text = f"{ended_err} (last try {_state(ended)}; Swarm trying again: {_state(task)})"
+        else:
+            text = f"{_state(task)}: {status.get('Message') or 'waiting for Swarm'}"
     placement = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("Placement") or {}
     if "no suitable node" in text and placement.get("Constraints"):
         text = f"placement [{', '.join(placement['Constraints'])}]: {text}"
@@ -160,7 +172,11 @@ def replica_from_service(
     )
     wanted = [t for t in tasks if t.get("DesiredState") == "running"]
     newest = max(wanted, key=task_order) if wanted else None
-    moving = f"moving: {_why(newest, service)}" if newest is not None and newest is not task else ""
+    moving = (
+        f"moving: {_why(newest, service, tasks)}"
+        if newest is not None and newest is not task
+        else ""
+    )
     moved_from = lost[-1].name if lost and (node is None or node.id != lost[-1].id) else ""
     return ObservedReplica(
         id=str(service["ID"]),
@@ -176,7 +192,7 @@ def replica_from_service(
         endpoints=tuple(endpoints.values()),
         node=_where(node),
         restarts=restarts,
-        note=_why(task, service) or moving,
+        note=_why(task, service, tasks) or moving,
         moved_from=moved_from,
     )
 

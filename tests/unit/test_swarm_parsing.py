@@ -187,6 +187,20 @@ def test_swarms_own_words_are_the_replicas_note_and_a_placement_names_the_field(
     missing = [task("rejected", 3, Err="No such image: nowhere:1")]
     no_image = replica_from_service(placed, missing, {"n1": swarm_node("n1", "10.0.0.1")})
     assert no_image.note == "No such image: nowhere:1"
+    # Swarm tries again at once: while the retry comes up, the note still says why the last
+    # try ended, not the retry's own progress.
+    retrying = [
+        task("rejected", 3, "shutdown", Err="No such image: nowhere:1"),
+        task("assigned", 5, Message="scheduler assigned task to node"),
+    ]
+    again = replica_from_service(placed, retrying, {"n1": swarm_node("n1", "10.0.0.1")})
+    assert again.note == (
+        "No such image: nowhere:1 (last try rejected; Swarm trying again: assigned)"
+    )
+    first = [task("assigned", 5, Message="scheduler assigned task to node")]
+    assert replica_from_service(placed, first, {}).note == (
+        "assigned: scheduler assigned task to node"
+    ), "a first try has no earlier end to tell"
 
 
 def test_during_a_start_first_move_the_old_task_serves_until_the_new_one_runs() -> None:
