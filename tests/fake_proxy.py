@@ -57,6 +57,7 @@ class FakeProxy:
         self.state = applied(self.state, plan)
 
     def in_flight(self, addresses: Collection[str]) -> int:
+        self._call("in_flight")
         return sum(
             s.in_flight
             for found in self.state.servers.values()

@@ -38,6 +38,7 @@ from controller.model.replicas import RunState
 from controller.model.requests import replica_request
 from controller.model.spec import DeploymentSpec
 from controller.model.workload import check_bind_sources
+from controller.observability.metrics import DRAINS_AT_LIMIT
 from controller.policy.planner import (
     Action,
     CreateReplica,
@@ -281,13 +282,17 @@ class Executor:
             return
         addresses = self.routes.withdraw(deployment, restarting, removing)
         if addresses and drain_s > 0:
-            waited = self.routes.drain(addresses, drain_s, self.stopping)
+            drained = self.routes.drain(addresses, drain_s, self.stopping)
             self._check_stopping()
+            if drained.in_flight:
+                DRAINS_AT_LIMIT.inc()
+            message, level = drained.report(leaving, drain_s)
             writer.note(
-                f"{leaving} container(s) out of the routes; drained in {waited:.2f}s "
-                f"(at most {drain_s:g}s)",
+                message,
+                level=level,
                 drained=leaving,
-                drain_s=round(waited, 3),
+                drain_s=round(drained.waited_s, 3),
+                in_flight=drained.in_flight,
             )
 
     def grace_s(self, spec: DeploymentSpec | None) -> int:

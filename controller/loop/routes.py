@@ -40,6 +40,29 @@ NO_PROXY = "no proxy configured (BERTH_PROXY_ADMIN_URL is empty)"
 
 
 @dataclass(frozen=True)
+class Drained:
+    """How a drain ended: the seconds waited, and the requests the proxy still counted in
+    flight to the leaving upstreams (0: every one answered; more: the drain reached its
+    limit and stopping them may cut those; None: the proxy could not say)."""
+
+    waited_s: float
+    in_flight: int | None
+
+    def report(self, leaving: int, limit_s: float) -> tuple[str, str]:
+        """The drain's event: its message and level (a warning when requests were still in
+        flight at its limit: stopping the replicas may cut them)."""
+        done = f"{leaving} container(s) out of the routes; drained in {self.waited_s:.2f}s"
+        if self.in_flight:
+            return (
+                f"{done}, its limit (rollout.drain_s {limit_s:g}s), with {self.in_flight} "
+                "request(s) still in flight to them: stopping them may cut those",
+                "warning",
+            )
+        unknown = "; the proxy could not say what was in flight" if self.in_flight is None else ""
+        return f"{done} (at most {limit_s:g}s){unknown}", "info"
+
+
+@dataclass(frozen=True)
 class Published:
     changed: bool  # the proxy was changed by this call
     problem: str | None = None  # why the proxy could not be updated (it is unreachable)
@@ -115,23 +138,24 @@ class RouteKeeper:
             routes = self._routes[deployment]
             return addresses if self._push(deployment, routes).changed else frozenset()
 
-    def drain(self, addresses: frozenset[str], max_s: float, stopping: threading.Event) -> float:
+    def drain(self, addresses: frozenset[str], max_s: float, stopping: threading.Event) -> Drained:
         """Wait until the proxy has no request in flight to these upstreams, at most
-        `max_s` (the whole of it when the proxy cannot say); the seconds waited."""
+        `max_s` (the whole of it when the proxy cannot say); how long, and what the proxy
+        still counted in flight when the wait ended."""
         started = time.monotonic()
         deadline = started + max_s
         # A request the old configuration accepted just before the change may not have
         # picked its upstream yet (not counted): a moment first, then the count.
         stopping.wait(min(max_s, DRAIN_FLOOR_S))
-        while time.monotonic() < deadline and not stopping.is_set():
+        while True:
             try:
-                if self.proxy is None or self.proxy.in_flight(addresses) == 0:
-                    break
+                left = 0 if self.proxy is None else self.proxy.in_flight(addresses)
             except BerthError:
                 stopping.wait(max(0.0, deadline - time.monotonic()))
-                break
+                return Drained(time.monotonic() - started, None)
+            if left == 0 or time.monotonic() >= deadline or stopping.is_set():
+                return Drained(time.monotonic() - started, left)
             stopping.wait(DRAIN_POLL_S)
-        return time.monotonic() - started
 
     def forget(self, deployment: str) -> None:
         """A deleted deployment: its routes go (the 404 route answers for them)."""

@@ -147,6 +147,10 @@ PROXY_DURATION = Histogram(
 PROXY_ERRORS = Counter(
     "berth_proxy_errors_total", "Failed calls to the reverse proxy's admin API, by call", ["call"]
 )
+DRAINS_AT_LIMIT = Counter(
+    "berth_drains_at_limit_total",
+    "Drains that reached rollout.drain_s with requests still in flight to the leaving replicas",
+)
 CERTIFICATE_EXPIRY = Gauge(
     "berth_certificate_expiry_timestamp_seconds",
     "When the certificate of a host a `tls` route names expires (Unix time), by host",

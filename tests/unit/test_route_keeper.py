@@ -91,7 +91,9 @@ def test_without_routes_the_proxy_is_asked_once() -> None:
     assert not routes.repair({}, time.monotonic())
     assert not routes.repair({}, time.monotonic())
     assert proxy.calls == ["observe"]
-    assert routes.drain(frozenset({"127.0.0.1:1"}), 0.05, threading.Event()) < 1.0
+    drained = routes.drain(frozenset({"127.0.0.1:1"}), 0.05, threading.Event())
+    assert drained.waited_s < 1.0 and drained.in_flight is None, "the proxy could not say"
+    assert "could not say" in drained.report(1, 0.05)[0]
 
 
 def test_an_unreachable_proxy_is_a_problem_of_the_pass_not_an_error() -> None:
@@ -101,3 +103,22 @@ def test_an_unreachable_proxy_is_a_problem_of_the_pass_not_an_error() -> None:
     assert not published.changed and published.problem == "down"
     proxy.down = False
     assert routes.publish("web", ROUTE, {"a": {8080: "127.0.0.1:1"}}).changed, "pushed again"
+
+
+def test_a_drain_ends_when_nothing_is_in_flight_and_tells_what_its_limit_left() -> None:
+    routes, proxy = keeper()
+    routes.publish("web", ROUTE, {"a": {8080: "127.0.0.1:1"}, "b": {8080: "127.0.0.1:2"}})
+    proxy.busy("127.0.0.1:1", 2)
+    leaving = routes.withdraw("web", (), ["a"])
+    held = routes.drain(leaving, 0.3, threading.Event())
+    assert held.in_flight == 2 and held.waited_s >= 0.3
+    message, level = held.report(1, 0.3)
+    assert level == "warning"
+    assert "its limit (rollout.drain_s 0.3s), with 2 request(s) still in flight" in message
+    proxy.busy("127.0.0.1:1", 0)
+    idle = routes.drain(leaving, 5.0, threading.Event())
+    assert idle.in_flight == 0 and idle.waited_s < 1.0, "ended by the count, not the limit"
+    assert idle.report(1, 5.0) == (
+        f"1 container(s) out of the routes; drained in {idle.waited_s:.2f}s (at most 5s)",
+        "info",
+    )
