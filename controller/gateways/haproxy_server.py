@@ -89,6 +89,14 @@ class PrivateHaproxy:
                 time.sleep(0.05)
         raise RuntimeError(f"haproxy did not come up; see {self.log_path}")
 
+    def request_log(self, most: int = 40) -> list[str]:
+        """The last request lines HAProxy logged: only requests that went wrong or were
+        retried (`option dontlog-normal`), without its own notices."""
+        if not self.log_path.exists():
+            return []
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return [line for line in lines if line[:1].isdigit()][-most:]
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()

@@ -228,6 +228,11 @@ def admin_socket_bind(admin_url: str) -> str:
     raise ValueError(f"proxy_admin_url: expected unix:///path or tcp://host:port: {admin_url!r}")
 
 
+REQUEST_LOG_FORMAT = (
+    '"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %ac/%fc/%bc/%sc/%rc %sq/%bq %HM %HP"'
+)
+
+
 def haproxy_config(
     http_listen: str,
     admin_url: str,
@@ -247,13 +252,18 @@ def haproxy_config(
         "# Written by `berth proxy-config`; Berth programs routes through the admin socket.",
         "global",
         f"  stats socket {admin_socket_bind(admin_url)} level admin",
-        "  log stderr format raw local0 notice",
+        "  log stderr format raw local0 info",
         "  ssl-default-bind-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
         "  mode http",
         "  log global",
         "  option forwardfor",
+        # One line per request that went wrong or was retried, none for the others: the
+        # client, server, timers, status, termination state and retries, and the path
+        # without its query string (a token in a query stays out of the log).
+        "  option dontlog-normal",
+        f"  log-format {REQUEST_LOG_FORMAT}",
         # An idle kept-alive client connection is never closed under the client's feet
         # by a stopping process: the next request is answered, with `Connection: close`.
         "  option idle-close-on-response",

@@ -236,7 +236,8 @@ def test_real_clients_with_and_without_keep_alive_see_no_failure(
     changed_s = time.monotonic() - started
     for tool in tools:
         tool.join(seconds + 60)
-    clients_saw_no_failure(capsys, "real clients through the changes", reports, changed_s, seconds)
+    label = "real clients through the changes"
+    clients_saw_no_failure(capsys, label, reports, changed_s, seconds, proxy)
 
 
 def clients_saw_no_failure(
@@ -245,9 +246,11 @@ def clients_saw_no_failure(
     reports: list[load_tools.LoadReport],
     changed_s: float,
     seconds: float,
+    proxy: PrivateHaproxy,
 ) -> None:
     """Report what each real client saw; the changes ran inside the load, both tools sent
-    enough to mean something, and not one request failed."""
+    enough to mean something, and not one request failed (else the tools' own words and
+    the requests the proxy logged as failed or retried)."""
     report(
         capsys,
         f"{label} ({changed_s:.0f} s of {seconds:g} s): "
@@ -258,4 +261,6 @@ def clients_saw_no_failure(
     )
     assert changed_s < seconds, "the changes ran inside the load"
     assert len(reports) == 2 and all(r.requests > 1000 for r in reports), reports
-    assert all(r.failed == 0 for r in reports), reports
+    failed = [f"{r.tool}: {r.errors} errors ({r.detail}), {r.non_2xx} non-2xx" for r in reports]
+    proxy_said = "\n".join(proxy.request_log())
+    assert all(r.failed == 0 for r in reports), "; ".join(failed) + "\nproxy:\n" + proxy_said

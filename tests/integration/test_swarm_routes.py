@@ -90,5 +90,5 @@ def test_ten_updates_and_a_drain_across_nodes_fail_no_request(
     for tool in tools:
         tool.join(SECONDS + 60)
     label = "swarm routes, 10 updates and a drain"
-    clients_saw_no_failure(capsys, label, reports, changed_s, SECONDS)
+    clients_saw_no_failure(capsys, label, reports, changed_s, SECONDS, proxy)
     assert answers(proxy, host)

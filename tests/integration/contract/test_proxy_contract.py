@@ -1,6 +1,7 @@
 """The in-memory proxy (tests/fake_proxy.py) against a real HAProxy (a private one): the
 same plans leave both in the same state, a busy server is kept until idle by both, and an
-unreachable proxy is the same transient error."""
+unreachable proxy is the same transient error. And what the real one logs: only the requests
+that went wrong or were retried, without query strings."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import pytest
 
 from controller.gateways.haproxy import HaproxyGateway
 from controller.gateways.haproxy_server import PrivateHaproxy
+from controller.gateways.processes import free_port
 from controller.loop.ports_proxy import ProxyAdmin
 from controller.model.errors import ProxyUnavailable
 from controller.policy.haproxy import ProxyState, plan
 from controller.policy.routes import RouteTarget
 from tests.fake_proxy import FakeProxy
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -121,3 +124,51 @@ def test_an_unreachable_proxy_is_transient() -> None:
     fake.down = True
     with pytest.raises(ProxyUnavailable):
         fake.observe()
+
+
+class Quick(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def test_the_proxy_logs_the_requests_that_failed_and_never_a_query_string(
+    haproxy: PrivateHaproxy,
+) -> None:
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    serving, refusing = f"127.0.0.1:{backend.server_address[1]}", f"127.0.0.1:{free_port()}"
+    real = HaproxyGateway(haproxy.admin_url)
+    targets = [
+        RouteTarget("ok", 0, "ok.test", "/", (serving,)),
+        RouteTarget("gone", 0, "gone.test", "/", (refusing,)),
+    ]
+
+    def status(host: str, path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", haproxy.http_port, timeout=15)
+        try:
+            connection.request("GET", path, headers={"Host": host})
+            return connection.getresponse().status
+        finally:
+            connection.close()  # HAProxy logs a request when its stream ends
+
+    try:
+        real.apply(plan(targets, real.observe()))
+        before = len(haproxy.request_log(most=1000))
+        assert status("ok.test", "/fine?token=visible-never") == 200
+        assert status("gone.test", "/lost?token=s3cret") == 503
+        logged = wait_for(
+            lambda: haproxy.request_log(most=1000)[before:], timeout_s=10, what="logged"
+        )
+        assert len(logged) == 1 and " 503 " in logged[0] and "GET /lost" in logged[0], logged
+        assert "s3cret" not in logged[0] and "token" not in logged[0], "no query string"
+        assert "/3 " in logged[0] or "/+3 " in logged[0], f"its retries are counted: {logged}"
+    finally:
+        real.apply(plan([], real.observe()))
+        backend.shutdown()
+        backend.server_close()
