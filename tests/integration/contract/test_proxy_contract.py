@@ -64,18 +64,28 @@ def test_the_same_plans_leave_the_fake_and_haproxy_alike(haproxy: PrivateHaproxy
     assert real.observe().servers == {} and real.observe().prefix == {}
 
 
-class Slow(http.server.BaseHTTPRequestHandler):
-    release = threading.Event()
+class Answering(http.server.BaseHTTPRequestHandler):
+    """A backend answering "ok" (`Slow` only once released)."""
 
     def do_GET(self) -> None:
-        Slow.release.wait(10)
+        self.hold()
         self.send_response(200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
 
+    def hold(self) -> None:
+        pass
+
     def log_message(self, *_: object) -> None:
         pass
+
+
+class Slow(Answering):
+    release = threading.Event()
+
+    def hold(self) -> None:
+        Slow.release.wait(10)
 
 
 def test_a_server_with_a_request_in_flight_is_kept_until_it_is_done(
@@ -126,21 +136,10 @@ def test_an_unreachable_proxy_is_transient() -> None:
         fake.observe()
 
 
-class Quick(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
 def test_the_proxy_logs_the_requests_that_failed_and_never_a_query_string(
     haproxy: PrivateHaproxy,
 ) -> None:
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quick)
+    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answering)
     threading.Thread(target=backend.serve_forever, daemon=True).start()
     serving, refusing = f"127.0.0.1:{backend.server_address[1]}", f"127.0.0.1:{free_port()}"
     real = HaproxyGateway(haproxy.admin_url)
