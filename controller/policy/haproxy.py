@@ -261,8 +261,10 @@ def haproxy_config(
         "  option forwardfor",
         # One line per request that went wrong or was retried, none for the others: the
         # client, server, timers, status, termination state and retries, and the path
-        # without its query string (a token in a query stays out of the log).
+        # without its query string (a token in a query stays out of the log); nothing for
+        # a connection that sent no request (a port probe, a TCP health check).
         "  option dontlog-normal",
+        "  option dontlognull",
         f"  log-format {REQUEST_LOG_FORMAT}",
         # An idle kept-alive client connection is never closed under the client's feet
         # by a stopping process: the next request is answered, with `Connection: close`.

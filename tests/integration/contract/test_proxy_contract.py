@@ -1,12 +1,14 @@
 """The in-memory proxy (tests/fake_proxy.py) against a real HAProxy (a private one): the
 same plans leave both in the same state, a busy server is kept until idle by both, and an
 unreachable proxy is the same transient error. And what the real one logs: only the requests
-that went wrong or were retried, without query strings."""
+that went wrong or were retried, without query strings (nothing for a connection that sent
+no request)."""
 
 from __future__ import annotations
 
 import http.client
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -159,6 +161,7 @@ def test_the_proxy_logs_the_requests_that_failed_and_never_a_query_string(
     try:
         real.apply(plan(targets, real.observe()))
         before = len(haproxy.request_log(most=1000))
+        socket.create_connection(("127.0.0.1", haproxy.http_port), timeout=5).close()  # null
         assert status("ok.test", "/fine?token=visible-never") == 200
         assert status("gone.test", "/lost?token=s3cret") == 503
         logged = wait_for(
