@@ -58,6 +58,7 @@ from controller.policy.placement import slot_constraints, volume_home
 
 # How long a placement that spreads or caps waits for Swarm to assign its task a node.
 ASSIGN_WAIT_S = 5.0
+OBSERVE_ATTEMPTS = 3  # a service removed during a look: looked at again
 
 
 def update_node_spec(
@@ -91,7 +92,19 @@ class SwarmRuntime:
     @retry_transient
     def observe(self, deployment: str | None = None) -> list[ObservedReplica]:
         """Every service carrying a deployment label (or `deployment`'s), with its tasks (of
-        those services only, for one deployment): three calls."""
+        those services only, for one deployment): three calls. A service removed between
+        the list and the ask for its tasks (Swarm then refuses the whole ask) is gone: the
+        list is taken again, at most `OBSERVE_ATTEMPTS` times."""
+        attempt = 1
+        while True:
+            try:
+                return self._observe_once(deployment)
+            except ReplicaVanished:
+                if attempt >= OBSERVE_ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _observe_once(self, deployment: str | None) -> list[ObservedReplica]:
         label = LABEL_DEPLOYMENT if deployment is None else f"{LABEL_DEPLOYMENT}={deployment}"
         with translated("list"):
             services = self.api.services(filters={"label": [label]})

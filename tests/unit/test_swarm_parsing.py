@@ -4,10 +4,15 @@ swarm needed): controller.gateways.swarm_runtime."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import docker
 import pytest
+import requests
 
+from controller.gateways.docker_engine import DockerGateway
+from controller.gateways.swarm_runtime import SwarmRuntime
 from controller.gateways.swarm_spec import service_spec
 from controller.gateways.swarm_tasks import (
     current_task,
@@ -16,7 +21,7 @@ from controller.gateways.swarm_tasks import (
     replica_from_service,
     replica_state,
 )
-from controller.model.errors import InvalidSpec
+from controller.model.errors import InvalidSpec, ReplicaVanished
 from controller.model.nodes import Availability, NodeState, ObservedNode
 from controller.model.replicas import Mount, ReplicaRequest, RunState
 
@@ -222,3 +227,35 @@ def test_a_nodes_availability_state_and_labels_are_read_in_berths_words() -> Non
         Availability.ACTIVE,
     )
     assert node.labels == {"zone": "b"} and not node.takes_replicas
+
+
+class RacingApi:
+    """A manager whose first ask for tasks comes after one of the listed services went."""
+
+    def __init__(self, races: int) -> None:
+        self.races = races
+        self.services_listed = 0
+
+    def services(self, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        self.services_listed += 1
+        return [{"ID": "s1", "Spec": {"Name": "berth-web-0-h", "Labels": {}}}]
+
+    def tasks(self, filters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        if self.races:
+            self.races -= 1
+            response = requests.Response()
+            response.status_code = 404
+            raise docker.errors.NotFound("gone", response, "service s0 not found")
+        return [{**task("running", 3), "ServiceID": "s1"}]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return []
+
+
+def test_a_service_removed_during_a_look_is_looked_at_again() -> None:
+    api = RacingApi(races=1)
+    runtime = SwarmRuntime(cast(DockerGateway, SimpleNamespace(api=api)))
+    assert [r.id for r in runtime.observe("web")] == ["s1"] and api.services_listed == 2
+    stuck = SwarmRuntime(cast(DockerGateway, SimpleNamespace(api=RacingApi(races=9))))
+    with pytest.raises(ReplicaVanished):
+        stuck.observe("web")
