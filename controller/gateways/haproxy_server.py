@@ -10,6 +10,7 @@ starts it empty again, as a crashed or wiped proxy would come back.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 import subprocess
@@ -90,12 +91,17 @@ class PrivateHaproxy:
         raise RuntimeError(f"haproxy did not come up; see {self.log_path}")
 
     def request_log(self, most: int = 40) -> list[str]:
-        """The last request lines HAProxy logged: only requests that went wrong or were
-        retried (`option dontlog-normal`), without its own notices."""
+        """Request lines HAProxy logged (only requests that went wrong or were retried:
+        `option dontlog-normal`), without its own notices: the failed ones first (a status
+        other than 2xx, or a termination state other than `----`), then those answered
+        after a retry, at most `most`, each group in the order logged."""
         if not self.log_path.exists():
             return []
         lines = self.log_path.read_text(errors="replace").splitlines()
-        return [line for line in lines if line[:1].isdigit()][-most:]
+        requests = [line for line in lines if line[:1].isdigit()]
+        answered = [line for line in requests if re.search(r" 2\d\d \d+ ---- ", line)]
+        failed = [line for line in requests if line not in answered]
+        return (failed + answered)[:most]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
